@@ -1,0 +1,288 @@
+//! The options of `POST /v1/imports`, from the query string, multipart fields or a JSON body,
+//! checked into typed settings. Unknown options are refused, so a typo never goes unnoticed.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult};
+use crate::engine::reader::Format;
+use crate::engine::reader::encoding::{Encoding, parse_encoding};
+use crate::model::{Mode, OnError};
+
+/// Every option name `POST /v1/imports` accepts.
+const KNOWN: &[&str] = &[
+    "table",
+    "mode",
+    "on_error",
+    "max_errors",
+    "dry_run",
+    "cleanup_records",
+    "reference",
+    "reference_origin",
+    "metadata",
+    "note",
+    "platform",
+    "format",
+    "delimiter",
+    "encoding",
+    "null_values",
+    "mapping",
+    "has_header",
+    "inputs",
+    "records",
+];
+
+/// Raw options, as gathered from the request.
+pub type RawOptions = BTreeMap<String, Value>;
+
+/// Checked options of an import.
+#[derive(Debug, Clone)]
+pub struct ImportSettings {
+    pub table: Option<String>,
+    pub mode: Mode,
+    pub on_error: OnError,
+    pub max_errors: Option<u64>,
+    pub dry_run: bool,
+    pub cleanup_records: bool,
+    pub reference: Option<String>,
+    pub reference_origin: Option<String>,
+    pub metadata: Value,
+    pub note: Option<String>,
+    pub platform: Option<String>,
+    pub format: Option<Format>,
+    pub delimiter: Option<u8>,
+    pub encoding: Option<Encoding>,
+    pub null_values: Option<Vec<String>>,
+    pub mapping: BTreeMap<String, Option<String>>,
+    pub has_header: bool,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn flag(name: &str, v: &Value) -> ApiResult<bool> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(ApiError::validation(format!(
+                "{name} must be true or false, not {s:?}"
+            ))),
+        },
+        other => Err(ApiError::validation(format!(
+            "{name} must be true or false, not {other}"
+        ))),
+    }
+}
+
+/// A JSON option given as JSON or as JSON text (query strings and multipart fields).
+fn json_option(name: &str, v: &Value) -> ApiResult<Value> {
+    match v {
+        Value::String(s) => serde_json::from_str(s)
+            .map_err(|e| ApiError::validation(format!("{name} is not valid JSON: {e}"))),
+        other => Ok(other.clone()),
+    }
+}
+
+fn limited(name: &str, v: &Value, max: usize) -> ApiResult<String> {
+    let s = text(v);
+    if s.chars().count() > max {
+        return Err(ApiError::validation(format!(
+            "{name} is longer than {max} characters"
+        )));
+    }
+    Ok(s)
+}
+
+impl ImportSettings {
+    /// Checks raw options.
+    pub fn parse(raw: &RawOptions) -> ApiResult<ImportSettings> {
+        if let Some(unknown) = raw.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(ApiError::validation(format!(
+                "unknown option {unknown:?}; the options are {}",
+                KNOWN.join(", ")
+            )));
+        }
+        let get = |k: &str| raw.get(k).filter(|v| !v.is_null());
+        let mode = match get("mode") {
+            None => Mode::Insert,
+            Some(v) => Mode::parse(&text(v)).ok_or_else(|| {
+                ApiError::validation(format!(
+                    "mode must be insert, upsert or replace, not {}",
+                    text(v)
+                ))
+            })?,
+        };
+        let on_error = match get("on_error") {
+            None => OnError::Skip,
+            Some(v) => OnError::parse(&text(v)).ok_or_else(|| {
+                ApiError::validation(format!(
+                    "on_error must be skip, abort or atomic, not {}",
+                    text(v)
+                ))
+            })?,
+        };
+        let max_errors = match get("max_errors") {
+            None => None,
+            Some(v) => Some(text(v).parse::<u64>().map_err(|_| {
+                ApiError::validation(format!(
+                    "max_errors must be a whole number, not {}",
+                    text(v)
+                ))
+            })?),
+        };
+        let metadata = match get("metadata") {
+            None => Value::Object(Default::default()),
+            Some(v) => match json_option("metadata", v)? {
+                m @ Value::Object(_) => m,
+                _ => return Err(ApiError::validation("metadata must be a JSON object")),
+            },
+        };
+        if metadata.to_string().len() > 16 * 1024 {
+            return Err(ApiError::validation("metadata is larger than 16 KiB"));
+        }
+        let format = match get("format") {
+            None => None,
+            Some(v) => Some(Format::parse(&text(v)).ok_or_else(|| {
+                ApiError::validation(format!(
+                    "format must be csv, tsv, ndjson or json, not {}",
+                    text(v)
+                ))
+            })?),
+        };
+        let delimiter = match get("delimiter") {
+            None => None,
+            Some(v) => {
+                let s = text(v);
+                let d = match s.as_str() {
+                    "\\t" | "tab" => b'\t',
+                    _ if s.len() == 1
+                        && s.as_bytes()[0].is_ascii()
+                        && s != "\""
+                        && s != "\n"
+                        && s != "\r" =>
+                    {
+                        s.as_bytes()[0]
+                    }
+                    _ => {
+                        return Err(ApiError::validation(format!(
+                            "delimiter must be one ASCII character (or \"tab\"), not {s:?}"
+                        )));
+                    }
+                };
+                Some(d)
+            }
+        };
+        let encoding = match get("encoding") {
+            None => None,
+            Some(v) => Some(parse_encoding(&text(v)).ok_or_else(|| {
+                ApiError::validation(format!(
+                    "encoding must be utf-8, utf-16, windows-1252 or latin1, not {}",
+                    text(v)
+                ))
+            })?),
+        };
+        let null_values = match get("null_values") {
+            None => None,
+            Some(Value::Array(items)) => Some(items.iter().map(text).collect()),
+            Some(Value::String(s)) if s.trim_start().starts_with('[') => {
+                match json_option("null_values", &Value::String(s.clone()))? {
+                    Value::Array(items) => Some(items.iter().map(text).collect()),
+                    _ => {
+                        return Err(ApiError::validation(
+                            "null_values must be a list of strings",
+                        ));
+                    }
+                }
+            }
+            Some(Value::String(s)) => Some(s.split(',').map(str::to_owned).collect()),
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "null_values must be a list of strings",
+                ));
+            }
+        };
+        let mapping = match get("mapping") {
+            None => BTreeMap::new(),
+            Some(v) => match json_option("mapping", v)? {
+                Value::Object(m) => m
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Value::String(s) => Ok((k, Some(s))),
+                        Value::Null => Ok((k, None)),
+                        _ => Err(ApiError::validation(
+                            "mapping must map source field names to column names (or null to ignore)",
+                        )),
+                    })
+                    .collect::<ApiResult<_>>()?,
+                _ => return Err(ApiError::validation("mapping must be a JSON object")),
+            },
+        };
+        let opt_text = |k: &str, max: usize| get(k).map(|v| limited(k, v, max)).transpose();
+        Ok(ImportSettings {
+            table: opt_text("table", 100)?,
+            mode,
+            on_error,
+            max_errors,
+            dry_run: get("dry_run")
+                .map(|v| flag("dry_run", v))
+                .transpose()?
+                .unwrap_or(false),
+            cleanup_records: get("cleanup_records")
+                .map(|v| flag("cleanup_records", v))
+                .transpose()?
+                .unwrap_or(false),
+            reference: opt_text("reference", 255)?,
+            reference_origin: opt_text("reference_origin", 255)?,
+            metadata,
+            note: opt_text("note", 2000)?,
+            platform: opt_text("platform", 100)?,
+            format,
+            delimiter,
+            encoding,
+            null_values,
+            mapping,
+            has_header: get("has_header")
+                .map(|v| flag("has_header", v))
+                .transpose()?
+                .unwrap_or(true),
+        })
+    }
+
+    /// Checks the combination of options against the table.
+    pub fn check_against(&self, schema: &crate::model::TableSchema) -> ApiResult<()> {
+        if self.mode == Mode::Upsert && schema.primary_key.is_empty() {
+            return Err(ApiError::validation(format!(
+                "mode=upsert needs a primary key, and table {:?} has none",
+                schema.name.as_str()
+            )));
+        }
+        if self.cleanup_records && self.mode != Mode::Upsert {
+            return Err(ApiError::validation(
+                "cleanup_records works only with mode=upsert",
+            ));
+        }
+        let input = self.input_options(b',');
+        crate::engine::mapper::check_mapping(schema, &input).map_err(|e| ApiError::validation(e.0))
+    }
+
+    /// The reading options stored with each input.
+    pub fn input_options(&self, delimiter: u8) -> crate::engine::options::InputOptions {
+        let mut o = crate::engine::options::InputOptions {
+            delimiter,
+            has_header: self.has_header,
+            mapping: self.mapping.clone(),
+            ..Default::default()
+        };
+        if let Some(n) = &self.null_values {
+            o.null_values = n.clone();
+        }
+        o
+    }
+}

@@ -1,0 +1,724 @@
+//! `/v1/imports`: create (upload, raw body, inline records), list, read, errors, cancel.
+
+use axum::Json;
+
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::{Auth, Member, Viewer};
+use super::error::{ApiError, ApiResult, ErrorCode};
+use super::import_options::{ImportSettings, RawOptions};
+use super::pagination::{Cursor, page_limit};
+use super::views::{import_view, progress_view, row_error_view};
+use crate::engine::reader::Format;
+use crate::engine::staging::{StageError, Staged, detect, stage};
+use crate::model::{ImportStatus, Source};
+use crate::store::{
+    CreateOutcome, ImportQuery, ImportSort, NewIdempotency, NewImport, NewImportInput, Workspace,
+};
+
+/// One staged source waiting to become an input.
+struct StagedInput {
+    table: Option<String>,
+    file_name: Option<String>,
+    declared: Option<Format>,
+    staged: Staged,
+}
+
+/// Creates an import from a multipart upload, a raw body or a JSON request (202).
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth<Member>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    request: Request,
+) -> ApiResult<Response> {
+    let mut raw: RawOptions = query
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    check_length(&state, &headers)?;
+    let mut staged = Vec::new();
+    let result = async {
+        let source = if mime == "multipart/form-data" {
+            let multipart = Multipart::from_request(request, &state)
+                .await
+                .map_err(|e| ApiError::bad_request(e.body_text()))?;
+            read_multipart(&state, multipart, &mut raw, &mut staged).await?;
+            None
+        } else if mime == "application/json" && !raw.contains_key("table") {
+            // A JSON request object: options and inline records together.
+            let body = read_json_body(&state, request).await?;
+            let Value::Object(obj) = body else {
+                return Err(ApiError::validation(
+                    "a JSON request must be an object {\"table\", \"inputs\": [...]} (to upload a JSON file, pass ?table=)",
+                ));
+            };
+            raw.extend(obj);
+            let records = raw.remove("inputs").ok_or_else(|| {
+                ApiError::validation("a JSON request needs \"inputs\": a list of records")
+            })?;
+            let settings = ImportSettings::parse(&raw)?;
+            staged.push(stage_records(&state, &settings, records).await?);
+            Some(Source::Inline)
+        } else {
+            let declared = match mime.as_str() {
+                "text/csv" => Some(Format::Csv),
+                "text/tab-separated-values" => Some(Format::Tsv),
+                "application/x-ndjson" | "application/jsonl" | "application/x-jsonlines" => {
+                    Some(Format::Ndjson)
+                }
+                "application/json" => Some(Format::Json),
+                "text/plain" | "application/octet-stream" | "" => None,
+                other => {
+                    return Err(ApiError::new(
+                        ErrorCode::UnsupportedMediaType,
+                        format!(
+                            "Content-Type {other} is not supported; send text/csv, text/tab-separated-values, application/x-ndjson, application/json or multipart/form-data"
+                        ),
+                    ));
+                }
+            };
+            let settings = ImportSettings::parse(&raw)?;
+            let body = request.into_body().into_data_stream();
+            let staged_file = stage(
+                state.engine.blobs.staging_path(),
+                body,
+                settings.encoding,
+                state.config.max_upload_bytes,
+            )
+            .await
+            .map_err(stage_error)?;
+            staged.push(StagedInput { table: None, file_name: None, declared, staged: staged_file });
+            None
+        };
+        let settings = ImportSettings::parse(&raw)?;
+        create_import(&state, &auth.workspace, &headers, settings, &mut staged, source).await
+    }
+    .await;
+    for s in &staged {
+        let _ = tokio::fs::remove_file(&s.staged.path).await;
+    }
+    result
+}
+
+/// Creates an import of source `api` from records sent to a table (202).
+pub async fn create_from_records(
+    State(state): State<AppState>,
+    auth: Auth<Member>,
+    Path(table): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    request: Request,
+) -> ApiResult<Response> {
+    let mut raw: RawOptions = query
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    check_length(&state, &headers)?;
+    let body = read_json_body(&state, request).await?;
+    let records = match body {
+        Value::Array(_) => body,
+        Value::Object(mut obj) => {
+            let records = obj.remove("records").ok_or_else(|| {
+                ApiError::validation("send a list of records, or an object with \"records\": [...]")
+            })?;
+            raw.extend(obj);
+            records
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "send a list of records, or an object with \"records\": [...]",
+            ));
+        }
+    };
+    raw.insert("table".into(), Value::String(table));
+    let settings = ImportSettings::parse(&raw)?;
+    let mut staged = vec![stage_records(&state, &settings, records).await?];
+    let result = create_import(
+        &state,
+        &auth.workspace,
+        &headers,
+        settings,
+        &mut staged,
+        Some(Source::Api),
+    )
+    .await;
+    for s in &staged {
+        let _ = tokio::fs::remove_file(&s.staged.path).await;
+    }
+    result
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it.
+fn check_length(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > state.config.max_upload_bytes => {
+            Err(too_large(state.config.max_upload_bytes))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the upload is larger than the limit of {limit} bytes"),
+    )
+    .with("limit_bytes", limit)
+}
+
+fn stage_error(e: StageError) -> ApiError {
+    match e {
+        StageError::TooLarge(limit) => too_large(limit),
+        StageError::Body(m) => ApiError::bad_request(format!("the upload could not be read: {m}")),
+        StageError::Io(e) => ApiError::internal(e),
+    }
+}
+
+/// Reads a JSON body of at most the inline limit.
+async fn read_json_body(state: &AppState, request: Request) -> ApiResult<Value> {
+    let limit = state.config.max_inline_bytes;
+    let bytes = axum::body::to_bytes(request.into_body(), limit as usize)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "a JSON request body may be at most {limit} bytes; upload larger data as a file"
+                ),
+            )
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// Writes inline records as an NDJSON source.
+async fn stage_records(
+    state: &AppState,
+    settings: &ImportSettings,
+    records: Value,
+) -> ApiResult<StagedInput> {
+    let Value::Array(items) = records else {
+        return Err(ApiError::validation(
+            "records must be a JSON list of objects",
+        ));
+    };
+    if items.is_empty() {
+        return Err(ApiError::validation(
+            "records is empty: send at least one record",
+        ));
+    }
+    let mut text = Vec::new();
+    for item in &items {
+        serde_json::to_writer(&mut text, item).map_err(ApiError::internal)?;
+        text.push(b'\n');
+    }
+    let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(text)]);
+    let staged = stage(
+        state.engine.blobs.staging_path(),
+        chunks,
+        None,
+        state.config.max_upload_bytes,
+    )
+    .await
+    .map_err(stage_error)?;
+    Ok(StagedInput {
+        table: settings.table.clone(),
+        file_name: None,
+        declared: Some(Format::Ndjson),
+        staged,
+    })
+}
+
+async fn read_multipart(
+    state: &AppState,
+    mut multipart: Multipart,
+    raw: &mut RawOptions,
+    staged: &mut Vec<StagedInput>,
+) -> ApiResult<()> {
+    // Encoding must be known before a file streams through; it may come as a query option
+    // or as a field before the files.
+    while let Some(field) = multipart.next_field().await.map_err(|e| {
+        ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
+    })? {
+        let name = field.name().unwrap_or("").to_owned();
+        if let Some(file_name) = field.file_name().map(str::to_owned) {
+            let settings = ImportSettings::parse(raw)?;
+            let declared = field.content_type().and_then(|ct| match ct {
+                "text/csv" => Some(Format::Csv),
+                "text/tab-separated-values" => Some(Format::Tsv),
+                "application/x-ndjson" => Some(Format::Ndjson),
+                "application/json" => Some(Format::Json),
+                _ => None,
+            });
+            let stream = field.map_err(|e| e.body_text());
+            let staged_file = stage(
+                state.engine.blobs.staging_path(),
+                stream,
+                settings.encoding,
+                state.config.max_upload_bytes,
+            )
+            .await
+            .map_err(stage_error)?;
+            let table = (name != "file" && !name.is_empty()).then_some(name);
+            staged.push(StagedInput {
+                table,
+                file_name: Some(file_name),
+                declared,
+                staged: staged_file,
+            });
+        } else {
+            let value = field.text().await.map_err(|e| {
+                ApiError::bad_request(format!(
+                    "malformed multipart field {name:?}: {}",
+                    e.body_text()
+                ))
+            })?;
+            raw.insert(name, Value::String(value));
+        }
+    }
+    if staged.is_empty() {
+        return Err(ApiError::validation(
+            "the multipart body has no file: add a file field (e.g. -F file=@data.csv)",
+        ));
+    }
+    Ok(())
+}
+
+fn fingerprint(settings_raw: &str, staged: &[StagedInput]) -> String {
+    let mut h = Sha256::new();
+    h.update(settings_raw.as_bytes());
+    for s in staged {
+        h.update(b"\0");
+        h.update(s.table.as_deref().unwrap_or("").as_bytes());
+        h.update(b"\0");
+        h.update(s.file_name.as_deref().unwrap_or("").as_bytes());
+        h.update(b"\0");
+        h.update(s.staged.sha256.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn create_import(
+    state: &AppState,
+    ws: &Workspace,
+    headers: &HeaderMap,
+    settings: ImportSettings,
+    staged: &mut [StagedInput],
+    source: Option<Source>,
+) -> ApiResult<Response> {
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    ApiError::bad_request("Idempotency-Key must be 1 to 255 visible characters")
+                })
+        })
+        .transpose()?;
+    let id = Uuid::now_v7();
+    let mut inputs = Vec::with_capacity(staged.len());
+    let mut unsupported: Option<String> = None;
+    let mut first_format = None;
+    for s in staged.iter() {
+        let table_name = s.table.clone().or_else(|| settings.table.clone()).ok_or_else(|| {
+            ApiError::validation("say which table to load: the table option (?table=orders), or a file field named after the table")
+        })?;
+        let table = match state.store.get_table(ws, &table_name).await {
+            Ok(t) => t,
+            Err(crate::store::StoreError::NotFound(_)) => {
+                return Err(ApiError::validation(format!(
+                    "table {table_name:?} does not exist; create it with POST /v1/tables"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        settings.check_against(&table.schema)?;
+        let declared = settings.format.or(s.declared);
+        let sniffed = detect(
+            &s.staged,
+            declared,
+            settings.delimiter,
+            s.file_name.as_deref(),
+        );
+        let (format, delimiter) = match sniffed {
+            Ok(sn) => (sn.format, sn.delimiter),
+            Err(why) => {
+                unsupported.get_or_insert(why);
+                (declared.unwrap_or(Format::Csv), b',')
+            }
+        };
+        first_format.get_or_insert(format);
+        let mut options = settings.input_options(delimiter);
+        options.records_are_lines = matches!(source, Some(Source::Inline | Source::Api));
+        inputs.push(NewImportInput {
+            table: table_name,
+            blob_key: Some(format!("{id}-{}", inputs.len())),
+            format: format.as_str().to_owned(),
+            options: serde_json::to_value(&options).map_err(ApiError::internal)?,
+            file_name: s.file_name.clone(),
+            file_size: Some(s.staged.size),
+        });
+    }
+    let raw_settings = format!("{settings:?}");
+    let source = source.unwrap_or(match first_format {
+        Some(Format::Tsv) => Source::Tsv,
+        Some(Format::Ndjson) => Source::Ndjson,
+        Some(Format::Json) => Source::Json,
+        _ => Source::Csv,
+    });
+    let status = if unsupported.is_some() {
+        ImportStatus::Unsupported
+    } else {
+        ImportStatus::Queued
+    };
+    let new = NewImport {
+        id,
+        workspace_id: ws.id,
+        status,
+        source,
+        mode: settings.mode,
+        on_error: settings.on_error,
+        max_errors: settings.max_errors,
+        dry_run: settings.dry_run,
+        cleanup_records: settings.cleanup_records,
+        reference: settings.reference.clone(),
+        reference_origin: settings.reference_origin.clone(),
+        metadata: settings.metadata.clone(),
+        note: settings.note.clone(),
+        platform: settings
+            .platform
+            .clone()
+            .or_else(|| Some(source.as_str().to_owned())),
+        error: unsupported.clone(),
+        idempotency: idempotency_key.as_ref().map(|key| NewIdempotency {
+            key: key.clone(),
+            fingerprint: fingerprint(&raw_settings, staged),
+        }),
+        inputs,
+    };
+    // Sources are in place before the import that points at them is committed.
+    if status == ImportStatus::Queued {
+        for (s, input) in staged.iter().zip(&new.inputs) {
+            if let Some(key) = &input.blob_key {
+                state
+                    .engine
+                    .blobs
+                    .commit(&s.staged.path, key)
+                    .await
+                    .map_err(ApiError::internal)?;
+            }
+        }
+    }
+    match state.store.create_import(&new).await? {
+        CreateOutcome::Created(import) => {
+            if status == ImportStatus::Unsupported {
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedFormat,
+                    format!(
+                        "the source cannot be read: {}",
+                        unsupported.unwrap_or_default()
+                    ),
+                )
+                .with("import_id", import.id.to_string()));
+            }
+            state.engine.wake();
+            Ok((StatusCode::ACCEPTED, Json(import_view(&import))).into_response())
+        }
+        CreateOutcome::Replayed(first) => {
+            for input in &new.inputs {
+                if let Some(key) = &input.blob_key {
+                    let _ = state.engine.blobs.delete(key).await;
+                }
+            }
+            let same = new
+                .idempotency
+                .as_ref()
+                .is_some_and(|i| i.fingerprint == first.fingerprint);
+            if !same {
+                return Err(ApiError::new(
+                    ErrorCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was already used with a different request",
+                )
+                .with("import_id", first.import_id.to_string()));
+            }
+            let import = state.store.get_import(ws.id, first.import_id).await?;
+            Ok((
+                StatusCode::ACCEPTED,
+                [("idempotent-replayed", "true")],
+                Json(import_view(&import)),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Query of `GET /v1/imports`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    status: Option<String>,
+    table: Option<String>,
+    source: Option<String>,
+    reference: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
+    updated_after: Option<String>,
+    updated_before: Option<String>,
+    sort: Option<String>,
+}
+
+fn parse_time(name: &str, v: &Option<String>) -> ApiResult<Option<time::OffsetDateTime>> {
+    v.as_deref()
+        .map(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(
+                |_| {
+                    ApiError::bad_request(format!(
+                        "{name} must be an RFC 3339 timestamp, not {s:?}"
+                    ))
+                },
+            )
+        })
+        .transpose()
+}
+
+/// Lists imports, newest first by default.
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = query?;
+    let (sort, descending) = match q.sort.as_deref() {
+        None => (ImportSort::Id, true),
+        Some(s) => {
+            let (desc, name) = s.strip_prefix('-').map_or((false, s), |n| (true, n));
+            let sort = match name {
+                "id" => ImportSort::Id,
+                "created_at" => ImportSort::CreatedAt,
+                "updated_at" => ImportSort::UpdatedAt,
+                "completed_at" => ImportSort::CompletedAt,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "cannot sort by {name:?}; sort by id, created_at, updated_at or completed_at (prefix - for descending)"
+                    )));
+                }
+            };
+            (sort, desc)
+        }
+    };
+    let statuses = match q.status.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|s| {
+                ImportStatus::parse(s.trim())
+                    .ok_or_else(|| ApiError::bad_request(format!("unknown status {s:?}")))
+            })
+            .collect::<ApiResult<_>>()?,
+    };
+    let source = q
+        .source
+        .as_deref()
+        .map(|s| {
+            Source::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown source {s:?}")))
+        })
+        .transpose()?;
+    let cursor = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let limit = page_limit(q.limit)?;
+    let query = ImportQuery {
+        statuses,
+        table: q.table.clone(),
+        source,
+        reference: q.reference.clone(),
+        created_after: parse_time("created_after", &q.created_after)?,
+        created_before: parse_time("created_before", &q.created_before)?,
+        updated_after: parse_time("updated_after", &q.updated_after)?,
+        updated_before: parse_time("updated_before", &q.updated_before)?,
+        sort: Some(sort),
+        descending,
+        after: cursor.map(|c| (c.value, c.id)),
+        limit,
+    };
+    let page = state.store.list_imports(auth.workspace.id, &query).await?;
+    let next_cursor = if page.has_more {
+        page.imports.last().map(|i| {
+            let value = match sort {
+                ImportSort::Id => None,
+                ImportSort::CreatedAt => Some(crate::store::sort_key(i.created_at)),
+                ImportSort::UpdatedAt => Some(crate::store::sort_key(i.updated_at)),
+                ImportSort::CompletedAt => Some(
+                    i.completed_at
+                        .map(crate::store::sort_key)
+                        .unwrap_or_default(),
+                ),
+            };
+            Cursor { value, id: i.id }.encode()
+        })
+    } else {
+        None
+    };
+    Ok(Json(json!({
+        "data": page.imports.iter().map(import_view).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+        "has_more": page.has_more,
+    })))
+}
+
+fn parse_id(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found("import"))
+}
+
+/// One import.
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let import = state
+        .store
+        .get_import(auth.workspace.id, parse_id(&id)?)
+        .await?;
+    Ok(Json(import_view(&import)))
+}
+
+/// The compact progress of an import.
+pub async fn progress(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let import = state
+        .store
+        .get_import(auth.workspace.id, parse_id(&id)?)
+        .await?;
+    Ok(Json(progress_view(&import)))
+}
+
+/// Query of the errors and events lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    format: Option<String>,
+}
+
+fn seq_cursor(c: &Option<String>) -> ApiResult<Option<i64>> {
+    c.as_deref()
+        .map(|s| {
+            s.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("invalid cursor"))
+        })
+        .transpose()
+}
+
+/// An import's row errors, as JSON pages or (`?format=csv`) as a CSV of the rejected rows.
+pub async fn errors(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query?;
+    let id = parse_id(&id)?;
+    match q.format.as_deref() {
+        Some("csv") => return super::rejected_csv::download(&state, auth.workspace.id, id).await,
+        None | Some("json") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format must be json or csv, not {other:?}"
+            )));
+        }
+    }
+    let limit = page_limit(q.limit)?;
+    let rows = state
+        .store
+        .list_row_errors(auth.workspace.id, id, seq_cursor(&q.cursor)?, limit + 1)
+        .await?;
+    let has_more = rows.len() > limit as usize;
+    let rows = &rows[..rows.len().min(limit as usize)];
+    Ok(Json(json!({
+        "data": rows.iter().map(row_error_view).collect::<Vec<_>>(),
+        "next_cursor": if has_more { rows.last().map(|r| r.id.to_string()) } else { None },
+        "has_more": has_more,
+    }))
+    .into_response())
+}
+
+/// An import's lifecycle events, oldest first.
+pub async fn events(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = query?;
+    let limit = page_limit(q.limit)?;
+    let rows = state
+        .store
+        .list_events(
+            auth.workspace.id,
+            parse_id(&id)?,
+            seq_cursor(&q.cursor)?,
+            limit + 1,
+        )
+        .await?;
+    let has_more = rows.len() > limit as usize;
+    let rows = &rows[..rows.len().min(limit as usize)];
+    Ok(Json(json!({
+        "data": rows.iter().map(|e| json!({
+            "id": e.id,
+            "type": e.kind,
+            "data": e.data,
+            "created_at": super::views::rfc3339(e.created_at),
+        })).collect::<Vec<_>>(),
+        "next_cursor": if has_more { rows.last().map(|r| r.id.to_string()) } else { None },
+        "has_more": has_more,
+    })))
+}
+
+/// Cancels a queued or running import (what was written stays).
+pub async fn cancel(
+    State(state): State<AppState>,
+    auth: Auth<Member>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let import = state
+        .store
+        .request_cancel(auth.workspace.id, parse_id(&id)?)
+        .await?;
+    Ok(Json(import_view(&import)))
+}

@@ -1,0 +1,85 @@
+//! `/v1/keys`: create (the key is shown once), list, revoke.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{Admin, Auth, generate_key};
+use super::error::{ApiError, ApiResult, ErrorCode};
+use crate::model::Role;
+
+/// Body of `POST /v1/keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyBody {
+    name: String,
+    role: String,
+}
+
+/// Creates a key of a role the caller may grant; the answer holds the secret, once.
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    body: Result<Json<NewKeyBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Json(body) = body?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::validation(format!(
+            "role must be owner, admin, member or viewer, not {:?}",
+            body.role
+        ))
+    })?;
+    if !auth.key.role.can_grant(role) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "a {} key cannot create a {} key",
+                auth.key.role.as_str(),
+                role.as_str()
+            ),
+        ));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::validation("name must be 1 to 100 characters"));
+    }
+    let (secret, new) = generate_key(name, role)?;
+    let record = state.store.create_key(auth.workspace.id, &new).await?;
+    let mut view = serde_json::to_value(&record).map_err(ApiError::internal)?;
+    view["key"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Lists the workspace's keys (never their secrets).
+pub async fn list(State(state): State<AppState>, auth: Auth<Admin>) -> ApiResult<Json<Value>> {
+    let keys = state.store.list_keys(auth.workspace.id).await?;
+    Ok(Json(json!({ "data": keys })))
+}
+
+/// Revokes a key; admins revoke keys below admin, owners any key.
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::not_found("key"))?;
+    let max = if auth.key.role == Role::Owner {
+        Role::Owner
+    } else {
+        Role::Member
+    };
+    let key = state
+        .store
+        .revoke_key(auth.workspace.id, id, max)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(m) => ApiError::new(ErrorCode::Forbidden, m),
+            other => other.into(),
+        })?;
+    Ok(Json(
+        serde_json::to_value(&key).map_err(ApiError::internal)?,
+    ))
+}

@@ -1,0 +1,77 @@
+//! The HTTP API: the route table, shared state, and the handlers of each resource.
+
+mod auth;
+pub mod error;
+mod health;
+mod import_options;
+mod imports;
+mod keys;
+mod pagination;
+mod rejected_csv;
+mod schema_infer;
+mod tables;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{generate_key, key_record};
+
+use crate::engine::Engine;
+use crate::store::SharedStore;
+
+/// API limits.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest JSON request body (inline records), in bytes.
+    pub max_inline_bytes: u64,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SharedStore,
+    pub engine: Engine,
+    pub config: Arc<ApiConfig>,
+}
+
+/// The route table.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/keys", post(keys::create).get(keys::list))
+        .route("/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/tables", post(tables::create).get(tables::list))
+        .route("/tables/{table}", get(tables::get).delete(tables::delete))
+        .route(
+            "/tables/{table}/records",
+            get(tables::records).post(imports::create_from_records),
+        )
+        .route("/schema/infer", post(schema_infer::infer))
+        .route("/imports", post(imports::create).get(imports::list))
+        .route("/imports/{id}", get(imports::get))
+        .route("/imports/{id}/progress", get(imports::progress))
+        .route("/imports/{id}/errors", get(imports::errors))
+        .route("/imports/{id}/events", get(imports::events))
+        .route("/imports/{id}/cancel", post(imports::cancel));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/v1", v1)
+        .fallback(error::no_route)
+        // Upload routes enforce their own limits while streaming.
+        .layer(DefaultBodyLimit::disable())
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(error::ApiError::internal(
+                "a handler panicked",
+            ))
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

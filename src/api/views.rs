@@ -1,0 +1,172 @@
+//! The JSON shapes the API answers with (separate from the stored types).
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::model::{Counts, ImportStatus};
+use crate::store::{ImportRecord, ImportTableRecord, StoredRowError, TableRecord};
+
+/// RFC 3339 text of a timestamp (UTC).
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn opt_ts(t: Option<OffsetDateTime>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(rfc3339(t)))
+}
+
+/// Percent done: bytes read over bytes total, 100 once finished.
+fn percent(status: ImportStatus, read: u64, total: u64) -> u64 {
+    match status {
+        ImportStatus::Complete | ImportStatus::PartiallyComplete => 100,
+        _ if total == 0 => 0,
+        _ => (read.saturating_mul(100) / total).min(99),
+    }
+}
+
+fn counts(c: &Counts) -> Value {
+    json!({
+        "inputs": c.inputs,
+        "processed": c.processed,
+        "created": c.created,
+        "updated": c.updated,
+        "unchanged": c.unchanged,
+        "invalid": c.invalid,
+        "destroyed": c.destroyed,
+        "warnings": c.warnings,
+    })
+}
+
+/// Rows per second and seconds left, from the time spent so far.
+fn rates(import: &ImportRecord) -> (Option<f64>, Option<u64>) {
+    let Some(started) = import.started_at else {
+        return (None, None);
+    };
+    let end = import.completed_at.unwrap_or_else(OffsetDateTime::now_utc);
+    let secs = (end - started).as_seconds_f64();
+    if secs <= 0.0 {
+        return (None, None);
+    }
+    let rps = (import.counts.processed as f64 / secs * 10.0).round() / 10.0;
+    let eta = if import.status.is_terminal() {
+        Some(0)
+    } else if import.bytes_read > 0 && import.bytes_total >= import.bytes_read {
+        let left = (import.bytes_total - import.bytes_read) as f64;
+        Some((left * secs / import.bytes_read as f64).ceil() as u64)
+    } else {
+        None
+    };
+    (Some(rps), eta)
+}
+
+fn table_view(t: &ImportTableRecord) -> Value {
+    json!({
+        "table": t.table,
+        "status": t.status,
+        "format": t.format,
+        "file_name": t.file_name,
+        "file_size": t.file_size,
+        "progress": percent(t.status, t.bytes_read, t.bytes_total),
+        "bytes_total": t.bytes_total,
+        "bytes_read": t.bytes_read,
+        "counts": counts(&t.counts),
+        "error": t.error,
+        "started_at": opt_ts(t.started_at),
+        "completed_at": opt_ts(t.completed_at),
+    })
+}
+
+/// The full import resource.
+pub fn import_view(i: &ImportRecord) -> Value {
+    let (rps, eta) = rates(i);
+    let file_size: Option<u64> = i.tables.iter().map(|t| t.file_size).sum::<Option<u64>>();
+    json!({
+        "id": i.id,
+        "number": i.number,
+        "status": i.status,
+        "step": i.step,
+        "progress": percent(i.status, i.bytes_read, i.bytes_total),
+        "source": i.source,
+        "mode": i.mode,
+        "on_error": i.on_error,
+        "max_errors": i.max_errors,
+        "dry_run": i.dry_run,
+        "cleanup_records": i.cleanup_records,
+        "file_name": i.tables.first().and_then(|t| t.file_name.clone()),
+        "file_size": file_size,
+        "bytes_total": i.bytes_total,
+        "bytes_read": i.bytes_read,
+        "rows_per_second": rps,
+        "eta_seconds": eta,
+        "reference": i.reference,
+        "reference_origin": i.reference_origin,
+        "metadata": i.metadata,
+        "note": i.note,
+        "platform": i.platform,
+        "error": i.error,
+        "counts": counts(&i.counts),
+        "tables": i.tables.iter().map(table_view).collect::<Vec<_>>(),
+        "created_at": rfc3339(i.created_at),
+        "started_at": opt_ts(i.started_at),
+        "completed_at": opt_ts(i.completed_at),
+        "cancelled_at": opt_ts(i.cancelled_at),
+        "rolled_back_at": opt_ts(i.rolled_back_at),
+        "updated_at": rfc3339(i.updated_at),
+    })
+}
+
+/// The compact progress view.
+pub fn progress_view(i: &ImportRecord) -> Value {
+    let (rps, eta) = rates(i);
+    json!({
+        "id": i.id,
+        "status": i.status,
+        "step": i.step,
+        "progress": percent(i.status, i.bytes_read, i.bytes_total),
+        "bytes_total": i.bytes_total,
+        "bytes_read": i.bytes_read,
+        "rows_per_second": rps,
+        "eta_seconds": eta,
+        "counts": counts(&i.counts),
+        "updated_at": rfc3339(i.updated_at),
+    })
+}
+
+/// A stored row error.
+pub fn row_error_view(e: &StoredRowError) -> Value {
+    json!({
+        "table": e.table,
+        "line": e.error.line,
+        "record": e.error.record,
+        "column": e.error.column,
+        "code": e.error.code,
+        "message": e.error.message,
+        "row": e.error.row,
+    })
+}
+
+/// A table resource.
+#[derive(Serialize)]
+pub struct TableView<'a> {
+    pub name: &'a str,
+    pub columns: &'a [crate::model::ColumnSpec],
+    pub primary_key: &'a [crate::model::Identifier],
+    /// The table's name inside the database.
+    pub database_table: &'a str,
+    pub row_count: Option<u64>,
+    pub created_at: String,
+}
+
+/// A table resource from its record.
+pub fn table_view_of(t: &TableRecord) -> TableView<'_> {
+    TableView {
+        name: t.schema.name.as_str(),
+        columns: &t.schema.columns,
+        primary_key: &t.schema.primary_key,
+        database_table: &t.physical_name,
+        row_count: t.row_count,
+        created_at: rfc3339(t.created_at),
+    }
+}

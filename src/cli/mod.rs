@@ -1,0 +1,74 @@
+//! The command line: `intake serve` (more commands talk to a server by URL and key).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::EngineConfig;
+use crate::server::Config;
+
+/// Intake: load CSV, TSV, NDJSON and JSON into typed SQL tables.
+#[derive(Debug, Parser)]
+#[command(name = "intake", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP API and import workers.
+    Serve(ServeArgs),
+}
+
+/// Options of `intake serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "INTAKE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Directory of the SQLite database and uploaded sources.
+    #[arg(long, env = "INTAKE_DATA_DIR", default_value = "./intake-data")]
+    pub data_dir: PathBuf,
+    /// On a fresh server, use this value as the owner key instead of a random one.
+    #[arg(long, env = "INTAKE_BOOTSTRAP_KEY", hide_env_values = true)]
+    pub bootstrap_key: Option<String>,
+    /// Import workers in this process.
+    #[arg(long, env = "INTAKE_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// Largest upload accepted, in bytes.
+    #[arg(long, env = "INTAKE_MAX_UPLOAD_BYTES", default_value_t = 10 << 30)]
+    pub max_upload_bytes: u64,
+    /// Largest JSON request body (inline records), in bytes.
+    #[arg(long, env = "INTAKE_MAX_INLINE_BYTES", default_value_t = 64 << 20)]
+    pub max_inline_bytes: u64,
+    /// Row errors stored per import (all are counted).
+    #[arg(long, env = "INTAKE_MAX_STORED_ERRORS", default_value_t = 10_000)]
+    pub max_stored_errors: u64,
+    /// Largest field of a CSV/TSV source, in bytes.
+    #[arg(long, env = "INTAKE_MAX_FIELD_BYTES", default_value_t = 1 << 20)]
+    pub max_field_bytes: usize,
+    /// Largest record (CSV record, NDJSON line, JSON element), in bytes.
+    #[arg(long, env = "INTAKE_MAX_RECORD_BYTES", default_value_t = 8 << 20)]
+    pub max_record_bytes: usize,
+}
+
+impl ServeArgs {
+    /// The server configuration these options describe.
+    pub fn config(&self) -> Config {
+        let mut c = Config::new(self.data_dir.clone());
+        c.bootstrap_key = self.bootstrap_key.clone();
+        c.engine = EngineConfig {
+            workers: self.workers.max(1),
+            max_stored_errors: self.max_stored_errors,
+            max_field_bytes: self.max_field_bytes,
+            max_record_bytes: self.max_record_bytes,
+            ..EngineConfig::default()
+        };
+        c.api.max_upload_bytes = self.max_upload_bytes;
+        c.api.max_inline_bytes = self.max_inline_bytes;
+        c
+    }
+}

@@ -1,0 +1,109 @@
+//! The import engine: reader → mapper → validator → writer, the worker pool, leases,
+//! checkpoints and cancellation.
+
+pub mod mapper;
+pub mod options;
+pub mod reader;
+pub mod staging;
+pub mod validator;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::blob::BlobStore;
+use crate::store::SharedStore;
+
+pub use worker::Ran;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Workers in this process.
+    pub workers: usize,
+    /// Rows per committed batch.
+    pub batch_rows: usize,
+    /// Largest field of a delimited source, in bytes.
+    pub max_field_bytes: usize,
+    /// Largest record, in bytes.
+    pub max_record_bytes: usize,
+    /// Row errors stored per import (all are counted).
+    pub max_stored_errors: u64,
+    /// How long an idle worker waits before looking for work again.
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 2,
+            batch_rows: 10_000,
+            max_field_bytes: 1 << 20,
+            max_record_bytes: 8 << 20,
+            max_stored_errors: 10_000,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The engine, shared by the API (to enqueue and wake) and its workers.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: SharedStore,
+    pub blobs: BlobStore,
+    pub config: Arc<EngineConfig>,
+    wake: Arc<Notify>,
+    worker_prefix: String,
+}
+
+impl Engine {
+    /// An engine over a store and a source store.
+    pub fn new(store: SharedStore, blobs: BlobStore, config: EngineConfig) -> Engine {
+        Engine {
+            store,
+            blobs,
+            config: Arc::new(config),
+            wake: Arc::new(Notify::new()),
+            worker_prefix: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
+        }
+    }
+
+    /// Tells idle workers there is work.
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Starts the workers; they stop at a batch boundary once `shutdown` turns true.
+    pub fn spawn_workers(
+        &self,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.config.workers)
+            .map(|n| {
+                let engine = self.clone();
+                let mut shutdown = shutdown.clone();
+                let name = format!("{}-{n}", self.worker_prefix);
+                tokio::spawn(async move {
+                    loop {
+                        if *shutdown.borrow() {
+                            break;
+                        }
+                        let notified = engine.wake.notified();
+                        match engine.run_once(&name, &shutdown).await {
+                            Ok(Ran::Worked) => continue,
+                            Ok(Ran::Idle) => {}
+                            Err(e) => tracing::error!(error = %e, "worker step failed"),
+                        }
+                        tokio::select! {
+                            _ = notified => {}
+                            _ = tokio::time::sleep(engine.config.poll_interval) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+}

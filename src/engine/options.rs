@@ -1,0 +1,48 @@
+//! How to read one input: the options stored with it when the import is created.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Reading options of one input, stored as JSON with the import.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputOptions {
+    /// Field delimiter of CSV/TSV sources (decided when the upload was sniffed).
+    #[serde(default = "comma")]
+    pub delimiter: u8,
+    /// Whether the first record of a delimited source names the fields.
+    #[serde(default = "yes")]
+    pub has_header: bool,
+    /// Source field → table column; a null column ignores the field.
+    #[serde(default)]
+    pub mapping: BTreeMap<String, Option<String>>,
+    /// Cells (after nothing is trimmed) that mean NULL.
+    #[serde(default = "empty_is_null")]
+    pub null_values: Vec<String>,
+    /// Line number of the first record when the source has no lines (inline records count
+    /// from 1 per record).
+    #[serde(default)]
+    pub records_are_lines: bool,
+}
+
+fn comma() -> u8 {
+    b','
+}
+fn yes() -> bool {
+    true
+}
+fn empty_is_null() -> Vec<String> {
+    vec![String::new()]
+}
+
+impl Default for InputOptions {
+    fn default() -> Self {
+        InputOptions {
+            delimiter: comma(),
+            has_header: true,
+            mapping: BTreeMap::new(),
+            null_values: empty_is_null(),
+            records_are_lines: false,
+        }
+    }
+}

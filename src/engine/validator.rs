@@ -1,0 +1,167 @@
+//! The validator: turns a source record into a typed row of the table, or a row error.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::model::coerce::{CoerceError, ColumnCoercer};
+use crate::model::row_error::SourceRecord;
+use crate::model::{RowError, TableSchema, Value};
+use crate::store::TypedRow;
+
+use super::mapper::{FieldMapping, KeyMapping};
+use super::reader::{ReadItem, RecordBody};
+
+/// Validates records of one source against one table.
+pub struct Validator {
+    schema: TableSchema,
+    coercers: Vec<ColumnCoercer>,
+    null_values: HashSet<String>,
+    fields: Option<FieldMapping>,
+    keys: Option<KeyMapping>,
+    header: Arc<Vec<String>>,
+    /// JSON keys already reported as unknown.
+    warned: HashSet<String>,
+}
+
+/// What a record became.
+pub enum Checked {
+    Row(TypedRow),
+    Invalid(RowError),
+}
+
+impl Validator {
+    /// A validator for delimited records (fields mapped by position) or JSON objects (by key).
+    pub fn new(
+        schema: TableSchema,
+        null_values: &[String],
+        fields: Option<FieldMapping>,
+        keys: Option<KeyMapping>,
+        header: Vec<String>,
+    ) -> Result<Validator, String> {
+        let coercers = schema
+            .columns
+            .iter()
+            .map(ColumnCoercer::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Validator {
+            schema,
+            coercers,
+            null_values: null_values.iter().cloned().collect(),
+            fields,
+            keys,
+            header: Arc::new(header),
+            warned: HashSet::new(),
+        })
+    }
+
+    /// Unknown JSON keys of this object not warned about yet (each key is reported once).
+    pub fn new_unknown_keys(&mut self, item: &ReadItem) -> Vec<String> {
+        let (Some(keys), RecordBody::Object(obj)) = (&self.keys, &item.body) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for k in obj.keys() {
+            if keys.column(&self.schema, k).is_none()
+                && !keys.ignored.contains(k)
+                && self.warned.insert(k.clone())
+            {
+                out.push(k.clone());
+            }
+        }
+        out
+    }
+
+    /// Checks one record.
+    pub fn check(&self, item: ReadItem) -> Checked {
+        let n = self.schema.columns.len();
+        let mut values = Vec::with_capacity(n);
+        let mut problems: Vec<(usize, CoerceError)> = Vec::new();
+        let original = match item.body {
+            RecordBody::Bad { code, message, row } => {
+                return Checked::Invalid(RowError {
+                    line: item.line,
+                    record: item.record,
+                    column: None,
+                    code,
+                    message,
+                    row,
+                });
+            }
+            RecordBody::Fields(rec) => {
+                let sources = self
+                    .fields
+                    .as_ref()
+                    .map(|f| f.sources.as_slice())
+                    .unwrap_or(&[]);
+                for (i, coercer) in self.coercers.iter().enumerate() {
+                    let cell = sources.get(i).copied().flatten().and_then(|j| rec.get(j));
+                    let result = match cell {
+                        Some(text) if !self.null_values.contains(text) => coercer.coerce_text(text),
+                        _ => coercer.missing(),
+                    };
+                    match result {
+                        Ok(v) => values.push(v),
+                        Err(e) => {
+                            values.push(Value::Null);
+                            problems.push((i, e));
+                        }
+                    }
+                }
+                SourceRecord::Fields(self.header.clone(), rec)
+            }
+            RecordBody::Object(obj) => {
+                let mut cells: Vec<Option<&serde_json::Value>> = vec![None; n];
+                if let Some(keys) = &self.keys {
+                    for (k, v) in &obj {
+                        if let Some(i) = keys.column(&self.schema, k) {
+                            cells[i] = Some(v);
+                        }
+                    }
+                }
+                for (i, coercer) in self.coercers.iter().enumerate() {
+                    let result = match cells[i] {
+                        Some(serde_json::Value::String(s)) if self.null_values.contains(s) => {
+                            coercer.missing()
+                        }
+                        Some(v) => coercer.coerce_json(v),
+                        None => coercer.missing(),
+                    };
+                    match result {
+                        Ok(v) => values.push(v),
+                        Err(e) => {
+                            values.push(Value::Null);
+                            problems.push((i, e));
+                        }
+                    }
+                }
+                SourceRecord::Object(obj)
+            }
+        };
+        if problems.is_empty() {
+            return Checked::Row(TypedRow {
+                line: item.line,
+                record: item.record,
+                values,
+                original,
+            });
+        }
+        // One error per row, naming the first bad column; the others are listed in the message.
+        let (first_col, first) = &problems[0];
+        let mut message = first.message.clone();
+        if problems.len() > 1 {
+            let rest: Vec<String> = problems[1..]
+                .iter()
+                .map(|(i, e)| format!("{}: {}", self.schema.columns[*i].name, e.message))
+                .collect();
+            message = format!("{message} (also {})", rest.join("; "));
+        }
+        Checked::Invalid(RowError {
+            line: item.line,
+            record: item.record,
+            column: Some(self.schema.columns[*first_col].name.as_str().to_owned()),
+            code: first.code,
+            message,
+            row: original.to_json(),
+        })
+    }
+}

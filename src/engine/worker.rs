@@ -1,0 +1,587 @@
+//! One worker step: claim an import, run its tables through the pipeline, end it.
+//! Reading+validating and writing run on two threads joined by a small bounded channel, so
+//! parsing and the database use different cores and memory stays bounded.
+
+use std::sync::mpsc::sync_channel;
+
+use tokio::sync::watch;
+
+use super::Engine;
+use super::mapper::{map_fields, map_keys, unknown_fields_warning};
+use super::options::InputOptions;
+use super::reader::{Checkpoint, Format, ReaderOptions, SourceReader};
+use super::validator::{Checked, Validator};
+use crate::model::{ImportStatus, Mode, OnError, Step};
+use crate::store::{
+    Batch, BatchWriter, Claim, DEFAULT_LEASE_MS, ImportEnd, ImportTableRecord, Position,
+    StoreError, TableEnd, TableStart, WritePlan,
+};
+
+/// What a worker step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// It claimed an import and worked on it.
+    Worked,
+    /// There was nothing to do.
+    Idle,
+}
+
+/// How one table's load ended.
+enum TableOutcome {
+    Done {
+        invalid: u64,
+    },
+    Failed(String),
+    Cancelled,
+    /// The process is shutting down or lost the lease: leave the import to be resumed.
+    Interrupted,
+}
+
+/// How the pipeline over one source ended.
+struct PassEnd {
+    records: u64,
+    invalid: u64,
+    stop: Option<Stop>,
+    read_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cancelled,
+    Shutdown,
+    TooManyErrors,
+}
+
+impl Engine {
+    /// Claims one runnable import and works on it until it ends or must be left.
+    pub async fn run_once(
+        &self,
+        worker: &str,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Ran, StoreError> {
+        let Some(claim) = self.store.claim_import(worker, DEFAULT_LEASE_MS).await? else {
+            return Ok(Ran::Idle);
+        };
+        match self.run_import(&claim, shutdown).await {
+            Ok(()) | Err(StoreError::LeaseLost) => Ok(Ran::Worked),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn run_import(
+        &self,
+        claim: &Claim,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        let import = &claim.import;
+        if import.step == Step::Queued {
+            self.store
+                .append_event(
+                    import.workspace_id,
+                    import.id,
+                    "import.started",
+                    &serde_json::json!({}),
+                )
+                .await?;
+        }
+        if import.cancel_requested {
+            return self.end(claim, ImportStatus::Cancelled, None).await;
+        }
+        let mut any_invalid = false;
+        for table in &import.tables {
+            if table.status.is_terminal() {
+                any_invalid |= table.counts.invalid > 0;
+                continue;
+            }
+            match self.run_table(claim, table, shutdown).await? {
+                TableOutcome::Done { invalid } => any_invalid |= invalid > 0,
+                TableOutcome::Cancelled => {
+                    return self.end(claim, ImportStatus::Cancelled, None).await;
+                }
+                TableOutcome::Failed(why) => {
+                    self.store
+                        .finish_table(
+                            claim,
+                            table.position,
+                            &TableEnd {
+                                status: ImportStatus::Failed,
+                                inputs: None,
+                                destroyed: 0,
+                                error: Some(why.clone()),
+                            },
+                        )
+                        .await?;
+                    return self.end(claim, ImportStatus::Failed, Some(why)).await;
+                }
+                TableOutcome::Interrupted => return Ok(()),
+            }
+        }
+        let status = if any_invalid {
+            ImportStatus::PartiallyComplete
+        } else {
+            ImportStatus::Complete
+        };
+        self.end(claim, status, None).await
+    }
+
+    async fn end(
+        &self,
+        claim: &Claim,
+        status: ImportStatus,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .finish_import(claim, &ImportEnd { status, error })
+            .await
+    }
+
+    async fn run_table(
+        &self,
+        claim: &Claim,
+        table: &ImportTableRecord,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<TableOutcome, StoreError> {
+        let import = &claim.import;
+        let Some(ws) = self
+            .store
+            .find_workspace(&import.workspace_id.to_string())
+            .await?
+        else {
+            return Ok(TableOutcome::Failed(
+                "the workspace no longer exists".into(),
+            ));
+        };
+        let schema = match self.store.get_table(&ws, &table.table).await {
+            Ok(t) => t.schema,
+            Err(StoreError::NotFound(_)) => {
+                return Ok(TableOutcome::Failed(format!(
+                    "table {:?} no longer exists",
+                    table.table
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let options: InputOptions =
+            serde_json::from_value(table.options.clone()).unwrap_or_default();
+        let Some(format) = Format::parse(&table.format) else {
+            return Ok(TableOutcome::Failed(format!(
+                "unknown source format {:?}",
+                table.format
+            )));
+        };
+        let Some(key) = &table.blob_key else {
+            return Ok(TableOutcome::Failed("the import has no source file".into()));
+        };
+        let path = self.blobs.path(key);
+        let reader_options = ReaderOptions {
+            format,
+            delimiter: options.delimiter,
+            has_header: options.has_header,
+            max_field_bytes: self.config.max_field_bytes,
+            max_record_bytes: self.config.max_record_bytes,
+        };
+        let atomic = import.on_error == OnError::Atomic;
+        // An atomic import first checks every row; once that pass found none invalid, the
+        // step says so, and a resumed worker goes straight to writing.
+        if atomic && import.step != Step::Writing && !import.dry_run {
+            self.store.set_step(claim, Step::Validating).await?;
+            let writer = self.open_writer(claim, table, &schema, import.mode)?;
+            let (writer, end) = self
+                .pass(
+                    claim,
+                    table,
+                    &schema,
+                    &options,
+                    &reader_options,
+                    &path,
+                    writer,
+                    false,
+                    shutdown,
+                    true,
+                )
+                .await?;
+            drop(writer);
+            if let Some(why) = end.read_error {
+                return Ok(TableOutcome::Failed(why));
+            }
+            match end.stop {
+                Some(Stop::Cancelled) => return Ok(TableOutcome::Cancelled),
+                Some(Stop::Shutdown) => return Ok(TableOutcome::Interrupted),
+                _ => {}
+            }
+            if end.invalid > 0 {
+                return Ok(TableOutcome::Failed(format!(
+                    "{} invalid row(s); with on_error=atomic nothing was written",
+                    end.invalid
+                )));
+            }
+        }
+        self.store.set_step(claim, Step::Writing).await?;
+        let writer = self.open_writer(claim, table, &schema, import.mode)?;
+        let resume = !atomic || import.step == Step::Writing;
+        let (mut writer, end) = self
+            .pass(
+                claim,
+                table,
+                &schema,
+                &options,
+                &reader_options,
+                &path,
+                writer,
+                resume,
+                shutdown,
+                false,
+            )
+            .await?;
+        let undo = matches!(import.on_error, OnError::Abort | OnError::Atomic);
+        if let Some(why) = end.read_error {
+            if undo {
+                self.revert(claim, writer).await?;
+            }
+            return Ok(TableOutcome::Failed(why));
+        }
+        match end.stop {
+            Some(Stop::Cancelled) => return Ok(TableOutcome::Cancelled),
+            Some(Stop::Shutdown) => return Ok(TableOutcome::Interrupted),
+            Some(Stop::TooManyErrors) => {
+                let why = format!(
+                    "stopped after {} invalid row(s) (max_errors is {})",
+                    end.invalid,
+                    import.max_errors.unwrap_or(0)
+                );
+                if undo {
+                    self.revert(claim, writer).await?;
+                    return Ok(TableOutcome::Failed(format!(
+                        "{why}; every change was undone"
+                    )));
+                }
+                return Ok(TableOutcome::Failed(why));
+            }
+            None => {}
+        }
+        if atomic && end.invalid > 0 {
+            self.revert(claim, writer).await?;
+            return Ok(TableOutcome::Failed(format!(
+                "{} row(s) were rejected by the database; with on_error=atomic every change was undone",
+                end.invalid
+            )));
+        }
+        if import.cleanup_records || import.mode == Mode::Replace {
+            self.store.set_step(claim, Step::CleaningUp).await?;
+        }
+        let destroyed = tokio::task::spawn_blocking(move || writer.finish().map(|d| (writer, d)))
+            .await
+            .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))??
+            .1;
+        let status = if end.invalid > 0 {
+            ImportStatus::PartiallyComplete
+        } else {
+            ImportStatus::Complete
+        };
+        self.store
+            .finish_table(
+                claim,
+                table.position,
+                &TableEnd {
+                    status,
+                    inputs: Some(end.records),
+                    destroyed,
+                    error: None,
+                },
+            )
+            .await?;
+        Ok(TableOutcome::Done {
+            invalid: end.invalid,
+        })
+    }
+
+    fn open_writer(
+        &self,
+        claim: &Claim,
+        table: &ImportTableRecord,
+        schema: &crate::model::TableSchema,
+        mode: Mode,
+    ) -> Result<Box<dyn BatchWriter>, StoreError> {
+        self.store.open_writer(
+            claim,
+            WritePlan {
+                position: table.position,
+                schema: schema.clone(),
+                mode,
+                dry_run: claim.import.dry_run,
+                max_stored_errors: self.config.max_stored_errors,
+            },
+        )
+    }
+
+    async fn revert(
+        &self,
+        claim: &Claim,
+        mut writer: Box<dyn BatchWriter>,
+    ) -> Result<(), StoreError> {
+        self.store.set_step(claim, Step::Reverting).await?;
+        tokio::task::spawn_blocking(move || writer.revert())
+            .await
+            .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))?
+    }
+
+    /// Runs one pass over a source: read, validate, and (unless `validate_only`) write.
+    /// A validate-only pass commits nothing unless it finds invalid rows, which it records.
+    #[allow(clippy::too_many_arguments)]
+    async fn pass(
+        &self,
+        claim: &Claim,
+        table: &ImportTableRecord,
+        schema: &crate::model::TableSchema,
+        options: &InputOptions,
+        reader_options: &ReaderOptions,
+        path: &std::path::Path,
+        mut writer: Box<dyn BatchWriter>,
+        resume: bool,
+        shutdown: &watch::Receiver<bool>,
+        validate_only: bool,
+    ) -> Result<(Box<dyn BatchWriter>, PassEnd), StoreError> {
+        let start = resume
+            .then_some(table.checkpoint)
+            .filter(|c| c.record > 0 || c.byte_offset > 0);
+        let reader = {
+            let path = path.to_owned();
+            let opts = reader_options.clone();
+            let resume_at = start.map(|c| {
+                (
+                    Checkpoint {
+                        byte_offset: c.byte_offset,
+                        line: c.line,
+                        record: c.record,
+                    },
+                    table.header.clone().unwrap_or_default(),
+                )
+            });
+            tokio::task::spawn_blocking(move || SourceReader::open(&path, &opts, resume_at))
+                .await
+                .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?
+        };
+        let mut reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok((
+                    writer,
+                    PassEnd {
+                        records: 0,
+                        invalid: 0,
+                        stop: None,
+                        read_error: Some(e.to_string()),
+                    },
+                ));
+            }
+        };
+        let header: Option<Vec<String>> = reader.header().map(|h| h.to_vec());
+        let delimited = matches!(reader_options.format, Format::Csv | Format::Tsv);
+        let (fields, keys) = if delimited {
+            let header_ref = if reader_options.has_header {
+                header.as_deref()
+            } else {
+                None
+            };
+            match map_fields(schema, options, header_ref) {
+                Ok(m) => (Some(m), None),
+                Err(e) => {
+                    return Ok((
+                        writer,
+                        PassEnd {
+                            records: 0,
+                            invalid: 0,
+                            stop: None,
+                            read_error: Some(e.0),
+                        },
+                    ));
+                }
+            }
+        } else {
+            match map_keys(schema, options) {
+                Ok(k) => (None, Some(k)),
+                Err(e) => {
+                    return Ok((
+                        writer,
+                        PassEnd {
+                            records: 0,
+                            invalid: 0,
+                            stop: None,
+                            read_error: Some(e.0),
+                        },
+                    ));
+                }
+            }
+        };
+        let mut first_warnings = Vec::new();
+        if start.is_none()
+            && !validate_only
+            && let Some(w) = fields
+                .as_ref()
+                .and_then(|f| unknown_fields_warning(schema.name.as_str(), &f.unknown))
+        {
+            first_warnings.push(w);
+        }
+        self.store
+            .start_table(
+                claim,
+                table.position,
+                &TableStart {
+                    header: header.clone(),
+                    bytes_total: reader.bytes_total(),
+                    warnings: Vec::new(),
+                },
+            )
+            .await?;
+        let mut validator = Validator::new(
+            schema.clone(),
+            &options.null_values,
+            fields,
+            keys,
+            header.clone().unwrap_or_default(),
+        )
+        .map_err(StoreError::Invalid)?;
+
+        let batch_rows = self.config.batch_rows;
+        let (tx, rx) = sync_channel::<Batch>(4);
+        let table_name = schema.name.as_str().to_owned();
+        let json_source = !delimited;
+        let parse = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+            let mut batch = Batch {
+                warnings: first_warnings,
+                ..Batch::default()
+            };
+            let mut records = 0u64;
+            loop {
+                let item = match reader.next_item() {
+                    None => break,
+                    Some(Ok(item)) => item,
+                    Some(Err(e)) => return Err(e.to_string()),
+                };
+                records = item.record;
+                if json_source {
+                    let unknown = validator.new_unknown_keys(&item);
+                    if let Some(w) = unknown_fields_warning(&table_name, &unknown) {
+                        batch.warnings.push(w);
+                    }
+                }
+                match validator.check(item) {
+                    Checked::Row(row) => batch.rows.push(row),
+                    Checked::Invalid(e) => batch.errors.push(e),
+                }
+                if batch.rows.len() + batch.errors.len() >= batch_rows {
+                    let cp = reader.checkpoint();
+                    batch.checkpoint = Position {
+                        byte_offset: cp.byte_offset,
+                        line: cp.line,
+                        record: cp.record,
+                    };
+                    batch.bytes_read = cp.byte_offset;
+                    if tx.send(std::mem::take(&mut batch)).is_err() {
+                        return Ok(records);
+                    }
+                }
+            }
+            let cp = reader.checkpoint();
+            records = records.max(cp.record);
+            batch.checkpoint = Position {
+                byte_offset: cp.byte_offset,
+                line: cp.line,
+                record: cp.record,
+            };
+            batch.bytes_read = cp.byte_offset;
+            let _ = tx.send(batch);
+            Ok(records)
+        });
+
+        let max_errors = claim.import.max_errors;
+        let policy = claim.import.on_error;
+        let invalid_before = if start.is_some() {
+            table.counts.invalid
+        } else {
+            0
+        };
+        let shutdown = shutdown.clone();
+        let store = self.store.clone();
+        let claim2 = claim.clone();
+        let handle = tokio::runtime::Handle::current();
+        let write = tokio::task::spawn_blocking(move || {
+            let mut invalid = invalid_before;
+            let mut stop = None;
+            let mut pending_errors: Vec<crate::model::RowError> = Vec::new();
+            let mut last_renew = std::time::Instant::now();
+            for mut batch in rx {
+                if validate_only {
+                    invalid += batch.errors.len() as u64;
+                    pending_errors.append(&mut batch.errors);
+                    if last_renew.elapsed().as_secs() >= 5 {
+                        last_renew = std::time::Instant::now();
+                        match handle.block_on(store.renew_lease(&claim2, DEFAULT_LEASE_MS)) {
+                            Ok(l) if l.cancel_requested => stop = Some(Stop::Cancelled),
+                            Ok(_) => {}
+                            Err(e) => return Err((writer, e)),
+                        }
+                    }
+                } else {
+                    match writer.write(&batch) {
+                        Ok(out) => {
+                            invalid += out.invalid;
+                            if out.cancel_requested {
+                                stop = Some(Stop::Cancelled);
+                            }
+                        }
+                        Err(e) => return Err((writer, e)),
+                    }
+                }
+                let limit_hit = match (policy, max_errors) {
+                    (OnError::Abort, m) => invalid > m.unwrap_or(0),
+                    (OnError::Skip, Some(m)) => invalid > m,
+                    _ => false,
+                };
+                if stop.is_none() && limit_hit && !validate_only {
+                    stop = Some(Stop::TooManyErrors);
+                }
+                if stop.is_none() && *shutdown.borrow() {
+                    stop = Some(Stop::Shutdown);
+                }
+                if stop.is_some() {
+                    break;
+                }
+            }
+            // A validation pass that found invalid rows records them (and only them).
+            if validate_only && !pending_errors.is_empty() && stop.is_none() {
+                let batch = Batch {
+                    errors: pending_errors,
+                    ..Batch::default()
+                };
+                if let Err(e) = writer.write(&batch) {
+                    return Err((writer, e));
+                }
+            }
+            Ok((writer, invalid, stop))
+        });
+        let written = write
+            .await
+            .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))?;
+        let read = parse
+            .await
+            .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?;
+        let (writer, invalid, stop) = match written {
+            Ok(w) => w,
+            Err((_, e)) => return Err(e),
+        };
+        let (records, read_error) = match read {
+            Ok(n) => (n, None),
+            Err(why) => (0, Some(why)),
+        };
+        Ok((
+            writer,
+            PassEnd {
+                records,
+                invalid,
+                stop,
+                read_error,
+            },
+        ))
+    }
+}

@@ -1,0 +1,173 @@
+//! Persistence behind one interface: workspaces, keys, tables, imports, row errors, events,
+//! and the batch writer that loads rows into user tables. The only place that writes SQL.
+
+mod records;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use records::*;
+
+use crate::model::{Role, TableSchema};
+
+/// What can go wrong in the store; the API maps each variant to one HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is well-formed but refers to something unusable (e.g. a bad table name).
+    #[error("{0}")]
+    Invalid(String),
+    /// A worker's lease was taken over by another: it must stop writing.
+    #[error("the import's lease was lost to another worker")]
+    LeaseLost,
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// How long a claim holds an import without renewal before another worker may take it over.
+pub const DEFAULT_LEASE_MS: i64 = 30_000;
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The store, shared by the API and the engine.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Everything Intake keeps in its database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates the default workspace and its owner key when the database has no workspace;
+    /// returns the workspace created, if any.
+    async fn bootstrap(&self, owner_key: &NewKey) -> StoreResult<Option<Workspace>>;
+    /// Creates a workspace (used by tests and multi-tenant set-ups).
+    async fn create_workspace(&self, slug: &str, name: &str) -> StoreResult<Workspace>;
+    /// Looks a workspace up by id or slug.
+    async fn find_workspace(&self, id_or_slug: &str) -> StoreResult<Option<Workspace>>;
+
+    /// Stores a new key.
+    async fn create_key(&self, workspace_id: Uuid, key: &NewKey) -> StoreResult<KeyRecord>;
+    /// Finds a live (not revoked) key by its hash and records its use.
+    async fn authenticate(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>>;
+    /// Lists a workspace's keys, newest first.
+    async fn list_keys(&self, workspace_id: Uuid) -> StoreResult<Vec<KeyRecord>>;
+    /// Revokes a key; `max_role` is the highest role the caller may revoke.
+    async fn revoke_key(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        max_role: Role,
+    ) -> StoreResult<KeyRecord>;
+
+    /// Creates a table: its definition and the real table in the database.
+    async fn create_table(
+        &self,
+        workspace: &Workspace,
+        schema: &TableSchema,
+    ) -> StoreResult<TableRecord>;
+    /// Lists a workspace's tables by name.
+    async fn list_tables(&self, workspace: &Workspace) -> StoreResult<Vec<TableRecord>>;
+    /// One table, with its row count.
+    async fn get_table(&self, workspace: &Workspace, name: &str) -> StoreResult<TableRecord>;
+    /// Drops a table; refused while an import that writes to it is not finished.
+    async fn delete_table(&self, workspace: &Workspace, name: &str) -> StoreResult<()>;
+    /// A page of a table's rows in storage order, after `after` (an opaque position).
+    async fn read_records(
+        &self,
+        workspace: &Workspace,
+        table: &TableSchema,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<RecordsPage>;
+
+    /// Creates an import with its inputs; with an idempotency key, either stores the key with
+    /// the import or returns what the key was first used for.
+    async fn create_import(&self, new: &NewImport) -> StoreResult<CreateOutcome>;
+    /// Looks an idempotency key up.
+    async fn find_idempotency(
+        &self,
+        workspace_id: Uuid,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
+    /// One import of the workspace, with its tables.
+    async fn get_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
+    /// A filtered, sorted page of imports.
+    async fn list_imports(&self, workspace_id: Uuid, q: &ImportQuery) -> StoreResult<ImportPage>;
+    /// A page of an import's stored row errors, in source order.
+    async fn list_row_errors(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredRowError>>;
+    /// An import's lifecycle events after `after` (an event id), oldest first.
+    async fn list_events(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>>;
+    /// Asks an import to stop: a queued one is cancelled at once, a processing one at its next
+    /// batch. Returns the import as it is after the request.
+    async fn request_cancel(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
+
+    /// Claims the oldest runnable import (queued, or whose lease expired) for `worker`.
+    async fn claim_import(&self, worker: &str, lease_ms: i64) -> StoreResult<Option<Claim>>;
+    /// Extends a lease; fails with `LeaseLost` when another worker took the import.
+    async fn renew_lease(&self, claim: &Claim, lease_ms: i64) -> StoreResult<LeaseState>;
+    /// Records that a worker starts (or resumes) one table of its import.
+    async fn start_table(
+        &self,
+        claim: &Claim,
+        position: u32,
+        start: &TableStart,
+    ) -> StoreResult<()>;
+    /// Opens the writer that loads one table's batches (blocking; used on a worker thread).
+    fn open_writer(&self, claim: &Claim, plan: WritePlan) -> StoreResult<Box<dyn BatchWriter>>;
+    /// Ends one table of an import.
+    async fn finish_table(&self, claim: &Claim, position: u32, end: &TableEnd) -> StoreResult<()>;
+    /// Ends an import with its final status, releasing the lease.
+    async fn finish_import(&self, claim: &Claim, end: &ImportEnd) -> StoreResult<()>;
+    /// Sets an import's step (and records it for readers).
+    async fn set_step(&self, claim: &Claim, step: crate::model::Step) -> StoreResult<()>;
+    /// Appends a lifecycle event to an import.
+    async fn append_event(
+        &self,
+        workspace_id: Uuid,
+        import_id: Uuid,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> StoreResult<()>;
+    /// Checks the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Loads batches of one table of one import; every call commits rows, counts and checkpoint
+/// in one transaction.
+pub trait BatchWriter: Send {
+    /// Writes one batch and commits it together with its checkpoint and counts.
+    fn write(&mut self, batch: &Batch) -> StoreResult<BatchOutcome>;
+    /// Undoes everything this import wrote to the table (abort and atomic policies).
+    fn revert(&mut self) -> StoreResult<()>;
+    /// Finishes the table: for replace, swaps the new rows in atomically; for upsert with
+    /// cleanup, deletes rows absent from the source. Returns rows destroyed.
+    fn finish(&mut self) -> StoreResult<u64>;
+}
+
+/// The text a timestamp sorts by in list cursors (fixed-width RFC 3339, UTC, milliseconds).
+pub fn sort_key(t: time::OffsetDateTime) -> String {
+    sqlite::sort_key(t)
+}

@@ -1,0 +1,319 @@
+//! The types that cross the store's interface.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::model::{
+    Counts, ImportStatus, Mode, OnError, Role, RowError, Source, Step, TableSchema, Value,
+    row_error::SourceRecord,
+};
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Workspace {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A key about to be stored: only its hash and a short prefix for people to recognise it.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub prefix: String,
+    pub hash: [u8; 32],
+}
+
+/// A stored key (never the secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRecord {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub workspace_id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub prefix: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A managed table: its schema and where it lives in the database.
+#[derive(Debug, Clone)]
+pub struct TableRecord {
+    pub schema: TableSchema,
+    /// The table's name inside the database.
+    pub physical_name: String,
+    pub created_at: OffsetDateTime,
+    /// Rows currently in the table (only filled by `get_table`).
+    pub row_count: Option<u64>,
+}
+
+/// A page of a table's rows, as JSON objects keyed by column.
+#[derive(Debug, Clone)]
+pub struct RecordsPage {
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub next: Option<i64>,
+}
+
+/// One input of a new import: a staged source bound for one table.
+#[derive(Debug, Clone)]
+pub struct NewImportInput {
+    pub table: String,
+    pub blob_key: Option<String>,
+    pub format: String,
+    /// How to read the source (delimiter, mapping, null values, ...), as JSON.
+    pub options: serde_json::Value,
+    pub file_name: Option<String>,
+    pub file_size: Option<u64>,
+}
+
+/// An import about to be created.
+#[derive(Debug, Clone)]
+pub struct NewImport {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub status: ImportStatus,
+    pub source: Source,
+    pub mode: Mode,
+    pub on_error: OnError,
+    pub max_errors: Option<u64>,
+    pub dry_run: bool,
+    pub cleanup_records: bool,
+    pub reference: Option<String>,
+    pub reference_origin: Option<String>,
+    pub metadata: serde_json::Value,
+    pub note: Option<String>,
+    pub platform: Option<String>,
+    pub error: Option<String>,
+    pub inputs: Vec<NewImportInput>,
+    pub idempotency: Option<NewIdempotency>,
+}
+
+/// An idempotency key to store with the import it created.
+#[derive(Debug, Clone)]
+pub struct NewIdempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// What an idempotency key was first used for.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub fingerprint: String,
+    pub import_id: Uuid,
+}
+
+/// The result of `create_import`.
+#[derive(Debug, Clone)]
+pub enum CreateOutcome {
+    Created(Box<ImportRecord>),
+    /// The idempotency key was already used; this is what it was used for.
+    Replayed(IdempotencyRecord),
+}
+
+/// Where a worker is in one source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    pub byte_offset: u64,
+    pub line: u64,
+    pub record: u64,
+}
+
+/// One table of an import, as stored.
+#[derive(Debug, Clone)]
+pub struct ImportTableRecord {
+    pub position: u32,
+    pub table: String,
+    pub status: ImportStatus,
+    pub format: String,
+    pub options: serde_json::Value,
+    pub blob_key: Option<String>,
+    pub file_name: Option<String>,
+    pub file_size: Option<u64>,
+    pub counts: Counts,
+    pub bytes_total: u64,
+    pub bytes_read: u64,
+    pub checkpoint: Position,
+    /// The source's header, once read (needed to resume delimited sources mid-file).
+    pub header: Option<Vec<String>>,
+    pub error: Option<String>,
+    pub started_at: Option<OffsetDateTime>,
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+/// An import, as stored.
+#[derive(Debug, Clone)]
+pub struct ImportRecord {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub number: i64,
+    pub status: ImportStatus,
+    pub step: Step,
+    pub source: Source,
+    pub mode: Mode,
+    pub on_error: OnError,
+    pub max_errors: Option<u64>,
+    pub dry_run: bool,
+    pub cleanup_records: bool,
+    pub reference: Option<String>,
+    pub reference_origin: Option<String>,
+    pub metadata: serde_json::Value,
+    pub note: Option<String>,
+    pub platform: Option<String>,
+    pub error: Option<String>,
+    pub counts: Counts,
+    pub bytes_total: u64,
+    pub bytes_read: u64,
+    pub cancel_requested: bool,
+    pub created_at: OffsetDateTime,
+    pub started_at: Option<OffsetDateTime>,
+    pub completed_at: Option<OffsetDateTime>,
+    pub cancelled_at: Option<OffsetDateTime>,
+    pub rolled_back_at: Option<OffsetDateTime>,
+    pub updated_at: OffsetDateTime,
+    pub tables: Vec<ImportTableRecord>,
+}
+
+/// Sort orders of the import list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportSort {
+    Id,
+    CreatedAt,
+    UpdatedAt,
+    CompletedAt,
+}
+
+/// Filters, order and page of the import list.
+#[derive(Debug, Clone, Default)]
+pub struct ImportQuery {
+    pub statuses: Vec<ImportStatus>,
+    pub table: Option<String>,
+    pub source: Option<Source>,
+    pub reference: Option<String>,
+    pub created_after: Option<OffsetDateTime>,
+    pub created_before: Option<OffsetDateTime>,
+    pub updated_after: Option<OffsetDateTime>,
+    pub updated_before: Option<OffsetDateTime>,
+    pub sort: Option<ImportSort>,
+    pub descending: bool,
+    /// Resume after this (sort value, id) pair.
+    pub after: Option<(Option<String>, Uuid)>,
+    pub limit: u32,
+}
+
+/// A page of imports; `has_more` tells whether another page follows.
+#[derive(Debug, Clone)]
+pub struct ImportPage {
+    pub imports: Vec<ImportRecord>,
+    pub has_more: bool,
+}
+
+/// A stored row error.
+#[derive(Debug, Clone)]
+pub struct StoredRowError {
+    pub id: i64,
+    pub table: String,
+    pub error: RowError,
+}
+
+/// A stored lifecycle event.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: i64,
+    pub import_id: Uuid,
+    pub kind: String,
+    pub data: serde_json::Value,
+    pub created_at: OffsetDateTime,
+}
+
+/// A worker's claim on an import; `token` fences writes of earlier holders.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub import: ImportRecord,
+    pub worker: String,
+    pub token: i64,
+}
+
+/// What a lease renewal learned.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseState {
+    pub cancel_requested: bool,
+}
+
+/// What a worker records when it starts or resumes a table.
+#[derive(Debug, Clone)]
+pub struct TableStart {
+    pub header: Option<Vec<String>>,
+    pub bytes_total: u64,
+    /// Warnings found before the first row (unknown columns), counted once.
+    pub warnings: Vec<String>,
+}
+
+/// How a table ends.
+#[derive(Debug, Clone)]
+pub struct TableEnd {
+    pub status: ImportStatus,
+    pub inputs: Option<u64>,
+    pub destroyed: u64,
+    pub error: Option<String>,
+}
+
+/// How an import ends.
+#[derive(Debug, Clone)]
+pub struct ImportEnd {
+    pub status: ImportStatus,
+    pub error: Option<String>,
+}
+
+/// What a writer needs to know to load one table.
+#[derive(Debug, Clone)]
+pub struct WritePlan {
+    pub position: u32,
+    pub schema: TableSchema,
+    pub mode: Mode,
+    pub dry_run: bool,
+    /// Stored row errors are capped per import at this count (all are counted).
+    pub max_stored_errors: u64,
+}
+
+/// One row ready to be written, with where it came from.
+#[derive(Debug, Clone)]
+pub struct TypedRow {
+    pub line: u64,
+    pub record: u64,
+    /// One value per table column, in schema order.
+    pub values: Vec<Value>,
+    /// The original record, kept to report a database-level rejection (duplicate key).
+    pub original: SourceRecord,
+}
+
+/// A batch: valid rows, the rows rejected before writing, and where the source stands after it.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub rows: Vec<TypedRow>,
+    pub errors: Vec<RowError>,
+    pub checkpoint: Position,
+    pub bytes_read: u64,
+    /// Warnings found while reading this batch (unknown columns), each counted once.
+    pub warnings: Vec<String>,
+}
+
+/// What committing a batch did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchOutcome {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Rows rejected: before writing plus by the database.
+    pub invalid: u64,
+    pub cancel_requested: bool,
+}

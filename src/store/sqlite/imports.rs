@@ -1,0 +1,688 @@
+//! Imports, their tables, row errors, events, idempotency keys and worker leases.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::values::{parse_ts, parse_ts_opt, ts};
+use super::{StoreError, StoreResult, now, parse_uuid};
+use crate::model::{Counts, ImportStatus, Mode, OnError, RowError, RowErrorCode, Source, Step};
+use crate::store::*;
+
+const IMPORT_COLUMNS: &str = "id, workspace_id, number, status, step, source, mode, on_error, \
+    max_errors, dry_run, cleanup_records, reference, reference_origin, metadata, note, platform, \
+    error, bytes_total, bytes_read, inputs, processed, created, updated, unchanged, invalid, \
+    destroyed, warnings, cancel_requested, created_at, started_at, completed_at, cancelled_at, \
+    rolled_back_at, updated_at";
+
+const TABLE_COLUMNS: &str = "position, table_name, status, format, options, blob_key, file_name, \
+    file_size, header, bytes_total, bytes_read, checkpoint_offset, checkpoint_line, \
+    checkpoint_record, inputs, processed, created, updated, unchanged, invalid, destroyed, \
+    warnings, error, started_at, completed_at";
+
+fn json_col(s: Option<String>) -> serde_json::Value {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn counts_at(r: &Row<'_>, first: usize) -> rusqlite::Result<Counts> {
+    Ok(Counts {
+        inputs: r.get::<_, Option<i64>>(first)?.map(|v| v as u64),
+        processed: r.get::<_, i64>(first + 1)? as u64,
+        created: r.get::<_, i64>(first + 2)? as u64,
+        updated: r.get::<_, i64>(first + 3)? as u64,
+        unchanged: r.get::<_, i64>(first + 4)? as u64,
+        invalid: r.get::<_, i64>(first + 5)? as u64,
+        destroyed: r.get::<_, i64>(first + 6)? as u64,
+        warnings: r.get::<_, i64>(first + 7)? as u64,
+    })
+}
+
+fn import_from_row(r: &Row<'_>) -> rusqlite::Result<ImportRecord> {
+    Ok(ImportRecord {
+        id: parse_uuid(&r.get::<_, String>(0)?),
+        workspace_id: parse_uuid(&r.get::<_, String>(1)?),
+        number: r.get(2)?,
+        status: ImportStatus::parse(&r.get::<_, String>(3)?).unwrap_or(ImportStatus::Failed),
+        step: Step::parse(&r.get::<_, String>(4)?).unwrap_or(Step::Done),
+        source: Source::parse(&r.get::<_, String>(5)?).unwrap_or(Source::Csv),
+        mode: Mode::parse(&r.get::<_, String>(6)?).unwrap_or(Mode::Insert),
+        on_error: OnError::parse(&r.get::<_, String>(7)?).unwrap_or(OnError::Skip),
+        max_errors: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        dry_run: r.get(9)?,
+        cleanup_records: r.get(10)?,
+        reference: r.get(11)?,
+        reference_origin: r.get(12)?,
+        metadata: json_col(r.get(13)?),
+        note: r.get(14)?,
+        platform: r.get(15)?,
+        error: r.get(16)?,
+        bytes_total: r.get::<_, i64>(17)? as u64,
+        bytes_read: r.get::<_, i64>(18)? as u64,
+        counts: counts_at(r, 19)?,
+        cancel_requested: r.get(27)?,
+        created_at: parse_ts(&r.get::<_, String>(28)?),
+        started_at: parse_ts_opt(r.get(29)?),
+        completed_at: parse_ts_opt(r.get(30)?),
+        cancelled_at: parse_ts_opt(r.get(31)?),
+        rolled_back_at: parse_ts_opt(r.get(32)?),
+        updated_at: parse_ts(&r.get::<_, String>(33)?),
+        tables: Vec::new(),
+    })
+}
+
+fn table_from_row(r: &Row<'_>) -> rusqlite::Result<ImportTableRecord> {
+    Ok(ImportTableRecord {
+        position: r.get(0)?,
+        table: r.get(1)?,
+        status: ImportStatus::parse(&r.get::<_, String>(2)?).unwrap_or(ImportStatus::Failed),
+        format: r.get(3)?,
+        options: json_col(r.get(4)?),
+        blob_key: r.get(5)?,
+        file_name: r.get(6)?,
+        file_size: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        header: r
+            .get::<_, Option<String>>(8)?
+            .and_then(|h| serde_json::from_str(&h).ok()),
+        bytes_total: r.get::<_, i64>(9)? as u64,
+        bytes_read: r.get::<_, i64>(10)? as u64,
+        checkpoint: Position {
+            byte_offset: r.get::<_, i64>(11)? as u64,
+            line: r.get::<_, i64>(12)? as u64,
+            record: r.get::<_, i64>(13)? as u64,
+        },
+        counts: counts_at(r, 14)?,
+        error: r.get(22)?,
+        started_at: parse_ts_opt(r.get(23)?),
+        completed_at: parse_ts_opt(r.get(24)?),
+    })
+}
+
+fn load_tables(c: &Connection, import: &mut ImportRecord) -> StoreResult<()> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {TABLE_COLUMNS} FROM intake_import_tables WHERE import_id = ?1 ORDER BY position"
+    ))?;
+    let rows = stmt.query_map([import.id.to_string()], table_from_row)?;
+    import.tables = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(())
+}
+
+fn get_any(c: &Connection, id: Uuid) -> StoreResult<ImportRecord> {
+    let mut import = c
+        .prepare_cached(&format!(
+            "SELECT {IMPORT_COLUMNS} FROM intake_imports WHERE id = ?1"
+        ))?
+        .query_row([id.to_string()], import_from_row)
+        .optional()?
+        .ok_or(StoreError::NotFound("import"))?;
+    load_tables(c, &mut import)?;
+    Ok(import)
+}
+
+pub(super) fn get(c: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+    let import = get_any(c, id)?;
+    // Another workspace's import is indistinguishable from a missing one.
+    if import.workspace_id != workspace_id {
+        return Err(StoreError::NotFound("import"));
+    }
+    Ok(import)
+}
+
+pub(super) fn append_event(
+    c: &Connection,
+    workspace_id: Uuid,
+    import_id: Uuid,
+    kind: &str,
+    data: &serde_json::Value,
+) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO intake_events (workspace_id, import_id, kind, data, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        workspace_id.to_string(),
+        import_id.to_string(),
+        kind,
+        data.to_string(),
+        ts(now())
+    ])?;
+    Ok(())
+}
+
+pub(super) fn find_idempotency(
+    c: &Connection,
+    workspace_id: Uuid,
+    key: &str,
+) -> StoreResult<Option<IdempotencyRecord>> {
+    Ok(c
+        .query_row(
+            "SELECT fingerprint, import_id FROM intake_idempotency WHERE workspace_id = ?1 AND key = ?2",
+            params![workspace_id.to_string(), key],
+            |r| {
+                Ok(IdempotencyRecord {
+                    fingerprint: r.get(0)?,
+                    import_id: parse_uuid(&r.get::<_, String>(1)?),
+                })
+            },
+        )
+        .optional()?)
+}
+
+pub(super) fn create(tx: &Connection, new: &NewImport) -> StoreResult<CreateOutcome> {
+    if let Some(idem) = &new.idempotency
+        && let Some(found) = find_idempotency(tx, new.workspace_id, &idem.key)?
+    {
+        return Ok(CreateOutcome::Replayed(found));
+    }
+    let number: i64 = tx.query_row(
+        "UPDATE intake_workspaces SET next_import_number = next_import_number + 1
+         WHERE id = ?1 RETURNING next_import_number - 1",
+        [new.workspace_id.to_string()],
+        |r| r.get(0),
+    )?;
+    let at = ts(now());
+    let step = match new.status {
+        ImportStatus::New => Step::Waiting,
+        ImportStatus::Queued => Step::Queued,
+        _ => Step::Done,
+    };
+    let total: u64 = new.inputs.iter().filter_map(|i| i.file_size).sum();
+    let terminal = new.status.is_terminal();
+    tx.execute(
+        &format!(
+            "INSERT INTO intake_imports (id, workspace_id, number, status, step, source, mode,
+             on_error, max_errors, dry_run, cleanup_records, reference, reference_origin, metadata,
+             note, platform, error, bytes_total, created_at, updated_at, completed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+             ?18, ?19, ?19, {})",
+            if terminal { "?19" } else { "NULL" }
+        ),
+        params![
+            new.id.to_string(),
+            new.workspace_id.to_string(),
+            number,
+            new.status.as_str(),
+            step.as_str(),
+            new.source.as_str(),
+            new.mode.as_str(),
+            new.on_error.as_str(),
+            new.max_errors.map(|v| v as i64),
+            new.dry_run,
+            new.cleanup_records,
+            new.reference,
+            new.reference_origin,
+            new.metadata.to_string(),
+            new.note,
+            new.platform,
+            new.error,
+            total as i64,
+            at,
+        ],
+    )?;
+    for (pos, input) in new.inputs.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO intake_import_tables (import_id, position, table_name, status, format,
+             options, blob_key, file_name, file_size, bytes_total, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                new.id.to_string(),
+                pos as i64,
+                input.table,
+                new.status.as_str(),
+                input.format,
+                input.options.to_string(),
+                input.blob_key,
+                input.file_name,
+                input.file_size.map(|v| v as i64),
+                input.file_size.unwrap_or(0) as i64,
+                if terminal { new.error.clone() } else { None },
+            ],
+        )?;
+    }
+    if let Some(idem) = &new.idempotency {
+        tx.execute(
+            "INSERT INTO intake_idempotency (workspace_id, key, fingerprint, import_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                new.workspace_id.to_string(),
+                idem.key,
+                idem.fingerprint,
+                new.id.to_string(),
+                at
+            ],
+        )?;
+    }
+    append_event(
+        tx,
+        new.workspace_id,
+        new.id,
+        &format!("import.{}", new.status.as_str()),
+        &serde_json::json!({"status": new.status.as_str()}),
+    )?;
+    Ok(CreateOutcome::Created(Box::new(get_any(tx, new.id)?)))
+}
+
+fn sort_column(sort: ImportSort) -> &'static str {
+    match sort {
+        ImportSort::Id => "id",
+        ImportSort::CreatedAt => "created_at",
+        ImportSort::UpdatedAt => "updated_at",
+        ImportSort::CompletedAt => "completed_at",
+    }
+}
+
+pub(super) fn list(c: &Connection, workspace_id: Uuid, q: &ImportQuery) -> StoreResult<ImportPage> {
+    let mut sql = format!("SELECT {IMPORT_COLUMNS} FROM intake_imports WHERE workspace_id = ?");
+    let mut args: Vec<rusqlite::types::Value> = vec![workspace_id.to_string().into()];
+    if !q.statuses.is_empty() {
+        sql.push_str(&format!(
+            " AND status IN ({})",
+            vec!["?"; q.statuses.len()].join(", ")
+        ));
+        args.extend(q.statuses.iter().map(|s| s.as_str().to_owned().into()));
+    }
+    if let Some(t) = &q.table {
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM intake_import_tables t
+               WHERE t.import_id = intake_imports.id AND t.table_name = ?)",
+        );
+        args.push(t.clone().into());
+    }
+    if let Some(s) = q.source {
+        sql.push_str(" AND source = ?");
+        args.push(s.as_str().to_owned().into());
+    }
+    if let Some(r) = &q.reference {
+        sql.push_str(" AND reference = ?");
+        args.push(r.clone().into());
+    }
+    let bounds: [(&str, &str, Option<OffsetDateTime>); 4] = [
+        ("created_at", ">", q.created_after),
+        ("created_at", "<", q.created_before),
+        ("updated_at", ">", q.updated_after),
+        ("updated_at", "<", q.updated_before),
+    ];
+    for (col, op, value) in bounds {
+        if let Some(v) = value {
+            sql.push_str(&format!(" AND {col} {op} ?"));
+            args.push(ts(v).into());
+        }
+    }
+    let sort = q.sort.unwrap_or(ImportSort::Id);
+    let col = sort_column(sort);
+    let (cmp, dir) = if q.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some((value, id)) = &q.after {
+        if sort == ImportSort::Id {
+            sql.push_str(&format!(" AND id {cmp} ?"));
+            args.push(id.to_string().into());
+        } else {
+            // NULLs (not completed yet) sort as the empty string: before any timestamp.
+            sql.push_str(&format!(" AND (coalesce({col}, ''), id) {cmp} (?, ?)"));
+            args.push(value.clone().unwrap_or_default().into());
+            args.push(id.to_string().into());
+        }
+    }
+    if sort == ImportSort::Id {
+        sql.push_str(&format!(" ORDER BY id {dir}"));
+    } else {
+        sql.push_str(&format!(" ORDER BY coalesce({col}, '') {dir}, id {dir}"));
+    }
+    sql.push_str(" LIMIT ?");
+    args.push(i64::from(q.limit + 1).into());
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), import_from_row)?;
+    let mut imports = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let has_more = imports.len() > q.limit as usize;
+    imports.truncate(q.limit as usize);
+    for import in &mut imports {
+        load_tables(c, import)?;
+    }
+    Ok(ImportPage { imports, has_more })
+}
+
+pub(super) fn row_errors(
+    c: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+    after: Option<i64>,
+    limit: u32,
+) -> StoreResult<Vec<StoredRowError>> {
+    get(c, workspace_id, id)?;
+    let mut stmt = c.prepare_cached(
+        "SELECT e.id, t.table_name, e.line, e.record, e.column_name, e.code, e.message, e.row
+         FROM intake_row_errors e
+         JOIN intake_import_tables t ON t.import_id = e.import_id AND t.position = e.position
+         WHERE e.import_id = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![id.to_string(), after.unwrap_or(0), i64::from(limit)],
+        |r| {
+            let code: String = r.get(5)?;
+            Ok(StoredRowError {
+                id: r.get(0)?,
+                table: r.get(1)?,
+                error: RowError {
+                    line: r.get::<_, i64>(2)? as u64,
+                    record: r.get::<_, i64>(3)? as u64,
+                    column: r.get(4)?,
+                    code: code_from_str(&code),
+                    message: r.get(6)?,
+                    row: json_col(r.get(7)?),
+                },
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn code_from_str(s: &str) -> RowErrorCode {
+    crate::model::row_error::ALL_CODES
+        .iter()
+        .copied()
+        .find(|c| c.as_str() == s)
+        .unwrap_or(RowErrorCode::MalformedRecord)
+}
+
+pub(super) fn events(
+    c: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+    after: Option<i64>,
+    limit: u32,
+) -> StoreResult<Vec<EventRecord>> {
+    get(c, workspace_id, id)?;
+    let mut stmt = c.prepare_cached(
+        "SELECT id, import_id, kind, data, created_at FROM intake_events
+         WHERE import_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![id.to_string(), after.unwrap_or(0), i64::from(limit)],
+        |r| {
+            Ok(EventRecord {
+                id: r.get(0)?,
+                import_id: parse_uuid(&r.get::<_, String>(1)?),
+                kind: r.get(2)?,
+                data: json_col(r.get(3)?),
+                created_at: parse_ts(&r.get::<_, String>(4)?),
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Sets the terminal state of an import and of its unfinished tables.
+fn set_terminal(
+    tx: &Connection,
+    import: &ImportRecord,
+    status: ImportStatus,
+    error: Option<&str>,
+) -> StoreResult<()> {
+    let at = ts(now());
+    let cancelled_at = (status == ImportStatus::Cancelled).then(|| at.clone());
+    tx.execute(
+        "UPDATE intake_imports SET status = ?2, step = 'done', error = coalesce(?3, error),
+         completed_at = ?4, cancelled_at = coalesce(?5, cancelled_at), updated_at = ?4,
+         lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1",
+        params![
+            import.id.to_string(),
+            status.as_str(),
+            error,
+            at,
+            cancelled_at
+        ],
+    )?;
+    tx.execute(
+        "UPDATE intake_import_tables SET status = ?2, completed_at = coalesce(completed_at, ?3)
+         WHERE import_id = ?1 AND status IN ('new', 'queued', 'processing')",
+        params![import.id.to_string(), status.as_str(), at],
+    )?;
+    append_event(
+        tx,
+        import.workspace_id,
+        import.id,
+        &format!("import.{}", status.as_str()),
+        &serde_json::json!({"status": status.as_str(), "error": error}),
+    )
+}
+
+pub(super) fn request_cancel(
+    tx: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> StoreResult<ImportRecord> {
+    let import = get(tx, workspace_id, id)?;
+    match import.status {
+        ImportStatus::New | ImportStatus::Queued => {
+            set_terminal(tx, &import, ImportStatus::Cancelled, None)?;
+        }
+        ImportStatus::Processing => {
+            tx.execute(
+                "UPDATE intake_imports SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
+                params![id.to_string(), ts(now())],
+            )?;
+        }
+        s => {
+            return Err(StoreError::Conflict(format!(
+                "the import is {s} and can no longer be cancelled"
+            )));
+        }
+    }
+    get(tx, workspace_id, id)
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(super) fn claim(tx: &Connection, worker: &str, lease_ms: i64) -> StoreResult<Option<Claim>> {
+    let now = now_ms();
+    let found: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT id, lease_token FROM intake_imports
+             WHERE status IN ('queued', 'processing', 'rolling_back')
+               AND (lease_expires_at IS NULL OR lease_expires_at < ?1)
+             ORDER BY created_at LIMIT 1",
+            [now],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((id, token)) = found else {
+        return Ok(None);
+    };
+    let token = token + 1;
+    let at = ts(OffsetDateTime::now_utc());
+    tx.execute(
+        "UPDATE intake_imports SET lease_owner = ?2, lease_token = ?3, lease_expires_at = ?4,
+         status = CASE status WHEN 'queued' THEN 'processing' ELSE status END,
+         started_at = coalesce(started_at, ?5), updated_at = ?5 WHERE id = ?1",
+        params![id, worker, token, now + lease_ms, at],
+    )?;
+    let import = get_any(tx, parse_uuid(&id))?;
+    Ok(Some(Claim {
+        import,
+        worker: worker.to_owned(),
+        token,
+    }))
+}
+
+/// Checks the claim still holds the lease and extends it; the fencing check of every write.
+pub(super) fn check_lease(
+    tx: &Connection,
+    id: Uuid,
+    token: i64,
+    lease_ms: i64,
+) -> StoreResult<LeaseState> {
+    let cancel: Option<bool> = tx
+        .prepare_cached(
+            "UPDATE intake_imports SET lease_expires_at = ?3
+             WHERE id = ?1 AND lease_token = ?2 RETURNING cancel_requested",
+        )?
+        .query_row(params![id.to_string(), token, now_ms() + lease_ms], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match cancel {
+        Some(cancel_requested) => Ok(LeaseState { cancel_requested }),
+        None => Err(StoreError::LeaseLost),
+    }
+}
+
+pub(super) fn renew(
+    tx: &Connection,
+    id: Uuid,
+    token: i64,
+    lease_ms: i64,
+) -> StoreResult<LeaseState> {
+    check_lease(tx, id, token, lease_ms)
+}
+
+pub(super) fn start_table(
+    tx: &Connection,
+    claim: &Claim,
+    position: u32,
+    start: &TableStart,
+) -> StoreResult<()> {
+    check_lease(
+        tx,
+        claim.import.id,
+        claim.token,
+        crate::store::DEFAULT_LEASE_MS,
+    )?;
+    let at = ts(now());
+    let header = start
+        .header
+        .as_ref()
+        .map(|h| serde_json::to_string(h).unwrap_or_default());
+    let first_start: bool = tx.query_row(
+        "SELECT started_at IS NULL FROM intake_import_tables WHERE import_id = ?1 AND position = ?2",
+        params![claim.import.id.to_string(), position],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "UPDATE intake_import_tables SET status = 'processing', header = coalesce(header, ?3),
+         bytes_total = ?4, started_at = coalesce(started_at, ?5)
+         WHERE import_id = ?1 AND position = ?2",
+        params![
+            claim.import.id.to_string(),
+            position,
+            header,
+            start.bytes_total as i64,
+            at
+        ],
+    )?;
+    // Warnings are counted once, at the table's first start, not again on resume.
+    if first_start && !start.warnings.is_empty() {
+        let n = start.warnings.len() as i64;
+        tx.execute(
+            "UPDATE intake_import_tables SET warnings = warnings + ?3
+             WHERE import_id = ?1 AND position = ?2",
+            params![claim.import.id.to_string(), position, n],
+        )?;
+        tx.execute(
+            "UPDATE intake_imports SET warnings = warnings + ?2 WHERE id = ?1",
+            params![claim.import.id.to_string(), n],
+        )?;
+        for w in &start.warnings {
+            append_event(
+                tx,
+                claim.import.workspace_id,
+                claim.import.id,
+                "import.warning",
+                &serde_json::json!({"table_position": position, "message": w}),
+            )?;
+        }
+    }
+    if first_start {
+        append_event(
+            tx,
+            claim.import.workspace_id,
+            claim.import.id,
+            "table.started",
+            &serde_json::json!({"table_position": position}),
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn finish_table(
+    tx: &Connection,
+    claim: &Claim,
+    position: u32,
+    end: &TableEnd,
+) -> StoreResult<()> {
+    check_lease(
+        tx,
+        claim.import.id,
+        claim.token,
+        crate::store::DEFAULT_LEASE_MS,
+    )?;
+    let id = claim.import.id.to_string();
+    let prev_destroyed: i64 = tx.query_row(
+        "SELECT destroyed FROM intake_import_tables WHERE import_id = ?1 AND position = ?2",
+        params![id, position],
+        |r| r.get(0),
+    )?;
+    let destroyed_delta = end.destroyed as i64 - prev_destroyed;
+    tx.execute(
+        "UPDATE intake_import_tables SET status = ?3, inputs = ?4, destroyed = ?5, error = ?6,
+         completed_at = ?7, bytes_read = bytes_total WHERE import_id = ?1 AND position = ?2",
+        params![
+            id,
+            position,
+            end.status.as_str(),
+            end.inputs.map(|v| v as i64),
+            end.destroyed as i64,
+            end.error,
+            ts(now())
+        ],
+    )?;
+    tx.execute(
+        "UPDATE intake_imports SET destroyed = destroyed + ?2,
+         inputs = (SELECT CASE WHEN count(inputs) = count(*) THEN sum(inputs) END
+                   FROM intake_import_tables WHERE import_id = ?1),
+         updated_at = ?3 WHERE id = ?1",
+        params![id, destroyed_delta, ts(now())],
+    )?;
+    append_event(
+        tx,
+        claim.import.workspace_id,
+        claim.import.id,
+        "table.finished",
+        &serde_json::json!({"table_position": position, "status": end.status.as_str()}),
+    )
+}
+
+pub(super) fn finish(tx: &Connection, claim: &Claim, end: &ImportEnd) -> StoreResult<()> {
+    check_lease(
+        tx,
+        claim.import.id,
+        claim.token,
+        crate::store::DEFAULT_LEASE_MS,
+    )?;
+    let import = get_any(tx, claim.import.id)?;
+    if end.status != ImportStatus::Cancelled {
+        tx.execute(
+            "UPDATE intake_imports SET bytes_read = bytes_total WHERE id = ?1",
+            [import.id.to_string()],
+        )?;
+    }
+    set_terminal(tx, &import, end.status, end.error.as_deref())
+}
+
+pub(super) fn set_step(tx: &Connection, claim: &Claim, step: Step) -> StoreResult<()> {
+    check_lease(
+        tx,
+        claim.import.id,
+        claim.token,
+        crate::store::DEFAULT_LEASE_MS,
+    )?;
+    tx.execute(
+        "UPDATE intake_imports SET step = ?2, updated_at = ?3 WHERE id = ?1",
+        params![claim.import.id.to_string(), step.as_str(), ts(now())],
+    )?;
+    Ok(())
+}

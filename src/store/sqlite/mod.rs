@@ -1,0 +1,484 @@
+//! The SQLite backend: one file holding Intake's metadata and the workspaces' tables.
+//! One writer connection (SQLite has one writer at a time) and a few readers, in WAL mode so
+//! reads never wait for an import's batches.
+
+mod imports;
+mod tables;
+mod values;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::*;
+use crate::model::{Role, Step, TableSchema};
+use values::{parse_ts, parse_ts_opt, ts};
+
+/// Timestamps as this backend stores and sorts them.
+pub fn sort_key(t: OffsetDateTime) -> String {
+    ts(t)
+}
+
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const READERS: usize = 4;
+
+/// Intake's store on an embedded SQLite database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // WAL + synchronous=NORMAL: a killed process loses nothing committed; a power loss may
+    // lose the last commits, each with its own checkpoint, so the state stays consistent.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 10000;
+         PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let path: PathBuf = path.to_owned();
+        let mut writer = open_connection(&path)?;
+        migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(&path).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Runs `f` on a reader connection, off the async runtime.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let n = inner.readers.len();
+            let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
+            for i in 0..n {
+                if let Ok(conn) = inner.readers[(start + i) % n].try_lock() {
+                    return f(&conn);
+                }
+            }
+            let conn = inner.readers[start % n]
+                .lock()
+                .map_err(|_| StoreError::Database("reader connection poisoned".into()))?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+    }
+
+    /// Runs `f` in a write transaction on the writer connection, off the async runtime.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.write_now(f))
+            .await
+            .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+    }
+}
+
+impl Inner {
+    /// Runs `f` in an immediate transaction on the writer, committing when it succeeds.
+    pub(crate) fn write_now<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>,
+    {
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Database("writer connection poisoned".into()))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn parse_uuid(s: &str) -> Uuid {
+    Uuid::parse_str(s).unwrap_or_default()
+}
+
+fn workspace_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Workspace> {
+    Ok(Workspace {
+        id: parse_uuid(&r.get::<_, String>(0)?),
+        slug: r.get(1)?,
+        name: r.get(2)?,
+        created_at: parse_ts(&r.get::<_, String>(3)?),
+    })
+}
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        id: parse_uuid(&r.get::<_, String>(0)?),
+        workspace_id: parse_uuid(&r.get::<_, String>(1)?),
+        name: r.get(2)?,
+        role: Role::parse(&r.get::<_, String>(3)?).unwrap_or(Role::Viewer),
+        prefix: r.get(4)?,
+        created_at: parse_ts(&r.get::<_, String>(5)?),
+        last_used_at: parse_ts_opt(r.get(6)?),
+        revoked_at: parse_ts_opt(r.get(7)?),
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at";
+
+fn insert_workspace(tx: &Connection, slug: &str, name: &str) -> StoreResult<Workspace> {
+    let ws = Workspace {
+        id: Uuid::now_v7(),
+        slug: slug.to_owned(),
+        name: name.to_owned(),
+        created_at: now(),
+    };
+    tx.execute(
+        "INSERT INTO intake_workspaces (id, slug, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![ws.id.to_string(), ws.slug, ws.name, ts(ws.created_at)],
+    )
+    .map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            StoreError::Conflict(format!("workspace {slug:?} already exists"))
+        }
+        _ => e.into(),
+    })?;
+    Ok(ws)
+}
+
+fn insert_key(tx: &Connection, workspace_id: Uuid, key: &NewKey) -> StoreResult<KeyRecord> {
+    let created_at = now();
+    tx.execute(
+        "INSERT INTO intake_api_keys (id, workspace_id, name, role, prefix, hash, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            key.id.to_string(),
+            workspace_id.to_string(),
+            key.name,
+            key.role.as_str(),
+            key.prefix,
+            &key.hash[..],
+            ts(created_at)
+        ],
+    )?;
+    Ok(KeyRecord {
+        id: key.id,
+        workspace_id,
+        name: key.name.clone(),
+        role: key.role,
+        prefix: key.prefix.clone(),
+        created_at,
+        last_used_at: None,
+        revoked_at: None,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn bootstrap(&self, owner_key: &NewKey) -> StoreResult<Option<Workspace>> {
+        let key = owner_key.clone();
+        self.write(move |tx| {
+            let any: Option<String> = tx
+                .query_row("SELECT id FROM intake_workspaces LIMIT 1", [], |r| r.get(0))
+                .optional()?;
+            if any.is_some() {
+                return Ok(None);
+            }
+            let ws = insert_workspace(tx, "default", "Default workspace")?;
+            insert_key(tx, ws.id, &key)?;
+            Ok(Some(ws))
+        })
+        .await
+    }
+
+    async fn create_workspace(&self, slug: &str, name: &str) -> StoreResult<Workspace> {
+        let (slug, name) = (slug.to_owned(), name.to_owned());
+        self.write(move |tx| insert_workspace(tx, &slug, &name))
+            .await
+    }
+
+    async fn find_workspace(&self, id_or_slug: &str) -> StoreResult<Option<Workspace>> {
+        let key = id_or_slug.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT id, slug, name, created_at FROM intake_workspaces WHERE id = ?1 OR slug = ?1",
+                [key],
+                workspace_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn create_key(&self, workspace_id: Uuid, key: &NewKey) -> StoreResult<KeyRecord> {
+        let key = key.clone();
+        self.write(move |tx| insert_key(tx, workspace_id, &key))
+            .await
+    }
+
+    async fn authenticate(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
+        let hash = *hash;
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE hash = ?1 AND revoked_at IS NULL"
+            ))?;
+            Ok(stmt.query_row([&hash[..]], key_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn list_keys(&self, workspace_id: Uuid) -> StoreResult<Vec<KeyRecord>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE workspace_id = ?1
+                 ORDER BY created_at DESC, id DESC"
+            ))?;
+            let rows = stmt.query_map([workspace_id.to_string()], key_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_key(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        max_role: Role,
+    ) -> StoreResult<KeyRecord> {
+        self.write(move |tx| {
+            let key = tx
+                .query_row(
+                    &format!(
+                        "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE id = ?1 AND workspace_id = ?2"
+                    ),
+                    params![id.to_string(), workspace_id.to_string()],
+                    key_from_row,
+                )
+                .optional()?
+                .ok_or(StoreError::NotFound("key"))?;
+            if key.role > max_role {
+                return Err(StoreError::Conflict(format!(
+                    "a {} key cannot be revoked with this key",
+                    key.role.as_str()
+                )));
+            }
+            if key.revoked_at.is_some() {
+                return Ok(key);
+            }
+            let at = now();
+            tx.execute(
+                "UPDATE intake_api_keys SET revoked_at = ?1 WHERE id = ?2",
+                params![ts(at), id.to_string()],
+            )?;
+            Ok(KeyRecord {
+                revoked_at: Some(at),
+                ..key
+            })
+        })
+        .await
+    }
+
+    async fn create_table(
+        &self,
+        workspace: &Workspace,
+        schema: &TableSchema,
+    ) -> StoreResult<TableRecord> {
+        let (ws, schema) = (workspace.clone(), schema.clone());
+        self.write(move |tx| tables::create(tx, &ws, &schema)).await
+    }
+
+    async fn list_tables(&self, workspace: &Workspace) -> StoreResult<Vec<TableRecord>> {
+        let ws = workspace.clone();
+        self.read(move |c| tables::list(c, &ws)).await
+    }
+
+    async fn get_table(&self, workspace: &Workspace, name: &str) -> StoreResult<TableRecord> {
+        let (ws, name) = (workspace.clone(), name.to_owned());
+        self.read(move |c| tables::get(c, &ws, &name, true)).await
+    }
+
+    async fn delete_table(&self, workspace: &Workspace, name: &str) -> StoreResult<()> {
+        let (ws, name) = (workspace.clone(), name.to_owned());
+        self.write(move |tx| tables::delete(tx, &ws, &name)).await
+    }
+
+    async fn read_records(
+        &self,
+        workspace: &Workspace,
+        table: &TableSchema,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<RecordsPage> {
+        let (ws, table) = (workspace.clone(), table.clone());
+        self.read(move |c| tables::read_records(c, &ws, &table, after, limit))
+            .await
+    }
+
+    async fn create_import(&self, new: &NewImport) -> StoreResult<CreateOutcome> {
+        let new = new.clone();
+        self.write(move |tx| imports::create(tx, &new)).await
+    }
+
+    async fn find_idempotency(
+        &self,
+        workspace_id: Uuid,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        let key = key.to_owned();
+        self.read(move |c| imports::find_idempotency(c, workspace_id, &key))
+            .await
+    }
+
+    async fn get_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+        self.read(move |c| imports::get(c, workspace_id, id)).await
+    }
+
+    async fn list_imports(&self, workspace_id: Uuid, q: &ImportQuery) -> StoreResult<ImportPage> {
+        let q = q.clone();
+        self.read(move |c| imports::list(c, workspace_id, &q)).await
+    }
+
+    async fn list_row_errors(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredRowError>> {
+        self.read(move |c| imports::row_errors(c, workspace_id, id, after, limit))
+            .await
+    }
+
+    async fn list_events(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.read(move |c| imports::events(c, workspace_id, id, after, limit))
+            .await
+    }
+
+    async fn request_cancel(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+        self.write(move |tx| imports::request_cancel(tx, workspace_id, id))
+            .await
+    }
+
+    async fn claim_import(&self, worker: &str, lease_ms: i64) -> StoreResult<Option<Claim>> {
+        let worker = worker.to_owned();
+        self.write(move |tx| imports::claim(tx, &worker, lease_ms))
+            .await
+    }
+
+    async fn renew_lease(&self, claim: &Claim, lease_ms: i64) -> StoreResult<LeaseState> {
+        let (id, token) = (claim.import.id, claim.token);
+        self.write(move |tx| imports::renew(tx, id, token, lease_ms))
+            .await
+    }
+
+    async fn start_table(
+        &self,
+        claim: &Claim,
+        position: u32,
+        start: &TableStart,
+    ) -> StoreResult<()> {
+        let (claim, start) = (claim.clone(), start.clone());
+        self.write(move |tx| imports::start_table(tx, &claim, position, &start))
+            .await
+    }
+
+    fn open_writer(&self, claim: &Claim, plan: WritePlan) -> StoreResult<Box<dyn BatchWriter>> {
+        Ok(Box::new(writer::SqliteWriter::new(
+            self.inner.clone(),
+            claim,
+            plan,
+        )?))
+    }
+
+    async fn finish_table(&self, claim: &Claim, position: u32, end: &TableEnd) -> StoreResult<()> {
+        let (claim, end) = (claim.clone(), end.clone());
+        self.write(move |tx| imports::finish_table(tx, &claim, position, &end))
+            .await
+    }
+
+    async fn finish_import(&self, claim: &Claim, end: &ImportEnd) -> StoreResult<()> {
+        let (claim, end) = (claim.clone(), end.clone());
+        self.write(move |tx| imports::finish(tx, &claim, &end))
+            .await
+    }
+
+    async fn set_step(&self, claim: &Claim, step: Step) -> StoreResult<()> {
+        let claim = claim.clone();
+        self.write(move |tx| imports::set_step(tx, &claim, step))
+            .await
+    }
+
+    async fn append_event(
+        &self,
+        workspace_id: Uuid,
+        import_id: Uuid,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> StoreResult<()> {
+        let (kind, data) = (kind.to_owned(), data.clone());
+        self.write(move |tx| imports::append_event(tx, workspace_id, import_id, &kind, &data))
+            .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}

@@ -1,0 +1,220 @@
+//! Managed tables: their definitions and the real SQLite tables behind them.
+//! A table `orders` of workspace `default` is the SQLite table `default__orders`; every table
+//! also has an `_intake_import` column: the number of the import that last wrote the row.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::values::{cell_to_json, declared_type, parse_ts, quote, ts};
+use super::{StoreError, StoreResult, now};
+use crate::model::TableSchema;
+use crate::store::{RecordsPage, TableRecord, Workspace};
+
+/// The column holding the number of the import that last wrote each row.
+pub const IMPORT_COLUMN: &str = "_intake_import";
+
+/// The table's name inside the database.
+pub fn physical_name(ws: &Workspace, table: &str) -> String {
+    format!("{}__{}", ws.slug, table)
+}
+
+/// The `CREATE TABLE` statement of a schema under a given physical name.
+pub fn create_sql(name: &str, schema: &TableSchema) -> String {
+    let mut cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| {
+            let mut def = format!("{} {}", quote(c.name.as_str()), declared_type(c.ty));
+            if c.required {
+                def.push_str(" NOT NULL");
+            }
+            if c.unique && !(schema.primary_key.len() == 1 && schema.primary_key[0] == c.name) {
+                def.push_str(" UNIQUE");
+            }
+            def
+        })
+        .collect();
+    cols.push(format!("{} INTEGER NOT NULL", quote(IMPORT_COLUMN)));
+    if !schema.primary_key.is_empty() {
+        let key: Vec<String> = schema
+            .primary_key
+            .iter()
+            .map(|k| quote(k.as_str()))
+            .collect();
+        cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    format!(
+        "CREATE TABLE {} (\n  {}\n)",
+        quote(name),
+        cols.join(",\n  ")
+    )
+}
+
+pub(super) fn create(
+    tx: &Connection,
+    ws: &Workspace,
+    schema: &TableSchema,
+) -> StoreResult<TableRecord> {
+    let name = schema.name.as_str();
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
+            params![ws.id.to_string(), name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "table {name:?} already exists"
+        )));
+    }
+    let physical = physical_name(ws, name);
+    let created_at = now();
+    let schema_json = serde_json::to_string(schema)
+        .map_err(|e| StoreError::Database(format!("schema encoding: {e}")))?;
+    tx.execute(
+        "INSERT INTO intake_tables (workspace_id, name, schema, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![ws.id.to_string(), name, schema_json, ts(created_at)],
+    )?;
+    // A leftover table of the same name (created outside Intake) is an error, not adopted.
+    tx.execute_batch(&create_sql(&physical, schema))
+        .map_err(|e| StoreError::Conflict(format!("cannot create table {name:?}: {e}")))?;
+    Ok(TableRecord {
+        schema: schema.clone(),
+        physical_name: physical,
+        created_at,
+        row_count: Some(0),
+    })
+}
+
+fn schema_from_json(text: &str) -> StoreResult<TableSchema> {
+    crate::model::schema::TableSchema::from_stored(text)
+        .map_err(|e| StoreError::Database(format!("stored schema unreadable: {e}")))
+}
+
+pub(super) fn list(c: &Connection, ws: &Workspace) -> StoreResult<Vec<TableRecord>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT name, schema, created_at FROM intake_tables WHERE workspace_id = ?1 ORDER BY name",
+    )?;
+    let rows = stmt.query_map([ws.id.to_string()], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, schema, created_at) = row?;
+        out.push(TableRecord {
+            schema: schema_from_json(&schema)?,
+            physical_name: physical_name(ws, &name),
+            created_at: parse_ts(&created_at),
+            row_count: None,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn get(
+    c: &Connection,
+    ws: &Workspace,
+    name: &str,
+    with_count: bool,
+) -> StoreResult<TableRecord> {
+    let (schema, created_at): (String, String) = c
+        .prepare_cached(
+            "SELECT schema, created_at FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
+        )?
+        .query_row(params![ws.id.to_string(), name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?
+        .ok_or(StoreError::NotFound("table"))?;
+    let physical = physical_name(ws, name);
+    let row_count = if with_count {
+        let n: i64 = c.query_row(
+            &format!("SELECT count(*) FROM {}", quote(&physical)),
+            [],
+            |r| r.get(0),
+        )?;
+        Some(n as u64)
+    } else {
+        None
+    };
+    Ok(TableRecord {
+        schema: schema_from_json(&schema)?,
+        physical_name: physical,
+        created_at: parse_ts(&created_at),
+        row_count,
+    })
+}
+
+pub(super) fn delete(tx: &Connection, ws: &Workspace, name: &str) -> StoreResult<()> {
+    get(tx, ws, name, false)?;
+    let busy: Option<String> = tx
+        .query_row(
+            "SELECT i.id FROM intake_import_tables t JOIN intake_imports i ON i.id = t.import_id
+             WHERE i.workspace_id = ?1 AND t.table_name = ?2
+               AND i.status IN ('new', 'queued', 'processing', 'rolling_back') LIMIT 1",
+            params![ws.id.to_string(), name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = busy {
+        return Err(StoreError::Conflict(format!(
+            "table {name:?} is in use by import {id}, which has not finished"
+        )));
+    }
+    tx.execute(
+        "DELETE FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
+        params![ws.id.to_string(), name],
+    )?;
+    tx.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {}",
+        quote(&physical_name(ws, name))
+    ))?;
+    Ok(())
+}
+
+pub(super) fn read_records(
+    c: &Connection,
+    ws: &Workspace,
+    schema: &TableSchema,
+    after: Option<i64>,
+    limit: u32,
+) -> StoreResult<RecordsPage> {
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| quote(c.name.as_str()))
+        .collect();
+    let sql = format!(
+        "SELECT rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        cols.join(", "),
+        quote(&physical_name(ws, schema.name.as_str()))
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt.query(params![after.unwrap_or(i64::MIN), i64::from(limit) + 1])?;
+    let mut out = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    while let Some(r) = rows.next()? {
+        if out.len() == limit as usize {
+            more = true;
+            break;
+        }
+        last = Some(r.get::<_, i64>(0)?);
+        let mut obj = serde_json::Map::with_capacity(schema.columns.len());
+        for (i, col) in schema.columns.iter().enumerate() {
+            obj.insert(
+                col.name.as_str().to_owned(),
+                cell_to_json(col.ty, r.get_ref(i + 1)?),
+            );
+        }
+        out.push(obj);
+    }
+    Ok(RecordsPage {
+        rows: out,
+        next: if more { last } else { None },
+    })
+}

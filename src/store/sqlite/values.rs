@@ -1,0 +1,180 @@
+//! How values and timestamps are represented in SQLite.
+
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::model::{ColumnType, Value};
+
+/// Formats a timestamp as fixed-width RFC 3339 UTC with milliseconds, so that text order is
+/// time order.
+pub fn ts(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Parses a timestamp written by [`ts`].
+pub fn parse_ts(s: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(s, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Parses an optional timestamp column.
+pub fn parse_ts_opt(s: Option<String>) -> Option<OffsetDateTime> {
+    s.map(|s| parse_ts(&s))
+}
+
+/// A datetime column's text: RFC 3339 in UTC, with a fraction only when there is one.
+pub fn datetime_text(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    let base = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let nanos = t.nanosecond();
+    if nanos == 0 {
+        format!("{base}Z")
+    } else {
+        let frac = format!("{nanos:09}");
+        format!("{base}.{}Z", frac.trim_end_matches('0'))
+    }
+}
+
+/// The SQLite value a column value is stored as.
+pub fn to_sql(v: &Value) -> ToSqlOutput<'_> {
+    match v {
+        Value::Null => ToSqlOutput::Owned(SqlValue::Null),
+        Value::Int(i) => ToSqlOutput::Owned(SqlValue::Integer(*i)),
+        Value::Float(f) => ToSqlOutput::Owned(SqlValue::Real(*f)),
+        Value::Bool(b) => ToSqlOutput::Owned(SqlValue::Integer(i64::from(*b))),
+        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => {
+            ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+        }
+        Value::Date(d) => ToSqlOutput::Owned(SqlValue::Text(format!(
+            "{:04}-{:02}-{:02}",
+            d.year(),
+            u8::from(d.month()),
+            d.day()
+        ))),
+        Value::Datetime(t) => ToSqlOutput::Owned(SqlValue::Text(datetime_text(*t))),
+        Value::Uuid(u) => ToSqlOutput::Owned(SqlValue::Text(u.hyphenated().to_string())),
+    }
+}
+
+/// The declared SQLite type of a column. Decimals use NUMERIC affinity: SQLite keeps them as
+/// numbers when that is exact to 15 digits and as text otherwise.
+pub fn declared_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Integer | ColumnType::Boolean => "INTEGER",
+        ColumnType::Float => "REAL",
+        ColumnType::Decimal => "NUMERIC",
+        _ => "TEXT",
+    }
+}
+
+/// A stored cell as JSON, the way the records API shows it.
+pub fn cell_to_json(ty: ColumnType, v: ValueRef<'_>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match (ty, v) {
+        (_, ValueRef::Null) => J::Null,
+        (ColumnType::Boolean, ValueRef::Integer(i)) => J::Bool(i != 0),
+        (ColumnType::Decimal, ValueRef::Integer(i)) => J::String(i.to_string()),
+        (ColumnType::Decimal, ValueRef::Real(f)) => J::String(decimal_text(f)),
+        (ColumnType::Json, ValueRef::Text(t)) => {
+            serde_json::from_slice(t).unwrap_or_else(|_| J::String(lossy(t)))
+        }
+        (_, ValueRef::Integer(i)) => J::from(i),
+        (_, ValueRef::Real(f)) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
+        (_, ValueRef::Text(t)) => J::String(lossy(t)),
+        (_, ValueRef::Blob(b)) => J::String(lossy(b)),
+    }
+}
+
+/// A decimal held as REAL, written without exponent or float noise.
+fn decimal_text(f: f64) -> String {
+    let s = format!("{f}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Whether a stored cell holds the same value as a new one (for `unchanged` in upserts).
+pub fn same_value(stored: &SqlValue, new: &Value) -> bool {
+    match (stored, to_sql(new)) {
+        (SqlValue::Null, ToSqlOutput::Owned(SqlValue::Null)) => true,
+        (SqlValue::Integer(a), ToSqlOutput::Owned(SqlValue::Integer(b))) => *a == b,
+        (SqlValue::Real(a), ToSqlOutput::Owned(SqlValue::Real(b))) => a.to_bits() == b.to_bits(),
+        (stored, out) => {
+            let new_text: &[u8] = match &out {
+                ToSqlOutput::Borrowed(ValueRef::Text(t)) => t,
+                ToSqlOutput::Owned(SqlValue::Text(t)) => t.as_bytes(),
+                _ => return false,
+            };
+            match (stored, new) {
+                (SqlValue::Text(s), _) => s.as_bytes() == new_text,
+                // A decimal that SQLite stored as a number: compare numerically.
+                (SqlValue::Integer(i), Value::Decimal(d)) => d == &i.to_string(),
+                (SqlValue::Real(f), Value::Decimal(d)) => d.parse::<f64>().ok() == Some(*f),
+                _ => false,
+            }
+        }
+    }
+}
+
+/// A stored row as JSON for the undo journal (column values as SQLite holds them).
+pub fn row_to_journal(values: &[SqlValue]) -> String {
+    let cells: Vec<serde_json::Value> = values
+        .iter()
+        .map(|v| match v {
+            SqlValue::Null => serde_json::Value::Null,
+            SqlValue::Integer(i) => serde_json::json!({"i": i}),
+            SqlValue::Real(f) => serde_json::json!({"r": f}),
+            SqlValue::Text(t) => serde_json::json!({"t": t}),
+            SqlValue::Blob(b) => serde_json::json!({"t": String::from_utf8_lossy(b)}),
+        })
+        .collect();
+    serde_json::Value::Array(cells).to_string()
+}
+
+/// Reads a journal row back into SQLite values.
+pub fn journal_to_row(text: &str) -> Vec<SqlValue> {
+    let cells: Vec<serde_json::Value> = serde_json::from_str(text).unwrap_or_default();
+    cells
+        .into_iter()
+        .map(|c| {
+            if let Some(i) = c.get("i").and_then(|v| v.as_i64()) {
+                SqlValue::Integer(i)
+            } else if let Some(f) = c.get("r").and_then(|v| v.as_f64()) {
+                SqlValue::Real(f)
+            } else if let Some(t) = c.get("t").and_then(|v| v.as_str()) {
+                SqlValue::Text(t.to_owned())
+            } else {
+                SqlValue::Null
+            }
+        })
+        .collect()
+}
+
+/// Quotes an identifier that has already been validated (double quotes doubled anyway).
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

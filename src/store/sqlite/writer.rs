@@ -1,0 +1,573 @@
+//! The batch writer: loads typed rows into a user table, one transaction per batch holding
+//! the rows, the undo journal, the row errors, the counts and the checkpoint.
+
+use std::sync::Arc;
+
+use rusqlite::types::{ToSqlOutput, Value as SqlValue};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
+use uuid::Uuid;
+
+use super::imports::{append_event, check_lease};
+use super::tables::{IMPORT_COLUMN, create_sql, physical_name};
+use super::values::{journal_to_row, quote, row_to_journal, same_value, to_sql, ts};
+use super::{Inner, StoreError, StoreResult, now};
+use crate::model::{Mode, RowError, RowErrorCode, Value};
+use crate::store::{
+    Batch, BatchOutcome, BatchWriter, Claim, DEFAULT_LEASE_MS, Workspace, WritePlan,
+};
+
+struct Cell<'a>(&'a Value);
+
+impl ToSql for Cell<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(to_sql(self.0))
+    }
+}
+
+/// Writes one table of one import into SQLite.
+pub struct SqliteWriter {
+    inner: Arc<Inner>,
+    import_id: Uuid,
+    workspace_id: Uuid,
+    number: i64,
+    token: i64,
+    plan: WritePlan,
+    cleanup: bool,
+    /// The table rows go to: the real table, or for replace the table that will be swapped in.
+    target: String,
+    /// The real table.
+    table: String,
+    key: Vec<usize>,
+    sql: Statements,
+}
+
+struct Statements {
+    insert: String,
+    select: String,
+    update: String,
+    claim: String,
+}
+
+impl SqliteWriter {
+    /// Prepares the writer (and for replace, the table the rows are loaded into).
+    pub fn new(inner: Arc<Inner>, claim: &Claim, plan: WritePlan) -> StoreResult<SqliteWriter> {
+        let slug: String = {
+            let conn = inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Database("writer connection poisoned".into()))?;
+            conn.query_row(
+                "SELECT slug FROM intake_workspaces WHERE id = ?1",
+                [claim.import.workspace_id.to_string()],
+                |r| r.get(0),
+            )?
+        };
+        let ws = Workspace {
+            id: claim.import.workspace_id,
+            slug,
+            name: String::new(),
+            created_at: now(),
+        };
+        let table = physical_name(&ws, plan.schema.name.as_str());
+        let number = claim.import.number;
+        let target = match (plan.mode, plan.dry_run) {
+            (Mode::Replace, false) => format!("{table}__replace_{number}"),
+            (Mode::Replace, true) => format!("{table}__dry_run_{number}"),
+            _ => table.clone(),
+        };
+        let key = plan.schema.key_indexes();
+        let sql = Statements::new(&plan, &target, &key);
+        let writer = SqliteWriter {
+            inner,
+            import_id: claim.import.id,
+            workspace_id: claim.import.workspace_id,
+            number,
+            token: claim.token,
+            cleanup: claim.import.cleanup_records && plan.mode == Mode::Upsert,
+            target,
+            table,
+            key,
+            sql,
+            plan,
+        };
+        if writer.plan.mode == Mode::Replace {
+            let create = create_sql(&writer.target, &writer.plan.schema).replacen(
+                "CREATE TABLE",
+                "CREATE TABLE IF NOT EXISTS",
+                1,
+            );
+            // A dry run loads into a temporary table: never committed, gone with the connection.
+            let create = if writer.plan.dry_run {
+                create.replacen("CREATE TABLE", "CREATE TEMP TABLE", 1)
+            } else {
+                create
+            };
+            writer
+                .inner
+                .write_now(|tx| Ok(tx.execute_batch(&create)?))?;
+        }
+        Ok(writer)
+    }
+
+    fn apply_rows(
+        &self,
+        tx: &Connection,
+        batch: &Batch,
+        out: &mut BatchOutcome,
+        db_errors: &mut Vec<RowError>,
+    ) -> StoreResult<()> {
+        let mut insert = tx.prepare_cached(&self.sql.insert)?;
+        let number = self.number;
+        for row in &batch.rows {
+            let existing = if self.plan.mode == Mode::Upsert {
+                self.find_existing(tx, &row.values)?
+            } else {
+                None
+            };
+            let result = match existing {
+                None => {
+                    let mut params: Vec<&dyn ToSql> = Vec::with_capacity(row.values.len() + 1);
+                    let cells: Vec<Cell<'_>> = row.values.iter().map(Cell).collect();
+                    params.extend(cells.iter().map(|c| c as &dyn ToSql));
+                    params.push(&number);
+                    insert.execute(params.as_slice()).map(|_| out.created += 1)
+                }
+                Some(old) => {
+                    let same = old
+                        .iter()
+                        .zip(&row.values)
+                        .all(|(stored, new)| same_value(stored, new));
+                    if same && !self.cleanup {
+                        out.unchanged += 1;
+                        Ok(())
+                    } else {
+                        self.journal(tx, if same { "claimed" } else { "updated" }, &old)?;
+                        let r = if same {
+                            self.claim_row(tx, &row.values)
+                        } else {
+                            self.update_row(tx, &row.values, number)
+                        };
+                        r.map(|_| {
+                            if same {
+                                out.unchanged += 1
+                            } else {
+                                out.updated += 1
+                            }
+                        })
+                    }
+                }
+            };
+            if let Err(e) = result {
+                match constraint_error(&e) {
+                    Some(column) => {
+                        out.invalid += 1;
+                        db_errors.push(RowError {
+                            line: row.line,
+                            record: row.record,
+                            message: format!(
+                                "another row already has this value of {}",
+                                column.as_deref().unwrap_or("the key")
+                            ),
+                            column,
+                            code: RowErrorCode::DuplicateKey,
+                            row: row.original.to_json(),
+                        });
+                    }
+                    None => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn find_existing(
+        &self,
+        tx: &Connection,
+        values: &[Value],
+    ) -> rusqlite::Result<Option<Vec<SqlValue>>> {
+        let mut stmt = tx.prepare_cached(&self.sql.select)?;
+        let keys: Vec<Cell<'_>> = self.key.iter().map(|&i| Cell(&values[i])).collect();
+        let params: Vec<&dyn ToSql> = keys.iter().map(|c| c as &dyn ToSql).collect();
+        let width = self.plan.schema.columns.len() + 1;
+        stmt.query_row(params.as_slice(), |r| {
+            (0..width)
+                .map(|i| r.get::<_, SqlValue>(i))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .optional()
+    }
+
+    fn update_row(
+        &self,
+        tx: &Connection,
+        values: &[Value],
+        number: i64,
+    ) -> rusqlite::Result<usize> {
+        let mut stmt = tx.prepare_cached(&self.sql.update)?;
+        let cells: Vec<Cell<'_>> = values.iter().map(Cell).collect();
+        let mut params: Vec<&dyn ToSql> = cells.iter().map(|c| c as &dyn ToSql).collect();
+        params.push(&number);
+        let keys: Vec<Cell<'_>> = self.key.iter().map(|&i| Cell(&values[i])).collect();
+        params.extend(keys.iter().map(|c| c as &dyn ToSql));
+        stmt.execute(params.as_slice())
+    }
+
+    fn claim_row(&self, tx: &Connection, values: &[Value]) -> rusqlite::Result<usize> {
+        let mut stmt = tx.prepare_cached(&self.sql.claim)?;
+        let keys: Vec<Cell<'_>> = self.key.iter().map(|&i| Cell(&values[i])).collect();
+        let mut params: Vec<&dyn ToSql> = vec![&self.number];
+        params.extend(keys.iter().map(|c| c as &dyn ToSql));
+        stmt.execute(params.as_slice())
+    }
+
+    fn journal(&self, tx: &Connection, op: &str, old: &[SqlValue]) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO intake_undo (import_id, position, op, row) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            self.import_id.to_string(),
+            self.plan.position,
+            op,
+            row_to_journal(old)
+        ])?;
+        Ok(())
+    }
+
+    fn store_errors(&self, tx: &Connection, errors: &[&RowError]) -> StoreResult<u64> {
+        if errors.is_empty() {
+            return Ok(0);
+        }
+        let stored: i64 = tx.query_row(
+            "SELECT errors_stored FROM intake_imports WHERE id = ?1",
+            [self.import_id.to_string()],
+            |r| r.get(0),
+        )?;
+        let room = (self.plan.max_stored_errors as i64 - stored).max(0) as usize;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO intake_row_errors (import_id, position, line, record, column_name, code,
+             message, row) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let id = self.import_id.to_string();
+        let mut n = 0;
+        for e in errors.iter().take(room) {
+            stmt.execute(params![
+                id,
+                self.plan.position,
+                e.line as i64,
+                e.record as i64,
+                e.column,
+                e.code.as_str(),
+                e.message,
+                e.row.to_string()
+            ])?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn restore_statement(&self) -> String {
+        let cols = &self.plan.schema.columns;
+        let set: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote(c.name.as_str()), i + 1))
+            .chain(std::iter::once(format!(
+                "{} = ?{}",
+                quote(IMPORT_COLUMN),
+                cols.len() + 1
+            )))
+            .collect();
+        let cond: Vec<String> = self
+            .key
+            .iter()
+            .map(|&i| format!("{} = ?{}", quote(cols[i].name.as_str()), i + 1))
+            .collect();
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            quote(&self.table),
+            set.join(", "),
+            cond.join(" AND ")
+        )
+    }
+
+    fn restore_insert_statement(&self) -> String {
+        self.sql
+            .insert
+            .replacen(&quote(&self.target), &quote(&self.table), 1)
+    }
+}
+
+impl Statements {
+    fn new(plan: &WritePlan, target: &str, key: &[usize]) -> Statements {
+        let cols = &plan.schema.columns;
+        let names: Vec<String> = cols
+            .iter()
+            .map(|c| quote(c.name.as_str()))
+            .chain(std::iter::once(quote(IMPORT_COLUMN)))
+            .collect();
+        let holders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        let insert = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote(target),
+            names.join(", "),
+            holders.join(", ")
+        );
+        let cond = |first: usize| -> String {
+            key.iter()
+                .enumerate()
+                .map(|(j, &i)| format!("{} = ?{}", quote(cols[i].name.as_str()), first + j))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let select = format!(
+            "SELECT {} FROM {} WHERE {}",
+            names.join(", "),
+            quote(target),
+            cond(1)
+        );
+        let set: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{n} = ?{}", i + 1))
+            .collect();
+        let update = format!(
+            "UPDATE {} SET {} WHERE {}",
+            quote(target),
+            set.join(", "),
+            cond(names.len() + 1)
+        );
+        let claim = format!(
+            "UPDATE {} SET {} = ?1 WHERE {}",
+            quote(target),
+            quote(IMPORT_COLUMN),
+            cond(2)
+        );
+        Statements {
+            insert,
+            select,
+            update,
+            claim,
+        }
+    }
+}
+
+/// The column named by a uniqueness violation, if `e` is one.
+fn constraint_error(e: &rusqlite::Error) -> Option<Option<String>> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, msg)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            // "UNIQUE constraint failed: ws__t.a, ws__t.b" names the columns.
+            let cols = msg
+                .as_deref()
+                .and_then(|m| m.split(": ").nth(1))
+                .map(|list| {
+                    list.split(", ")
+                        .map(|c| c.rsplit('.').next().unwrap_or(c))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                });
+            Some(cols)
+        }
+        _ => None,
+    }
+}
+
+impl BatchWriter for SqliteWriter {
+    fn write(&mut self, batch: &Batch) -> StoreResult<BatchOutcome> {
+        let inner = self.inner.clone();
+        inner.write_now(|tx| {
+            let lease = check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            let mut out = BatchOutcome {
+                invalid: batch.errors.len() as u64,
+                cancel_requested: lease.cancel_requested,
+                ..BatchOutcome::default()
+            };
+            let mut db_errors = Vec::new();
+            // A dry run (but for replace, which loads a temporary table) applies the batch
+            // to learn its counts, then takes it back.
+            let rewind = self.plan.dry_run && self.plan.mode != Mode::Replace;
+            if rewind {
+                tx.execute_batch("SAVEPOINT dry_run")?;
+            }
+            let applied = self.apply_rows(tx, batch, &mut out, &mut db_errors);
+            if rewind {
+                tx.execute_batch("ROLLBACK TO dry_run; RELEASE dry_run")?;
+            }
+            applied?;
+            let mut all: Vec<&RowError> = batch.errors.iter().chain(db_errors.iter()).collect();
+            all.sort_by_key(|e| e.record);
+            let stored = self.store_errors(tx, &all)?;
+            for w in &batch.warnings {
+                append_event(
+                    tx,
+                    self.workspace_id,
+                    self.import_id,
+                    "import.warning",
+                    &serde_json::json!({"table_position": self.plan.position, "message": w}),
+                )?;
+            }
+            let warnings = batch.warnings.len() as i64;
+            let processed = (batch.rows.len() + batch.errors.len()) as i64;
+            let id = self.import_id.to_string();
+            tx.prepare_cached(
+                "UPDATE intake_import_tables SET processed = processed + ?3,
+                 created = created + ?4, updated = updated + ?5, unchanged = unchanged + ?6,
+                 invalid = invalid + ?7, bytes_read = ?8, checkpoint_offset = ?9,
+                 checkpoint_line = ?10, checkpoint_record = ?11, warnings = warnings + ?12
+                 WHERE import_id = ?1 AND position = ?2",
+            )?
+            .execute(params![
+                id,
+                self.plan.position,
+                processed,
+                out.created as i64,
+                out.updated as i64,
+                out.unchanged as i64,
+                out.invalid as i64,
+                batch.bytes_read as i64,
+                batch.checkpoint.byte_offset as i64,
+                batch.checkpoint.line as i64,
+                batch.checkpoint.record as i64,
+                warnings,
+            ])?;
+            tx.prepare_cached(
+                "UPDATE intake_imports SET processed = processed + ?2, created = created + ?3,
+                 updated = updated + ?4, unchanged = unchanged + ?5, invalid = invalid + ?6,
+                 errors_stored = errors_stored + ?7, updated_at = ?8, warnings = warnings + ?9,
+                 bytes_read = (SELECT sum(bytes_read) FROM intake_import_tables WHERE import_id = ?1)
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                processed,
+                out.created as i64,
+                out.updated as i64,
+                out.unchanged as i64,
+                out.invalid as i64,
+                stored as i64,
+                ts(now()),
+                warnings,
+            ])?;
+            Ok(out)
+        })
+    }
+
+    fn revert(&mut self) -> StoreResult<()> {
+        let inner = self.inner.clone();
+        inner.write_now(|tx| {
+            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            if self.plan.mode == Mode::Replace {
+                tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&self.target)))?;
+                return Ok(());
+            }
+            if self.plan.dry_run {
+                return Ok(());
+            }
+            let entries: Vec<(String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT op, row FROM intake_undo WHERE import_id = ?1 AND position = ?2
+                     ORDER BY id DESC",
+                )?;
+                let rows = stmt.query_map(
+                    params![self.import_id.to_string(), self.plan.position],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let restore = self.restore_statement();
+            let reinsert = self.restore_insert_statement();
+            for (op, row) in entries {
+                let old = journal_to_row(&row);
+                let sql = if op == "destroyed" {
+                    &reinsert
+                } else {
+                    &restore
+                };
+                tx.prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(old.iter()))?;
+            }
+            tx.execute(
+                &format!(
+                    "DELETE FROM {} WHERE {} = ?1",
+                    quote(&self.table),
+                    quote(IMPORT_COLUMN)
+                ),
+                [self.number],
+            )?;
+            tx.execute(
+                "DELETE FROM intake_undo WHERE import_id = ?1 AND position = ?2",
+                params![self.import_id.to_string(), self.plan.position],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn finish(&mut self) -> StoreResult<u64> {
+        let inner = self.inner.clone();
+        inner.write_now(|tx| {
+            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            let mut destroyed = 0u64;
+            if self.plan.mode == Mode::Replace {
+                let old: i64 = tx.query_row(
+                    &format!("SELECT count(*) FROM {}", quote(&self.table)),
+                    [],
+                    |r| r.get(0),
+                )?;
+                destroyed = old as u64;
+                if self.plan.dry_run {
+                    tx.execute_batch(&format!("DROP TABLE IF EXISTS temp.{}", quote(&self.target)))?;
+                } else {
+                    // Readers see the old table or the new one: both renames commit together.
+                    tx.execute_batch(&format!(
+                        "DROP TABLE {table}; ALTER TABLE {target} RENAME TO {table};",
+                        table = quote(&self.table),
+                        target = quote(&self.target)
+                    ))?;
+                }
+            } else if self.cleanup {
+                let cols = &self.plan.schema.columns;
+                let names: Vec<String> = cols
+                    .iter()
+                    .map(|c| quote(c.name.as_str()))
+                    .chain(std::iter::once(quote(IMPORT_COLUMN)))
+                    .collect();
+                let select = format!(
+                    "SELECT rowid, {} FROM {} WHERE {} <> ?1",
+                    names.join(", "),
+                    quote(&self.table),
+                    quote(IMPORT_COLUMN)
+                );
+                let gone: Vec<(i64, Vec<SqlValue>)> = {
+                    let mut stmt = tx.prepare(&select)?;
+                    let rows = stmt.query_map([self.number], |r| {
+                        let vals = (1..=names.len())
+                            .map(|i| r.get::<_, SqlValue>(i))
+                            .collect::<rusqlite::Result<Vec<_>>>()?;
+                        Ok((r.get(0)?, vals))
+                    })?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                let delete = format!("DELETE FROM {} WHERE rowid = ?1", quote(&self.table));
+                for (rowid, vals) in &gone {
+                    if !self.plan.dry_run {
+                        self.journal(tx, "destroyed", vals)?;
+                        tx.prepare_cached(&delete)?.execute([rowid])?;
+                    }
+                }
+                destroyed = gone.len() as u64;
+            }
+            if destroyed > 0 {
+                append_event(
+                    tx,
+                    self.workspace_id,
+                    self.import_id,
+                    "table.cleaned_up",
+                    &serde_json::json!({"table_position": self.plan.position, "destroyed": destroyed}),
+                )?;
+            }
+            Ok(destroyed)
+        })
+    }
+}
