@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
                 if let Some(key) = running.bootstrap_key {
                     println!("Created the default workspace and its owner key (shown only this once):\n\n    {key}\n");
                 }
-                tracing::info!(%addr, "intake is listening");
+                println!("intake is listening on http://{addr}");
             })
             .await
         }

@@ -16,6 +16,7 @@ pub enum ErrorCode {
     Unauthenticated,
     Forbidden,
     NotFound,
+    MethodNotAllowed,
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -34,6 +35,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
@@ -51,6 +53,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType | ErrorCode::UnsupportedFormat => {
@@ -159,6 +162,11 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(e: axum::extract::rejection::QueryRejection) -> ApiError {
         ApiError::bad_request(e.body_text())
     }
+}
+
+/// Answers 405 in the error envelope for a known route with another method.
+pub async fn wrong_method() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
 }
 
 /// Answers 404 in the error envelope for unknown routes.

@@ -473,6 +473,18 @@ async fn create_import(
                 .with("import_id", first.import_id.to_string()));
             }
             let import = state.store.get_import(ws.id, first.import_id).await?;
+            // A replay answers as the first request was answered: a refused source stays a 415.
+            if import.status == ImportStatus::Unsupported {
+                let refused = ApiError::new(
+                    ErrorCode::UnsupportedFormat,
+                    format!(
+                        "the source cannot be read: {}",
+                        import.error.clone().unwrap_or_default()
+                    ),
+                )
+                .with("import_id", import.id.to_string());
+                return Ok(([("idempotent-replayed", "true")], refused).into_response());
+            }
             Ok((
                 StatusCode::ACCEPTED,
                 [("idempotent-replayed", "true")],

@@ -36,9 +36,9 @@ pub async fn create(
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             format!(
-                "a {} key cannot create a {} key",
-                auth.key.role.as_str(),
-                role.as_str()
+                "{} key cannot create {} key",
+                with_article(auth.key.role),
+                with_article(role)
             ),
         ));
     }
@@ -76,10 +76,28 @@ pub async fn revoke(
         .revoke_key(auth.workspace.id, id, max)
         .await
         .map_err(|e| match e {
-            crate::store::StoreError::Conflict(m) => ApiError::new(ErrorCode::Forbidden, m),
+            // Only admins have a limit (member), so a refusal means an admin or owner key.
+            crate::store::StoreError::Conflict(_) => ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "{} key can revoke only member and viewer keys",
+                    with_article(auth.key.role)
+                ),
+            ),
             other => other.into(),
         })?;
     Ok(Json(
         serde_json::to_value(&key).map_err(ApiError::internal)?,
     ))
+}
+
+/// "an admin", "a member": a role with its article, for messages.
+fn with_article(role: Role) -> String {
+    let name = role.as_str();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }

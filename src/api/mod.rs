@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .nest("/v1", v1)
         .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
         // Upload routes enforce their own limits while streaming.
         .layer(DefaultBodyLimit::disable())
         .layer(CatchPanicLayer::custom(|_| {

@@ -42,8 +42,20 @@ pub async fn download(state: &AppState, workspace_id: Uuid, id: Uuid) -> ApiResu
             break;
         }
     }
-    // Columns: every original field, in order of first appearance.
+    // Columns: the source header of each table with rejected rows, in the file's order (the
+    // stored rows are maps, which lose it), then any other field in order of first appearance.
+    let import = state.store.get_import(workspace_id, id).await?;
     let mut columns: Vec<String> = Vec::new();
+    for t in &import.tables {
+        if !all.iter().any(|e| e.table == t.table) {
+            continue;
+        }
+        for name in t.header.iter().flatten() {
+            if !columns.contains(name) {
+                columns.push(name.clone());
+            }
+        }
+    }
     for e in &all {
         if let serde_json::Value::Object(obj) = &e.error.row {
             for k in obj.keys() {
@@ -55,8 +67,14 @@ pub async fn download(state: &AppState, workspace_id: Uuid, id: Uuid) -> ApiResu
     }
     let mut out = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = columns.iter().map(|c| neutralise(c).into_owned()).collect();
-    header.push("line".into());
-    header.push("error".into());
+    // The added columns never take the name of an original one.
+    for added in ["line", "error"] {
+        let mut name = added.to_owned();
+        while columns.contains(&name) {
+            name.insert(0, '_');
+        }
+        header.push(name);
+    }
     out.write_record(&header).map_err(ApiError::internal)?;
     for e in &all {
         let mut record: Vec<String> = columns

@@ -261,10 +261,20 @@ impl Engine {
         }
         if atomic && end.invalid > 0 {
             self.revert(claim, writer).await?;
-            return Ok(TableOutcome::Failed(format!(
-                "{} row(s) were rejected by the database; with on_error=atomic every change was undone",
-                end.invalid
-            )));
+            // A dry run skips the validation pass, so its invalid rows are not only the ones
+            // the database refused.
+            let why = if import.dry_run {
+                format!(
+                    "{} invalid row(s); with on_error=atomic nothing would be written",
+                    end.invalid
+                )
+            } else {
+                format!(
+                    "{} row(s) were rejected by the database; with on_error=atomic every change was undone",
+                    end.invalid
+                )
+            };
+            return Ok(TableOutcome::Failed(why));
         }
         if import.cleanup_records || import.mode == Mode::Replace {
             self.store.set_step(claim, Step::CleaningUp).await?;

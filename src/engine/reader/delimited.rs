@@ -111,12 +111,6 @@ impl Read for ChunkReader {
     }
 }
 
-/// A raw record as read, before it is checked.
-struct RawRecord {
-    record: ByteRecord,
-    line: u64,
-}
-
 /// Reads a CSV or TSV file.
 pub(super) struct DelimitedReader {
     csv: csv::Reader<ChunkReader>,
@@ -130,9 +124,8 @@ pub(super) struct DelimitedReader {
     max_field: usize,
     max_record: usize,
     checkpoint: Checkpoint,
-    /// Capacity for the next record's buffers, from the last record's size.
-    hint_bytes: usize,
-    hint_fields: usize,
+    /// The record being read, reused: each item gets an exact-size copy.
+    scratch: ByteRecord,
     /// The header is empty: the file has no records at all.
     empty: bool,
 }
@@ -178,8 +171,7 @@ impl DelimitedReader {
                 line,
                 record,
             },
-            hint_bytes: 256,
-            hint_fields: 8,
+            scratch: ByteRecord::new(),
             empty: false,
         };
         if opts.has_header {
@@ -204,16 +196,15 @@ impl DelimitedReader {
     }
 
     fn read_header(&mut self) -> Result<Vec<String>, ReadError> {
-        let mut record = ByteRecord::new();
-        let Some(raw) = self.read_raw(&mut record)? else {
+        let Some(line) = self.read_raw()? else {
             return Ok(Vec::new());
         };
-        let mut names = Vec::with_capacity(raw.record.len());
-        for (i, field) in raw.record.iter().enumerate() {
+        let mut names = Vec::with_capacity(self.scratch.len());
+        for (i, field) in self.scratch.iter().enumerate() {
             if field.len() > self.max_field {
                 return Err(ReadError::Malformed(format!(
                     "line {}: header field {} is longer than the {} field size limit",
-                    raw.line,
+                    line,
                     i + 1,
                     human_size(self.max_field)
                 )));
@@ -221,7 +212,7 @@ impl DelimitedReader {
             let name = std::str::from_utf8(field).map_err(|_| {
                 ReadError::Malformed(format!(
                     "line {}: header field {} is not valid UTF-8",
-                    raw.line,
+                    line,
                     i + 1
                 ))
             })?;
@@ -235,63 +226,55 @@ impl DelimitedReader {
             return None;
         }
         loop {
-            let mut record = ByteRecord::with_capacity(self.hint_bytes, self.hint_fields);
-            let raw = match self.read_raw(&mut record) {
-                Ok(Some(raw)) => raw,
+            let line = match self.read_raw() {
+                Ok(Some(line)) => line,
                 Ok(None) => return None,
                 Err(e) => return Some(Err(e)),
             };
-            let expected = self.expected_fields;
-            let found = raw.record.len();
+            let found = self.scratch.len();
             // A blank line reads as one empty field: not a record when more are expected.
-            if found == 1 && expected.is_some_and(|n| n > 1) && raw.record.as_slice().is_empty() {
+            if found == 1
+                && self.expected_fields.is_some_and(|n| n > 1)
+                && self.scratch.as_slice().is_empty()
+            {
                 continue;
             }
             self.checkpoint.record += 1;
-            let used = raw.record.as_slice().len();
-            self.hint_bytes = used + used / 4 + 16;
-            self.hint_fields = found.max(1);
-            let body = self.body(raw.record, expected);
             return Some(Ok(ReadItem {
-                line: raw.line,
+                line,
                 record: self.checkpoint.record,
-                body,
+                body: self.body(),
             }));
         }
     }
 
-    /// Checks a record: field count, field sizes, then encoding.
-    fn body(&self, mut record: ByteRecord, expected: Option<usize>) -> RecordBody {
+    /// Checks the record just read: field count, field sizes, then encoding.
+    fn body(&self) -> RecordBody {
+        let record = &self.scratch;
         let found = record.len();
-        if let Some(n) = expected.filter(|&n| n != found) {
+        if let Some(n) = self.expected_fields.filter(|&n| n != found) {
             return self.bad(
                 RowErrorCode::FieldCountMismatch,
                 format!("expected {n} fields, found {found}"),
-                &record,
+                record,
             );
         }
-        if let Some(i) = record.iter().position(|f| f.len() > self.max_field) {
-            let len = record.get(i).map_or(0, <[u8]>::len);
-            let message = format!(
-                "{} is {len} bytes, over the {} field size limit",
-                self.field_name(i),
-                human_size(self.max_field)
-            );
-            return self.bad(RowErrorCode::FieldTooLarge, message, &record);
+        if record.as_slice().len() > self.max_field {
+            if let Some(i) = record.iter().position(|f| f.len() > self.max_field) {
+                let len = record.get(i).map_or(0, <[u8]>::len);
+                let message = format!(
+                    "{} is {len} bytes, over the {} field size limit",
+                    self.field_name(i),
+                    human_size(self.max_field)
+                );
+                return self.bad(RowErrorCode::FieldTooLarge, message, record);
+            }
         }
-        // The csv crate's position is wrong after CRLF and blank lines; the item's line is
-        // the truth, so the record carries none.
-        record.set_position(None);
-        match StringRecord::from_byte_record(record) {
+        match to_string_record(record) {
             Ok(fields) => RecordBody::Fields(fields),
-            Err(e) => {
-                let i = e.utf8_error().field();
+            Err(i) => {
                 let message = format!("{} is not valid UTF-8", self.field_name(i));
-                self.bad(
-                    RowErrorCode::InvalidEncoding,
-                    message,
-                    &e.into_byte_record(),
-                )
+                self.bad(RowErrorCode::InvalidEncoding, message, record)
             }
         }
     }
@@ -327,15 +310,15 @@ impl DelimitedReader {
         }
     }
 
-    /// Reads the next record, with the physical line where it starts, and moves the
-    /// checkpoint past it. None at the end of the file.
-    fn read_raw(&mut self, record: &mut ByteRecord) -> Result<Option<RawRecord>, ReadError> {
+    /// Reads the next record into `scratch` and moves the checkpoint past it; returns the
+    /// physical line where the record starts, None at the end of the file.
+    fn read_raw(&mut self) -> Result<Option<u64>, ReadError> {
         let before = self.csv.position().clone();
         let start = self.byte_base + before.byte();
         self.csv.get_mut().limit = start
             .saturating_add(self.max_record as u64)
             .saturating_add(1);
-        let more = match self.csv.read_byte_record(record) {
+        let more = match self.csv.read_byte_record(&mut self.scratch) {
             Ok(more) => more,
             Err(e) => return Err(self.read_failure(e)),
         };
@@ -354,7 +337,12 @@ impl DelimitedReader {
         // Newlines before the record (blank lines, the LF of a CRLF) push its start down.
         let mut leading = newlines.saturating_sub(u64::from(last == Some(b'\n')));
         if leading > 0 {
-            let inside = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+            let inside = self
+                .scratch
+                .as_slice()
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
             leading = leading.saturating_sub(inside);
         }
         let line = self.line_base + before.line() + leading - 1;
@@ -369,10 +357,7 @@ impl DelimitedReader {
             next.line += 1;
         }
         self.checkpoint = next;
-        Ok(Some(RawRecord {
-            record: std::mem::take(record),
-            line,
-        }))
+        Ok(Some(line))
     }
 
     fn read_failure(&self, e: csv::Error) -> ReadError {
@@ -392,6 +377,35 @@ impl DelimitedReader {
             self.checkpoint.line,
             human_size(self.max_record)
         ))
+    }
+}
+
+/// An exact-size copy of a record as text, or the index of its first field that is not
+/// valid UTF-8. The whole record is validated at once (one call is much cheaper than one per
+/// field); a field boundary inside a character then sends it the slow way.
+fn to_string_record(record: &ByteRecord) -> Result<StringRecord, usize> {
+    if let Ok(text) = std::str::from_utf8(record.as_slice()) {
+        let mut out = StringRecord::with_capacity(text.len(), record.len());
+        let mut start = 0;
+        let mut whole = true;
+        for field in record {
+            let end = start + field.len();
+            match text.get(start..end) {
+                Some(f) => out.push_field(f),
+                None => {
+                    whole = false;
+                    break;
+                }
+            }
+            start = end;
+        }
+        if whole {
+            return Ok(out);
+        }
+    }
+    match record.iter().position(|f| std::str::from_utf8(f).is_err()) {
+        Some(i) => Err(i),
+        None => Ok(StringRecord::from_byte_record_lossy(record.clone())),
     }
 }
 

@@ -79,6 +79,18 @@ impl SqliteStore {
         })
     }
 
+    /// Makes every unfinished import claimable at once. Only for the process that holds the
+    /// data directory's lock: no other process can be running those imports, so their leases
+    /// are left over from a process that was killed.
+    pub fn reset_leases(&self) -> StoreResult<usize> {
+        self.inner.write_now(|tx| {
+            Ok(tx.execute(
+                "UPDATE intake_imports SET lease_expires_at = NULL WHERE lease_expires_at IS NOT NULL",
+                [],
+            )?)
+        })
+    }
+
     /// Runs `f` on a reader connection, off the async runtime.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -144,8 +156,12 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
+/// The current time at the precision timestamps are stored with (milliseconds), so that
+/// what a write answers equals what later reads return.
 fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .unwrap_or(t)
 }
 
 fn parse_uuid(s: &str) -> Uuid {

@@ -68,7 +68,8 @@ pub(super) fn create(
         )));
     }
     let physical = physical_name(ws, name);
-    let created_at = now();
+    // The time as stored (milliseconds), so the answer to create matches later reads.
+    let created_at = parse_ts(&ts(now()));
     let schema_json = serde_json::to_string(schema)
         .map_err(|e| StoreError::Database(format!("schema encoding: {e}")))?;
     tx.execute(

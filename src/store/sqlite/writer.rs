@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::imports::{append_event, check_lease};
 use super::tables::{IMPORT_COLUMN, create_sql, physical_name};
-use super::values::{journal_to_row, quote, row_to_journal, same_value, to_sql, ts};
+use super::values::{
+    declared_type, journal_to_row, quote, row_to_journal, same_value, to_sql, ts,
+};
 use super::{Inner, StoreError, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
 use crate::store::{
@@ -37,6 +39,10 @@ pub struct SqliteWriter {
     target: String,
     /// The real table.
     table: String,
+    /// A dry run with cleanup writes nothing, so no row is marked as seen in the table: the
+    /// keys of the rows it would have written go to this scratch table instead, committed with
+    /// each batch's checkpoint, and the rows it would destroy are those whose key is not in it.
+    seen: Option<String>,
     key: Vec<usize>,
     sql: Statements,
 }
@@ -77,19 +83,47 @@ impl SqliteWriter {
         };
         let key = plan.schema.key_indexes();
         let sql = Statements::new(&plan, &target, &key);
+        let cleanup = claim.import.cleanup_records && plan.mode == Mode::Upsert;
+        let seen = (cleanup && plan.dry_run).then(|| format!("{table}__seen_{number}"));
         let writer = SqliteWriter {
             inner,
             import_id: claim.import.id,
             workspace_id: claim.import.workspace_id,
             number,
             token: claim.token,
-            cleanup: claim.import.cleanup_records && plan.mode == Mode::Upsert,
+            cleanup,
             target,
             table,
+            seen,
             key,
             sql,
             plan,
         };
+        if let Some(seen) = &writer.seen {
+            // Same declared types as the key columns, so that keys compare as in the table.
+            let cols: Vec<String> = writer
+                .key
+                .iter()
+                .map(|&i| {
+                    let c = &writer.plan.schema.columns[i];
+                    format!("{} {}", quote(c.name.as_str()), declared_type(c.ty))
+                })
+                .collect();
+            let names: Vec<String> = writer
+                .key
+                .iter()
+                .map(|&i| quote(writer.plan.schema.columns[i].name.as_str()))
+                .collect();
+            let create = format!(
+                "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+                quote(seen),
+                cols.join(", "),
+                names.join(", ")
+            );
+            writer
+                .inner
+                .write_now(|tx| Ok(tx.execute_batch(&create)?))?;
+        }
         if writer.plan.mode == Mode::Replace {
             let create = create_sql(&writer.target, &writer.plan.schema).replacen(
                 "CREATE TABLE",
@@ -265,6 +299,30 @@ impl SqliteWriter {
         Ok(n)
     }
 
+    /// Records the keys of a dry-run batch's rows that would have been written.
+    fn mark_seen(
+        &self,
+        tx: &Connection,
+        seen: &str,
+        batch: &Batch,
+        db_errors: &[RowError],
+    ) -> StoreResult<()> {
+        let rejected: std::collections::HashSet<u64> =
+            db_errors.iter().map(|e| e.record).collect();
+        let holders: Vec<String> = (1..=self.key.len()).map(|i| format!("?{i}")).collect();
+        let mut stmt = tx.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {} VALUES ({})",
+            quote(seen),
+            holders.join(", ")
+        ))?;
+        for row in batch.rows.iter().filter(|r| !rejected.contains(&r.record)) {
+            let keys: Vec<Cell<'_>> = self.key.iter().map(|&i| Cell(&row.values[i])).collect();
+            let params: Vec<&dyn ToSql> = keys.iter().map(|c| c as &dyn ToSql).collect();
+            stmt.execute(params.as_slice())?;
+        }
+        Ok(())
+    }
+
     fn restore_statement(&self) -> String {
         let cols = &self.plan.schema.columns;
         let set: Vec<String> = cols
@@ -396,6 +454,9 @@ impl BatchWriter for SqliteWriter {
                 tx.execute_batch("ROLLBACK TO dry_run; RELEASE dry_run")?;
             }
             applied?;
+            if let Some(seen) = &self.seen {
+                self.mark_seen(tx, seen, batch, &db_errors)?;
+            }
             let mut all: Vec<&RowError> = batch.errors.iter().chain(db_errors.iter()).collect();
             all.sort_by_key(|e| e.record);
             let stored = self.store_errors(tx, &all)?;
@@ -463,6 +524,9 @@ impl BatchWriter for SqliteWriter {
                 return Ok(());
             }
             if self.plan.dry_run {
+                if let Some(seen) = &self.seen {
+                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(seen)))?;
+                }
                 return Ok(());
             }
             let entries: Vec<(String, String)> = {
@@ -526,6 +590,27 @@ impl BatchWriter for SqliteWriter {
                         target = quote(&self.target)
                     ))?;
                 }
+            } else if let Some(seen) = &self.seen {
+                let cond: Vec<String> = self
+                    .key
+                    .iter()
+                    .map(|&i| {
+                        let c = quote(self.plan.schema.columns[i].name.as_str());
+                        format!("s.{c} = t.{c}")
+                    })
+                    .collect();
+                let gone: i64 = tx.query_row(
+                    &format!(
+                        "SELECT count(*) FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE {})",
+                        quote(&self.table),
+                        quote(seen),
+                        cond.join(" AND ")
+                    ),
+                    [],
+                    |r| r.get(0),
+                )?;
+                tx.execute_batch(&format!("DROP TABLE {}", quote(seen)))?;
+                destroyed = gone as u64;
             } else if self.cleanup {
                 let cols = &self.plan.schema.columns;
                 let names: Vec<String> = cols
@@ -551,10 +636,8 @@ impl BatchWriter for SqliteWriter {
                 };
                 let delete = format!("DELETE FROM {} WHERE rowid = ?1", quote(&self.table));
                 for (rowid, vals) in &gone {
-                    if !self.plan.dry_run {
-                        self.journal(tx, "destroyed", vals)?;
-                        tx.prepare_cached(&delete)?.execute([rowid])?;
-                    }
+                    self.journal(tx, "destroyed", vals)?;
+                    tx.prepare_cached(&delete)?.execute([rowid])?;
                 }
                 destroyed = gone.len() as u64;
             }
