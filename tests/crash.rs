@@ -204,11 +204,11 @@ async fn finish_with_kills(mut server: Child_, dir: &Path, id: &str, kills: u64,
 }
 
 async fn compare(query: &str, rows: u64, seed: u64) {
-    let Some(gen) = generator() else { return };
+    let Some(generator_py) = generator() else { return };
     let tmp = tempfile::tempdir().expect("tmp");
     let file = tmp.path().join("orders.csv");
     let status = Command::new("python3")
-        .arg(&gen)
+        .arg(&generator_py)
         .args(["--rows", &rows.to_string(), "--invalid-rate", "0.01", "--no-manifest", "--out"])
         .arg(&file)
         .status()

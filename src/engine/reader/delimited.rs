@@ -259,16 +259,18 @@ impl DelimitedReader {
                 record,
             );
         }
-        if record.as_slice().len() > self.max_field {
-            if let Some(i) = record.iter().position(|f| f.len() > self.max_field) {
-                let len = record.get(i).map_or(0, <[u8]>::len);
-                let message = format!(
-                    "{} is {len} bytes, over the {} field size limit",
-                    self.field_name(i),
-                    human_size(self.max_field)
-                );
-                return self.bad(RowErrorCode::FieldTooLarge, message, record);
-            }
+        // Only a record longer than the field limit can hold a field that is.
+        let oversized = (record.as_slice().len() > self.max_field)
+            .then(|| record.iter().position(|f| f.len() > self.max_field))
+            .flatten();
+        if let Some(i) = oversized {
+            let len = record.get(i).map_or(0, <[u8]>::len);
+            let message = format!(
+                "{} is {len} bytes, over the {} field size limit",
+                self.field_name(i),
+                human_size(self.max_field)
+            );
+            return self.bad(RowErrorCode::FieldTooLarge, message, record);
         }
         match to_string_record(record) {
             Ok(fields) => RecordBody::Fields(fields),

@@ -345,4 +345,42 @@ mod tests {
         }
         assert_eq!(parse_encoding("ebcdic"), None);
     }
+
+    #[test]
+    fn random_input_converts_the_same_whole_or_byte_by_byte() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        for round in 0..500 {
+            let input: Vec<u8> = (0..(seed % 40))
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    [0x00, 0xD8, 0xDC, 0xFE, 0xFF, 0xEF, 0xBB, 0xBF, b'a', 0x80]
+                        [(seed % 10) as usize]
+                })
+                .collect();
+            let declared = [
+                None,
+                Some(Encoding::Utf16Le),
+                Some(Encoding::Utf16Be),
+                Some(Encoding::Windows1252),
+                Some(Encoding::Latin1),
+            ][round % 5];
+            let mut t = Transcoder::new(declared);
+            let mut whole = Vec::new();
+            t.push(&input, &mut whole);
+            let replaced = t.finish(&mut whole);
+            let mut t = Transcoder::new(declared);
+            let mut pieces = Vec::new();
+            for b in &input {
+                t.push(std::slice::from_ref(b), &mut pieces);
+            }
+            assert_eq!(t.finish(&mut pieces), replaced);
+            assert_eq!(pieces, whole, "{declared:?} {input:?}");
+            if declared.is_some() {
+                assert!(std::str::from_utf8(&whole).is_ok() || input.starts_with(b"\xEF\xBB\xBF"));
+            }
+            seed = seed.wrapping_add(1);
+        }
+    }
 }

@@ -577,4 +577,30 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn json_test_suite_elements_never_panic_and_objects_are_accepted() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/testdata/JSONTestSuite/test_parsing");
+        if !dir.exists() {
+            println!("skipped: {} is absent", dir.display());
+            return;
+        }
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let content = std::fs::read(&path).unwrap();
+            let mut wrapped = b"[".to_vec();
+            wrapped.extend(&content);
+            wrapped.extend(b"\n]");
+            let (items, err) = outcome(&wrapped);
+            let is_object =
+                serde_json::from_slice::<serde_json::Value>(&content).is_ok_and(|v| v.is_object());
+            if name.starts_with("y_") && is_object {
+                assert_eq!(err, None, "{name}");
+                assert_eq!(items.len(), 1, "{name}");
+                assert!(matches!(items[0].body, RecordBody::Object(_)), "{name}");
+            }
+        }
+    }
 }

@@ -303,4 +303,22 @@ mod tests {
             (Format::Csv, b';')
         );
     }
+
+    #[test]
+    fn random_samples_never_panic() {
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..2000 {
+            let sample: Vec<u8> = (0..(seed % 80))
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    b"\",;|\t\r\n{[ a\xEF\xBB\xBF"[(seed % 14) as usize]
+                })
+                .collect();
+            let found = sniff(&sample, None, None, Some("x.json"));
+            assert!(found.is_ok());
+            seed = seed.wrapping_add(1);
+        }
+    }
 }

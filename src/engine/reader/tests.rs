@@ -210,26 +210,104 @@ fn generated_files_read_every_record_on_the_manifest_lines() {
     }
 }
 
+/// Every item of a source, and the fatal error that ended it if any.
+fn outcome(
+    path: &Path,
+    opts: &ReaderOptions,
+    resume: Option<(Checkpoint, Vec<String>)>,
+) -> (Vec<(Checkpoint, ReadItem)>, Option<String>) {
+    let mut r = match SourceReader::open(path, opts, resume) {
+        Ok(r) => r,
+        Err(e) => return (Vec::new(), Some(e.to_string())),
+    };
+    let mut items = Vec::new();
+    loop {
+        let before = r.checkpoint();
+        match r.next_item() {
+            None => return (items, None),
+            Some(Ok(item)) => items.push((before, item)),
+            Some(Err(e)) => {
+                assert!(r.next_item().is_none(), "a reader ends after an error");
+                return (items, Some(e.to_string()));
+            }
+        }
+    }
+}
+
+/// Random inputs made of the bytes that matter to the parsers, read with tiny limits: no
+/// panic, and resuming from every checkpoint gives the same items and the same failure.
+#[test]
+fn random_inputs_never_panic_and_resume_identically() {
+    const ALPHABET: &[u8] = b"\",,\r\n\n{}[]\\:a1 \t\xFF\xEF\xBB\xBF\xC3\xA9";
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let formats = [csv_opts(), ndjson_opts(), json_opts()];
+    for round in 0..600 {
+        let len = (next() % 60) as usize;
+        let mut data: Vec<u8> = (0..len)
+            .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+            .collect();
+        if round % 3 == 0 {
+            data.insert(0, b'[');
+        }
+        let mut opts = formats[round % 3].clone();
+        opts.has_header = round % 2 == 0;
+        opts.max_field_bytes = 1 + (next() % 8) as usize;
+        opts.max_record_bytes = 4 + (next() % 24) as usize;
+        let f = TempFile::with(&data);
+        let (items, failure) = outcome(f.path(), &opts, None);
+        let header = SourceReader::open(f.path(), &opts, None)
+            .ok()
+            .and_then(|r| r.header().map(<[String]>::to_vec))
+            .unwrap_or_default();
+        for (i, (cp, _)) in items.iter().enumerate() {
+            let (rest, rest_failure) = outcome(f.path(), &opts, Some((*cp, header.clone())));
+            let rest: Vec<_> = rest.into_iter().map(|(_, it)| it).collect();
+            let want: Vec<_> = items[i..].iter().map(|(_, it)| it.clone()).collect();
+            assert_eq!(rest, want, "{:?} {data:?} resumed at {cp:?}", opts.format);
+            assert_eq!(
+                rest_failure, failure,
+                "{:?} {data:?} resumed at {cp:?}",
+                opts.format
+            );
+        }
+    }
+}
+
 #[test]
 #[ignore]
 fn zz_timing_temp() {
     for (path, opts) in [
         ("/tmp/rdr_orders_1m.csv", csv_opts()),
         ("/tmp/rdr_orders_1m.ndjson", ndjson_opts()),
+        ("/tmp/rdr_orders_1m.json", json_opts()),
     ] {
-        if std::env::var("RDR_ONLY").is_ok_and(|o| !path.ends_with(&o)) { continue; }
+        if std::env::var("RDR_ONLY").is_ok_and(|o| !path.ends_with(&o)) {
+            continue;
+        }
         let t = std::time::Instant::now();
         let mut r = SourceReader::open(Path::new(path), &opts, None).unwrap();
         let mut n = 0u64;
         let mut good = 0u64;
         while let Some(item) = r.next_item() {
             n += 1;
-            if matches!(item.unwrap().body, RecordBody::Fields(_) | RecordBody::Object(_)) {
+            if matches!(
+                item.unwrap().body,
+                RecordBody::Fields(_) | RecordBody::Object(_)
+            ) {
                 good += 1;
             }
         }
         let s = t.elapsed().as_secs_f64();
-        println!("{path}: {n} records ({good} good) in {s:.3}s = {:.0} rec/s", n as f64 / s);
+        println!(
+            "{path}: {n} records ({good} good) in {s:.3}s = {:.0} rec/s",
+            n as f64 / s
+        );
     }
 }
 
@@ -237,14 +315,37 @@ fn zz_timing_temp() {
 #[ignore]
 fn zz_baseline_temp() {
     let t = std::time::Instant::now();
-    let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).buffer_capacity(64*1024).from_path("/tmp/rdr_orders_1m.csv").unwrap();
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(64 * 1024)
+        .from_path("/tmp/rdr_orders_1m.csv")
+        .unwrap();
     let mut rec = csv::ByteRecord::new();
     let mut n = 0;
-    while r.read_byte_record(&mut rec).unwrap() { n += 1; }
+    while r.read_byte_record(&mut rec).unwrap() {
+        n += 1;
+    }
     println!("baseline reuse: {n} in {:.3}s", t.elapsed().as_secs_f64());
     let t = std::time::Instant::now();
-    let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).buffer_capacity(64*1024).from_path("/tmp/rdr_orders_1m.csv").unwrap();
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(64 * 1024)
+        .from_path("/tmp/rdr_orders_1m.csv")
+        .unwrap();
     let mut n = 0;
-    loop { let mut rec = csv::ByteRecord::with_capacity(200, 9); if !r.read_byte_record(&mut rec).unwrap() {break}; let s = csv::StringRecord::from_byte_record(rec).unwrap(); std::hint::black_box(s); n += 1; }
-    println!("baseline fresh+string: {n} in {:.3}s", t.elapsed().as_secs_f64());
+    loop {
+        let mut rec = csv::ByteRecord::with_capacity(200, 9);
+        if !r.read_byte_record(&mut rec).unwrap() {
+            break;
+        };
+        let s = csv::StringRecord::from_byte_record(rec).unwrap();
+        std::hint::black_box(s);
+        n += 1;
+    }
+    println!(
+        "baseline fresh+string: {n} in {:.3}s",
+        t.elapsed().as_secs_f64()
+    );
 }

@@ -9,9 +9,7 @@ use uuid::Uuid;
 
 use super::imports::{append_event, check_lease};
 use super::tables::{IMPORT_COLUMN, create_sql, physical_name};
-use super::values::{
-    declared_type, journal_to_row, quote, row_to_journal, same_value, to_sql, ts,
-};
+use super::values::{declared_type, journal_to_row, quote, row_to_journal, same_value, to_sql, ts};
 use super::{Inner, StoreError, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
 use crate::store::{
@@ -307,8 +305,7 @@ impl SqliteWriter {
         batch: &Batch,
         db_errors: &[RowError],
     ) -> StoreResult<()> {
-        let rejected: std::collections::HashSet<u64> =
-            db_errors.iter().map(|e| e.record).collect();
+        let rejected: std::collections::HashSet<u64> = db_errors.iter().map(|e| e.record).collect();
         let holders: Vec<String> = (1..=self.key.len()).map(|i| format!("?{i}")).collect();
         let mut stmt = tx.prepare_cached(&format!(
             "INSERT OR IGNORE INTO {} VALUES ({})",
