@@ -3,7 +3,13 @@
 
 use clap::Parser;
 use intake::cli::{Cli, Command};
+use mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
+
+// Batches are built on the parsing thread and freed on the writing thread; glibc's allocator
+// spends a sixth of the writer's time consolidating such frees, mimalloc does not.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

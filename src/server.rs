@@ -67,11 +67,14 @@ pub async fn launch(
             config.data_dir.display()
         )
     })?;
-    let sqlite =
-        SqliteStore::open(&config.data_dir.join("intake.db")).context("cannot open the database")?;
+    let sqlite = SqliteStore::open(&config.data_dir.join("intake.db"))
+        .context("cannot open the database")?;
     let resumed = sqlite.reset_leases().context("cannot reset leases")?;
     if resumed > 0 {
-        tracing::info!(imports = resumed, "resuming imports left unfinished by the last run");
+        tracing::info!(
+            imports = resumed,
+            "resuming imports left unfinished by the last run"
+        );
     }
     let store: SharedStore = Arc::new(sqlite);
     let blobs = BlobStore::open(&config.data_dir).context("cannot open the source store")?;

@@ -37,7 +37,10 @@ fn spawn(data: &Path) -> Child_ {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
-        let line = lines.next().expect("intake exited before listening").expect("read stdout");
+        let line = lines
+            .next()
+            .expect("intake exited before listening")
+            .expect("read stdout");
         if let Some(rest) = line.strip_prefix("intake is listening on ") {
             break rest.trim().to_owned();
         }
@@ -55,11 +58,19 @@ impl Child_ {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
 async fn get(base: &str, path: &str) -> Option<Value> {
-    let resp = client().get(format!("{base}{path}")).bearer_auth(KEY).send().await.ok()?;
+    let resp = client()
+        .get(format!("{base}{path}"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .ok()?;
     resp.json().await.ok()
 }
 
@@ -118,14 +129,20 @@ fn checksum(data: &Path) -> (u64, String) {
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A small deterministic generator of kill instants (printed seed makes a failure replayable).
 struct Lcg(u64);
 impl Lcg {
     fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         lo + (self.0 >> 33) % (hi - lo)
     }
 }
@@ -135,7 +152,9 @@ async fn run_clean(file: &Path, dir: &Path, query: &str) -> (Value, (u64, String
     create_table(&server.base).await;
     let import = upload(&server.base, file, query).await.expect("upload");
     let id = import["id"].as_str().expect("id").to_owned();
-    let done = wait_terminal(&server.base, &id, Duration::from_secs(300)).await.expect("finished");
+    let done = wait_terminal(&server.base, &id, Duration::from_secs(300))
+        .await
+        .expect("finished");
     server.kill();
     (done, checksum(dir))
 }
@@ -153,7 +172,13 @@ async fn wait_terminal(base: &str, id: &str, within: Duration) -> Option<Value> 
     None
 }
 
-async fn crash_run(file: &Path, dir: &Path, query: &str, kills: u64, seed: u64) -> (Value, (u64, String)) {
+async fn crash_run(
+    file: &Path,
+    dir: &Path,
+    query: &str,
+    kills: u64,
+    seed: u64,
+) -> (Value, (u64, String)) {
     let mut rng = Lcg(seed);
     let mut server = spawn(dir);
     create_table(&server.base).await;
@@ -168,12 +193,24 @@ async fn crash_run(file: &Path, dir: &Path, query: &str, kills: u64, seed: u64) 
         let accepted = pending.await.ok().flatten();
         server = spawn(dir);
         let list = get(&server.base, "/v1/imports").await.expect("list");
-        let ids: Vec<&str> = list["data"].as_array().expect("data").iter().filter_map(|i| i["id"].as_str()).collect();
+        let ids: Vec<&str> = list["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter_map(|i| i["id"].as_str())
+            .collect();
         // Either the upload was committed before the kill (then it is a real import, answered
         // or not) or nothing of it exists.
-        assert!(ids.len() <= 1, "unexpected imports after a killed upload: {list}");
+        assert!(
+            ids.len() <= 1,
+            "unexpected imports after a killed upload: {list}"
+        );
         if let Some(accepted) = &accepted {
-            assert_eq!(ids, vec![accepted["id"].as_str().expect("id")], "an accepted upload must survive");
+            assert_eq!(
+                ids,
+                vec![accepted["id"].as_str().expect("id")],
+                "an accepted upload must survive"
+            );
         }
         if let Some(id) = ids.first() {
             let id = id.to_string();
@@ -185,11 +222,19 @@ async fn crash_run(file: &Path, dir: &Path, query: &str, kills: u64, seed: u64) 
     finish_with_kills(server, dir, &id, kills, &mut rng).await
 }
 
-async fn finish_with_kills(mut server: Child_, dir: &Path, id: &str, kills: u64, rng: &mut Lcg) -> (Value, (u64, String)) {
+async fn finish_with_kills(
+    mut server: Child_,
+    dir: &Path,
+    id: &str,
+    kills: u64,
+    rng: &mut Lcg,
+) -> (Value, (u64, String)) {
     let mut killed = 0;
     while killed < kills {
         tokio::time::sleep(Duration::from_millis(rng.next_ms(20, 400))).await;
-        let state = get(&server.base, &format!("/v1/imports/{id}")).await.expect("import");
+        let state = get(&server.base, &format!("/v1/imports/{id}"))
+            .await
+            .expect("import");
         if terminal(&state) {
             break;
         }
@@ -197,19 +242,30 @@ async fn finish_with_kills(mut server: Child_, dir: &Path, id: &str, kills: u64,
         killed += 1;
         server = spawn(dir);
     }
-    let done = wait_terminal(&server.base, id, Duration::from_secs(300)).await.expect("import finished after restarts");
+    let done = wait_terminal(&server.base, id, Duration::from_secs(300))
+        .await
+        .expect("import finished after restarts");
     server.kill();
     eprintln!("import ended after {killed} kills");
     (done, checksum(dir))
 }
 
 async fn compare(query: &str, rows: u64, seed: u64) {
-    let Some(generator_py) = generator() else { return };
+    let Some(generator_py) = generator() else {
+        return;
+    };
     let tmp = tempfile::tempdir().expect("tmp");
     let file = tmp.path().join("orders.csv");
     let status = Command::new("python3")
         .arg(&generator_py)
-        .args(["--rows", &rows.to_string(), "--invalid-rate", "0.01", "--no-manifest", "--out"])
+        .args([
+            "--rows",
+            &rows.to_string(),
+            "--invalid-rate",
+            "0.01",
+            "--no-manifest",
+            "--out",
+        ])
         .arg(&file)
         .status()
         .expect("run gen.py");
@@ -217,9 +273,13 @@ async fn compare(query: &str, rows: u64, seed: u64) {
     let kills = env_number("INTAKE_CRASH_KILLS", 8);
     eprintln!("crash test: {rows} rows, {kills} kills, seed {seed}, options {query}");
     let (clean, clean_sum) = run_clean(&file, &tmp.path().join("clean"), query).await;
-    let (crashed, crashed_sum) = crash_run(&file, &tmp.path().join("crashed"), query, kills, seed).await;
+    let (crashed, crashed_sum) =
+        crash_run(&file, &tmp.path().join("crashed"), query, kills, seed).await;
     assert_eq!(crashed["status"], clean["status"]);
-    assert_eq!(crashed["counts"], clean["counts"], "counts differ after kills");
+    assert_eq!(
+        crashed["counts"], clean["counts"],
+        "counts differ after kills"
+    );
     assert_eq!(crashed_sum, clean_sum, "table contents differ after kills");
     let invalid = (rows as f64 * 0.01).round() as u64;
     assert_eq!(clean["counts"]["invalid"], json!(invalid));
@@ -234,10 +294,20 @@ fn seed() -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_insert_import_killed_at_random_instants_ends_exactly_as_an_uninterrupted_one() {
-    compare("table=orders", env_number("INTAKE_CRASH_ROWS", 60_000), seed()).await;
+    compare(
+        "table=orders",
+        env_number("INTAKE_CRASH_ROWS", 60_000),
+        seed(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replace_import_killed_at_random_instants_ends_exactly_as_an_uninterrupted_one() {
-    compare("table=orders&mode=replace", env_number("INTAKE_CRASH_ROWS", 60_000), seed() ^ 0x5eed).await;
+    compare(
+        "table=orders&mode=replace",
+        env_number("INTAKE_CRASH_ROWS", 60_000),
+        seed() ^ 0x5eed,
+    )
+    .await;
 }

@@ -19,7 +19,11 @@ async fn a_csv_upload_lands_as_typed_rows() {
     }))
     .await;
     let (status, body) = s
-        .upload("table=people", "text/csv", "id,name,score\n1,Ann,1.5\n2,Bob,x\n3,\"Cy, Jr\",2\n")
+        .upload(
+            "table=people",
+            "text/csv",
+            "id,name,score\n1,Ann,1.5\n2,Bob,x\n3,\"Cy, Jr\",2\n",
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();

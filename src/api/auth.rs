@@ -26,7 +26,7 @@ macro_rules! roles {
         }
     )+};
 }
-roles!(Viewer => Role::Viewer, Member => Role::Member, Admin => Role::Admin, Owner => Role::Owner);
+roles!(Viewer => Role::Viewer, Member => Role::Member, Admin => Role::Admin);
 
 /// An authenticated caller whose key has at least role `R`.
 pub struct Auth<R: RequiredRole> {

@@ -166,7 +166,10 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 
 /// Answers 405 in the error envelope for a known route with another method.
 pub async fn wrong_method() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
 }
 
 /// Answers 404 in the error envelope for unknown routes.

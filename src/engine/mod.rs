@@ -39,7 +39,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             workers: 2,
-            batch_rows: 10_000,
+            batch_rows: 5_000,
             max_field_bytes: 1 << 20,
             max_record_bytes: 8 << 20,
             max_stored_errors: 10_000,

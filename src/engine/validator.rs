@@ -15,18 +15,45 @@ use super::reader::{ReadItem, RecordBody};
 pub struct Validator {
     schema: TableSchema,
     coercers: Vec<ColumnCoercer>,
-    null_values: HashSet<String>,
+    null_values: NullValues,
     fields: Option<FieldMapping>,
     keys: Option<KeyMapping>,
     header: Arc<Vec<String>>,
     /// JSON keys already reported as unknown.
     warned: HashSet<String>,
+    /// Positions of the key columns.
+    key: Vec<usize>,
+}
+
+/// The cells that mean NULL; the usual set (only the empty cell) is checked without hashing.
+enum NullValues {
+    EmptyOnly,
+    Set(HashSet<String>),
+}
+
+impl NullValues {
+    fn new(values: &[String]) -> NullValues {
+        if values.len() == 1 && values[0].is_empty() {
+            NullValues::EmptyOnly
+        } else {
+            NullValues::Set(values.iter().cloned().collect())
+        }
+    }
+
+    fn contains(&self, cell: &str) -> bool {
+        match self {
+            NullValues::EmptyOnly => cell.is_empty(),
+            NullValues::Set(set) => set.contains(cell),
+        }
+    }
 }
 
 /// What a record became.
 pub enum Checked {
     Row(TypedRow),
-    Invalid(RowError),
+    /// A rejected record, with its key when the key columns themselves were valid (so that
+    /// `cleanup_records` keeps the table's row of that key).
+    Invalid(RowError, Option<Vec<Value>>),
 }
 
 impl Validator {
@@ -38,6 +65,7 @@ impl Validator {
         keys: Option<KeyMapping>,
         header: Vec<String>,
     ) -> Result<Validator, String> {
+        let key = schema.key_indexes();
         let coercers = schema
             .columns
             .iter()
@@ -46,11 +74,12 @@ impl Validator {
         Ok(Validator {
             schema,
             coercers,
-            null_values: null_values.iter().cloned().collect(),
+            null_values: NullValues::new(null_values),
             fields,
             keys,
             header: Arc::new(header),
             warned: HashSet::new(),
+            key,
         })
     }
 
@@ -78,14 +107,15 @@ impl Validator {
         let mut problems: Vec<(usize, CoerceError)> = Vec::new();
         let original = match item.body {
             RecordBody::Bad { code, message, row } => {
-                return Checked::Invalid(RowError {
+                let error = RowError {
                     line: item.line,
                     record: item.record,
                     column: None,
                     code,
                     message,
                     row,
-                });
+                };
+                return Checked::Invalid(error, None);
             }
             RecordBody::Fields(rec) => {
                 let sources = self
@@ -155,13 +185,20 @@ impl Validator {
                 .collect();
             message = format!("{message} (also {})", rest.join("; "));
         }
-        Checked::Invalid(RowError {
+        let key_ok = !self.key.is_empty()
+            && self
+                .key
+                .iter()
+                .all(|k| !problems.iter().any(|(i, _)| i == k));
+        let key = key_ok.then(|| self.key.iter().map(|&k| values[k].clone()).collect());
+        let error = RowError {
             line: item.line,
             record: item.record,
             column: Some(self.schema.columns[*first_col].name.as_str().to_owned()),
             code: first.code,
             message,
             row: original.to_json(),
-        })
+        };
+        Checked::Invalid(error, key)
     }
 }

@@ -453,7 +453,7 @@ impl Engine {
         .map_err(StoreError::Invalid)?;
 
         let batch_rows = self.config.batch_rows;
-        let (tx, rx) = sync_channel::<Batch>(4);
+        let (tx, rx) = sync_channel::<Batch>(2);
         let table_name = schema.name.as_str().to_owned();
         let json_source = !delimited;
         let parse = tokio::task::spawn_blocking(move || -> Result<u64, String> {
@@ -477,7 +477,10 @@ impl Engine {
                 }
                 match validator.check(item) {
                     Checked::Row(row) => batch.rows.push(row),
-                    Checked::Invalid(e) => batch.errors.push(e),
+                    Checked::Invalid(e, key) => {
+                        batch.errors.push(e);
+                        batch.kept_keys.extend(key);
+                    }
                 }
                 if batch.rows.len() + batch.errors.len() >= batch_rows {
                     let cp = reader.checkpoint();

@@ -305,6 +305,9 @@ pub struct Batch {
     pub bytes_read: u64,
     /// Warnings found while reading this batch (unknown columns), each counted once.
     pub warnings: Vec<String>,
+    /// Keys of rejected records: with `cleanup_records`, the table's rows of these keys are
+    /// kept (a typo in one cell must not delete the row).
+    pub kept_keys: Vec<Vec<Value>>,
 }
 
 /// What committing a batch did.

@@ -128,6 +128,11 @@ pub(super) struct DelimitedReader {
     scratch: ByteRecord,
     /// The header is empty: the file has no records at all.
     empty: bool,
+    /// The file's length, to recognise its last record.
+    file_len: u64,
+    /// File offsets of the record just read.
+    span: (u64, u64),
+    delimiter: u8,
 }
 
 impl DelimitedReader {
@@ -150,6 +155,7 @@ impl DelimitedReader {
             Some((cp, _)) => (cp.byte_offset, cp.line.max(1), cp.record),
             None => (skip_bom(&mut file)?, 1, 0),
         };
+        let file_len = file.metadata().map_err(ReadError::Io)?.len();
         let (byte_base, line_base) = csv_start(&mut file, start, line)?;
         let csv = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -173,6 +179,9 @@ impl DelimitedReader {
             },
             scratch: ByteRecord::new(),
             empty: false,
+            file_len,
+            span: (start, start),
+            delimiter,
         };
         if opts.has_header {
             let header = match resume {
@@ -240,6 +249,11 @@ impl DelimitedReader {
                 continue;
             }
             self.checkpoint.record += 1;
+            if self.checkpoint.byte_offset >= self.file_len
+                && let Err(e) = self.check_last_record_closed(line)
+            {
+                return Some(Err(e));
+            }
             return Some(Ok(ReadItem {
                 line,
                 record: self.checkpoint.record,
@@ -332,6 +346,7 @@ impl DelimitedReader {
             return Err(self.too_large());
         }
         let end = self.byte_base + after.byte();
+        self.span = (start, end);
         let newlines = after.line().saturating_sub(before.line());
         let last = end
             .checked_sub(1)
@@ -362,6 +377,27 @@ impl DelimitedReader {
         Ok(Some(line))
     }
 
+    /// The `csv` reader ends a quoted field left open at the end of the file as if it were
+    /// closed, swallowing every line after the quote into one field. The last record is read
+    /// again raw and refused when the file ends inside quotes.
+    fn check_last_record_closed(&self, line: u64) -> Result<(), ReadError> {
+        use std::os::unix::fs::FileExt;
+        let (start, end) = self.span;
+        let len = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        let mut raw = vec![0u8; len.min(self.max_record + 1)];
+        self.csv
+            .get_ref()
+            .file
+            .read_exact_at(&mut raw, start)
+            .map_err(ReadError::Io)?;
+        if ends_inside_quotes(&raw, self.delimiter) {
+            return Err(ReadError::Malformed(format!(
+                "line {line}: a quoted field is never closed (the file ends inside quotes)"
+            )));
+        }
+        Ok(())
+    }
+
     fn read_failure(&self, e: csv::Error) -> ReadError {
         if self.csv.get_ref().limit_hit {
             return self.too_large();
@@ -380,6 +416,33 @@ impl DelimitedReader {
             human_size(self.max_record)
         ))
     }
+}
+
+/// Whether RFC 4180 quoting is still open at the end of `raw` (a quote opens a field only at
+/// its start; inside quotes, `""` is a quote and a lone `"` closes).
+fn ends_inside_quotes(raw: &[u8], delimiter: u8) -> bool {
+    let mut quoted = false;
+    let mut field_start = true;
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if quoted {
+            if b == b'"' {
+                if raw.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+        } else if field_start && b == b'"' {
+            quoted = true;
+            field_start = false;
+        } else {
+            field_start = b == delimiter || b == b'\n' || b == b'\r';
+        }
+        i += 1;
+    }
+    quoted
 }
 
 /// An exact-size copy of a record as text, or the index of its first field that is not
@@ -640,6 +703,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(items[1].body, RecordBody::Fields(_)));
+    }
+
+    #[test]
+    fn a_quote_left_open_until_the_end_of_the_file_fails_the_read() {
+        let f = TempFile::with(b"id,name\n1,A\n2,\"Bob\n3,C\n");
+        let mut r = SourceReader::open(f.path(), &csv_opts(), None).unwrap();
+        assert!(matches!(r.next_item(), Some(Ok(_))));
+        match r.next_item() {
+            Some(Err(ReadError::Malformed(m))) => assert!(m.contains("line 3"), "{m}"),
+            other => panic!("expected a malformed-file error, got {other:?}"),
+        }
+        assert!(!ends_inside_quotes(b"1,5\" screen,\"a \"\"b\"\"\"\n", b','));
     }
 
     #[test]

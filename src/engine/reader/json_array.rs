@@ -167,6 +167,12 @@ impl JsonReader {
 
     /// Scans one element (the next byte is its first) and turns it into an item.
     fn element(&mut self, first: u8) -> Result<ReadItem, ReadError> {
+        if matches!(first, b',' | b']' | b'}') {
+            return Err(self.malformed(format!(
+                "expected an array element, found {}",
+                describe(first)
+            )));
+        }
         let start_line = self.line;
         let start_column = self.line_start.map(|s| self.offset.saturating_sub(s) + 1);
         let too_large = self.scan_element(first)?;
@@ -508,6 +514,14 @@ mod tests {
         assert_eq!(
             outcome(b"[{\"a\":1} {\"b\":2}]").1.as_deref(),
             Some("line 1: expected ',' or ']' after an array element, found '{'")
+        );
+        assert_eq!(
+            outcome(b"[,{\"a\":1}]").1.as_deref(),
+            Some("line 1: expected an array element, found ','")
+        );
+        assert_eq!(
+            outcome(b"[{\"a\":1}, }]").1.as_deref(),
+            Some("line 1: expected an array element, found '}'")
         );
         assert_eq!(
             outcome(b"[{\"a\":1},]").1.as_deref(),

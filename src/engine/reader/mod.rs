@@ -167,7 +167,8 @@ impl SourceReader {
         })
     }
 
-    /// The header of a delimited source read with `has_header` (trimmed names); None otherwise.
+    /// The header of a delimited source read with `has_header` (trimmed names; empty when the
+    /// file holds no record at all); None otherwise.
     pub fn header(&self) -> Option<&[String]> {
         match &self.inner {
             Inner::Delimited(r) => r.header(),

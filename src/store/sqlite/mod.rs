@@ -54,7 +54,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 10000;
-         PRAGMA cache_size = -65536;
+         PRAGMA cache_size = -16384;
          PRAGMA temp_store = MEMORY;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);

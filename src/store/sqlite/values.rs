@@ -32,25 +32,74 @@ pub fn parse_ts_opt(s: Option<String>) -> Option<OffsetDateTime> {
     s.map(|s| parse_ts(&s))
 }
 
+/// Writes `n` as `width` zero-padded digits.
+fn push_digits(out: &mut String, n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut v = n;
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend(buf[..width].iter().map(|&b| b as char));
+}
+
+/// A date column's text: `YYYY-MM-DD`.
+pub fn date_text(d: time::Date) -> String {
+    let mut out = String::with_capacity(10);
+    push_date(&mut out, d);
+    out
+}
+
+fn push_date(out: &mut String, d: time::Date) {
+    let year = d.year();
+    if year < 0 {
+        out.push('-');
+    }
+    push_digits(out, year.unsigned_abs(), 4);
+    out.push('-');
+    push_digits(out, u8::from(d.month()) as u32, 2);
+    out.push('-');
+    push_digits(out, d.day() as u32, 2);
+}
+
 /// A datetime column's text: RFC 3339 in UTC, with a fraction only when there is one.
+/// (Written by hand: it runs for every datetime cell of every import.)
 pub fn datetime_text(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC);
-    let base = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
+    let mut out = String::with_capacity(30);
+    push_date(&mut out, t.date());
+    out.push('T');
+    push_digits(&mut out, t.hour() as u32, 2);
+    out.push(':');
+    push_digits(&mut out, t.minute() as u32, 2);
+    out.push(':');
+    push_digits(&mut out, t.second() as u32, 2);
     let nanos = t.nanosecond();
-    if nanos == 0 {
-        format!("{base}Z")
-    } else {
-        let frac = format!("{nanos:09}");
-        format!("{base}.{}Z", frac.trim_end_matches('0'))
+    if nanos != 0 {
+        out.push('.');
+        let mut digits = 9;
+        let mut n = nanos;
+        while n.is_multiple_of(10) {
+            n /= 10;
+            digits -= 1;
+        }
+        push_digits(&mut out, n, digits);
     }
+    out.push('Z');
+    out
+}
+
+/// A decimal with at most 15 significant digits, as the number SQLite's NUMERIC affinity would
+/// turn its text into anyway (binding the number spares SQLite parsing the text).
+fn decimal_number(s: &str) -> Option<SqlValue> {
+    let digits = s.bytes().filter(u8::is_ascii_digit).count();
+    if digits > 15 {
+        return None;
+    }
+    if !s.contains('.') {
+        return s.parse::<i64>().ok().map(SqlValue::Integer);
+    }
+    s.parse::<f64>().ok().map(SqlValue::Real)
 }
 
 /// The SQLite value a column value is stored as.
@@ -60,15 +109,12 @@ pub fn to_sql(v: &Value) -> ToSqlOutput<'_> {
         Value::Int(i) => ToSqlOutput::Owned(SqlValue::Integer(*i)),
         Value::Float(f) => ToSqlOutput::Owned(SqlValue::Real(*f)),
         Value::Bool(b) => ToSqlOutput::Owned(SqlValue::Integer(i64::from(*b))),
-        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => {
-            ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
-        }
-        Value::Date(d) => ToSqlOutput::Owned(SqlValue::Text(format!(
-            "{:04}-{:02}-{:02}",
-            d.year(),
-            u8::from(d.month()),
-            d.day()
-        ))),
+        Value::Decimal(s) => match decimal_number(s) {
+            Some(n) => ToSqlOutput::Owned(n),
+            None => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        },
+        Value::Text(s) | Value::Json(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        Value::Date(d) => ToSqlOutput::Owned(SqlValue::Text(date_text(*d))),
         Value::Datetime(t) => ToSqlOutput::Owned(SqlValue::Text(datetime_text(*t))),
         Value::Uuid(u) => ToSqlOutput::Owned(SqlValue::Text(u.hyphenated().to_string())),
     }

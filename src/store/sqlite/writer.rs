@@ -317,6 +317,39 @@ impl SqliteWriter {
             let params: Vec<&dyn ToSql> = keys.iter().map(|c| c as &dyn ToSql).collect();
             stmt.execute(params.as_slice())?;
         }
+        for key in &batch.kept_keys {
+            let keys: Vec<Cell<'_>> = key.iter().map(Cell).collect();
+            let params: Vec<&dyn ToSql> = keys.iter().map(|c| c as &dyn ToSql).collect();
+            stmt.execute(params.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Marks the table's rows of rejected records' keys as seen by this import, so that
+    /// cleanup keeps them (the journal gives the previous owner back on undo).
+    fn keep_rejected_keys(&self, tx: &Connection, batch: &Batch) -> StoreResult<()> {
+        let mut select = tx.prepare_cached(&self.sql.select)?;
+        let width = self.plan.schema.columns.len() + 1;
+        for key in &batch.kept_keys {
+            let keys: Vec<Cell<'_>> = key.iter().map(Cell).collect();
+            let params: Vec<&dyn ToSql> = keys.iter().map(|c| c as &dyn ToSql).collect();
+            let old = select
+                .query_row(params.as_slice(), |r| {
+                    (0..width)
+                        .map(|i| r.get::<_, SqlValue>(i))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .optional()?;
+            let Some(old) = old else { continue };
+            if old.last() == Some(&SqlValue::Integer(self.number)) {
+                continue;
+            }
+            self.journal(tx, "claimed", &old)?;
+            let mut claim = tx.prepare_cached(&self.sql.claim)?;
+            let mut params: Vec<&dyn ToSql> = vec![&self.number];
+            params.extend(keys.iter().map(|c| c as &dyn ToSql));
+            claim.execute(params.as_slice())?;
+        }
         Ok(())
     }
 
@@ -453,6 +486,8 @@ impl BatchWriter for SqliteWriter {
             applied?;
             if let Some(seen) = &self.seen {
                 self.mark_seen(tx, seen, batch, &db_errors)?;
+            } else if self.cleanup {
+                self.keep_rejected_keys(tx, batch)?;
             }
             let mut all: Vec<&RowError> = batch.errors.iter().chain(db_errors.iter()).collect();
             all.sort_by_key(|e| e.record);
