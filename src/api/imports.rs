@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::{Auth, Member, Viewer};
+use super::auth::{Admin, Auth, Member, Viewer};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use super::import_options::{ImportSettings, RawOptions};
 use super::pagination::{Cursor, page_limit};
@@ -720,6 +720,44 @@ pub async fn events(
         "next_cursor": if has_more { rows.last().map(|r| r.id.to_string()) } else { None },
         "has_more": has_more,
     })))
+}
+
+/// Starts undoing a finished import (202); answers a rolled-back import as it is (200).
+pub async fn rollback(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let import = state
+        .store
+        .request_rollback(auth.workspace.id, parse_id(&id)?)
+        .await?;
+    state.engine.wake();
+    let status = if import.status == ImportStatus::RolledBack {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(import_view(&import))).into_response())
+}
+
+/// Forgets a finished import: its record, errors, events and undo journal (204). Its rows
+/// stay in the table; roll it back first to remove them.
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let keys = state
+        .store
+        .delete_import(auth.workspace.id, parse_id(&id)?)
+        .await?;
+    for key in keys {
+        if let Err(e) = state.engine.blobs.delete(&key).await {
+            tracing::warn!(error = %e, key, "could not delete a deleted import's source");
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Cancels a queued or running import (what was written stays).

@@ -20,10 +20,23 @@ fn opt_ts(t: Option<OffsetDateTime>) -> Value {
 /// Percent done: bytes read over bytes total, 100 once finished.
 fn percent(status: ImportStatus, read: u64, total: u64) -> u64 {
     match status {
-        ImportStatus::Complete | ImportStatus::PartiallyComplete => 100,
+        ImportStatus::Complete | ImportStatus::PartiallyComplete | ImportStatus::RolledBack => 100,
         _ if total == 0 => 0,
         _ => (read.saturating_mul(100) / total).min(99),
     }
+}
+
+/// An import's percent done; while it rolls back, the share of its tables already undone.
+fn import_percent(i: &ImportRecord) -> u64 {
+    if i.status == ImportStatus::RollingBack {
+        let done = i
+            .tables
+            .iter()
+            .filter(|t| t.status == ImportStatus::RolledBack)
+            .count() as u64;
+        return done * 100 / (i.tables.len().max(1) as u64);
+    }
+    percent(i.status, i.bytes_read, i.bytes_total)
 }
 
 fn counts(c: &Counts) -> Value {
@@ -87,7 +100,7 @@ pub fn import_view(i: &ImportRecord) -> Value {
         "number": i.number,
         "status": i.status,
         "step": i.step,
-        "progress": percent(i.status, i.bytes_read, i.bytes_total),
+        "progress": import_percent(i),
         "source": i.source,
         "mode": i.mode,
         "on_error": i.on_error,
@@ -113,6 +126,7 @@ pub fn import_view(i: &ImportRecord) -> Value {
         "completed_at": opt_ts(i.completed_at),
         "cancelled_at": opt_ts(i.cancelled_at),
         "rolled_back_at": opt_ts(i.rolled_back_at),
+        "rollback_available_until": opt_ts(i.rollback_until),
         "updated_at": rfc3339(i.updated_at),
     })
 }
@@ -124,7 +138,7 @@ pub fn progress_view(i: &ImportRecord) -> Value {
         "id": i.id,
         "status": i.status,
         "step": i.step,
-        "progress": percent(i.status, i.bytes_read, i.bytes_total),
+        "progress": import_percent(i),
         "bytes_total": i.bytes_total,
         "bytes_read": i.bytes_read,
         "rows_per_second": rps,

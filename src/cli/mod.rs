@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Row errors stored per import (all are counted).
     #[arg(long, env = "INTAKE_MAX_STORED_ERRORS", default_value_t = 10_000)]
     pub max_stored_errors: u64,
+    /// Days a finished import keeps its undo journal and row errors (and can be rolled back).
+    #[arg(long, env = "INTAKE_RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: u64,
     /// Largest field of a CSV/TSV source, in bytes.
     #[arg(long, env = "INTAKE_MAX_FIELD_BYTES", default_value_t = 1 << 20)]
     pub max_field_bytes: usize,
@@ -65,6 +68,7 @@ impl ServeArgs {
             max_stored_errors: self.max_stored_errors,
             max_field_bytes: self.max_field_bytes,
             max_record_bytes: self.max_record_bytes,
+            retention: std::time::Duration::from_secs(self.retention_days.saturating_mul(86_400)),
             ..EngineConfig::default()
         };
         c.api.max_upload_bytes = self.max_upload_bytes;

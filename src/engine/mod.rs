@@ -33,6 +33,9 @@ pub struct EngineConfig {
     pub max_stored_errors: u64,
     /// How long an idle worker waits before looking for work again.
     pub poll_interval: Duration,
+    /// How long finished imports keep their undo journal and row errors (and so can be
+    /// rolled back).
+    pub retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +47,7 @@ impl Default for EngineConfig {
             max_record_bytes: 8 << 20,
             max_stored_errors: 10_000,
             poll_interval: Duration::from_millis(500),
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -73,6 +77,28 @@ impl Engine {
     /// Tells idle workers there is work.
     pub fn wake(&self) {
         self.wake.notify_waiters();
+    }
+
+    /// Prunes undo journals and row errors past the retention period, now and every ten
+    /// minutes, until `shutdown` turns true.
+    pub fn spawn_maintenance(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            loop {
+                match store.prune(time::OffsetDateTime::now_utc()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(imports = n, "pruned expired undo journals"),
+                    Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+                    _ = shutdown.changed() => break,
+                }
+            }
+        })
     }
 
     /// Starts the workers; they stop at a batch boundary once `shutdown` turns true.

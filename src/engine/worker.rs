@@ -74,6 +74,12 @@ impl Engine {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), StoreError> {
         let import = &claim.import;
+        if import.status == ImportStatus::RollingBack {
+            return self.run_rollback(claim).await;
+        }
+        if import.step == Step::Reverting {
+            return self.revert_all(claim, None).await;
+        }
         if import.step == Step::Queued {
             self.store
                 .append_event(
@@ -97,6 +103,12 @@ impl Engine {
                 TableOutcome::Done { invalid } => any_invalid |= invalid > 0,
                 TableOutcome::Cancelled => {
                     return self.end(claim, ImportStatus::Cancelled, None).await;
+                }
+                TableOutcome::Failed(why)
+                    if import.tables.len() > 1
+                        && matches!(import.on_error, OnError::Abort | OnError::Atomic) =>
+                {
+                    return self.revert_all(claim, Some(why)).await;
                 }
                 TableOutcome::Failed(why) => {
                     self.store
@@ -130,9 +142,110 @@ impl Engine {
         status: ImportStatus,
         error: Option<String>,
     ) -> Result<(), StoreError> {
+        let import = &claim.import;
+        // An import that wrote nothing (a dry run, or one whose changes were undone) has
+        // nothing to roll back.
+        let reverted = status == ImportStatus::Failed
+            && matches!(import.on_error, OnError::Abort | OnError::Atomic);
+        let rollback_until = (!import.dry_run && !reverted)
+            .then(|| time::OffsetDateTime::now_utc() + self.config.retention);
         self.store
-            .finish_import(claim, &ImportEnd { status, error })
+            .finish_import(
+                claim,
+                &ImportEnd {
+                    status,
+                    error,
+                    rollback_until,
+                },
+            )
+            .await?;
+        // The sources are not needed once the import has ended.
+        for key in import.tables.iter().filter_map(|t| t.blob_key.as_deref()) {
+            if let Err(e) = self.blobs.delete(key).await {
+                tracing::warn!(error = %e, key, "could not delete a finished import's source");
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes a finished import table by table (each in one transaction), then ends it
+    /// `rolled_back`. A worker that resumes a killed rollback skips the tables already done.
+    async fn run_rollback(&self, claim: &Claim) -> Result<(), StoreError> {
+        let import = &claim.import;
+        let ws = self
+            .store
+            .find_workspace(&import.workspace_id.to_string())
+            .await?;
+        for table in import.tables.iter().rev() {
+            if table.status == ImportStatus::RolledBack {
+                continue;
+            }
+            let schema = match &ws {
+                Some(ws) => match self.store.get_table(ws, &table.table).await {
+                    Ok(t) => Some(t.schema),
+                    Err(StoreError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                },
+                None => None,
+            };
+            // A deleted table has nothing left to undo.
+            let Some(schema) = schema else { continue };
+            let mut writer = self.open_writer(claim, table, &schema, import.mode)?;
+            tokio::task::spawn_blocking(move || writer.roll_back())
+                .await
+                .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))??;
+        }
+        self.store
+            .finish_import(
+                claim,
+                &ImportEnd {
+                    status: ImportStatus::RolledBack,
+                    error: None,
+                    rollback_until: None,
+                },
+            )
             .await
+    }
+
+    /// Undoes every table of an aborted import (after a crash, or when a later table of a
+    /// stacked import stops it), then ends it failed.
+    async fn revert_all(&self, claim: &Claim, why: Option<String>) -> Result<(), StoreError> {
+        let import = &claim.import;
+        let ws = self
+            .store
+            .find_workspace(&import.workspace_id.to_string())
+            .await?;
+        if let Some(ws) = ws {
+            for table in &import.tables {
+                let schema = match self.store.get_table(&ws, &table.table).await {
+                    Ok(t) => t.schema,
+                    Err(StoreError::NotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                };
+                let mut writer = self.open_writer(claim, table, &schema, import.mode)?;
+                tokio::task::spawn_blocking(move || writer.revert())
+                    .await
+                    .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))??;
+            }
+        }
+        let why = why.or_else(|| import.error.clone()).unwrap_or_else(|| {
+            "the import was stopped and its changes undone".into()
+        });
+        for table in import.tables.iter().filter(|t| !t.status.is_terminal()) {
+            self.store
+                .finish_table(
+                    claim,
+                    table.position,
+                    &TableEnd {
+                        status: ImportStatus::Failed,
+                        inputs: None,
+                        destroyed: 0,
+                        error: Some(why.clone()),
+                    },
+                )
+                .await?;
+        }
+        self.end(claim, ImportStatus::Failed, Some(why)).await
     }
 
     async fn run_table(
@@ -184,7 +297,7 @@ impl Engine {
         // An atomic import first checks every row; once that pass found none invalid, the
         // step says so, and a resumed worker goes straight to writing.
         if atomic && import.step != Step::Writing && !import.dry_run {
-            self.store.set_step(claim, Step::Validating).await?;
+            self.store.set_step(claim, Step::Validating, None).await?;
             let writer = self.open_writer(claim, table, &schema, import.mode)?;
             let (writer, end) = self
                 .pass(
@@ -216,7 +329,7 @@ impl Engine {
                 )));
             }
         }
-        self.store.set_step(claim, Step::Writing).await?;
+        self.store.set_step(claim, Step::Writing, None).await?;
         let writer = self.open_writer(claim, table, &schema, import.mode)?;
         let resume = !atomic || import.step == Step::Writing;
         let (mut writer, end) = self
@@ -236,7 +349,7 @@ impl Engine {
         let undo = matches!(import.on_error, OnError::Abort | OnError::Atomic);
         if let Some(why) = end.read_error {
             if undo {
-                self.revert(claim, writer).await?;
+                self.revert(claim, writer, &why).await?;
             }
             return Ok(TableOutcome::Failed(why));
         }
@@ -250,17 +363,15 @@ impl Engine {
                     import.max_errors.unwrap_or(0)
                 );
                 if undo {
-                    self.revert(claim, writer).await?;
-                    return Ok(TableOutcome::Failed(format!(
-                        "{why}; every change was undone"
-                    )));
+                    let why = format!("{why}; every change was undone");
+                    self.revert(claim, writer, &why).await?;
+                    return Ok(TableOutcome::Failed(why));
                 }
                 return Ok(TableOutcome::Failed(why));
             }
             None => {}
         }
         if atomic && end.invalid > 0 {
-            self.revert(claim, writer).await?;
             // A dry run skips the validation pass, so its invalid rows are not only the ones
             // the database refused.
             let why = if import.dry_run {
@@ -274,10 +385,11 @@ impl Engine {
                     end.invalid
                 )
             };
+            self.revert(claim, writer, &why).await?;
             return Ok(TableOutcome::Failed(why));
         }
         if import.cleanup_records || import.mode == Mode::Replace {
-            self.store.set_step(claim, Step::CleaningUp).await?;
+            self.store.set_step(claim, Step::CleaningUp, None).await?;
         }
         let destroyed = tokio::task::spawn_blocking(move || writer.finish().map(|d| (writer, d)))
             .await
@@ -324,12 +436,17 @@ impl Engine {
         )
     }
 
+    /// Undoes what the import wrote to a table; the reason is stored first, so that a worker
+    /// resuming after a crash finishes the undo and ends the import with it.
     async fn revert(
         &self,
         claim: &Claim,
         mut writer: Box<dyn BatchWriter>,
+        why: &str,
     ) -> Result<(), StoreError> {
-        self.store.set_step(claim, Step::Reverting).await?;
+        self.store
+            .set_step(claim, Step::Reverting, Some(why))
+            .await?;
         tokio::task::spawn_blocking(move || writer.revert())
             .await
             .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))?

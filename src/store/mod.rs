@@ -124,6 +124,17 @@ pub trait Store: Send + Sync + 'static {
     /// batch. Returns the import as it is after the request.
     async fn request_cancel(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
 
+    /// Starts rolling back a finished import. Refused (`Conflict`, naming it) when a later
+    /// import that is not rolled back changed any of the same rows; a rolled-back import is
+    /// answered as it is.
+    async fn request_rollback(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
+    /// Forgets a finished import (record, row errors, events, undo journal; its rows stay);
+    /// returns the keys of its stored sources.
+    async fn delete_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Vec<String>>;
+    /// Drops the undo journals and row errors of imports whose rollback window has ended;
+    /// returns how many imports were pruned.
+    async fn prune(&self, now: time::OffsetDateTime) -> StoreResult<u64>;
+
     /// Claims the oldest runnable import (queued, or whose lease expired) for `worker`.
     async fn claim_import(&self, worker: &str, lease_ms: i64) -> StoreResult<Option<Claim>>;
     /// Extends a lease; fails with `LeaseLost` when another worker took the import.
@@ -141,8 +152,14 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_table(&self, claim: &Claim, position: u32, end: &TableEnd) -> StoreResult<()>;
     /// Ends an import with its final status, releasing the lease.
     async fn finish_import(&self, claim: &Claim, end: &ImportEnd) -> StoreResult<()>;
-    /// Sets an import's step (and records it for readers).
-    async fn set_step(&self, claim: &Claim, step: crate::model::Step) -> StoreResult<()>;
+    /// Sets an import's step (and records it for readers), with the reason of a failure
+    /// about to be reached (kept so that a resumed worker can end the import with it).
+    async fn set_step(
+        &self,
+        claim: &Claim,
+        step: crate::model::Step,
+        error: Option<&str>,
+    ) -> StoreResult<()>;
     /// Appends a lifecycle event to an import.
     async fn append_event(
         &self,
@@ -162,6 +179,9 @@ pub trait BatchWriter: Send {
     fn write(&mut self, batch: &Batch) -> StoreResult<BatchOutcome>;
     /// Undoes everything this import wrote to the table (abort and atomic policies).
     fn revert(&mut self) -> StoreResult<()>;
+    /// Undoes a finished import's changes to the table and marks the table rolled back, in
+    /// one transaction; does nothing for a table already rolled back.
+    fn roll_back(&mut self) -> StoreResult<()>;
     /// Finishes the table: for replace, swaps the new rows in atomically; for upsert with
     /// cleanup, deletes rows absent from the source. Returns rows destroyed.
     fn finish(&mut self) -> StoreResult<u64>;

@@ -180,6 +180,9 @@ pub struct ImportRecord {
     pub cancelled_at: Option<OffsetDateTime>,
     pub rolled_back_at: Option<OffsetDateTime>,
     pub updated_at: OffsetDateTime,
+    /// Until when the import can be rolled back; None once its undo journal is pruned, and
+    /// for imports that wrote nothing.
+    pub rollback_until: Option<OffsetDateTime>,
     pub tables: Vec<ImportTableRecord>,
 }
 
@@ -272,6 +275,8 @@ pub struct TableEnd {
 pub struct ImportEnd {
     pub status: ImportStatus,
     pub error: Option<String>,
+    /// Until when it can be rolled back (its undo journal is kept that long).
+    pub rollback_until: Option<OffsetDateTime>,
 }
 
 /// What a writer needs to know to load one table.

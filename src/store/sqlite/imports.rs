@@ -13,7 +13,7 @@ const IMPORT_COLUMNS: &str = "id, workspace_id, number, status, step, source, mo
     max_errors, dry_run, cleanup_records, reference, reference_origin, metadata, note, platform, \
     error, bytes_total, bytes_read, inputs, processed, created, updated, unchanged, invalid, \
     destroyed, warnings, cancel_requested, created_at, started_at, completed_at, cancelled_at, \
-    rolled_back_at, updated_at";
+    rolled_back_at, updated_at, rollback_until";
 
 const TABLE_COLUMNS: &str = "position, table_name, status, format, options, blob_key, file_name, \
     file_size, header, bytes_total, bytes_read, checkpoint_offset, checkpoint_line, \
@@ -67,6 +67,7 @@ fn import_from_row(r: &Row<'_>) -> rusqlite::Result<ImportRecord> {
         cancelled_at: parse_ts_opt(r.get(31)?),
         rolled_back_at: parse_ts_opt(r.get(32)?),
         updated_at: parse_ts(&r.get::<_, String>(33)?),
+        rollback_until: parse_ts_opt(r.get(34)?),
         tables: Vec::new(),
     })
 }
@@ -423,17 +424,13 @@ fn set_terminal(
 ) -> StoreResult<()> {
     let at = ts(now());
     let cancelled_at = (status == ImportStatus::Cancelled).then(|| at.clone());
+    let rolled_back_at = (status == ImportStatus::RolledBack).then(|| at.clone());
     tx.execute(
         "UPDATE intake_imports SET status = ?2, step = 'done', error = coalesce(?3, error),
-         completed_at = ?4, cancelled_at = coalesce(?5, cancelled_at), updated_at = ?4,
+         completed_at = coalesce(completed_at, ?4), cancelled_at = coalesce(?5, cancelled_at),
+         rolled_back_at = coalesce(?6, rolled_back_at), updated_at = ?4,
          lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1",
-        params![
-            import.id.to_string(),
-            status.as_str(),
-            error,
-            at,
-            cancelled_at
-        ],
+        params![import.id.to_string(), status.as_str(), error, at, cancelled_at, rolled_back_at],
     )?;
     tx.execute(
         "UPDATE intake_import_tables SET status = ?2, completed_at = coalesce(completed_at, ?3)
@@ -664,7 +661,14 @@ pub(super) fn finish(tx: &Connection, claim: &Claim, end: &ImportEnd) -> StoreRe
         crate::store::DEFAULT_LEASE_MS,
     )?;
     let import = get_any(tx, claim.import.id)?;
-    if end.status != ImportStatus::Cancelled {
+    // What a finished or cancelled import wrote can be rolled back until then.
+    if end.status != ImportStatus::RolledBack {
+        tx.execute(
+            "UPDATE intake_imports SET rollback_until = ?2 WHERE id = ?1",
+            params![import.id.to_string(), end.rollback_until.map(ts)],
+        )?;
+    }
+    if !matches!(end.status, ImportStatus::Cancelled | ImportStatus::RolledBack) {
         tx.execute(
             "UPDATE intake_imports SET bytes_read = bytes_total WHERE id = ?1",
             [import.id.to_string()],
@@ -673,16 +677,180 @@ pub(super) fn finish(tx: &Connection, claim: &Claim, end: &ImportEnd) -> StoreRe
     set_terminal(tx, &import, end.status, end.error.as_deref())
 }
 
-pub(super) fn set_step(tx: &Connection, claim: &Claim, step: Step) -> StoreResult<()> {
-    check_lease(
-        tx,
-        claim.import.id,
-        claim.token,
-        crate::store::DEFAULT_LEASE_MS,
-    )?;
+pub(super) fn set_step(
+    tx: &Connection,
+    claim: &Claim,
+    step: Step,
+    error: Option<&str>,
+) -> StoreResult<()> {
+    check_lease(tx, claim.import.id, claim.token, crate::store::DEFAULT_LEASE_MS)?;
     tx.execute(
-        "UPDATE intake_imports SET step = ?2, updated_at = ?3 WHERE id = ?1",
-        params![claim.import.id.to_string(), step.as_str(), ts(now())],
+        "UPDATE intake_imports SET step = ?2, updated_at = ?3, error = coalesce(?4, error)
+         WHERE id = ?1",
+        params![claim.import.id.to_string(), step.as_str(), ts(now()), error],
     )?;
     Ok(())
+}
+
+/// The first later import that changed rows this import wrote, and is not rolled back.
+fn later_conflict(tx: &Connection, import: &ImportRecord) -> StoreResult<Option<(String, i64)>> {
+    let ws = import.workspace_id.to_string();
+    for table in &import.tables {
+        // A later import still running on the table, or a later replace (which changed
+        // every row), or any later write when this import was itself a replace.
+        let unfinished_or_replacing: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT i.id, i.number FROM intake_imports i
+                 JOIN intake_import_tables t ON t.import_id = i.id
+                 WHERE i.workspace_id = ?1 AND t.table_name = ?2 AND i.number > ?3
+                   AND i.dry_run = 0
+                   AND (i.status IN ('new', 'queued', 'processing', 'rolling_back')
+                        OR (t.status IN ('complete', 'partially_complete', 'cancelled')
+                            AND (i.mode = 'replace' OR ?4 = 'replace')
+                            AND (t.created + t.updated + t.destroyed) > 0))
+                 ORDER BY i.number LIMIT 1",
+                params![ws, table.table, import.number, import.mode.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if unfinished_or_replacing.is_some() {
+            return Ok(unfinished_or_replacing);
+        }
+        // A later upsert journaled the previous version of rows this import had written.
+        let touched: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT i.id, i.number FROM intake_imports i
+                 JOIN intake_import_tables t ON t.import_id = i.id
+                 JOIN intake_undo u ON u.import_id = i.id AND u.position = t.position
+                 WHERE i.workspace_id = ?1 AND t.table_name = ?2 AND i.number > ?3
+                   AND t.status <> 'rolled_back'
+                   AND json_extract(u.row, '$[#-1].i') = ?3
+                 ORDER BY i.number LIMIT 1",
+                params![ws, table.table, import.number],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if touched.is_some() {
+            return Ok(touched);
+        }
+    }
+    Ok(None)
+}
+
+pub(super) fn request_rollback(
+    tx: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> StoreResult<ImportRecord> {
+    let import = get(tx, workspace_id, id)?;
+    match import.status {
+        ImportStatus::RolledBack | ImportStatus::RollingBack => return Ok(import),
+        ImportStatus::New | ImportStatus::Queued | ImportStatus::Processing => {
+            return Err(StoreError::Conflict(format!(
+                "the import is {} and cannot be rolled back until it ends; cancel it first",
+                import.status
+            )));
+        }
+        ImportStatus::Unsupported => {
+            return Err(StoreError::Conflict(
+                "the import wrote nothing (its source was unsupported)".into(),
+            ));
+        }
+        _ => {}
+    }
+    if import.dry_run {
+        return Err(StoreError::Conflict(
+            "a dry run wrote nothing to roll back".into(),
+        ));
+    }
+    match import.rollback_until {
+        Some(until) if until > now() => {}
+        _ => {
+            return Err(StoreError::Conflict(
+                "this import can no longer be rolled back: its undo journal was pruned".into(),
+            ));
+        }
+    }
+    if let Some((later, number)) = later_conflict(tx, &import)? {
+        return Err(StoreError::Conflict(format!(
+            "import {later} (number {number}) changed rows this import wrote; roll it back first"
+        )));
+    }
+    tx.execute(
+        "UPDATE intake_imports SET status = 'rolling_back', step = 'rolling_back',
+         lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2 WHERE id = ?1",
+        params![id.to_string(), ts(now())],
+    )?;
+    append_event(
+        tx,
+        workspace_id,
+        id,
+        "import.rolling_back",
+        &serde_json::json!({"status": "rolling_back"}),
+    )?;
+    get(tx, workspace_id, id)
+}
+
+/// Names of the tables a replace kept as undo copies for this import.
+fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult<Vec<String>> {
+    let slug: String = tx.query_row(
+        "SELECT slug FROM intake_workspaces WHERE id = ?1",
+        [import.workspace_id.to_string()],
+        |r| r.get(0),
+    )?;
+    let mut out = Vec::new();
+    for t in &import.tables {
+        let name = format!("{slug}__{}__undo_{}", t.table, import.number);
+        let exists: Option<String> = tx
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [&name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        out.extend(exists);
+    }
+    Ok(out)
+}
+
+pub(super) fn delete(tx: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResult<Vec<String>> {
+    let import = get(tx, workspace_id, id)?;
+    if !import.status.is_terminal() {
+        return Err(StoreError::Conflict(format!(
+            "the import is {}; only a finished import can be deleted",
+            import.status
+        )));
+    }
+    for t in undo_tables(tx, &import)? {
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", super::values::quote(&t)))?;
+    }
+    tx.execute(
+        "DELETE FROM intake_idempotency WHERE import_id = ?1",
+        [id.to_string()],
+    )?;
+    tx.execute("DELETE FROM intake_imports WHERE id = ?1", [id.to_string()])?;
+    Ok(import.tables.into_iter().filter_map(|t| t.blob_key).collect())
+}
+
+pub(super) fn prune(tx: &Connection, at: OffsetDateTime) -> StoreResult<u64> {
+    let ids: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT id FROM intake_imports WHERE rollback_until IS NOT NULL AND rollback_until < ?1",
+        )?;
+        let rows = stmt.query_map([ts(at)], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for id in &ids {
+        let import = get_any(tx, parse_uuid(id))?;
+        for t in undo_tables(tx, &import)? {
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", super::values::quote(&t)))?;
+        }
+        tx.execute("DELETE FROM intake_undo WHERE import_id = ?1", [id])?;
+        tx.execute("DELETE FROM intake_row_errors WHERE import_id = ?1", [id])?;
+        tx.execute(
+            "UPDATE intake_imports SET rollback_until = NULL WHERE id = ?1",
+            [id],
+        )?;
+    }
+    Ok(ids.len() as u64)
 }

@@ -25,7 +25,10 @@ pub fn sort_key(t: OffsetDateTime) -> String {
     ts(t)
 }
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_rollback.sql"),
+];
 const READERS: usize = 4;
 
 /// Intake's store on an embedded SQLite database.
@@ -475,10 +478,24 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn set_step(&self, claim: &Claim, step: Step) -> StoreResult<()> {
-        let claim = claim.clone();
-        self.write(move |tx| imports::set_step(tx, &claim, step))
+    async fn set_step(&self, claim: &Claim, step: Step, error: Option<&str>) -> StoreResult<()> {
+        let (claim, error) = (claim.clone(), error.map(str::to_owned));
+        self.write(move |tx| imports::set_step(tx, &claim, step, error.as_deref()))
             .await
+    }
+
+    async fn request_rollback(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+        self.write(move |tx| imports::request_rollback(tx, workspace_id, id))
+            .await
+    }
+
+    async fn delete_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Vec<String>> {
+        self.write(move |tx| imports::delete(tx, workspace_id, id))
+            .await
+    }
+
+    async fn prune(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        self.write(move |tx| imports::prune(tx, now)).await
     }
 
     async fn append_event(

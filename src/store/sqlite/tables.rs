@@ -170,10 +170,18 @@ pub(super) fn delete(tx: &Connection, ws: &Workspace, name: &str) -> StoreResult
         "DELETE FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
         params![ws.id.to_string(), name],
     )?;
-    tx.execute_batch(&format!(
-        "DROP TABLE IF EXISTS {}",
-        quote(&physical_name(ws, name))
-    ))?;
+    let physical = physical_name(ws, name);
+    // Undo copies kept by replace imports go with the table.
+    let copies: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB ?1 || '__undo_*'",
+        )?;
+        let rows = stmt.query_map([&physical], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for copy in copies.iter().chain(std::iter::once(&physical)) {
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(copy)))?;
+    }
     Ok(())
 }
 

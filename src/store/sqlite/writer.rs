@@ -353,6 +353,47 @@ impl SqliteWriter {
         Ok(())
     }
 
+    /// Puts back the rows this import updated or destroyed (newest change first, so a row
+    /// changed twice gets its oldest version) and deletes the rows it created.
+    fn undo_rows(&self, tx: &Connection) -> StoreResult<()> {
+            let entries: Vec<(String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT op, row FROM intake_undo WHERE import_id = ?1 AND position = ?2
+                     ORDER BY id DESC",
+                )?;
+                let rows = stmt.query_map(
+                    params![self.import_id.to_string(), self.plan.position],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let restore = self.restore_statement();
+            let reinsert = self.restore_insert_statement();
+            for (op, row) in entries {
+                let old = journal_to_row(&row);
+                let sql = if op == "destroyed" {
+                    &reinsert
+                } else {
+                    &restore
+                };
+                tx.prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(old.iter()))?;
+            }
+            tx.execute(
+                &format!(
+                    "DELETE FROM {} WHERE {} = ?1",
+                    quote(&self.table),
+                    quote(IMPORT_COLUMN)
+                ),
+                [self.number],
+            )?;
+        tx.execute(
+            "DELETE FROM intake_undo WHERE import_id = ?1 AND position = ?2",
+            params![self.import_id.to_string(), self.plan.position],
+        )?;
+        Ok(())
+    }
+
     fn restore_statement(&self) -> String {
         let cols = &self.plan.schema.columns;
         let set: Vec<String> = cols
@@ -437,6 +478,11 @@ impl Statements {
             claim,
         }
     }
+}
+
+/// The table a replace keeps the previous rows in, to roll back.
+pub fn undo_table(table: &str, number: i64) -> String {
+    format!("{table}__undo_{number}")
 }
 
 /// The column named by a uniqueness violation, if `e` is one.
@@ -561,44 +607,54 @@ impl BatchWriter for SqliteWriter {
                 }
                 return Ok(());
             }
-            let entries: Vec<(String, String)> = {
-                let mut stmt = tx.prepare(
-                    "SELECT op, row FROM intake_undo WHERE import_id = ?1 AND position = ?2
-                     ORDER BY id DESC",
-                )?;
-                let rows = stmt.query_map(
-                    params![self.import_id.to_string(), self.plan.position],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            let restore = self.restore_statement();
-            let reinsert = self.restore_insert_statement();
-            for (op, row) in entries {
-                let old = journal_to_row(&row);
-                let sql = if op == "destroyed" {
-                    &reinsert
+            self.undo_rows(tx)
+        })
+    }
+
+    fn roll_back(&mut self) -> StoreResult<()> {
+        let inner = self.inner.clone();
+        inner.write_now(|tx| {
+            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            let status: String = tx.query_row(
+                "SELECT status FROM intake_import_tables WHERE import_id = ?1 AND position = ?2",
+                params![self.import_id.to_string(), self.plan.position],
+                |r| r.get(0),
+            )?;
+            // Each table is undone in one transaction that also marks it: a resumed rollback
+            // skips the tables already done.
+            if status == "rolled_back" {
+                return Ok(());
+            }
+            if self.plan.mode == Mode::Replace && !self.plan.dry_run {
+                let undo = undo_table(&self.table, self.number);
+                let kept: Option<String> = tx
+                    .query_row(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                        [&undo],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if kept.is_some() {
+                    tx.execute_batch(&format!(
+                        "DROP TABLE {table}; ALTER TABLE {undo} RENAME TO {table};",
+                        table = quote(&self.table),
+                        undo = quote(&undo)
+                    ))?;
                 } else {
-                    &restore
-                };
-                tx.prepare_cached(sql)?
-                    .execute(rusqlite::params_from_iter(old.iter()))?;
+                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&self.target)))?;
+                }
+            } else if !self.plan.dry_run {
+                self.undo_rows(tx)?;
             }
             tx.execute(
-                &format!(
-                    "DELETE FROM {} WHERE {} = ?1",
-                    quote(&self.table),
-                    quote(IMPORT_COLUMN)
-                ),
-                [self.number],
-            )?;
-            tx.execute(
-                "DELETE FROM intake_undo WHERE import_id = ?1 AND position = ?2",
+                "UPDATE intake_import_tables SET status = 'rolled_back'
+                 WHERE import_id = ?1 AND position = ?2",
                 params![self.import_id.to_string(), self.plan.position],
             )?;
             Ok(())
         })
     }
+
 
     fn finish(&mut self) -> StoreResult<u64> {
         let inner = self.inner.clone();
@@ -616,9 +672,11 @@ impl BatchWriter for SqliteWriter {
                     tx.execute_batch(&format!("DROP TABLE IF EXISTS temp.{}", quote(&self.target)))?;
                 } else {
                     // Readers see the old table or the new one: both renames commit together.
+                    // The old table stays as the undo copy until retention prunes it.
                     tx.execute_batch(&format!(
-                        "DROP TABLE {table}; ALTER TABLE {target} RENAME TO {table};",
+                        "ALTER TABLE {table} RENAME TO {undo}; ALTER TABLE {target} RENAME TO {table};",
                         table = quote(&self.table),
+                        undo = quote(&undo_table(&self.table, self.number)),
                         target = quote(&self.target)
                     ))?;
                 }
