@@ -311,3 +311,91 @@ async fn a_replace_import_killed_at_random_instants_ends_exactly_as_an_uninterru
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_killed_at_random_instants_still_restores_the_table_exactly() {
+    let Some(generator_py) = generator() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (first, second) = (tmp.path().join("first.csv"), tmp.path().join("second.csv"));
+    let rows = env_number("INTAKE_CRASH_ROWS", 60_000);
+    for (file, seed) in [(&first, "1"), (&second, "2")] {
+        let status = Command::new("python3")
+            .arg(&generator_py)
+            .args([
+                "--rows",
+                &rows.to_string(),
+                "--seed",
+                seed,
+                "--no-manifest",
+                "--out",
+            ])
+            .arg(file)
+            .status()
+            .expect("run gen.py");
+        assert!(status.success());
+    }
+    let dir = tmp.path().join("data");
+    let mut server = spawn(&dir);
+    create_table(&server.base).await;
+    let a = upload(&server.base, &first, "table=orders")
+        .await
+        .expect("upload");
+    wait_terminal(
+        &server.base,
+        a["id"].as_str().unwrap(),
+        Duration::from_secs(300),
+    )
+    .await
+    .expect("first");
+    let before = checksum(&dir);
+    // Same ids, other values: an upsert that updates every row.
+    let b = upload(&server.base, &second, "table=orders&mode=upsert")
+        .await
+        .expect("upload");
+    let id = b["id"].as_str().unwrap().to_owned();
+    let b = wait_terminal(&server.base, &id, Duration::from_secs(300))
+        .await
+        .expect("second");
+    assert_eq!(b["counts"]["updated"], json!(rows), "{b}");
+    let resp = client()
+        .post(format!("{}/v1/imports/{id}/rollback", server.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("rollback");
+    assert_eq!(resp.status().as_u16(), 202);
+    let mut rng = Lcg(seed());
+    for _ in 0..env_number("INTAKE_CRASH_KILLS", 8) {
+        tokio::time::sleep(Duration::from_millis(rng.next_ms(5, 150))).await;
+        let state = get(&server.base, &format!("/v1/imports/{id}"))
+            .await
+            .expect("import");
+        if state["status"] == "rolled_back" {
+            break;
+        }
+        server.kill();
+        server = spawn(&dir);
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let state = get(&server.base, &format!("/v1/imports/{id}"))
+            .await
+            .expect("import");
+        if state["status"] == "rolled_back" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rollback did not finish: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    server.kill();
+    assert_eq!(
+        checksum(&dir),
+        before,
+        "the table differs from before the rolled-back import"
+    );
+}

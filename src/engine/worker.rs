@@ -228,9 +228,9 @@ impl Engine {
                     .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))??;
             }
         }
-        let why = why.or_else(|| import.error.clone()).unwrap_or_else(|| {
-            "the import was stopped and its changes undone".into()
-        });
+        let why = why
+            .or_else(|| import.error.clone())
+            .unwrap_or_else(|| "the import was stopped and its changes undone".into());
         for table in import.tables.iter().filter(|t| !t.status.is_terminal()) {
             self.store
                 .finish_table(

@@ -430,7 +430,14 @@ fn set_terminal(
          completed_at = coalesce(completed_at, ?4), cancelled_at = coalesce(?5, cancelled_at),
          rolled_back_at = coalesce(?6, rolled_back_at), updated_at = ?4,
          lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1",
-        params![import.id.to_string(), status.as_str(), error, at, cancelled_at, rolled_back_at],
+        params![
+            import.id.to_string(),
+            status.as_str(),
+            error,
+            at,
+            cancelled_at,
+            rolled_back_at
+        ],
     )?;
     tx.execute(
         "UPDATE intake_import_tables SET status = ?2, completed_at = coalesce(completed_at, ?3)
@@ -668,7 +675,10 @@ pub(super) fn finish(tx: &Connection, claim: &Claim, end: &ImportEnd) -> StoreRe
             params![import.id.to_string(), end.rollback_until.map(ts)],
         )?;
     }
-    if !matches!(end.status, ImportStatus::Cancelled | ImportStatus::RolledBack) {
+    if !matches!(
+        end.status,
+        ImportStatus::Cancelled | ImportStatus::RolledBack
+    ) {
         tx.execute(
             "UPDATE intake_imports SET bytes_read = bytes_total WHERE id = ?1",
             [import.id.to_string()],
@@ -683,7 +693,12 @@ pub(super) fn set_step(
     step: Step,
     error: Option<&str>,
 ) -> StoreResult<()> {
-    check_lease(tx, claim.import.id, claim.token, crate::store::DEFAULT_LEASE_MS)?;
+    check_lease(
+        tx,
+        claim.import.id,
+        claim.token,
+        crate::store::DEFAULT_LEASE_MS,
+    )?;
     tx.execute(
         "UPDATE intake_imports SET step = ?2, updated_at = ?3, error = coalesce(?4, error)
          WHERE id = ?1",
@@ -822,14 +837,21 @@ pub(super) fn delete(tx: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResu
         )));
     }
     for t in undo_tables(tx, &import)? {
-        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", super::values::quote(&t)))?;
+        tx.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {}",
+            super::values::quote(&t)
+        ))?;
     }
     tx.execute(
         "DELETE FROM intake_idempotency WHERE import_id = ?1",
         [id.to_string()],
     )?;
     tx.execute("DELETE FROM intake_imports WHERE id = ?1", [id.to_string()])?;
-    Ok(import.tables.into_iter().filter_map(|t| t.blob_key).collect())
+    Ok(import
+        .tables
+        .into_iter()
+        .filter_map(|t| t.blob_key)
+        .collect())
 }
 
 pub(super) fn prune(tx: &Connection, at: OffsetDateTime) -> StoreResult<u64> {
@@ -843,7 +865,10 @@ pub(super) fn prune(tx: &Connection, at: OffsetDateTime) -> StoreResult<u64> {
     for id in &ids {
         let import = get_any(tx, parse_uuid(id))?;
         for t in undo_tables(tx, &import)? {
-            tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", super::values::quote(&t)))?;
+            tx.execute_batch(&format!(
+                "DROP TABLE IF EXISTS {}",
+                super::values::quote(&t)
+            ))?;
         }
         tx.execute("DELETE FROM intake_undo WHERE import_id = ?1", [id])?;
         tx.execute("DELETE FROM intake_row_errors WHERE import_id = ?1", [id])?;

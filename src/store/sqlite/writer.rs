@@ -356,37 +356,37 @@ impl SqliteWriter {
     /// Puts back the rows this import updated or destroyed (newest change first, so a row
     /// changed twice gets its oldest version) and deletes the rows it created.
     fn undo_rows(&self, tx: &Connection) -> StoreResult<()> {
-            let entries: Vec<(String, String)> = {
-                let mut stmt = tx.prepare(
-                    "SELECT op, row FROM intake_undo WHERE import_id = ?1 AND position = ?2
+        let entries: Vec<(String, String)> = {
+            let mut stmt = tx.prepare(
+                "SELECT op, row FROM intake_undo WHERE import_id = ?1 AND position = ?2
                      ORDER BY id DESC",
-                )?;
-                let rows = stmt.query_map(
-                    params![self.import_id.to_string(), self.plan.position],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            let restore = self.restore_statement();
-            let reinsert = self.restore_insert_statement();
-            for (op, row) in entries {
-                let old = journal_to_row(&row);
-                let sql = if op == "destroyed" {
-                    &reinsert
-                } else {
-                    &restore
-                };
-                tx.prepare_cached(sql)?
-                    .execute(rusqlite::params_from_iter(old.iter()))?;
-            }
-            tx.execute(
-                &format!(
-                    "DELETE FROM {} WHERE {} = ?1",
-                    quote(&self.table),
-                    quote(IMPORT_COLUMN)
-                ),
-                [self.number],
             )?;
+            let rows = stmt.query_map(
+                params![self.import_id.to_string(), self.plan.position],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let restore = self.restore_statement();
+        let reinsert = self.restore_insert_statement();
+        for (op, row) in entries {
+            let old = journal_to_row(&row);
+            let sql = if op == "destroyed" {
+                &reinsert
+            } else {
+                &restore
+            };
+            tx.prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(old.iter()))?;
+        }
+        tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE {} = ?1",
+                quote(&self.table),
+                quote(IMPORT_COLUMN)
+            ),
+            [self.number],
+        )?;
         tx.execute(
             "DELETE FROM intake_undo WHERE import_id = ?1 AND position = ?2",
             params![self.import_id.to_string(), self.plan.position],
@@ -654,7 +654,6 @@ impl BatchWriter for SqliteWriter {
             Ok(())
         })
     }
-
 
     fn finish(&mut self) -> StoreResult<u64> {
         let inner = self.inner.clone();
