@@ -399,3 +399,55 @@ async fn a_rollback_killed_at_random_instants_still_restores_the_table_exactly()
         "the table differs from before the rolled-back import"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_interrupted_by_a_kill_still_ends_cancelled_with_consistent_counts() {
+    let Some(generator_py) = generator() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("orders.csv");
+    let rows = env_number("INTAKE_CRASH_ROWS", 60_000);
+    let status = Command::new("python3")
+        .arg(&generator_py)
+        .args(["--rows", &rows.to_string(), "--no-manifest", "--out"])
+        .arg(&file)
+        .status()
+        .expect("run gen.py");
+    assert!(status.success());
+    let dir = tmp.path().join("data");
+    let server = spawn(&dir);
+    create_table(&server.base).await;
+    let import = upload(&server.base, &file, "table=orders")
+        .await
+        .expect("upload");
+    let id = import["id"].as_str().unwrap().to_owned();
+    let resp = client()
+        .post(format!("{}/v1/imports/{id}/cancel", server.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("cancel");
+    assert!(matches!(resp.status().as_u16(), 200 | 409));
+    server.kill();
+    let server = spawn(&dir);
+    let done = wait_terminal(&server.base, &id, Duration::from_secs(300))
+        .await
+        .expect("ended");
+    server.kill();
+    assert!(
+        matches!(done["status"].as_str(), Some("cancelled" | "complete")),
+        "{done}"
+    );
+    let c = &done["counts"];
+    let sum: u64 = ["created", "updated", "unchanged", "invalid"]
+        .iter()
+        .map(|k| c[*k].as_u64().unwrap())
+        .sum();
+    assert_eq!(c["processed"].as_u64().unwrap(), sum, "{c}");
+    assert_eq!(
+        checksum(&dir).0,
+        c["created"].as_u64().unwrap(),
+        "rows in the table = rows created"
+    );
+}

@@ -1,7 +1,9 @@
 //! Persistence behind one interface: workspaces, keys, tables, imports, row errors, events,
 //! and the batch writer that loads rows into user tables. The only place that writes SQL.
 
+mod lifecycle;
 mod records;
+mod search;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -9,7 +11,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use lifecycle::*;
 pub use records::*;
+pub use search::*;
 
 use crate::model::{Role, TableSchema};
 
@@ -170,6 +174,36 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Imports of a workspace matching typed filters, in a typed order, a page at a time,
+    /// with how many match (the compatibility dialects' richer lists).
+    async fn search_imports(&self, workspace_id: Uuid, q: &ImportSearch)
+    -> StoreResult<SearchPage>;
+    /// Queues an import that waited (status `new`) for sources sent in parts, now complete:
+    /// `sizes` are its inputs' final sizes in bytes, in position order. `Conflict` when the
+    /// import is no longer new.
+    async fn start_import(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        sizes: &[u64],
+    ) -> StoreResult<ImportRecord>;
+    /// Forgets an import that is new or has ended (`Conflict` while it runs); with
+    /// `remove_rows`, first deletes from its tables the rows it last wrote (`_intake_import`
+    /// equal to its number).
+    async fn purge_import(
+        &self,
+        workspace: &Workspace,
+        id: Uuid,
+        remove_rows: bool,
+    ) -> StoreResult<PurgedImport>;
+    /// Changes an import's reference, reference origin or metadata.
+    async fn relabel_import(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        labels: &ImportLabels,
+    ) -> StoreResult<ImportRecord>;
 }
 
 /// Loads batches of one table of one import; every call commits rows, counts and checkpoint

@@ -1,0 +1,164 @@
+//! Typed import searches, for list routes richer than the native one (the compatibility
+//! dialects): filters, multi-key orders, offset or keyset pages and a match count. Callers map
+//! the field names users send onto [`ImportField`], a fixed list; only the store turns a field
+//! into SQL, so no user text ever becomes part of a statement.
+
+use time::OffsetDateTime;
+
+use super::ImportRecord;
+
+/// A field of an import that searches can filter and sort on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImportField {
+    /// The import's id (UUIDv7 text: sorts by creation).
+    Id,
+    /// The per-workspace sequence number.
+    Number,
+    /// The status name.
+    Status,
+    /// The table of the import's first input.
+    Table,
+    /// The format of the import's first input (`csv`, `tsv`, `ndjson`, `json`).
+    Format,
+    /// The import's platform label.
+    Platform,
+    Reference,
+    ReferenceOrigin,
+    CreatedAt,
+    UpdatedAt,
+    StartedAt,
+    /// When the import ended (any final status).
+    CompletedAt,
+    /// When an import that did not complete stopped: `cancelled_at` of a cancelled import,
+    /// `rolled_back_at` of a rolled-back one, `completed_at` of a failed or unsupported one;
+    /// null for every other status.
+    StoppedAt,
+    /// Rows in the source (null until known).
+    Inputs,
+    Processed,
+    Invalid,
+    Warnings,
+    Destroyed,
+}
+
+/// How a field's values compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    Integer,
+    Time,
+}
+
+impl ImportField {
+    /// How the field's values compare.
+    pub fn kind(self) -> FieldKind {
+        use ImportField::*;
+        match self {
+            Id | Status | Table | Format | Platform | Reference | ReferenceOrigin => {
+                FieldKind::Text
+            }
+            Number | Inputs | Processed | Invalid | Warnings | Destroyed => FieldKind::Integer,
+            CreatedAt | UpdatedAt | StartedAt | CompletedAt | StoppedAt => FieldKind::Time,
+        }
+    }
+
+    /// Whether the field can be null (nulls sort first in ascending order).
+    pub fn nullable(self) -> bool {
+        use ImportField::*;
+        matches!(
+            self,
+            Table
+                | Format
+                | Platform
+                | Reference
+                | ReferenceOrigin
+                | StartedAt
+                | CompletedAt
+                | StoppedAt
+                | Inputs
+        )
+    }
+}
+
+/// A value to compare a field with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterValue {
+    Text(String),
+    Integer(i64),
+    Time(OffsetDateTime),
+}
+
+/// A comparison. Comparisons with null follow SQL: only `IsNull` matches a null field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterOp {
+    Eq(FilterValue),
+    NotEq(FilterValue),
+    /// Any of the values (none: matches nothing).
+    In(Vec<FilterValue>),
+    /// None of the values (none: matches every non-null value).
+    NotIn(Vec<FilterValue>),
+    Gt(FilterValue),
+    Gte(FilterValue),
+    Lt(FilterValue),
+    Lte(FilterValue),
+    /// The value's text starts with this (case-sensitive).
+    StartsWith(String),
+    /// The value's text ends with this (case-sensitive).
+    EndsWith(String),
+    /// The value's text contains this (case-sensitive).
+    Contains(String),
+    /// `true`: the field is null; `false`: it is not.
+    IsNull(bool),
+}
+
+/// One condition; a search's conditions must all hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportFilter {
+    pub field: ImportField,
+    pub op: FilterOp,
+}
+
+/// What to sort by.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortKey {
+    /// The field's own order (nulls first when ascending).
+    Field(ImportField),
+    /// The field's values by group: values of `ranks[0]` first, then of `ranks[1]`, ...;
+    /// values in no group last. Lets a caller sort by a vocabulary of its own (a vendor's
+    /// status names) that maps several stored values onto one.
+    Ranked {
+        field: ImportField,
+        ranks: Vec<Vec<String>>,
+    },
+}
+
+/// One sort key and its direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortSpec {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+/// Filters, order and page of a search.
+///
+/// The order is `sort`, then `number` (unique in a workspace) in the direction of the last
+/// key (descending when `sort` is empty), so that it is total and pages never overlap.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportSearch {
+    pub filters: Vec<ImportFilter>,
+    pub sort: Vec<SortSpec>,
+    /// Keyset position: the values of the last row seen for each key of `sort` (plain
+    /// fields only; `None` for a null) followed by its `number`. Only rows after it match.
+    pub after: Option<Vec<Option<FilterValue>>>,
+    /// Rows to skip after filtering (offset pagination).
+    pub offset: u64,
+    pub limit: u32,
+}
+
+/// A page of a search.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub imports: Vec<ImportRecord>,
+    /// How many imports match the filters and `after` (whatever `offset` and `limit`).
+    pub total: u64,
+}

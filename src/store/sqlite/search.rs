@@ -1,0 +1,270 @@
+//! Typed import searches on SQLite. Every field maps to a fixed SQL expression below; values
+//! are always bound parameters.
+
+use rusqlite::Connection;
+use rusqlite::types::Value as Sql;
+use uuid::Uuid;
+
+use super::values::ts;
+use super::{StoreError, StoreResult, imports};
+use crate::store::{
+    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage,
+    SortKey, SortSpec,
+};
+
+/// The SQL expression of a field over `intake_imports i`.
+fn expr(field: ImportField) -> &'static str {
+    use ImportField::*;
+    match field {
+        Id => "i.id",
+        Number => "i.number",
+        Status => "i.status",
+        Table => {
+            "(SELECT t.table_name FROM intake_import_tables t \
+             WHERE t.import_id = i.id AND t.position = 0)"
+        }
+        Format => {
+            "(SELECT t.format FROM intake_import_tables t \
+             WHERE t.import_id = i.id AND t.position = 0)"
+        }
+        Platform => "i.platform",
+        Reference => "i.reference",
+        ReferenceOrigin => "i.reference_origin",
+        CreatedAt => "i.created_at",
+        UpdatedAt => "i.updated_at",
+        StartedAt => "i.started_at",
+        CompletedAt => "i.completed_at",
+        StoppedAt => {
+            "(CASE i.status WHEN 'cancelled' THEN i.cancelled_at \
+             WHEN 'rolled_back' THEN i.rolled_back_at \
+             WHEN 'failed' THEN i.completed_at WHEN 'unsupported' THEN i.completed_at END)"
+        }
+        Inputs => "i.inputs",
+        Processed => "i.processed",
+        Invalid => "i.invalid",
+        Warnings => "i.warnings",
+        Destroyed => "i.destroyed",
+    }
+}
+
+/// The expression a field sorts by: nullable fields with nulls replaced by a value below
+/// every real one (so that keyset comparisons agree with the order). Non-null fields stay
+/// bare so that their indexes serve the order.
+fn sort_expr(field: ImportField) -> String {
+    if !field.nullable() {
+        return expr(field).to_owned();
+    }
+    match field.kind() {
+        FieldKind::Integer => format!("coalesce({}, -1)", expr(field)),
+        FieldKind::Text | FieldKind::Time => format!("coalesce({}, '')", expr(field)),
+    }
+}
+
+fn bind(v: &FilterValue) -> Sql {
+    match v {
+        FilterValue::Text(s) => Sql::Text(s.clone()),
+        FilterValue::Integer(n) => Sql::Integer(*n),
+        FilterValue::Time(t) => Sql::Text(ts(*t)),
+    }
+}
+
+/// The sort-key value of a keyset position (nulls as the sort expression's null stand-in).
+fn bind_key(field: ImportField, v: &Option<FilterValue>) -> Sql {
+    match v {
+        Some(v) => bind(v),
+        None if field.kind() == FieldKind::Integer => Sql::Integer(-1),
+        None => Sql::Text(String::new()),
+    }
+}
+
+fn list(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Appends one condition to `sql` (as `AND ...`) and its values to `args`.
+fn push_filter(sql: &mut String, args: &mut Vec<Sql>, f: &ImportFilter) {
+    let e = expr(f.field);
+    let cond = match &f.op {
+        FilterOp::Eq(v) => {
+            args.push(bind(v));
+            format!("{e} = ?")
+        }
+        FilterOp::NotEq(v) => {
+            args.push(bind(v));
+            format!("{e} <> ?")
+        }
+        FilterOp::In(vs) if vs.is_empty() => "0".to_owned(),
+        FilterOp::In(vs) => {
+            args.extend(vs.iter().map(bind));
+            format!("{e} IN ({})", list(vs.len()))
+        }
+        FilterOp::NotIn(vs) if vs.is_empty() => format!("{e} IS NOT NULL"),
+        FilterOp::NotIn(vs) => {
+            args.extend(vs.iter().map(bind));
+            format!("{e} NOT IN ({})", list(vs.len()))
+        }
+        FilterOp::Gt(v) | FilterOp::Gte(v) | FilterOp::Lt(v) | FilterOp::Lte(v) => {
+            let op = match &f.op {
+                FilterOp::Gt(_) => ">",
+                FilterOp::Gte(_) => ">=",
+                FilterOp::Lt(_) => "<",
+                _ => "<=",
+            };
+            args.push(bind(v));
+            format!("{e} {op} ?")
+        }
+        // instr/substr rather than LIKE: exact, case-sensitive, and nothing to escape.
+        FilterOp::StartsWith(s) | FilterOp::EndsWith(s) | FilterOp::Contains(s)
+            if s.is_empty() =>
+        {
+            format!("{e} IS NOT NULL")
+        }
+        FilterOp::StartsWith(s) => {
+            args.push(Sql::Text(s.clone()));
+            format!("instr(CAST({e} AS TEXT), ?) = 1")
+        }
+        FilterOp::EndsWith(s) => {
+            args.push(Sql::Text(s.clone()));
+            args.push(Sql::Text(s.clone()));
+            format!("substr(CAST({e} AS TEXT), -length(?)) = ?")
+        }
+        FilterOp::Contains(s) => {
+            args.push(Sql::Text(s.clone()));
+            format!("instr(CAST({e} AS TEXT), ?) > 0")
+        }
+        FilterOp::IsNull(true) => format!("{e} IS NULL"),
+        FilterOp::IsNull(false) => format!("{e} IS NOT NULL"),
+    };
+    sql.push_str(" AND ");
+    sql.push_str(&cond);
+}
+
+/// The full order: the requested keys, then `number` as the tie-breaker.
+fn effective_order(sort: &[SortSpec]) -> Vec<SortSpec> {
+    let mut keys = sort.to_vec();
+    let descending = sort.last().is_none_or(|s| s.descending);
+    keys.push(SortSpec {
+        key: SortKey::Field(ImportField::Number),
+        descending,
+    });
+    keys
+}
+
+/// Appends the keyset condition "after this position in this order".
+fn push_after(
+    sql: &mut String,
+    args: &mut Vec<Sql>,
+    order: &[SortSpec],
+    after: &[Option<FilterValue>],
+) -> StoreResult<()> {
+    if after.len() != order.len() {
+        return Err(StoreError::Invalid(format!(
+            "a keyset position needs {} values, not {}",
+            order.len(),
+            after.len()
+        )));
+    }
+    let mut fields = Vec::with_capacity(order.len());
+    for spec in order {
+        match spec.key {
+            SortKey::Field(f) => fields.push(f),
+            SortKey::Ranked { .. } => {
+                return Err(StoreError::Invalid(
+                    "a keyset position cannot follow a ranked order".into(),
+                ));
+            }
+        }
+    }
+    // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ..., each comparison in its key's direction.
+    let mut alternatives = Vec::with_capacity(order.len());
+    for i in 0..order.len() {
+        let mut terms = Vec::with_capacity(i + 1);
+        for j in 0..i {
+            terms.push(format!("{} = ?", sort_expr(fields[j])));
+            args.push(bind_key(fields[j], &after[j]));
+        }
+        let cmp = if order[i].descending { "<" } else { ">" };
+        terms.push(format!("{} {cmp} ?", sort_expr(fields[i])));
+        args.push(bind_key(fields[i], &after[i]));
+        alternatives.push(format!("({})", terms.join(" AND ")));
+    }
+    sql.push_str(" AND (");
+    sql.push_str(&alternatives.join(" OR "));
+    sql.push(')');
+    Ok(())
+}
+
+/// The ORDER BY clause and its bound values (ranked keys bind their groups).
+fn order_by(order: &[SortSpec]) -> (String, Vec<Sql>) {
+    let mut args = Vec::new();
+    let parts: Vec<String> = order
+        .iter()
+        .map(|spec| {
+            let key = match &spec.key {
+                SortKey::Field(f) => sort_expr(*f),
+                SortKey::Ranked { field, ranks } => {
+                    let mut case = String::from("(CASE");
+                    for (rank, group) in ranks.iter().enumerate() {
+                        if group.is_empty() {
+                            continue;
+                        }
+                        case.push_str(&format!(
+                            " WHEN {} IN ({}) THEN {rank}",
+                            expr(*field),
+                            list(group.len())
+                        ));
+                        args.extend(group.iter().map(|v| Sql::Text(v.clone())));
+                    }
+                    case.push_str(&format!(" ELSE {} END)", ranks.len()));
+                    case
+                }
+            };
+            format!("{key} {}", if spec.descending { "DESC" } else { "ASC" })
+        })
+        .collect();
+    (parts.join(", "), args)
+}
+
+pub(super) fn search(
+    c: &Connection,
+    workspace_id: Uuid,
+    q: &ImportSearch,
+) -> StoreResult<SearchPage> {
+    let mut cond = String::from("i.workspace_id = ?");
+    let mut args: Vec<Sql> = vec![Sql::Text(workspace_id.to_string())];
+    for f in &q.filters {
+        push_filter(&mut cond, &mut args, f);
+    }
+    let order = effective_order(&q.sort);
+    if let Some(after) = &q.after {
+        push_after(&mut cond, &mut args, &order, after)?;
+    }
+    let total: i64 = c.query_row(
+        &format!("SELECT count(*) FROM intake_imports i WHERE {cond}"),
+        rusqlite::params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+    let (order_sql, order_args) = order_by(&order);
+    let sql = format!(
+        "SELECT i.id FROM intake_imports i WHERE {cond} ORDER BY {order_sql} LIMIT ? OFFSET ?"
+    );
+    args.extend(order_args);
+    args.push(Sql::Integer(i64::from(q.limit)));
+    args.push(Sql::Integer(i64::try_from(q.offset).unwrap_or(i64::MAX)));
+    let mut stmt = c.prepare(&sql)?;
+    let ids = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // One read per import through the shared loader, so that these records are exactly
+    // what `get_import` answers (pages are small).
+    let imports = ids
+        .iter()
+        .map(|id| imports::get(c, workspace_id, super::parse_uuid(id)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(SearchPage {
+        imports,
+        total: total.max(0) as u64,
+    })
+}
