@@ -98,7 +98,8 @@ pub async fn launch(
     let engine = Engine::new(store.clone(), blobs, config.engine.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = engine.spawn_workers(stop_rx.clone());
-    workers.push(engine.spawn_maintenance(stop_rx));
+    workers.push(engine.spawn_maintenance(stop_rx.clone()));
+    workers.push(engine.spawn_webhook_sender(stop_rx));
     let state = AppState {
         store,
         engine,

@@ -1654,7 +1654,7 @@ async fn progress_has_its_compact_shape_and_events_tell_the_lifecycle_in_order()
             "import.started",
             "table.started",
             "table.finished",
-            "import.complete"
+            "import.completed"
         ]
     );
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: the route table, shared state, and the handlers of each resource.
 
 mod auth;
+mod dialects;
 pub mod error;
 mod health;
 mod import_options;
@@ -10,7 +11,9 @@ mod pagination;
 mod rejected_csv;
 mod schema_infer;
 mod tables;
+mod stream;
 mod views;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -60,11 +63,17 @@ pub fn router(state: AppState) -> Router {
         .route("/imports/{id}/progress", get(imports::progress))
         .route("/imports/{id}/errors", get(imports::errors))
         .route("/imports/{id}/events", get(imports::events))
-        .route("/imports/{id}/cancel", post(imports::cancel));
+        .route("/imports/{id}/cancel", post(imports::cancel))
+        .route("/imports/{id}/stream", get(stream::import_stream))
+        .route("/stream", get(stream::workspace_stream))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/webhooks/{id}", axum::routing::delete(webhooks::delete))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest("/v1", v1)
+        .nest("/compat", dialects::router())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         // Upload routes enforce their own limits while streaming.

@@ -6,6 +6,7 @@ pub mod options;
 pub mod reader;
 pub mod staging;
 pub mod validator;
+pub mod webhooks;
 mod worker;
 
 use std::sync::Arc;
@@ -36,6 +37,10 @@ pub struct EngineConfig {
     /// How long finished imports keep their undo journal and row errors (and so can be
     /// rolled back).
     pub retention: Duration,
+    /// The first retry delay of a failed webhook delivery (doubled at each attempt).
+    pub webhook_backoff: Duration,
+    /// How often idle senders look for due webhook deliveries.
+    pub webhook_poll: Duration,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +53,8 @@ impl Default for EngineConfig {
             max_stored_errors: 10_000,
             poll_interval: Duration::from_millis(500),
             retention: Duration::from_secs(30 * 24 * 3600),
+            webhook_backoff: Duration::from_secs(1),
+            webhook_poll: Duration::from_millis(500),
         }
     }
 }

@@ -85,7 +85,7 @@ impl Engine {
                 .append_event(
                     import.workspace_id,
                     import.id,
-                    "import.started",
+                    ImportStatus::Processing.event_type(),
                     &serde_json::json!({}),
                 )
                 .await?;

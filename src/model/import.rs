@@ -64,6 +64,23 @@ impl ImportStatus {
         )
     }
 
+    /// The lifecycle event (and webhook event type) announcing that an import reached this
+    /// status.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            ImportStatus::New => "import.created",
+            ImportStatus::Queued => "import.queued",
+            ImportStatus::Processing => "import.started",
+            ImportStatus::Complete => "import.completed",
+            ImportStatus::PartiallyComplete => "import.partially_completed",
+            ImportStatus::Failed => "import.failed",
+            ImportStatus::Cancelled => "import.cancelled",
+            ImportStatus::RollingBack => "import.rolling_back",
+            ImportStatus::RolledBack => "import.rolled_back",
+            ImportStatus::Unsupported => "import.unsupported",
+        }
+    }
+
     /// Whether a cancel request can still stop the import.
     pub fn is_cancellable(self) -> bool {
         matches!(

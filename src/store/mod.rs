@@ -124,6 +124,36 @@ pub trait Store: Send + Sync + 'static {
         after: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<EventRecord>>;
+    /// The workspace's lifecycle events after `after` (an event id), oldest first.
+    async fn list_workspace_events(
+        &self,
+        workspace_id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>>;
+    /// Registers a webhook.
+    async fn create_webhook(
+        &self,
+        workspace_id: Uuid,
+        hook: &NewWebhook,
+    ) -> StoreResult<WebhookRecord>;
+    /// The workspace's webhooks.
+    async fn list_webhooks(&self, workspace_id: Uuid) -> StoreResult<Vec<WebhookRecord>>;
+    /// Removes a webhook and its pending deliveries.
+    async fn delete_webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<()>;
+    /// A webhook's deliveries, newest first, before `after` (a delivery id).
+    async fn list_deliveries(
+        &self,
+        workspace_id: Uuid,
+        webhook_id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Claims deliveries that are due, holding them for `lease_ms` (a process killed while
+    /// sending leaves them due again afterwards).
+    async fn claim_deliveries(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>>;
+    /// Records one attempt of a delivery.
+    async fn record_delivery(&self, id: i64, outcome: &DeliveryOutcome) -> StoreResult<()>;
     /// Asks an import to stop: a queued one is cancelled at once, a processing one at its next
     /// batch. Returns the import as it is after the request.
     async fn request_cancel(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;

@@ -325,3 +325,68 @@ pub struct BatchOutcome {
     pub invalid: u64,
     pub cancel_requested: bool,
 }
+
+/// A webhook about to be registered.
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub id: Uuid,
+    pub url: String,
+    /// Event types it receives.
+    pub events: Vec<String>,
+    /// The signing secret.
+    pub secret: String,
+    pub description: Option<String>,
+}
+
+/// A registered webhook.
+#[derive(Debug, Clone)]
+pub struct WebhookRecord {
+    pub id: Uuid,
+    pub url: String,
+    pub events: Vec<String>,
+    pub secret: String,
+    pub description: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// One delivery of an event to a webhook, as recorded.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub event_id: i64,
+    pub event_type: String,
+    pub import_id: Uuid,
+    /// `pending`, `succeeded` or `failed` (gave up).
+    pub status: String,
+    pub attempts: u32,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    /// When the next attempt is due (pending deliveries), Unix milliseconds.
+    pub next_attempt_at: i64,
+    pub created_at: OffsetDateTime,
+    pub delivered_at: Option<OffsetDateTime>,
+}
+
+/// A delivery claimed for sending, with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: i64,
+    pub workspace_id: Uuid,
+    pub url: String,
+    pub secret: String,
+    pub event_id: i64,
+    pub event_type: String,
+    pub event_created_at: OffsetDateTime,
+    pub import_id: Uuid,
+    pub attempts: u32,
+}
+
+/// What one attempt of a delivery gave.
+#[derive(Debug, Clone)]
+pub struct DeliveryOutcome {
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// When to try again (None: delivered, or given up).
+    pub retry_at: Option<i64>,
+    pub succeeded: bool,
+}

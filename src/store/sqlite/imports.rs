@@ -136,18 +136,22 @@ pub(super) fn append_event(
     kind: &str,
     data: &serde_json::Value,
 ) -> StoreResult<()> {
-    c.prepare_cached(
-        "INSERT INTO intake_events (workspace_id, import_id, kind, data, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        workspace_id.to_string(),
-        import_id.to_string(),
-        kind,
-        data.to_string(),
-        ts(now())
-    ])?;
-    Ok(())
+    let event_id: i64 = c
+        .prepare_cached(
+            "INSERT INTO intake_events (workspace_id, import_id, kind, data, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )?
+        .query_row(
+            params![
+                workspace_id.to_string(),
+                import_id.to_string(),
+                kind,
+                data.to_string(),
+                ts(now())
+            ],
+            |r| r.get(0),
+        )?;
+    super::webhooks::enqueue(c, workspace_id, import_id, event_id, kind)
 }
 
 pub(super) fn find_idempotency(
@@ -257,7 +261,7 @@ pub(super) fn create(tx: &Connection, new: &NewImport) -> StoreResult<CreateOutc
         tx,
         new.workspace_id,
         new.id,
-        &format!("import.{}", new.status.as_str()),
+        new.status.event_type(),
         &serde_json::json!({"status": new.status.as_str()}),
     )?;
     Ok(CreateOutcome::Created(Box::new(get_any(tx, new.id)?)))
@@ -448,7 +452,7 @@ fn set_terminal(
         tx,
         import.workspace_id,
         import.id,
-        &format!("import.{}", status.as_str()),
+        status.event_type(),
         &serde_json::json!({"status": status.as_str(), "error": error}),
     )
 }
@@ -800,7 +804,7 @@ pub(super) fn request_rollback(
         tx,
         workspace_id,
         id,
-        "import.rolling_back",
+        ImportStatus::RollingBack.event_type(),
         &serde_json::json!({"status": "rolling_back"}),
     )?;
     get(tx, workspace_id, id)

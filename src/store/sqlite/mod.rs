@@ -3,7 +3,10 @@
 //! reads never wait for an import's batches.
 
 mod imports;
+mod lifecycle;
+mod search;
 mod tables;
+mod webhooks;
 mod values;
 mod writer;
 
@@ -28,6 +31,7 @@ pub fn sort_key(t: OffsetDateTime) -> String {
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_rollback.sql"),
+    include_str!("migrations/0003_webhooks.sql"),
 ];
 const READERS: usize = 4;
 
@@ -430,6 +434,53 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn list_workspace_events(
+        &self,
+        workspace_id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.read(move |c| webhooks::workspace_events(c, workspace_id, after, limit))
+            .await
+    }
+
+    async fn create_webhook(&self, workspace_id: Uuid, hook: &NewWebhook) -> StoreResult<WebhookRecord> {
+        let hook = hook.clone();
+        self.write(move |tx| webhooks::create(tx, workspace_id, &hook))
+            .await
+    }
+
+    async fn list_webhooks(&self, workspace_id: Uuid) -> StoreResult<Vec<WebhookRecord>> {
+        self.read(move |c| webhooks::list(c, workspace_id)).await
+    }
+
+    async fn delete_webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<()> {
+        self.write(move |tx| webhooks::delete(tx, workspace_id, id))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        workspace_id: Uuid,
+        webhook_id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        self.read(move |c| webhooks::deliveries(c, workspace_id, webhook_id, after, limit))
+            .await
+    }
+
+    async fn claim_deliveries(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>> {
+        self.write(move |tx| webhooks::claim(tx, limit, lease_ms))
+            .await
+    }
+
+    async fn record_delivery(&self, id: i64, outcome: &DeliveryOutcome) -> StoreResult<()> {
+        let outcome = outcome.clone();
+        self.write(move |tx| webhooks::record(tx, id, &outcome))
+            .await
+    }
+
     async fn request_cancel(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
         self.write(move |tx| imports::request_cancel(tx, workspace_id, id))
             .await
@@ -512,6 +563,48 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn search_imports(
+        &self,
+        workspace_id: Uuid,
+        q: &ImportSearch,
+    ) -> StoreResult<SearchPage> {
+        let q = q.clone();
+        self.read(move |c| search::search(c, workspace_id, &q)).await
+    }
+
+    async fn start_import(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        sizes: &[u64],
+    ) -> StoreResult<ImportRecord> {
+        let sizes = sizes.to_vec();
+        self.write(move |tx| lifecycle::start(tx, workspace_id, id, &sizes))
+            .await
+    }
+
+    async fn purge_import(
+        &self,
+        workspace: &Workspace,
+        id: Uuid,
+        remove_rows: bool,
+    ) -> StoreResult<PurgedImport> {
+        let ws = workspace.clone();
+        self.write(move |tx| lifecycle::purge(tx, &ws, id, remove_rows))
+            .await
+    }
+
+    async fn relabel_import(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        labels: &ImportLabels,
+    ) -> StoreResult<ImportRecord> {
+        let labels = labels.clone();
+        self.write(move |tx| lifecycle::relabel(tx, workspace_id, id, &labels))
             .await
     }
 }
