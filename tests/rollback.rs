@@ -318,3 +318,25 @@ async fn cancel_racing_completion_ends_in_one_consistent_state() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_workspace_runs_no_more_imports_at_once_than_its_limit() {
+    use intake::store::Store;
+    let s = TestServer::start_with(|c| c.engine.workers = 0).await;
+    s.create_table(people()).await;
+    for _ in 0..3 {
+        let (status, _) = s.upload("table=people", "text/csv", BASE).await;
+        assert_eq!(status, 202);
+    }
+    let store = intake::store::sqlite::SqliteStore::open(&s.db_path()).expect("open store");
+    let first = store.claim_import("w1", 30_000, 1).await.expect("claim");
+    assert!(first.is_some(), "a first import is claimed");
+    let second = store.claim_import("w2", 30_000, 1).await.expect("claim");
+    assert!(
+        second.is_none(),
+        "a limit of one keeps the second import queued"
+    );
+    let second = store.claim_import("w2", 30_000, 2).await.expect("claim");
+    assert!(second.is_some(), "a limit of two lets a second import run");
+    s.stop().await;
+}

@@ -24,6 +24,8 @@ pub use worker::Ran;
 pub struct EngineConfig {
     /// Workers in this process.
     pub workers: usize,
+    /// Imports one workspace may run at once (across all processes).
+    pub per_workspace: u32,
     /// Rows per committed batch.
     pub batch_rows: usize,
     /// Largest field of a delimited source, in bytes.
@@ -47,6 +49,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             workers: 2,
+            per_workspace: 2,
             batch_rows: 5_000,
             max_field_bytes: 1 << 20,
             max_record_bytes: 8 << 20,

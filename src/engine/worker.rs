@@ -59,7 +59,11 @@ impl Engine {
         worker: &str,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Ran, StoreError> {
-        let Some(claim) = self.store.claim_import(worker, DEFAULT_LEASE_MS).await? else {
+        let Some(claim) = self
+            .store
+            .claim_import(worker, DEFAULT_LEASE_MS, self.config.per_workspace)
+            .await?
+        else {
             return Ok(Ran::Idle);
         };
         match self.run_import(&claim, shutdown).await {

@@ -169,8 +169,14 @@ pub trait Store: Send + Sync + 'static {
     /// returns how many imports were pruned.
     async fn prune(&self, now: time::OffsetDateTime) -> StoreResult<u64>;
 
-    /// Claims the oldest runnable import (queued, or whose lease expired) for `worker`.
-    async fn claim_import(&self, worker: &str, lease_ms: i64) -> StoreResult<Option<Claim>>;
+    /// Claims the oldest runnable import (queued, or whose lease expired) for `worker`, from
+    /// a workspace running fewer than `per_workspace` imports.
+    async fn claim_import(
+        &self,
+        worker: &str,
+        lease_ms: i64,
+        per_workspace: u32,
+    ) -> StoreResult<Option<Claim>>;
     /// Extends a lease; fails with `LeaseLost` when another worker took the import.
     async fn renew_lease(&self, claim: &Claim, lease_ms: i64) -> StoreResult<LeaseState>;
     /// Records that a worker starts (or resumes) one table of its import.

@@ -486,15 +486,26 @@ fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-pub(super) fn claim(tx: &Connection, worker: &str, lease_ms: i64) -> StoreResult<Option<Claim>> {
+pub(super) fn claim(
+    tx: &Connection,
+    worker: &str,
+    lease_ms: i64,
+    per_workspace: u32,
+) -> StoreResult<Option<Claim>> {
     let now = now_ms();
+    // The oldest runnable import of a workspace that runs fewer than `per_workspace` imports
+    // (live leases) right now: one tenant's backlog cannot take every worker.
     let found: Option<(String, i64)> = tx
         .query_row(
-            "SELECT id, lease_token FROM intake_imports
-             WHERE status IN ('queued', 'processing', 'rolling_back')
-               AND (lease_expires_at IS NULL OR lease_expires_at < ?1)
-             ORDER BY created_at LIMIT 1",
-            [now],
+            "SELECT i.id, i.lease_token FROM intake_imports i
+             WHERE i.status IN ('queued', 'processing', 'rolling_back')
+               AND (i.lease_expires_at IS NULL OR i.lease_expires_at < ?1)
+               AND (SELECT count(*) FROM intake_imports r
+                    WHERE r.workspace_id = i.workspace_id
+                      AND r.status IN ('processing', 'rolling_back')
+                      AND r.lease_expires_at >= ?1) < ?2
+             ORDER BY i.created_at LIMIT 1",
+            params![now, per_workspace],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;

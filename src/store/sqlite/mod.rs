@@ -6,8 +6,8 @@ mod imports;
 mod lifecycle;
 mod search;
 mod tables;
-mod webhooks;
 mod values;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -444,7 +444,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_webhook(&self, workspace_id: Uuid, hook: &NewWebhook) -> StoreResult<WebhookRecord> {
+    async fn create_webhook(
+        &self,
+        workspace_id: Uuid,
+        hook: &NewWebhook,
+    ) -> StoreResult<WebhookRecord> {
         let hook = hook.clone();
         self.write(move |tx| webhooks::create(tx, workspace_id, &hook))
             .await
@@ -486,9 +490,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim_import(&self, worker: &str, lease_ms: i64) -> StoreResult<Option<Claim>> {
+    async fn claim_import(
+        &self,
+        worker: &str,
+        lease_ms: i64,
+        per_workspace: u32,
+    ) -> StoreResult<Option<Claim>> {
         let worker = worker.to_owned();
-        self.write(move |tx| imports::claim(tx, &worker, lease_ms))
+        self.write(move |tx| imports::claim(tx, &worker, lease_ms, per_workspace))
             .await
     }
 
@@ -572,7 +581,8 @@ impl Store for SqliteStore {
         q: &ImportSearch,
     ) -> StoreResult<SearchPage> {
         let q = q.clone();
-        self.read(move |c| search::search(c, workspace_id, &q)).await
+        self.read(move |c| search::search(c, workspace_id, &q))
+            .await
     }
 
     async fn start_import(
