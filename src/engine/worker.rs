@@ -115,19 +115,7 @@ impl Engine {
                     return self.revert_all(claim, Some(why)).await;
                 }
                 TableOutcome::Failed(why) => {
-                    self.store
-                        .finish_table(
-                            claim,
-                            table.position,
-                            &TableEnd {
-                                status: ImportStatus::Failed,
-                                inputs: None,
-                                destroyed: 0,
-                                error: Some(why.clone()),
-                            },
-                        )
-                        .await?;
-                    return self.end(claim, ImportStatus::Failed, Some(why)).await;
+                    return self.fail(claim, vec![table.position], why).await;
                 }
                 TableOutcome::Interrupted => return Ok(()),
             }
@@ -172,32 +160,67 @@ impl Engine {
         Ok(())
     }
 
+    /// The schema of an import's table, or None when the table (or workspace) is gone.
+    async fn table_schema(
+        &self,
+        claim: &Claim,
+        table: &str,
+    ) -> Result<Option<crate::model::TableSchema>, StoreError> {
+        let ws_id = claim.import.workspace_id.to_string();
+        let Some(ws) = self.store.find_workspace(&ws_id).await? else {
+            return Ok(None);
+        };
+        match self.store.get_table(&ws, table).await {
+            Ok(t) => Ok(Some(t.schema)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs a writer operation off the async runtime.
+    async fn with_writer(
+        &self,
+        mut writer: Box<dyn BatchWriter>,
+        op: fn(&mut dyn BatchWriter) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        tokio::task::spawn_blocking(move || op(writer.as_mut()))
+            .await
+            .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))?
+    }
+
+    /// Ends the given tables, then the import, as failed.
+    async fn fail(
+        &self,
+        claim: &Claim,
+        positions: Vec<u32>,
+        why: String,
+    ) -> Result<(), StoreError> {
+        for position in positions {
+            let end = TableEnd {
+                status: ImportStatus::Failed,
+                inputs: None,
+                destroyed: 0,
+                error: Some(why.clone()),
+            };
+            self.store.finish_table(claim, position, &end).await?;
+        }
+        self.end(claim, ImportStatus::Failed, Some(why)).await
+    }
+
     /// Undoes a finished import table by table (each in one transaction), then ends it
     /// `rolled_back`. A worker that resumes a killed rollback skips the tables already done.
     async fn run_rollback(&self, claim: &Claim) -> Result<(), StoreError> {
         let import = &claim.import;
-        let ws = self
-            .store
-            .find_workspace(&import.workspace_id.to_string())
-            .await?;
         for table in import.tables.iter().rev() {
             if table.status == ImportStatus::RolledBack {
                 continue;
             }
-            let schema = match &ws {
-                Some(ws) => match self.store.get_table(ws, &table.table).await {
-                    Ok(t) => Some(t.schema),
-                    Err(StoreError::NotFound(_)) => None,
-                    Err(e) => return Err(e),
-                },
-                None => None,
-            };
             // A deleted table has nothing left to undo.
-            let Some(schema) = schema else { continue };
-            let mut writer = self.open_writer(claim, table, &schema, import.mode)?;
-            tokio::task::spawn_blocking(move || writer.roll_back())
-                .await
-                .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))??;
+            let Some(schema) = self.table_schema(claim, &table.table).await? else {
+                continue;
+            };
+            let writer = self.open_writer(claim, table, &schema, import.mode)?;
+            self.with_writer(writer, |w| w.roll_back()).await?;
         }
         self.store
             .finish_import(
@@ -215,41 +238,23 @@ impl Engine {
     /// stacked import stops it), then ends it failed.
     async fn revert_all(&self, claim: &Claim, why: Option<String>) -> Result<(), StoreError> {
         let import = &claim.import;
-        let ws = self
-            .store
-            .find_workspace(&import.workspace_id.to_string())
-            .await?;
-        if let Some(ws) = ws {
-            for table in &import.tables {
-                let schema = match self.store.get_table(&ws, &table.table).await {
-                    Ok(t) => t.schema,
-                    Err(StoreError::NotFound(_)) => continue,
-                    Err(e) => return Err(e),
-                };
-                let mut writer = self.open_writer(claim, table, &schema, import.mode)?;
-                tokio::task::spawn_blocking(move || writer.revert())
-                    .await
-                    .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))??;
-            }
+        for table in &import.tables {
+            let Some(schema) = self.table_schema(claim, &table.table).await? else {
+                continue;
+            };
+            let writer = self.open_writer(claim, table, &schema, import.mode)?;
+            self.with_writer(writer, |w| w.revert()).await?;
         }
         let why = why
             .or_else(|| import.error.clone())
             .unwrap_or_else(|| "the import was stopped and its changes undone".into());
-        for table in import.tables.iter().filter(|t| !t.status.is_terminal()) {
-            self.store
-                .finish_table(
-                    claim,
-                    table.position,
-                    &TableEnd {
-                        status: ImportStatus::Failed,
-                        inputs: None,
-                        destroyed: 0,
-                        error: Some(why.clone()),
-                    },
-                )
-                .await?;
-        }
-        self.end(claim, ImportStatus::Failed, Some(why)).await
+        let unfinished = import
+            .tables
+            .iter()
+            .filter(|t| !t.status.is_terminal())
+            .map(|t| t.position)
+            .collect();
+        self.fail(claim, unfinished, why).await
     }
 
     async fn run_table(
@@ -445,15 +450,13 @@ impl Engine {
     async fn revert(
         &self,
         claim: &Claim,
-        mut writer: Box<dyn BatchWriter>,
+        writer: Box<dyn BatchWriter>,
         why: &str,
     ) -> Result<(), StoreError> {
         self.store
             .set_step(claim, Step::Reverting, Some(why))
             .await?;
-        tokio::task::spawn_blocking(move || writer.revert())
-            .await
-            .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))?
+        self.with_writer(writer, |w| w.revert()).await
     }
 
     /// Runs one pass over a source: read, validate, and (unless `validate_only`) write.
