@@ -649,12 +649,7 @@ pub struct PageQuery {
 }
 
 fn seq_cursor(c: &Option<String>) -> ApiResult<Option<i64>> {
-    c.as_deref()
-        .map(|s| {
-            s.parse::<i64>()
-                .map_err(|_| ApiError::bad_request("invalid cursor"))
-        })
-        .transpose()
+    super::pagination::number_cursor(c.as_deref())
 }
 
 /// An import's row errors, as JSON pages or (`?format=csv`) as a CSV of the rejected rows.

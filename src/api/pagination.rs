@@ -19,6 +19,16 @@ pub fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
     }
 }
 
+/// A cursor that is the id of the last item seen (row errors, events, rows, deliveries).
+pub fn number_cursor(cursor: Option<&str>) -> ApiResult<Option<i64>> {
+    cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("invalid cursor"))
+        })
+        .transpose()
+}
+
 /// A position in a sorted list: the last item's sort value and id.
 #[derive(Debug, Clone)]
 pub struct Cursor {

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{Admin, Auth, Viewer};
-use super::error::{ApiError, ApiResult};
-use super::pagination::page_limit;
+use super::error::ApiResult;
+use super::pagination::{number_cursor, page_limit};
 use super::views::table_view_of;
 use crate::model::TableSchema;
 use crate::model::schema::RawTableSchema;
@@ -71,14 +71,7 @@ pub async fn records(
 ) -> ApiResult<Json<Value>> {
     let Query(q) = query?;
     let limit = page_limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ApiError::bad_request("invalid cursor"))
-        })
-        .transpose()?;
+    let after = number_cursor(q.cursor.as_deref())?;
     let table = state.store.get_table(&auth.workspace, &name).await?;
     let page = state
         .store

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::{Admin, Auth};
 use super::error::{ApiError, ApiResult};
-use super::pagination::page_limit;
+use super::pagination::{number_cursor, page_limit};
 use super::views::rfc3339;
 use crate::store::{DeliveryRecord, NewWebhook, WebhookRecord};
 
@@ -164,14 +164,7 @@ pub async fn deliveries(
 ) -> ApiResult<Json<Value>> {
     let Query(q) = query?;
     let limit = page_limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ApiError::bad_request("invalid cursor"))
-        })
-        .transpose()?;
+    let after = number_cursor(q.cursor.as_deref())?;
     let rows = state
         .store
         .list_deliveries(auth.workspace.id, parse_id(&id)?, after, limit + 1)
