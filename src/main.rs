@@ -1,8 +1,10 @@
 //! The `intake` binary: parses the command line and runs it.
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+
 use clap::Parser;
-use intake::cli::{Cli, Command};
+use intake::cli::{Cli, Command, ServeArgs, import, imports, keys, tables};
 use mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
@@ -12,28 +14,42 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: MiMalloc = MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    // The server logs its work; client commands speak for themselves and log only problems.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,tower_http=warn",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            let listener = tokio::net::TcpListener::bind(args.bind).await?;
-            let addr = listener.local_addr()?;
-            intake::launch(args.config(), listener, shutdown_signal(), |running| {
-                if let Some(key) = running.bootstrap_key {
-                    println!("Created the default workspace and its owner key (shown only this once):\n\n    {key}\n");
-                }
-                println!("intake is listening on http://{addr}");
-            })
-            .await
+    let exit = match cli.command {
+        Command::Serve(args) => return serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => import::run(args).await,
+        Command::Imports(args) => imports::run(args).await,
+        Command::Tables(args) => tables::run(args).await,
+        Command::Keys(args) => keys::run(args).await,
+    };
+    Ok(exit.into())
+}
+
+/// `intake serve`: binds, then runs the server until a shutdown signal.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.bind).await?;
+    let addr = listener.local_addr()?;
+    intake::launch(args.config(), listener, shutdown_signal(), |running| {
+        if let Some(key) = running.bootstrap_key {
+            println!(
+                "Created the default workspace and its owner key (shown only this once):\n\n    {key}\n"
+            );
         }
-    }
+        println!("intake is listening on http://{addr}");
+    })
+    .await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,4 +1,25 @@
-//! The command line: `intake serve` (more commands talk to a server by URL and key).
+//! The command line: `intake serve` runs the server; `intake import`, `imports`, `tables`
+//! and `keys` talk to one by URL and key (plain HTTP: the client has no TLS).
+
+/// `println!` for command output: a closed stdout (`intake ... | head`) silences the rest
+/// instead of panicking, and the exit code still tells how the command went.
+macro_rules! say {
+    () => {
+        $crate::cli::output::say(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::say(format_args!($($arg)*))
+    };
+}
+
+pub mod client;
+pub mod import;
+pub mod imports;
+pub mod keys;
+pub mod output;
+pub mod sse;
+pub mod tables;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +31,7 @@ use crate::server::Config;
 
 /// Intake: load CSV, TSV, NDJSON and JSON into typed SQL tables.
 #[derive(Debug, Parser)]
-#[command(name = "intake", version, about)]
+#[command(name = "intake", version, about, after_help = client_help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -21,6 +42,23 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: HTTP API and import workers.
     Serve(ServeArgs),
+    /// Upload a file into a table, show its progress, and summarise the outcome.
+    Import(import::ImportArgs),
+    /// List, show, watch, cancel and roll back imports; read their row errors.
+    Imports(imports::ImportsArgs),
+    /// Create tables, or propose one from a file.
+    Tables(tables::TablesArgs),
+    /// Create, list and revoke API keys.
+    Keys(keys::KeysArgs),
+}
+
+/// Shown under `intake --help`.
+fn client_help() -> String {
+    format!(
+        "The client commands reach the server at --url (INTAKE_URL, default http://127.0.0.1:8080)\n\
+         with the key --key (INTAKE_KEY); --json prints the API's JSON for scripts.\n\n{}",
+        output::EXIT_CODES_HELP
+    )
 }
 
 /// Options of `intake serve`.
@@ -38,6 +76,9 @@ pub struct ServeArgs {
     /// Import workers in this process.
     #[arg(long, env = "INTAKE_WORKERS", default_value_t = 2)]
     pub workers: usize,
+    /// Imports one workspace may run at once (so one tenant cannot take every worker).
+    #[arg(long, env = "INTAKE_WORKSPACE_CONCURRENCY", default_value_t = 2)]
+    pub workspace_concurrency: u32,
     /// Largest upload accepted, in bytes.
     #[arg(long, env = "INTAKE_MAX_UPLOAD_BYTES", default_value_t = 10 << 30)]
     pub max_upload_bytes: u64,
@@ -65,6 +106,7 @@ impl ServeArgs {
         c.bootstrap_key = self.bootstrap_key.clone();
         c.engine = EngineConfig {
             workers: self.workers.max(1),
+            per_workspace: self.workspace_concurrency.max(1),
             max_stored_errors: self.max_stored_errors,
             max_field_bytes: self.max_field_bytes,
             max_record_bytes: self.max_record_bytes,

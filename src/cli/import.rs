@@ -1,0 +1,309 @@
+//! `intake import FILE --table T`: streams a file to the server as the raw request body with a
+//! bar of bytes sent, then follows the import to its end and prints a summary.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use futures_util::StreamExt;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::{Body, Method};
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
+
+use super::client::{ClientArgs, ClientError};
+use super::output::{self, EXIT_CODES_HELP, Exit, Out};
+use super::watch::{self, Followed, UploadStats};
+
+/// Options of `intake import`.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct ImportArgs {
+    /// The file to load (CSV, TSV, NDJSON or JSON).
+    pub file: PathBuf,
+    /// The table to load it into.
+    #[arg(long, short)]
+    pub table: String,
+    /// insert: a key already present is a row error; upsert: match rows by primary key;
+    /// replace: the table ends holding exactly the file's valid rows.
+    #[arg(long, value_enum)]
+    pub mode: Option<ImportMode>,
+    /// skip: record invalid rows and go on; abort: stop after --max-errors invalid rows and
+    /// undo; atomic: write nothing unless every row is valid.
+    #[arg(long, value_enum)]
+    pub on_error: Option<OnErrorPolicy>,
+    /// Invalid rows tolerated (with abort), or the most before the import stops (with skip).
+    #[arg(long)]
+    pub max_errors: Option<u64>,
+    /// Validate and count what would change, writing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With upsert: delete the table's rows whose key is absent from the file.
+    #[arg(long)]
+    pub cleanup_records: bool,
+    /// The file's format (default: from its extension, else sniffed by the server).
+    #[arg(long, value_enum)]
+    pub format: Option<FileFormat>,
+    /// Field delimiter of CSV/TSV: one ASCII character, or `tab`.
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// Text encoding: utf-8, utf-16, utf-16le, utf-16be, windows-1252, latin1.
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// The file has no header line: fields map to columns by position.
+    #[arg(long)]
+    pub no_header: bool,
+    /// Cells that mean NULL, as a comma list (`NA,,null`) or a JSON list.
+    #[arg(long)]
+    pub null_values: Option<String>,
+    /// JSON object: source field → column, or null to ignore a field.
+    #[arg(long)]
+    pub mapping: Option<String>,
+    /// Your identifier for this import (filterable).
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// Free text kept with the import.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// JSON object kept with the import.
+    #[arg(long)]
+    pub metadata: Option<String>,
+    /// Makes a retry safe: the same key and file answer the first import again.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Print the created import and exit without waiting for it to finish.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Import modes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ImportMode {
+    Insert,
+    Upsert,
+    Replace,
+}
+
+/// Error policies.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnErrorPolicy {
+    Skip,
+    Abort,
+    Atomic,
+}
+
+/// Source formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FileFormat {
+    Csv,
+    Tsv,
+    Ndjson,
+    Json,
+}
+
+impl FileFormat {
+    /// The format a file name suggests.
+    pub fn of_path(path: &Path) -> Option<FileFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Some(FileFormat::Csv),
+            "tsv" | "tab" => Some(FileFormat::Tsv),
+            "ndjson" | "jsonl" => Some(FileFormat::Ndjson),
+            "json" => Some(FileFormat::Json),
+            _ => None,
+        }
+    }
+
+    /// The format's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "csv",
+            FileFormat::Tsv => "tsv",
+            FileFormat::Ndjson => "ndjson",
+            FileFormat::Json => "json",
+        }
+    }
+
+    /// The `Content-Type` the API reads the format from.
+    pub fn content_type(format: Option<FileFormat>) -> &'static str {
+        match format {
+            Some(FileFormat::Csv) => "text/csv",
+            Some(FileFormat::Tsv) => "text/tab-separated-values",
+            Some(FileFormat::Ndjson) => "application/x-ndjson",
+            Some(FileFormat::Json) => "application/json",
+            // Unknown extension: the server sniffs it.
+            None => "application/octet-stream",
+        }
+    }
+}
+
+fn value_name(v: impl ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// Checks a JSON option locally, so a typo fails before a large upload.
+fn check_json(flag: &str, text: &str, object: bool) -> Result<(), ClientError> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| ClientError::Usage(format!("{flag} is not valid JSON: {e}")))?;
+    if object && !v.is_object() {
+        return Err(ClientError::Usage(format!("{flag} must be a JSON object")));
+    }
+    Ok(())
+}
+
+impl ImportArgs {
+    /// The query string options of the upload.
+    fn query(
+        &self,
+        format: Option<FileFormat>,
+    ) -> Result<Vec<(&'static str, String)>, ClientError> {
+        let mut q = vec![("table", self.table.clone())];
+        if let Some(m) = self.mode {
+            q.push(("mode", value_name(m)));
+        }
+        if let Some(p) = self.on_error {
+            q.push(("on_error", value_name(p)));
+        }
+        if let Some(n) = self.max_errors {
+            q.push(("max_errors", n.to_string()));
+        }
+        if self.dry_run {
+            q.push(("dry_run", "true".into()));
+        }
+        if self.cleanup_records {
+            q.push(("cleanup_records", "true".into()));
+        }
+        if let Some(f) = format {
+            q.push(("format", f.as_str().into()));
+        }
+        if self.no_header {
+            q.push(("has_header", "false".into()));
+        }
+        if let Some(m) = &self.mapping {
+            check_json("--mapping", m, true)?;
+            q.push(("mapping", m.clone()));
+        }
+        if let Some(m) = &self.metadata {
+            check_json("--metadata", m, true)?;
+            q.push(("metadata", m.clone()));
+        }
+        for (name, value) in [
+            ("delimiter", &self.delimiter),
+            ("encoding", &self.encoding),
+            ("null_values", &self.null_values),
+            ("reference", &self.reference),
+            ("note", &self.note),
+        ] {
+            if let Some(v) = value {
+                q.push((name, v.clone()));
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// Runs `intake import`.
+pub async fn run(args: ImportArgs) -> Exit {
+    output::finish(import(&args).await)
+}
+
+/// The bar of bytes sent.
+const UPLOAD_BAR: &str = "{spinner:.green} {prefix:.bold} [{elapsed_precise}] [{bar:30.cyan/blue}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}";
+
+async fn import(args: &ImportArgs) -> Result<Exit, ClientError> {
+    let out = Out::new(args.client.json);
+    let client = args.client.connect()?;
+    let format = args.format.or_else(|| FileFormat::of_path(&args.file));
+    let query = args.query(format)?;
+
+    let path = &args.file;
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| ClientError::io(format!("cannot open {}", path.display()), e))?;
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| ClientError::io(format!("cannot read {}", path.display()), e))?;
+    if !meta.is_file() {
+        return Err(ClientError::Usage(format!(
+            "{} is not a file",
+            path.display()
+        )));
+    }
+    let len = meta.len();
+
+    // A missing table would only be reported after the whole upload: ask first.
+    if let Err(e) = client.get(&["v1", "tables", &args.table], &[]).await {
+        if e.code() == Some("not_found") {
+            return Err(ClientError::Usage(format!(
+                "there is no table {:?} in this workspace; propose one with `intake tables infer {} --name {}` and create it with `intake tables create --schema FILE`",
+                args.table,
+                path.display(),
+                args.table
+            )));
+        }
+        return Err(e);
+    }
+
+    let bar = out.bar(len, UPLOAD_BAR);
+    bar.set_prefix("upload");
+    let counter = bar.clone();
+    // `take` keeps the body to the announced length even if the file grows meanwhile.
+    let chunks = ReaderStream::with_capacity(file.take(len), 256 << 10).map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            counter.inc(bytes.len() as u64);
+            if counter.position() >= len {
+                counter.set_message("sent; the server is checking the file");
+            }
+        }
+        chunk
+    });
+    let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut request = client
+        .request(Method::POST, client.url(&["v1", "imports"], &pairs))
+        .header(CONTENT_TYPE, FileFormat::content_type(format))
+        // A known length lets the server refuse an oversized file before any byte is sent.
+        .header(CONTENT_LENGTH, len)
+        .body(Body::wrap_stream(chunks));
+    if let Some(key) = &args.idempotency_key {
+        request = request.header("idempotency-key", key);
+    }
+    let started = Instant::now();
+    let created = client.json(request).await;
+    bar.finish_and_clear();
+    let created = created?;
+    let upload = UploadStats {
+        bytes: len,
+        elapsed: started.elapsed(),
+    };
+
+    if args.no_wait {
+        if out.json {
+            out.print_json(&created);
+        } else {
+            let id = output::text(&created["id"]);
+            say!(
+                "Import #{} {} ({})",
+                output::count_of(&created["number"]),
+                out.status(created["status"].as_str().unwrap_or("")),
+                id
+            );
+            say!("  watch it:  intake imports watch {id}");
+        }
+        return Ok(Exit::Ok);
+    }
+
+    match watch::follow(&client, &created, out).await? {
+        Followed::Interrupted => Ok(Exit::Interrupted),
+        Followed::Ended(done) if out.json => {
+            out.print_json(&done);
+            Ok(Exit::of_status(done["status"].as_str().unwrap_or("")))
+        }
+        Followed::Ended(done) => watch::summary(&client, &done, Some(upload), out).await,
+    }
+}

@@ -1,0 +1,283 @@
+//! `intake tables create|infer|list|show`: typed tables, and schemas proposed from a file.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use reqwest::header::CONTENT_TYPE;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+use super::client::{ClientArgs, ClientError};
+use super::import::FileFormat;
+use super::output::{self, Exit, Out, count_of};
+
+/// Options of `intake tables`.
+#[derive(Debug, Args)]
+pub struct TablesArgs {
+    #[command(subcommand)]
+    pub command: TablesCommand,
+}
+
+/// The `tables` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TablesCommand {
+    /// Create a table from a JSON schema (as `tables infer` prints it).
+    Create(CreateArgs),
+    /// Propose a table for a file from its first MiB; prints JSON ready for `tables create`.
+    Infer(InferArgs),
+    /// List the workspace's tables.
+    List(ListArgs),
+    /// Show a table's columns and row count.
+    Show(ShowArgs),
+}
+
+/// Options of `intake tables create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The schema: a JSON file, or `-` for stdin.
+    #[arg(long)]
+    pub schema: PathBuf,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Options of `intake tables infer`.
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// The file to look at (only its first MiB is sent).
+    pub file: PathBuf,
+    /// The table's name (default: from the file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The file's format (default: from its extension, else sniffed by the server).
+    #[arg(long, value_enum)]
+    pub format: Option<FileFormat>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Options of `intake tables list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Options of `intake tables show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The table's name.
+    pub name: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Runs an `intake tables` subcommand.
+pub async fn run(args: TablesArgs) -> Exit {
+    output::finish(match &args.command {
+        TablesCommand::Create(a) => create(a).await,
+        TablesCommand::Infer(a) => infer(a).await,
+        TablesCommand::List(a) => list(a).await,
+        TablesCommand::Show(a) => show(a).await,
+    })
+}
+
+async fn create(args: &CreateArgs) -> Result<Exit, ClientError> {
+    let out = Out::new(args.client.json);
+    let client = args.client.connect()?;
+    let text = if args.schema.as_os_str() == "-" {
+        // Tokio's stdin needs a feature this crate leaves off; a blocking read will do.
+        tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
+            .await
+            .map_err(|e| ClientError::io("cannot read the schema from stdin", e.into()))?
+            .map_err(|e| ClientError::io("cannot read the schema from stdin", e))?
+    } else {
+        tokio::fs::read_to_string(&args.schema)
+            .await
+            .map_err(|e| ClientError::io(format!("cannot read {}", args.schema.display()), e))?
+    };
+    let schema: Value = serde_json::from_str(&text)
+        .map_err(|e| ClientError::Usage(format!("the schema is not valid JSON: {e}")))?;
+    let table = client.post(&["v1", "tables"], Some(&schema)).await?;
+    if out.json {
+        out.print_json(&table);
+    } else {
+        say!(
+            "Created table {} ({} columns; in the database: {})",
+            out.bold(&output::text(&table["name"])),
+            table["columns"].as_array().map_or(0, Vec::len),
+            output::text(&table["database_table"])
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// The most of a file sent for inference.
+const SAMPLE_BYTES: usize = 1 << 20;
+
+async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
+    let out = Out::new(args.client.json);
+    let client = args.client.connect()?;
+    let path = &args.file;
+    let what = || format!("cannot read {}", path.display());
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| ClientError::io(what(), e))?;
+    let mut sample = Vec::with_capacity(SAMPLE_BYTES.min(64 << 10));
+    file.take(SAMPLE_BYTES as u64 + 1)
+        .read_to_end(&mut sample)
+        .await
+        .map_err(|e| ClientError::io(what(), e))?;
+    let format = args.format.or_else(|| FileFormat::of_path(path));
+    if sample.len() > SAMPLE_BYTES {
+        sample.truncate(SAMPLE_BYTES);
+        // End on a line break so that the last sampled row is whole (a cut value would
+        // otherwise skew its column's type). A single JSON array has no rows by line.
+        if !matches!(format, Some(FileFormat::Json))
+            && let Some(end) = sample.iter().rposition(|&b| b == b'\n')
+        {
+            sample.truncate(end + 1);
+        }
+    }
+    let name = args.name.clone().or_else(|| table_name_from(path));
+    let mut query = Vec::new();
+    if let Some(n) = &name {
+        query.push(("name", n.as_str()));
+    }
+    if let Some(f) = format {
+        query.push(("format", f.as_str()));
+    }
+    let request = client
+        .request(Method::POST, client.url(&["v1", "schema", "infer"], &query))
+        .header(CONTENT_TYPE, FileFormat::content_type(format))
+        .body(sample);
+    let proposal = client.json(request).await?;
+    if out.json {
+        out.print_json(&proposal);
+        return Ok(Exit::Ok);
+    }
+    out.print_json(&proposal["table"]);
+    // Advice goes to stderr so that stdout stays the schema, ready to save to a file.
+    eprintln!(
+        "Proposed from {} sampled rows ({}). Review it (`unique` and `required` hold in the sample, not \
+         necessarily in the whole file), save it, then: intake tables create --schema FILE",
+        count_of(&proposal["sampled_rows"]),
+        output::text(&proposal["format"])
+    );
+    Ok(Exit::Ok)
+}
+
+/// A valid table name made from a file name (`Orders 2024.csv` → `orders_2024`), if any.
+fn table_name_from(path: &Path) -> Option<String> {
+    let stem = path.file_stem()?.to_str()?.to_lowercase();
+    let mut name = String::new();
+    for c in stem.chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            name.push(c);
+        } else if !name.is_empty() && !name.ends_with('_') {
+            name.push('_');
+        }
+    }
+    let name: String = name.chars().take(48).collect();
+    let name = name.trim_end_matches('_').to_owned();
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase()) && !name.starts_with("intake");
+    valid.then_some(name)
+}
+
+async fn list(args: &ListArgs) -> Result<Exit, ClientError> {
+    let out = Out::new(args.client.json);
+    let client = args.client.connect()?;
+    let page = client.get(&["v1", "tables"], &[]).await?;
+    if out.json {
+        out.print_json(&page);
+        return Ok(Exit::Ok);
+    }
+    let tables = page["data"].as_array().cloned().unwrap_or_default();
+    if tables.is_empty() {
+        say!("No tables. Propose one from a file: intake tables infer FILE");
+        return Ok(Exit::Ok);
+    }
+    let rows: Vec<Vec<String>> = tables
+        .iter()
+        .map(|t| {
+            vec![
+                output::text(&t["name"]),
+                t["columns"].as_array().map_or(0, Vec::len).to_string(),
+                key_of(t),
+                output::text(&t["database_table"]),
+                output::timestamp(&t["created_at"]),
+            ]
+        })
+        .collect();
+    output::print_table(
+        &[
+            "name",
+            "columns",
+            "primary key",
+            "database table",
+            "created (UTC)",
+        ],
+        &rows,
+    );
+    Ok(Exit::Ok)
+}
+
+fn key_of(table: &Value) -> String {
+    let key: Vec<&str> = table["primary_key"]
+        .as_array()
+        .map(|k| k.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if key.is_empty() {
+        "-".to_owned()
+    } else {
+        key.join(",")
+    }
+}
+
+async fn show(args: &ShowArgs) -> Result<Exit, ClientError> {
+    let out = Out::new(args.client.json);
+    let client = args.client.connect()?;
+    let table = client.get(&["v1", "tables", &args.name], &[]).await?;
+    if out.json {
+        out.print_json(&table);
+        return Ok(Exit::Ok);
+    }
+    say!(
+        "{}  {} rows, primary key {}, in the database: {}",
+        out.bold(&output::text(&table["name"])),
+        count_of(&table["row_count"]),
+        key_of(&table),
+        output::text(&table["database_table"])
+    );
+    let columns = table["columns"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Vec<String>> = columns
+        .iter()
+        .map(|c| {
+            let flag = |name: &str| c[name].as_bool() == Some(true);
+            let mut rules = Vec::new();
+            for field in [
+                "min",
+                "max",
+                "min_length",
+                "max_length",
+                "pattern",
+                "values",
+                "default",
+            ] {
+                if !c[field].is_null() {
+                    rules.push(format!("{field} {}", c[field]));
+                }
+            }
+            vec![
+                output::text(&c["name"]),
+                output::text(&c["type"]),
+                if flag("required") { "yes" } else { "" }.to_owned(),
+                if flag("unique") { "yes" } else { "" }.to_owned(),
+                rules.join(", "),
+            ]
+        })
+        .collect();
+    output::print_table(&["column", "type", "required", "unique", "rules"], &rows);
+    Ok(Exit::Ok)
+}
