@@ -73,7 +73,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest("/v1", v1)
-        .nest("/compat", dialects::router())
+        .nest("/compat/rybbit", dialects::rybbit::router())
+        .nest("/compat/qobra", dialects::qobra::router())
+        .nest("/compat/commercelayer", dialects::commercelayer::router())
+        .nest("/compat/fleetio", dialects::fleetio::router())
+        .nest("/compat/rocketchat", dialects::rocketchat::router())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         // Upload routes enforce their own limits while streaming.

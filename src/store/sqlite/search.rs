@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::values::ts;
 use super::{StoreError, StoreResult, imports};
 use crate::store::{
-    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage,
-    SortKey, SortSpec,
+    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage, SortKey,
+    SortSpec,
 };
 
 /// The SQL expression of a field over `intake_imports i`.
@@ -114,9 +114,7 @@ fn push_filter(sql: &mut String, args: &mut Vec<Sql>, f: &ImportFilter) {
             format!("{e} {op} ?")
         }
         // instr/substr rather than LIKE: exact, case-sensitive, and nothing to escape.
-        FilterOp::StartsWith(s) | FilterOp::EndsWith(s) | FilterOp::Contains(s)
-            if s.is_empty() =>
-        {
+        FilterOp::StartsWith(s) | FilterOp::EndsWith(s) | FilterOp::Contains(s) if s.is_empty() => {
             format!("{e} IS NOT NULL")
         }
         FilterOp::StartsWith(s) => {
