@@ -96,23 +96,33 @@ pub async fn launch(
     let created = store.bootstrap(&key).await.context("cannot bootstrap")?;
 
     let engine = Engine::new(store.clone(), blobs, config.engine.clone());
+    // One stop signal for everything: workers stop at a batch boundary, streams end, and the
+    // HTTP server stops accepting, all as soon as shutdown is asked (not after open streams
+    // close by themselves).
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = engine.spawn_workers(stop_rx.clone());
     workers.push(engine.spawn_maintenance(stop_rx.clone()));
-    workers.push(engine.spawn_webhook_sender(stop_rx));
+    workers.push(engine.spawn_webhook_sender(stop_rx.clone()));
     let state = AppState {
         store,
         engine,
         config: Arc::new(config.api.clone()),
+        stopping: stop_rx.clone(),
     };
     on_ready(Running {
         bootstrap_key: created.map(|_| secret),
     });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stopped = stop_rx;
     axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })
         .await
         .context("server error")?;
-    let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;
     }

@@ -390,3 +390,39 @@ async fn webhooks_need_an_admin_key_a_url_and_known_event_types() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_graceful_stop_ends_streams_at_once_and_the_import_resumes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d1 = data.clone();
+    let s = TestServer::start_with(move |c| c.data_dir = d1).await;
+    s.create_table(people()).await;
+    let (_, created) = s.upload("table=people", "text/csv", csv(300_000)).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    s.wait_until(&id, |i| i["counts"]["processed"].as_u64() > Some(0))
+        .await;
+    let stream = s
+        .get(&format!("/v1/imports/{id}/stream"))
+        .send()
+        .await
+        .unwrap();
+    let reader = tokio::spawn(read_events(stream, 1_000_000));
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), s.stop())
+        .await
+        .expect("the server stops without waiting for the stream or the import");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let events = reader.await.unwrap();
+    assert!(
+        events.iter().all(|e| e.event != "end"),
+        "the stream ended early, without `end`"
+    );
+    let d2 = data.clone();
+    let s = TestServer::start_with(move |c| c.data_dir = d2).await;
+    let done = s.wait_done(&id).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(done["counts"]["created"], 300_000);
+    assert_eq!(s.all_records("people").await.len(), 300_000);
+    s.stop().await;
+}

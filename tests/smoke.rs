@@ -20,7 +20,7 @@ async fn a_csv_upload_lands_as_typed_rows() {
     .await;
     let (status, body) = s
         .upload(
-            "table=people",
+            "table=people&file_name=people.csv",
             "text/csv",
             "id,name,score\n1,Ann,1.5\n2,Bob,x\n3,\"Cy, Jr\",2\n",
         )
@@ -29,6 +29,7 @@ async fn a_csv_upload_lands_as_typed_rows() {
     let id = body["id"].as_str().unwrap().to_owned();
     let done = s.wait_done(&id).await;
     assert_eq!(done["status"], "partially_complete");
+    assert_eq!(done["file_name"], "people.csv");
     assert_eq!(done["counts"]["created"], 2);
     assert_eq!(done["counts"]["invalid"], 1);
     let rows = s.all_records("people").await;

@@ -13,6 +13,7 @@ use crate::model::{Mode, OnError};
 /// Every option name `POST /v1/imports` accepts.
 const KNOWN: &[&str] = &[
     "table",
+    "file_name",
     "mode",
     "on_error",
     "max_errors",
@@ -50,6 +51,8 @@ pub struct ImportSettings {
     pub metadata: Value,
     pub note: Option<String>,
     pub platform: Option<String>,
+    /// The source's file name, for raw bodies (multipart uploads carry their own).
+    pub file_name: Option<String>,
     pub format: Option<Format>,
     pub delimiter: Option<u8>,
     pub encoding: Option<Encoding>,
@@ -243,6 +246,7 @@ impl ImportSettings {
             metadata,
             note: opt_text("note", 2000)?,
             platform: opt_text("platform", 100)?,
+            file_name: opt_text("file_name", 255)?,
             format,
             delimiter,
             encoding,

@@ -107,7 +107,12 @@ pub async fn create(
             )
             .await
             .map_err(stage_error)?;
-            staged.push(StagedInput { table: None, file_name: None, declared, staged: staged_file });
+            staged.push(StagedInput {
+                table: None,
+                file_name: settings.file_name.clone(),
+                declared,
+                staged: staged_file,
+            });
             None
         };
         let settings = ImportSettings::parse(&raw)?;

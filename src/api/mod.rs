@@ -10,8 +10,8 @@ mod keys;
 mod pagination;
 mod rejected_csv;
 mod schema_infer;
-mod tables;
 mod stream;
+mod tables;
 mod views;
 mod webhooks;
 
@@ -43,6 +43,8 @@ pub struct AppState {
     pub store: SharedStore,
     pub engine: Engine,
     pub config: Arc<ApiConfig>,
+    /// Turns true when the server shuts down: long-lived responses (streams) end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The route table.

@@ -106,7 +106,9 @@ pub async fn infer(
                     let table = json!({
                         "name": name,
                         "columns": schema.columns.iter().map(|c| {
-                            let mut col = json!({"name": c.name, "type": c.r#type, "required": c.required, "unique": c.unique});
+                            // Values distinct in a sample say little about the whole file: only the key
+                            // (unique by being the key) is proposed as unique.
+                            let mut col = json!({"name": c.name, "type": c.r#type, "required": c.required, "unique": false});
                             if let Some(v) = &c.values { col["values"] = json!(v); }
                             col
                         }).collect::<Vec<_>>(),

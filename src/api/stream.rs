@@ -80,6 +80,7 @@ pub async fn import_stream(
     let mut after = last_event_id(&headers, &q)?;
     let (tx, rx) = mpsc::channel::<Event>(64);
     let store = state.store.clone();
+    let mut stopping = state.stopping.clone();
     tokio::spawn(async move {
         let mut last_progress = None;
         loop {
@@ -114,7 +115,11 @@ pub async fn import_stream(
                 let _ = tx.send(end).await;
                 return;
             }
-            tokio::time::sleep(TICK).await;
+            // On shutdown the stream just ends: the client reconnects with Last-Event-ID.
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
         }
     });
     Ok(Sse::new(into_stream(rx)).keep_alive(KeepAlive::default()))
@@ -150,6 +155,7 @@ pub async fn workspace_stream(
     };
     let (tx, rx) = mpsc::channel::<Event>(64);
     let store = state.store.clone();
+    let mut stopping = state.stopping.clone();
     tokio::spawn(async move {
         loop {
             let Ok(events) = store.list_workspace_events(ws, after, 500).await else {
@@ -162,7 +168,10 @@ pub async fn workspace_stream(
                 }
             }
             if events.len() < 500 {
-                tokio::time::sleep(TICK).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(TICK) => {}
+                    _ = stopping.wait_for(|stop| *stop) => return,
+                }
             }
             if tx.is_closed() {
                 return;

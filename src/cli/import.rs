@@ -163,6 +163,9 @@ impl ImportArgs {
         format: Option<FileFormat>,
     ) -> Result<Vec<(&'static str, String)>, ClientError> {
         let mut q = vec![("table", self.table.clone())];
+        if let Some(name) = self.file.file_name().and_then(|n| n.to_str()) {
+            q.push(("file_name", name.to_owned()));
+        }
         if let Some(m) = self.mode {
             q.push(("mode", value_name(m)));
         }
