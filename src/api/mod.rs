@@ -13,6 +13,7 @@ mod schema_infer;
 mod stream;
 mod tables;
 mod views;
+mod web;
 mod webhooks;
 
 use std::sync::Arc;
@@ -72,6 +73,8 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{id}", axum::routing::delete(webhooks::delete))
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries));
     Router::new()
+        .route("/", get(web::index))
+        .route("/assets/{file}", get(web::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest("/v1", v1)

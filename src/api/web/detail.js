@@ -1,0 +1,359 @@
+// One import: its progress (live), counts per table, actions (cancel, roll back), rejected
+// rows with paging and a CSV download, and the timeline of its events.
+
+import { api, downloadRejected, qs } from './api.js';
+import {
+  LIVE, absolute, announce, bar, bytes, chip, confirmDialog, duration, errorBox, h, noticeBox,
+  num, recordText, replace, setBar, tableWrap, when, words,
+} from './dom.js';
+import { watchImport } from './sse.js';
+
+const ERRORS_PAGE = 25;
+const FINISHED = new Set(['complete', 'partially_complete', 'failed', 'cancelled']);
+
+/** What a finished cancel or rollback left. */
+const OUTCOME = {
+  rolled_back: 'The import is rolled back: the rows it created are gone and the rows it changed are back as they were.',
+  cancelled: 'The import is cancelled. Rows it wrote before stopping stay in the table; roll them back to remove them.',
+  complete: 'The import finished before the cancel reached it: it is complete.',
+  partially_complete: 'The import finished before the cancel reached it.',
+};
+
+const EVENT_TEXT = {
+  'import.created': 'Created',
+  'import.queued': 'Queued',
+  'import.started': 'Started',
+  'table.started': 'Table started',
+  'import.warning': 'Warning',
+  'table.cleaned_up': 'Table cleaned up',
+  'table.finished': 'Table finished',
+  'import.completed': 'Completed',
+  'import.partially_completed': 'Completed with rejected rows',
+  'import.failed': 'Failed',
+  'import.cancelled': 'Cancelled',
+  'import.unsupported': 'Unsupported format',
+  'import.rolling_back': 'Rolling back',
+  'import.rolled_back': 'Rolled back',
+};
+
+export async function renderDetail(main, ctx, id) {
+  const path = `/v1/imports/${encodeURIComponent(id)}`;
+  replace(main, h('p', { class: 'muted' }, 'Loading the import…'));
+  let imp;
+  try {
+    imp = await api(path);
+  } catch (e) {
+    replace(main, h('h1', {}, 'Import'), errorBox(e, e.status === 404 ? 'No such import' : 'The import could not be loaded'),
+      h('p', {}, h('a', { href: '#/imports' }, 'Back to the imports')));
+    return undefined;
+  }
+
+  const title = h('h1', {}, `Import #${imp.number}`);
+  const statusEl = h('span', { id: 'import-status', 'aria-live': 'polite' });
+  const meta = h('dl', { class: 'meta' });
+  const progressBar = bar(imp.progress, 'Import progress');
+  progressBar.id = 'import-progress';
+  const progressText = h('p', { class: 'progress-text muted' });
+  const actions = h('div', { class: 'actions', id: 'import-actions' });
+  const actionStatus = h('div', { id: 'action-status', tabindex: -1 });
+  const counts = h('div', { id: 'counts' });
+  const errorsSection = h('section', { id: 'errors', 'aria-labelledby': 'errors-title' });
+  const timeline = h('ol', { class: 'timeline', id: 'timeline' });
+
+  replace(main,
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' },
+      h('a', { href: '#/imports' }, 'Imports'), ' › ', h('span', { 'aria-current': 'page' }, `#${imp.number}`)),
+    h('div', { class: 'page-head' }, title, statusEl),
+    h('section', { class: 'card', 'aria-labelledby': 'progress-title' },
+      h('h2', { id: 'progress-title' }, 'Progress'),
+      progressBar, progressText, actions, actionStatus),
+    h('section', { 'aria-labelledby': 'counts-title' }, h('h2', { id: 'counts-title' }, 'Rows'), counts),
+    errorsSection,
+    h('div', { class: 'columns' },
+      h('section', { 'aria-labelledby': 'details-title' }, h('h2', { id: 'details-title' }, 'Details'), meta),
+      h('section', { 'aria-labelledby': 'timeline-title' }, h('h2', { id: 'timeline-title' }, 'Timeline'), timeline)));
+
+  let disposed = false;
+  let pending = false;
+  let stopWatch = null;
+  let lastEventId = null;
+  const seenEvents = new Set();
+  const errorsState = { cursor: null, previous: [], shownInvalid: -1, shownLive: null };
+
+  function show(next) {
+    const before = imp;
+    imp = next;
+    if (before.status !== imp.status || !statusEl.firstChild) {
+      replace(statusEl, chip(imp.status));
+      if (before.status !== imp.status) {
+        announce(`Import ${imp.number} is now ${words(imp.status)}`);
+        // The notice of a cancel or rollback follows it to its outcome.
+        if (pending && !LIVE.has(imp.status)) {
+          replace(actionStatus, noticeBox(OUTCOME[imp.status] || `The import is now ${words(imp.status)}.`));
+          pending = false;
+        }
+      }
+    }
+    setBar(progressBar, imp.progress);
+    const live = LIVE.has(imp.status);
+    const parts = [words(imp.step)];
+    if (imp.bytes_total) parts.push(`${bytes(imp.bytes_read)} of ${bytes(imp.bytes_total)} read`);
+    if (imp.rows_per_second) parts.push(`${num(Math.round(imp.rows_per_second))} rows/s`);
+    if (live && imp.eta_seconds) parts.push(`about ${duration(imp.eta_seconds)} left`);
+    progressText.textContent = parts.join(' · ');
+    renderCounts(counts, imp);
+    if (imp.tables) renderMeta(meta, imp);
+    renderActions();
+  }
+
+  function renderActions() {
+    const buttons = [];
+    if (ctx.can('member') && ['new', 'queued', 'processing'].includes(imp.status)) {
+      buttons.push(h('button', { type: 'button', class: 'btn', id: 'cancel', onclick: cancel }, 'Cancel import'));
+    }
+    const until = imp.rollback_available_until;
+    if (ctx.can('admin') && FINISHED.has(imp.status) && !imp.dry_run && until && new Date(until) > new Date()) {
+      buttons.push(h('button', { type: 'button', class: 'btn danger', id: 'rollback', onclick: rollback }, 'Roll back'));
+    }
+    const table = (imp.tables || [])[0];
+    if (ctx.can('member') && table && FINISHED.has(imp.status) && imp.counts && imp.counts.invalid) {
+      buttons.push(h('a', { class: 'btn', href: `#/new${qs({ table: table.table })}` }, 'Upload a corrected file'));
+    }
+    // Keep the focused button when nothing changed (progress events arrive many times a second).
+    const key = buttons.map((b) => b.id || b.textContent).join('|');
+    if (actions.dataset.key === key) return;
+    actions.dataset.key = key;
+    replace(actions, buttons);
+  }
+
+  async function cancel() {
+    const ok = await confirmDialog({
+      title: `Cancel import #${imp.number}?`,
+      message: 'It stops at its next batch. Rows already written stay in the table (you can roll them back afterwards).',
+      confirm: 'Cancel import',
+      danger: true,
+    });
+    if (!ok) return;
+    await act('cancel', 'Cancel requested; the import stops at its next batch.');
+  }
+
+  async function rollback() {
+    const c = imp.counts || {};
+    const ok = await confirmDialog({
+      title: `Roll back import #${imp.number}?`,
+      message: `The ${num(c.created)} rows it created are deleted, the ${num(c.updated)} it updated get their previous values back${c.destroyed ? `, and the ${num(c.destroyed)} it deleted come back` : ''}. This cannot be undone.`,
+      confirm: 'Roll back',
+      danger: true,
+    });
+    if (!ok) return;
+    await act('rollback', 'Rollback started.');
+  }
+
+  async function act(verb, doneText) {
+    replace(actionStatus, h('p', { class: 'muted', role: 'status' }, 'Working…'));
+    try {
+      const res = await api(`${path}/${verb}`, { method: 'POST' });
+      pending = LIVE.has(res.status);
+      replace(actionStatus, noticeBox(OUTCOME[res.status] && !pending ? OUTCOME[res.status] : doneText));
+      show(res);
+      follow();
+    } catch (e) {
+      replace(actionStatus, errorBox(e, verb === 'cancel' ? 'The import could not be cancelled' : 'The import could not be rolled back'));
+    }
+    actionStatus.focus();
+  }
+
+  function addEvent(ev) {
+    if (seenEvents.has(ev.id)) return;
+    seenEvents.add(ev.id);
+    lastEventId = Math.max(lastEventId ?? 0, ev.id);
+    timeline.append(eventItem(ev, imp));
+  }
+
+  /** Follows the import live until it ends (again after a cancel or rollback). */
+  function follow() {
+    if (disposed) return;
+    if (stopWatch) stopWatch();
+    stopWatch = watchImport(imp.id, (type, data) => {
+      if (disposed) return;
+      if (type === 'progress') show({ ...imp, ...data });
+      else if (type === 'end') {
+        show(data);
+        loadErrors(true);
+      } else if (type === 'closed') {
+        stopWatch = null;
+      } else if (data && typeof data === 'object' && data.type) {
+        addEvent(data);
+      }
+    }, { first: true, lastEventId });
+  }
+
+  async function loadEvents() {
+    let cursor = null;
+    for (let i = 0; i < 20; i += 1) {
+      const page = await api(`${path}/events${qs({ limit: 500, cursor })}`);
+      for (const ev of page.data) addEvent(ev);
+      if (!page.has_more) break;
+      cursor = page.next_cursor;
+    }
+  }
+
+  async function loadErrors(refresh) {
+    const invalid = (imp.counts && imp.counts.invalid) || 0;
+    const live = LIVE.has(imp.status);
+    if (refresh) {
+      // Only the first page changes when new errors arrive; keep a later page as is.
+      if (errorsState.cursor || (invalid === errorsState.shownInvalid && live === errorsState.shownLive)) return;
+    }
+    errorsState.shownInvalid = invalid;
+    errorsState.shownLive = live;
+    const head = h('div', { class: 'section-head' },
+      h('h2', { id: 'errors-title' }, `Rejected rows (${num(invalid)})`));
+    if (!invalid) {
+      replace(errorsSection, head, h('p', { class: 'empty' },
+        live ? 'No rejected rows so far.' : 'No row was rejected.'));
+      return;
+    }
+    const download = h('button', { type: 'button', class: 'btn', id: 'download-rejected' }, 'Download rejected rows (CSV)');
+    const downloadStatus = h('span', { class: 'muted small', role: 'status' });
+    download.addEventListener('click', async () => {
+      download.disabled = true;
+      downloadStatus.textContent = 'Preparing the file…';
+      try {
+        const size = await downloadRejected(imp.id, imp.number);
+        downloadStatus.textContent = `Saved import-${imp.number}-rejected.csv (${bytes(size)}): fix the rows and upload it again.`;
+      } catch (e) {
+        replace(downloadStatus, errorBox(e, 'The download failed'));
+      }
+      download.disabled = false;
+    });
+    head.append(h('div', { class: 'head-actions' }, download, downloadStatus));
+    let page;
+    try {
+      page = await api(`${path}/errors${qs({ limit: ERRORS_PAGE, cursor: errorsState.cursor })}`);
+    } catch (e) {
+      replace(errorsSection, head, errorBox(e, 'The rejected rows could not be loaded'));
+      return;
+    }
+    if (disposed) return;
+    const multi = (imp.tables || []).length > 1;
+    const table = h('table', { class: 'list errors stack' },
+      h('caption', { class: 'visually-hidden' }, 'Rejected rows, in file order'),
+      h('thead', {}, h('tr', {},
+        (multi ? ['Table'] : []).concat(['Line', 'Column', 'Code', 'Message', 'Original row'])
+          .map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, page.data.map((e) => h('tr', {},
+        multi ? h('td', { 'data-label': 'Table' }, e.table) : null,
+        h('td', { class: 'num', 'data-label': 'Line' }, num(e.line)),
+        h('td', { 'data-label': 'Column' }, e.column ? h('code', {}, e.column) : h('span', { class: 'muted' }, '–')),
+        h('td', { 'data-label': 'Code' }, h('code', { class: 'code' }, e.code)),
+        h('td', { 'data-label': 'Message', class: 'message' }, e.message),
+        h('td', { 'data-label': 'Original row', class: 'row-text' }, originalRow(e.row))))));
+    const stored = errorsState.previous.length * ERRORS_PAGE + page.data.length;
+    const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of rejected rows' },
+      errorsState.cursor ? h('button', {
+        type: 'button', class: 'btn small', id: 'errors-prev',
+        onclick: () => { errorsState.cursor = errorsState.previous.pop() || null; loadErrors(false).then(() => focusErrors()); },
+      }, '‹ Previous') : null,
+      h('span', { class: 'muted small' }, `Rows ${num(stored - page.data.length + 1)}–${num(stored)}`),
+      page.has_more ? h('button', {
+        type: 'button', class: 'btn small', id: 'errors-next',
+        onclick: () => { errorsState.previous.push(errorsState.cursor); errorsState.cursor = page.next_cursor; loadErrors(false).then(() => focusErrors()); },
+      }, 'Next ›') : null);
+    replace(errorsSection, head, tableWrap('Rejected rows', table), pager);
+  }
+
+  function focusErrors() {
+    const t = document.getElementById('errors-title');
+    t.setAttribute('tabindex', '-1');
+    t.focus();
+  }
+
+  show(imp);
+  await Promise.all([
+    loadEvents().catch((e) => timeline.after(errorBox(e, 'The timeline could not be loaded'))),
+    loadErrors(false),
+  ]);
+  if (!disposed) follow();
+
+  const stopEvents = ctx.onWorkspaceEvent((type, ev) => {
+    // A change made elsewhere (another tab, the API) to a finished import: follow it again.
+    if (ev && ev.import_id === imp.id && !stopWatch) follow();
+  });
+  return () => {
+    disposed = true;
+    stopEvents();
+    if (stopWatch) stopWatch();
+  };
+}
+
+/** The original row: short ones in full, long ones folded behind their beginning. */
+function originalRow(row) {
+  const text = recordText(row);
+  if (text.length <= 90) return text;
+  return h('details', {}, h('summary', {}, `${text.slice(0, 72)}…`), h('p', {}, text));
+}
+
+function renderCounts(el, imp) {
+  const cols = ['inputs', 'processed', 'created', 'updated', 'unchanged', 'invalid', 'destroyed', 'warnings'];
+  const tables = imp.tables || [];
+  // One table's progress is the bar above; several get a column each.
+  const several = tables.length > 1;
+  const rowFor = (label, status, progress, c, header) => h('tr', {},
+    h(header ? 'th' : 'td', { scope: header ? 'row' : null, 'data-label': 'Table' }, label),
+    h('td', { 'data-label': 'Status' }, status ? chip(status) : ''),
+    several ? h('td', { 'data-label': 'Progress', class: 'num' }, progress === null ? '' : `${progress} %`) : null,
+    cols.map((k) => h('td', { class: `num${k === 'invalid' && c[k] ? ' invalid' : ''}`, 'data-label': words(k) }, num(c[k]))));
+  const body = tables.map((t) => rowFor(t.table, t.status, t.progress, t.counts || {}, true));
+  if (tables.length !== 1) body.push(rowFor('All tables', null, null, imp.counts || {}, true));
+  replace(el, tableWrap('Rows per table', h('table', { class: 'list counts stack' },
+    h('caption', { class: 'visually-hidden' }, 'Rows per table'),
+    h('thead', {}, h('tr', {}, ['Table', 'Status'].concat(several ? ['Progress'] : [], cols.map(words)).map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, body))));
+}
+
+function renderMeta(el, imp) {
+  const item = (k, v) => (v === null || v === undefined || v === '' ? null : [h('dt', {}, k), h('dd', {}, v)]);
+  const formats = [...new Set((imp.tables || []).map((t) => t.format).filter(Boolean))].join(', ');
+  replace(el,
+    item('File', imp.file_name ? `${imp.file_name}${imp.file_size ? ` (${bytes(imp.file_size)})` : ''}` : null),
+    item('Source', formats && formats !== imp.source ? `${imp.source} · ${formats}` : imp.source),
+    item('Tables', (imp.tables || []).map((t, i) => [i ? ', ' : '', h('a', { href: `#/tables/${encodeURIComponent(t.table)}` }, t.table)])),
+    item('Mode', imp.mode + (imp.cleanup_records ? ' (cleanup of absent rows)' : '')),
+    item('On error', imp.on_error + (imp.max_errors !== null && imp.max_errors !== undefined ? ` (max ${imp.max_errors})` : '')),
+    item('Dry run', imp.dry_run ? 'yes: nothing was written' : 'no'),
+    item('Error', imp.error),
+    item('Created', when(imp.created_at)),
+    item('Started', imp.started_at ? when(imp.started_at) : null),
+    item('Finished', imp.completed_at ? when(imp.completed_at) : null),
+    item('Cancelled', imp.cancelled_at ? when(imp.cancelled_at) : null),
+    item('Rolled back', imp.rolled_back_at ? when(imp.rolled_back_at) : null),
+    item('Can be rolled back until', imp.rollback_available_until && FINISHED.has(imp.status) ? absolute(imp.rollback_available_until) : null),
+    item('Reference', imp.reference),
+    item('Note', imp.note),
+    item('Id', h('code', {}, imp.id)));
+}
+
+function eventItem(ev, imp) {
+  const d = ev.data && typeof ev.data === 'object' ? ev.data : {};
+  const details = [];
+  const tables = imp.tables || [];
+  if (typeof d.table_position === 'number' && tables.length > 1 && tables[d.table_position]) {
+    details.push(tables[d.table_position].table);
+  }
+  if (d.table) details.push(d.table);
+  if (d.destroyed) details.push(`${num(d.destroyed)} rows absent from the source deleted`);
+  if (d.message) details.push(d.message);
+  if (d.error) details.push(d.error);
+  if (d.counts && typeof d.counts === 'object') {
+    const c = d.counts;
+    details.push(['created', 'updated', 'unchanged', 'invalid', 'destroyed']
+      .filter((k) => c[k]).map((k) => `${num(c[k])} ${k}`).join(', '));
+  }
+  const bad = /failed|unsupported|warning/.test(ev.type);
+  return h('li', { class: bad ? 'bad' : '' },
+    h('span', { class: 'ev-type' }, EVENT_TEXT[ev.type] || ev.type),
+    ' ', when(ev.created_at),
+    details.filter(Boolean).length ? h('span', { class: 'ev-details' }, details.filter(Boolean).join(' · ')) : null,
+    h('code', { class: 'ev-code muted small' }, ev.type));
+}
