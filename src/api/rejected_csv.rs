@@ -10,10 +10,40 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 
 /// Makes a cell safe to open in a spreadsheet.
+/// A plain number (`-4`, `+1.5e3`) is shown as a number by spreadsheets and runs nothing, so it
+/// is kept as is: prefixing it would break uploading the fixed file again.
 pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    let plain_number = cell
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+        && cell.parse::<f64>().is_ok();
     match cell.as_bytes().first() {
+        Some(b'+' | b'-') if plain_number => cell.into(),
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
         _ => cell.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralise;
+
+    #[test]
+    fn formula_starts_are_prefixed_and_plain_numbers_are_not() {
+        for cell in [
+            "=1+1",
+            "+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "-",
+            "+",
+        ] {
+            assert_eq!(neutralise(cell), format!("'{cell}"), "{cell:?}");
+        }
+        for cell in ["-4", "+1.5", "-1e3", "12", "plain", ""] {
+            assert_eq!(neutralise(cell), cell, "{cell:?}");
+        }
     }
 }
 
