@@ -25,4 +25,8 @@ fi
 
 npm ci --no-audit --no-fund --loglevel=error
 (cd ../.. && cargo build --quiet)
+# The binary cargo just built, wherever its target directory is.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    export INTAKE_BIN="${INTAKE_BIN:-$CARGO_TARGET_DIR/debug/intake}"
+fi
 node --test --test-concurrency=1 dashboard.test.js
