@@ -24,29 +24,6 @@ pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::neutralise;
-
-    #[test]
-    fn formula_starts_are_prefixed_and_plain_numbers_are_not() {
-        for cell in [
-            "=1+1",
-            "+cmd|' /C calc'!A0",
-            "-2+3",
-            "@SUM(A1)",
-            "\tx",
-            "-",
-            "+",
-        ] {
-            assert_eq!(neutralise(cell), format!("'{cell}"), "{cell:?}");
-        }
-        for cell in ["-4", "+1.5", "-1e3", "12", "plain", ""] {
-            assert_eq!(neutralise(cell), cell, "{cell:?}");
-        }
-    }
-}
-
 fn cell_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => String::new(),
@@ -136,4 +113,27 @@ pub async fn download(state: &AppState, workspace_id: Uuid, id: Uuid) -> ApiResu
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralise;
+
+    #[test]
+    fn formula_starts_are_prefixed_and_plain_numbers_are_not() {
+        for cell in [
+            "=1+1",
+            "+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "-",
+            "+",
+        ] {
+            assert_eq!(neutralise(cell), format!("'{cell}"), "{cell:?}");
+        }
+        for cell in ["-4", "+1.5", "-1e3", "12", "plain", ""] {
+            assert_eq!(neutralise(cell), cell, "{cell:?}");
+        }
+    }
 }
