@@ -61,7 +61,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 10000;
-         PRAGMA cache_size = -16384;
+         PRAGMA cache_size = -4096;
          PRAGMA temp_store = MEMORY;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -73,6 +73,8 @@ impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let path: PathBuf = path.to_owned();
         let mut writer = open_connection(&path)?;
+        // The writer walks the tables it loads; readers mostly read small metadata rows.
+        writer.execute_batch("PRAGMA cache_size = -16384;")?;
         migrate(&mut writer)?;
         let readers = (0..READERS)
             .map(|_| open_connection(&path).map(Mutex::new))
