@@ -14,6 +14,7 @@ use crate::model::{Mode, OnError};
 const KNOWN: &[&str] = &[
     "table",
     "file_name",
+    "start",
     "mode",
     "on_error",
     "max_errors",
@@ -53,6 +54,9 @@ pub struct ImportSettings {
     pub platform: Option<String>,
     /// The source's file name, for raw bodies (multipart uploads carry their own).
     pub file_name: Option<String>,
+    /// False: the import waits (status `new`) for `POST /v1/imports/{id}/start`, and may be
+    /// created before its file is uploaded with `PUT /v1/imports/{id}/file`.
+    pub start: bool,
     pub format: Option<Format>,
     pub delimiter: Option<u8>,
     pub encoding: Option<Encoding>,
@@ -247,6 +251,10 @@ impl ImportSettings {
             note: opt_text("note", 2000)?,
             platform: opt_text("platform", 100)?,
             file_name: opt_text("file_name", 255)?,
+            start: get("start")
+                .map(|v| flag("start", v))
+                .transpose()?
+                .unwrap_or(true),
             format,
             delimiter,
             encoding,

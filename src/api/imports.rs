@@ -73,12 +73,21 @@ pub async fn create(
                 ));
             };
             raw.extend(obj);
-            let records = raw.remove("inputs").ok_or_else(|| {
-                ApiError::validation("a JSON request needs \"inputs\": a list of records")
-            })?;
+            let records = raw.remove("inputs");
             let settings = ImportSettings::parse(&raw)?;
-            staged.push(stage_records(&state, &settings, records).await?);
-            Some(Source::Inline)
+            match records {
+                Some(records) => {
+                    staged.push(stage_records(&state, &settings, records).await?);
+                    Some(Source::Inline)
+                }
+                // The two-step flow: the file comes later with PUT /v1/imports/{id}/file.
+                None if !settings.start => None,
+                None => {
+                    return Err(ApiError::validation(
+                        "a JSON request needs \"inputs\": a list of records (or \"start\": false to upload the file later)",
+                    ));
+                }
+            }
         } else {
             let declared = match mime.as_str() {
                 "text/csv" => Some(Format::Csv),
@@ -174,7 +183,7 @@ pub async fn create_from_records(
 }
 
 /// Refuses a body whose declared length is over the limit before reading any of it.
-fn check_length(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+pub(super) fn check_length(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -187,7 +196,7 @@ fn check_length(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-fn too_large(limit: u64) -> ApiError {
+pub(super) fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
         format!("the upload is larger than the limit of {limit} bytes"),
@@ -195,7 +204,7 @@ fn too_large(limit: u64) -> ApiError {
     .with("limit_bytes", limit)
 }
 
-fn stage_error(e: StageError) -> ApiError {
+pub(super) fn stage_error(e: StageError) -> ApiError {
     match e {
         StageError::TooLarge(limit) => too_large(limit),
         StageError::Body(m) => ApiError::bad_request(format!("the upload could not be read: {m}")),
@@ -395,6 +404,33 @@ async fn create_import(
             file_size: Some(s.staged.size),
         });
     }
+    if staged.is_empty() {
+        // Created before its file: one input, its format decided when the file arrives.
+        let table_name = settings
+            .table
+            .clone()
+            .ok_or_else(|| ApiError::validation("say which table to load: the table option"))?;
+        let table = state
+            .store
+            .get_table(ws, &table_name)
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound(_) => ApiError::validation(format!(
+                    "table {table_name:?} does not exist; create it with POST /v1/tables"
+                )),
+                other => other.into(),
+            })?;
+        settings.check_against(&table.schema)?;
+        let options = settings.input_options(settings.delimiter.unwrap_or(b','));
+        inputs.push(NewImportInput {
+            table: table_name,
+            blob_key: Some(format!("{id}-0")),
+            format: settings.format.map(|f| f.as_str()).unwrap_or("").to_owned(),
+            options: serde_json::to_value(&options).map_err(ApiError::internal)?,
+            file_name: settings.file_name.clone(),
+            file_size: None,
+        });
+    }
     let raw_settings = format!("{settings:?}");
     let source = source.unwrap_or(match first_format {
         Some(Format::Tsv) => Source::Tsv,
@@ -404,6 +440,8 @@ async fn create_import(
     });
     let status = if unsupported.is_some() {
         ImportStatus::Unsupported
+    } else if !settings.start {
+        ImportStatus::New
     } else {
         ImportStatus::Queued
     };
@@ -433,7 +471,7 @@ async fn create_import(
         inputs,
     };
     // Sources are in place before the import that points at them is committed.
-    if status == ImportStatus::Queued {
+    if status != ImportStatus::Unsupported {
         for (s, input) in staged.iter().zip(&new.inputs) {
             if let Some(key) = &input.blob_key {
                 state
@@ -614,7 +652,7 @@ pub async fn list(
     })))
 }
 
-fn parse_id(id: &str) -> ApiResult<Uuid> {
+pub(super) fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError::not_found("import"))
 }
 

@@ -4,6 +4,7 @@ mod auth;
 mod dialects;
 pub mod error;
 mod health;
+mod import_file;
 mod import_options;
 mod imports;
 mod keys;
@@ -67,6 +68,11 @@ pub fn router(state: AppState) -> Router {
         .route("/imports/{id}/errors", get(imports::errors))
         .route("/imports/{id}/events", get(imports::events))
         .route("/imports/{id}/cancel", post(imports::cancel))
+        .route(
+            "/imports/{id}/file",
+            axum::routing::put(import_file::upload),
+        )
+        .route("/imports/{id}/start", post(import_file::start))
         .route("/imports/{id}/stream", get(stream::import_stream))
         .route("/stream", get(stream::workspace_stream))
         .route("/webhooks", post(webhooks::create).get(webhooks::list))

@@ -24,6 +24,8 @@ impl BlobStore {
     pub fn open(dir: &Path) -> Result<BlobStore, BlobError> {
         let root = dir.to_owned();
         std::fs::create_dir_all(root.join("sources"))?;
+        // Parts of resumable uploads survive restarts (unlike staged files).
+        std::fs::create_dir_all(root.join("parts"))?;
         let staging = root.join("staging");
         if staging.exists() {
             std::fs::remove_dir_all(&staging)?;
@@ -35,6 +37,11 @@ impl BlobStore {
     /// A fresh path to stage an upload at.
     pub fn staging_path(&self) -> PathBuf {
         self.root.join("staging").join(Uuid::now_v7().to_string())
+    }
+
+    /// Where the received part of a resumable upload of an import is kept.
+    pub fn part_path(&self, import_id: Uuid) -> PathBuf {
+        self.root.join("parts").join(import_id.to_string())
     }
 
     /// Moves a fully received, synced staged file under `key`.

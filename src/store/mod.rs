@@ -233,6 +233,15 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         remove_rows: bool,
     ) -> StoreResult<PurgedImport>;
+    /// Records how to read the source of a `new` import's input, once its file arrived.
+    async fn set_input_source(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        position: u32,
+        format: &str,
+        options: &serde_json::Value,
+    ) -> StoreResult<()>;
     /// Changes an import's reference, reference origin or metadata.
     async fn relabel_import(
         &self,

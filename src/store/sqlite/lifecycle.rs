@@ -140,3 +140,25 @@ pub(super) fn relabel(
     )?;
     imports::get(tx, workspace_id, id)
 }
+
+pub(super) fn set_input_source(
+    tx: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+    position: u32,
+    format: &str,
+    options: &serde_json::Value,
+) -> StoreResult<()> {
+    let import = imports::get(tx, workspace_id, id)?;
+    if import.status != ImportStatus::New {
+        return Err(StoreError::Conflict(format!(
+            "the import is {} and no longer waits for its file",
+            import.status
+        )));
+    }
+    tx.execute(
+        "UPDATE intake_import_tables SET format = ?3, options = ?4 WHERE import_id = ?1 AND position = ?2",
+        params![id.to_string(), position, format, options.to_string()],
+    )?;
+    Ok(())
+}

@@ -609,6 +609,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_input_source(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        position: u32,
+        format: &str,
+        options: &serde_json::Value,
+    ) -> StoreResult<()> {
+        let (format, options) = (format.to_owned(), options.clone());
+        self.write(move |tx| {
+            lifecycle::set_input_source(tx, workspace_id, id, position, &format, &options)
+        })
+        .await
+    }
+
     async fn relabel_import(
         &self,
         workspace_id: Uuid,

@@ -1,0 +1,268 @@
+//! The two-step flow for big files: an import created with `start=false` (status `new`)
+//! receives its file with `PUT /v1/imports/{id}/file` (whole, or resumable in parts with
+//! `Content-Range`), then `POST /v1/imports/{id}/start` queues it.
+
+use axum::Json;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use super::AppState;
+use super::auth::{Auth, Member};
+use super::error::{ApiError, ApiResult, ErrorCode};
+use super::import_options::{ImportSettings, RawOptions};
+use super::imports::{check_length, parse_id, stage_error, too_large};
+use super::views::import_view;
+use crate::engine::reader::Format;
+use crate::engine::staging::{detect, stage};
+use crate::model::ImportStatus;
+
+/// A byte range of a resumable upload: `bytes START-END/TOTAL`.
+#[derive(Debug, Clone, Copy)]
+struct ContentRange {
+    start: u64,
+    end: u64,
+    total: u64,
+}
+
+fn content_range(headers: &HeaderMap) -> ApiResult<Option<ContentRange>> {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::bad_request("Content-Range must be \"bytes START-END/TOTAL\"");
+    let text = value.to_str().map_err(|_| bad())?;
+    let spec = text.trim().strip_prefix("bytes ").ok_or_else(bad)?;
+    let (range, total) = spec.split_once('/').ok_or_else(bad)?;
+    let (start, end) = range.split_once('-').ok_or_else(bad)?;
+    let r = ContentRange {
+        start: start.trim().parse().map_err(|_| bad())?,
+        end: end.trim().parse().map_err(|_| bad())?,
+        total: total.trim().parse().map_err(|_| bad())?,
+    };
+    if r.start > r.end || r.end >= r.total {
+        return Err(bad());
+    }
+    Ok(Some(r))
+}
+
+/// Reading options that may accompany the file (they concern its bytes).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileQuery {
+    format: Option<String>,
+    delimiter: Option<String>,
+    encoding: Option<String>,
+}
+
+/// Receives the file of an import created with `start=false`: the whole body, or one part
+/// of it with `Content-Range` (parts must come in order; a part that does not start where the
+/// received bytes end answers 409 with `received`). Once complete, the file is converted,
+/// sniffed and kept; the answer is the import.
+pub async fn upload(
+    State(state): State<AppState>,
+    auth: Auth<Member>,
+    Path(id): Path<String>,
+    query: Result<Query<FileQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    request: Request,
+) -> ApiResult<Response> {
+    let Query(q) = query?;
+    let id = parse_id(&id)?;
+    let ws = auth.workspace.id;
+    let import = state.store.get_import(ws, id).await?;
+    if import.status != ImportStatus::New {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("the import is {} and no longer takes a file", import.status),
+        ));
+    }
+    let [input] = import.tables.as_slice() else {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "a stacked import takes its files with the import itself",
+        ));
+    };
+    let Some(key) = input.blob_key.clone() else {
+        return Err(ApiError::internal("a new import without a source key"));
+    };
+    if state.engine.blobs.path(&key).exists() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the import already has its file; start it with POST /v1/imports/{id}/start",
+        ));
+    }
+    let mut raw = RawOptions::new();
+    for (k, v) in [
+        ("format", &q.format),
+        ("delimiter", &q.delimiter),
+        ("encoding", &q.encoding),
+    ] {
+        if let Some(v) = v {
+            raw.insert(k.into(), v.clone().into());
+        }
+    }
+    let settings = ImportSettings::parse(&raw)?;
+    let limit = state.config.max_upload_bytes;
+    let range = content_range(&headers)?;
+    if let Some(r) = range
+        && r.total > limit
+    {
+        return Err(too_large(limit));
+    }
+    check_length(&state, &headers)?;
+    let part = state.engine.blobs.part_path(id);
+    let received = tokio::fs::metadata(&part)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mut file = match range {
+        Some(r) if r.start != received => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "this part starts at byte {}, but {received} bytes were received so far",
+                    r.start
+                ),
+            )
+            .with("received", received));
+        }
+        Some(_) => {
+            tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&part)
+                .await
+        }
+        None => tokio::fs::File::create(&part).await,
+    }
+    .map_err(ApiError::internal)?;
+    let mut body = request.into_body().into_data_stream();
+    let mut written = 0u64;
+    let expected = range.map(|r| r.end - r.start + 1);
+    use futures_util::StreamExt;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("the upload could not be read: {e}")))?;
+        written += chunk.len() as u64;
+        if expected.is_some_and(|n| written > n) || received + written > limit {
+            drop(file);
+            let _ = truncate(&part, received).await;
+            return Err(if received + written > limit {
+                too_large(limit)
+            } else {
+                ApiError::bad_request("the body is longer than its Content-Range")
+            });
+        }
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    file.sync_all().await.map_err(ApiError::internal)?;
+    drop(file);
+    if let Some(n) = expected
+        && written != n
+    {
+        let _ = truncate(&part, received).await;
+        return Err(ApiError::bad_request(format!(
+            "the body has {written} bytes, not the {n} its Content-Range announces"
+        )));
+    }
+    let total = received + written;
+    if let Some(r) = range
+        && total < r.total
+    {
+        return Ok(
+            Json(json!({"received": total, "total": r.total, "complete": false})).into_response(),
+        );
+    }
+    // The whole file is here: convert it as a fresh upload would be, sniff it, keep it.
+    let source = tokio::fs::File::open(&part)
+        .await
+        .map_err(ApiError::internal)?;
+    let stream = tokio_util::io::ReaderStream::new(source);
+    let staged = stage(
+        state.engine.blobs.staging_path(),
+        stream,
+        settings.encoding,
+        limit,
+    )
+    .await
+    .map_err(stage_error)?;
+    let declared = settings.format.or_else(|| Format::parse(&input.format));
+    let sniffed = detect(
+        &staged,
+        declared,
+        settings.delimiter,
+        input.file_name.as_deref(),
+    );
+    let sniffed = match sniffed {
+        Ok(s) => s,
+        Err(why) => {
+            let _ = tokio::fs::remove_file(&staged.path).await;
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedFormat,
+                format!("the file cannot be read: {why}"),
+            ));
+        }
+    };
+    let mut options: crate::engine::options::InputOptions =
+        serde_json::from_value(input.options.clone()).unwrap_or_default();
+    options.delimiter = sniffed.delimiter;
+    let options = serde_json::to_value(&options).map_err(ApiError::internal)?;
+    state
+        .store
+        .set_input_source(ws, id, input.position, sniffed.format.as_str(), &options)
+        .await?;
+    state
+        .engine
+        .blobs
+        .commit(&staged.path, &key)
+        .await
+        .map_err(ApiError::internal)?;
+    let _ = tokio::fs::remove_file(&part).await;
+    let import = state.store.get_import(ws, id).await?;
+    let mut view = import_view(&import);
+    view["file_received"] = json!(staged.size);
+    Ok(Json(view).into_response())
+}
+
+async fn truncate(path: &std::path::Path, len: u64) -> std::io::Result<()> {
+    let f = tokio::fs::OpenOptions::new().write(true).open(path).await?;
+    f.set_len(len).await
+}
+
+/// Queues an import created with `start=false` once its file is there (202).
+pub async fn start(
+    State(state): State<AppState>,
+    auth: Auth<Member>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let id = parse_id(&id)?;
+    let ws = auth.workspace.id;
+    let import = state.store.get_import(ws, id).await?;
+    let mut sizes = Vec::with_capacity(import.tables.len());
+    for input in &import.tables {
+        let size = match &input.blob_key {
+            Some(key) => tokio::fs::metadata(state.engine.blobs.path(key))
+                .await
+                .ok()
+                .map(|m| m.len()),
+            None => None,
+        };
+        match size {
+            Some(n) => sizes.push(n),
+            None if import.status == ImportStatus::New => {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "the import has no file yet: upload it with PUT /v1/imports/{id}/file",
+                ));
+            }
+            None => sizes.push(0),
+        }
+    }
+    let import = state.store.start_import(ws, id, &sizes).await?;
+    state.engine.wake();
+    Ok((StatusCode::ACCEPTED, Json(import_view(&import))))
+}
