@@ -322,21 +322,24 @@ impl Engine {
                     true,
                 )
                 .await?;
+            let outcome = if let Some(why) = end.read_error {
+                Some(TableOutcome::Failed(why))
+            } else {
+                match end.stop {
+                    Some(Stop::Cancelled) => Some(TableOutcome::Cancelled),
+                    Some(Stop::Shutdown) => return Ok(TableOutcome::Interrupted),
+                    _ if end.invalid > 0 => Some(TableOutcome::Failed(format!(
+                        "{} invalid row(s); with on_error=atomic nothing was written",
+                        end.invalid
+                    ))),
+                    _ => None,
+                }
+            };
+            if let Some(outcome) = outcome {
+                self.with_writer(writer, |w| w.discard()).await?;
+                return Ok(outcome);
+            }
             drop(writer);
-            if let Some(why) = end.read_error {
-                return Ok(TableOutcome::Failed(why));
-            }
-            match end.stop {
-                Some(Stop::Cancelled) => return Ok(TableOutcome::Cancelled),
-                Some(Stop::Shutdown) => return Ok(TableOutcome::Interrupted),
-                _ => {}
-            }
-            if end.invalid > 0 {
-                return Ok(TableOutcome::Failed(format!(
-                    "{} invalid row(s); with on_error=atomic nothing was written",
-                    end.invalid
-                )));
-            }
         }
         self.store.set_step(claim, Step::Writing, None).await?;
         let writer = self.open_writer(claim, table, &schema, import.mode)?;
@@ -359,11 +362,27 @@ impl Engine {
         if let Some(why) = end.read_error {
             if undo {
                 self.revert(claim, writer, &why).await?;
+            } else {
+                self.with_writer(writer, |w| w.discard()).await?;
             }
             return Ok(TableOutcome::Failed(why));
         }
         match end.stop {
-            Some(Stop::Cancelled) => return Ok(TableOutcome::Cancelled),
+            // What a cancelled import wrote stays, but an atomic import writes all or nothing,
+            // and a replace that was not swapped in wrote nothing visible.
+            Some(Stop::Cancelled) if atomic => {
+                self.revert(
+                    claim,
+                    writer,
+                    "cancelled; with on_error=atomic every change was undone",
+                )
+                .await?;
+                return Ok(TableOutcome::Cancelled);
+            }
+            Some(Stop::Cancelled) => {
+                self.with_writer(writer, |w| w.discard()).await?;
+                return Ok(TableOutcome::Cancelled);
+            }
             Some(Stop::Shutdown) => return Ok(TableOutcome::Interrupted),
             Some(Stop::TooManyErrors) => {
                 let why = format!(
@@ -376,6 +395,7 @@ impl Engine {
                     self.revert(claim, writer, &why).await?;
                     return Ok(TableOutcome::Failed(why));
                 }
+                self.with_writer(writer, |w| w.discard()).await?;
                 return Ok(TableOutcome::Failed(why));
             }
             None => {}
@@ -400,27 +420,21 @@ impl Engine {
         if import.cleanup_records || import.mode == Mode::Replace {
             self.store.set_step(claim, Step::CleaningUp, None).await?;
         }
-        let destroyed = tokio::task::spawn_blocking(move || writer.finish().map(|d| (writer, d)))
-            .await
-            .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))??
-            .1;
         let status = if end.invalid > 0 {
             ImportStatus::PartiallyComplete
         } else {
             ImportStatus::Complete
         };
-        self.store
-            .finish_table(
-                claim,
-                table.position,
-                &TableEnd {
-                    status,
-                    inputs: Some(end.records),
-                    destroyed,
-                    error: None,
-                },
-            )
-            .await?;
+        // The swap or cleanup and the table's end commit together: no crash falls between.
+        let table_end = TableEnd {
+            status,
+            inputs: Some(end.records),
+            destroyed: 0,
+            error: None,
+        };
+        tokio::task::spawn_blocking(move || writer.finish(&table_end))
+            .await
+            .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))??;
         Ok(TableOutcome::Done {
             invalid: end.invalid,
         })
@@ -632,6 +646,7 @@ impl Engine {
         });
 
         let max_errors = claim.import.max_errors;
+        let max_stored_errors = self.config.max_stored_errors;
         let policy = claim.import.on_error;
         let invalid_before = if start.is_some() {
             table.counts.invalid
@@ -645,19 +660,23 @@ impl Engine {
         let write = tokio::task::spawn_blocking(move || {
             let mut invalid = invalid_before;
             let mut stop = None;
+            // A validation pass keeps only the errors that will be stored; it counts the rest.
+            let keep = max_stored_errors as usize;
             let mut pending_errors: Vec<crate::model::RowError> = Vec::new();
-            let mut last_renew = std::time::Instant::now();
+            let mut unstored = 0u64;
             for mut batch in rx {
                 if validate_only {
                     invalid += batch.errors.len() as u64;
+                    let room = keep.saturating_sub(pending_errors.len());
+                    unstored += batch.errors.len().saturating_sub(room) as u64;
+                    batch.errors.truncate(room);
                     pending_errors.append(&mut batch.errors);
-                    if last_renew.elapsed().as_secs() >= 5 {
-                        last_renew = std::time::Instant::now();
-                        match handle.block_on(store.renew_lease(&claim2, DEFAULT_LEASE_MS)) {
-                            Ok(l) if l.cancel_requested => stop = Some(Stop::Cancelled),
-                            Ok(_) => {}
-                            Err(e) => return Err((writer, e)),
-                        }
+                    // Renewing the lease also tells whether a cancel was asked: every batch,
+                    // so that a cancel stops the pass within a second.
+                    match handle.block_on(store.renew_lease(&claim2, DEFAULT_LEASE_MS)) {
+                        Ok(l) if l.cancel_requested => stop = Some(Stop::Cancelled),
+                        Ok(_) => {}
+                        Err(e) => return Err((writer, e)),
                     }
                 } else {
                     match writer.write(&batch) {
@@ -686,9 +705,10 @@ impl Engine {
                 }
             }
             // A validation pass that found invalid rows records them (and only them).
-            if validate_only && !pending_errors.is_empty() && stop.is_none() {
+            if validate_only && (!pending_errors.is_empty() || unstored > 0) && stop.is_none() {
                 let batch = Batch {
                     errors: pending_errors,
+                    unstored_invalid: unstored,
                     ..Batch::default()
                 };
                 if let Err(e) = writer.write(&batch) {

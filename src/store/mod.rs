@@ -262,8 +262,11 @@ pub trait BatchWriter: Send {
     /// one transaction; does nothing for a table already rolled back.
     fn roll_back(&mut self) -> StoreResult<()>;
     /// Finishes the table: for replace, swaps the new rows in atomically; for upsert with
-    /// cleanup, deletes rows absent from the source. Returns rows destroyed.
-    fn finish(&mut self) -> StoreResult<u64>;
+    /// cleanup, deletes rows absent from the source; and records the table's end (`end`, with
+    /// the rows destroyed counted here) in the same transaction. Returns rows destroyed.
+    fn finish(&mut self, end: &TableEnd) -> StoreResult<u64>;
+    /// Drops what a table that will not finish loaded on the side (a replace's new table).
+    fn discard(&mut self) -> StoreResult<()>;
 }
 
 /// The text a timestamp sorts by in list cursors (fixed-width RFC 3339, UTC, milliseconds).

@@ -310,6 +310,8 @@ pub struct Batch {
     pub bytes_read: u64,
     /// Warnings found while reading this batch (unknown columns), each counted once.
     pub warnings: Vec<String>,
+    /// Rejected records counted (as processed and invalid) but not stored, beyond the cap.
+    pub unstored_invalid: u64,
     /// Keys of rejected records: with `cleanup_records`, the table's rows of these keys are
     /// kept (a typo in one cell must not delete the row).
     pub kept_keys: Vec<Vec<Value>>,

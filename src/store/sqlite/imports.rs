@@ -639,7 +639,26 @@ pub(super) fn finish_table(
         claim.token,
         crate::store::DEFAULT_LEASE_MS,
     )?;
-    let id = claim.import.id.to_string();
+    mark_table_finished(
+        tx,
+        claim.import.workspace_id,
+        claim.import.id,
+        position,
+        end,
+    )
+}
+
+/// Records the end of one table of an import (its status, inputs, rows destroyed), in the
+/// caller's transaction: the writer does it in the transaction of its last change, so that
+/// no crash can leave a table changed but not finished.
+pub(super) fn mark_table_finished(
+    tx: &Connection,
+    workspace_id: Uuid,
+    import_id: Uuid,
+    position: u32,
+    end: &TableEnd,
+) -> StoreResult<()> {
+    let id = import_id.to_string();
     let prev_destroyed: i64 = tx.query_row(
         "SELECT destroyed FROM intake_import_tables WHERE import_id = ?1 AND position = ?2",
         params![id, position],
@@ -668,8 +687,8 @@ pub(super) fn finish_table(
     )?;
     append_event(
         tx,
-        claim.import.workspace_id,
-        claim.import.id,
+        workspace_id,
+        import_id,
         "table.finished",
         &serde_json::json!({"table_position": position, "status": end.status.as_str()}),
     )

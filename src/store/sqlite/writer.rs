@@ -7,13 +7,13 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use uuid::Uuid;
 
-use super::imports::{append_event, check_lease};
+use super::imports::{append_event, check_lease, mark_table_finished};
 use super::tables::{IMPORT_COLUMN, create_sql, physical_name};
 use super::values::{declared_type, journal_to_row, quote, row_to_journal, same_value, to_sql, ts};
 use super::{Inner, StoreError, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
 use crate::store::{
-    Batch, BatchOutcome, BatchWriter, Claim, DEFAULT_LEASE_MS, Workspace, WritePlan,
+    Batch, BatchOutcome, BatchWriter, Claim, DEFAULT_LEASE_MS, TableEnd, Workspace, WritePlan,
 };
 
 struct Cell<'a>(&'a Value);
@@ -150,6 +150,8 @@ impl SqliteWriter {
     ) -> StoreResult<()> {
         let mut insert = tx.prepare_cached(&self.sql.insert)?;
         let number = self.number;
+        // With cleanup, a row whose new version the database refused keeps its place.
+        let mut rejected_keys: Vec<Vec<Value>> = Vec::new();
         for row in &batch.rows {
             let existing = if self.plan.mode == Mode::Upsert {
                 self.find_existing(tx, &row.values)?
@@ -173,12 +175,16 @@ impl SqliteWriter {
                         out.unchanged += 1;
                         Ok(())
                     } else {
-                        self.journal(tx, if same { "claimed" } else { "updated" }, &old)?;
                         let r = if same {
                             self.claim_row(tx, &row.values)
                         } else {
                             self.update_row(tx, &row.values, number)
                         };
+                        // Journaled only once the change is made: a refused update leaves
+                        // nothing to undo.
+                        if r.is_ok() {
+                            self.journal(tx, if same { "claimed" } else { "updated" }, &old)?;
+                        }
                         r.map(|_| {
                             if same {
                                 out.unchanged += 1
@@ -193,6 +199,10 @@ impl SqliteWriter {
                 match constraint_error(&e) {
                     Some(column) => {
                         out.invalid += 1;
+                        if self.cleanup {
+                            rejected_keys
+                                .push(self.key.iter().map(|&i| row.values[i].clone()).collect());
+                        }
                         db_errors.push(RowError {
                             line: row.line,
                             record: row.record,
@@ -208,6 +218,9 @@ impl SqliteWriter {
                     None => return Err(e.into()),
                 }
             }
+        }
+        if !rejected_keys.is_empty() {
+            self.keep_keys(tx, &rejected_keys)?;
         }
         Ok(())
     }
@@ -298,21 +311,15 @@ impl SqliteWriter {
     }
 
     /// Records the keys of a dry-run batch's rows that would have been written.
-    fn mark_seen(
-        &self,
-        tx: &Connection,
-        seen: &str,
-        batch: &Batch,
-        db_errors: &[RowError],
-    ) -> StoreResult<()> {
-        let rejected: std::collections::HashSet<u64> = db_errors.iter().map(|e| e.record).collect();
+    fn mark_seen(&self, tx: &Connection, seen: &str, batch: &Batch) -> StoreResult<()> {
         let holders: Vec<String> = (1..=self.key.len()).map(|i| format!("?{i}")).collect();
         let mut stmt = tx.prepare_cached(&format!(
             "INSERT OR IGNORE INTO {} VALUES ({})",
             quote(seen),
             holders.join(", ")
         ))?;
-        for row in batch.rows.iter().filter(|r| !rejected.contains(&r.record)) {
+        // Rows the database refused keep their place too, as in a real run.
+        for row in &batch.rows {
             let keys: Vec<Cell<'_>> = self.key.iter().map(|&i| Cell(&row.values[i])).collect();
             let params: Vec<&dyn ToSql> = keys.iter().map(|c| c as &dyn ToSql).collect();
             stmt.execute(params.as_slice())?;
@@ -327,10 +334,10 @@ impl SqliteWriter {
 
     /// Marks the table's rows of rejected records' keys as seen by this import, so that
     /// cleanup keeps them (the journal gives the previous owner back on undo).
-    fn keep_rejected_keys(&self, tx: &Connection, batch: &Batch) -> StoreResult<()> {
+    fn keep_keys(&self, tx: &Connection, kept: &[Vec<Value>]) -> StoreResult<()> {
         let mut select = tx.prepare_cached(&self.sql.select)?;
         let width = self.plan.schema.columns.len() + 1;
-        for key in &batch.kept_keys {
+        for key in kept {
             let keys: Vec<Cell<'_>> = key.iter().map(Cell).collect();
             let params: Vec<&dyn ToSql> = keys.iter().map(|c| c as &dyn ToSql).collect();
             let old = select
@@ -351,6 +358,42 @@ impl SqliteWriter {
             claim.execute(params.as_slice())?;
         }
         Ok(())
+    }
+
+    /// Drops the tables loaded on the side: a replace's new table, a dry run's seen keys.
+    fn drop_side_tables(&self, tx: &Connection) -> StoreResult<()> {
+        if self.target != self.table {
+            let schema = if self.plan.dry_run { "temp." } else { "" };
+            tx.execute_batch(&format!(
+                "DROP TABLE IF EXISTS {schema}{}",
+                quote(&self.target)
+            ))?;
+        }
+        if let Some(seen) = &self.seen {
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(seen)))?;
+        }
+        Ok(())
+    }
+
+    /// Undoes a replace: when its table was swapped in, the previous one comes back;
+    /// otherwise the table it was loading is dropped.
+    fn swap_back_or_drop(&self, tx: &Connection) -> StoreResult<()> {
+        let undo = undo_table(&self.table, self.number);
+        let kept: Option<String> = tx
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [&undo],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if kept.is_some() {
+            tx.execute_batch(&format!(
+                "DROP TABLE {table}; ALTER TABLE {undo} RENAME TO {table};",
+                table = quote(&self.table),
+                undo = quote(&undo)
+            ))?;
+        }
+        self.drop_side_tables(tx)
     }
 
     /// Puts back the rows this import updated or destroyed (newest change first, so a row
@@ -514,7 +557,7 @@ impl BatchWriter for SqliteWriter {
         inner.write_now(|tx| {
             let lease = check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
             let mut out = BatchOutcome {
-                invalid: batch.errors.len() as u64,
+                invalid: batch.errors.len() as u64 + batch.unstored_invalid,
                 cancel_requested: lease.cancel_requested,
                 ..BatchOutcome::default()
             };
@@ -531,9 +574,9 @@ impl BatchWriter for SqliteWriter {
             }
             applied?;
             if let Some(seen) = &self.seen {
-                self.mark_seen(tx, seen, batch, &db_errors)?;
+                self.mark_seen(tx, seen, batch)?;
             } else if self.cleanup {
-                self.keep_rejected_keys(tx, batch)?;
+                self.keep_keys(tx, &batch.kept_keys)?;
             }
             let mut all: Vec<&RowError> = batch.errors.iter().chain(db_errors.iter()).collect();
             all.sort_by_key(|e| e.record);
@@ -548,7 +591,8 @@ impl BatchWriter for SqliteWriter {
                 )?;
             }
             let warnings = batch.warnings.len() as i64;
-            let processed = (batch.rows.len() + batch.errors.len()) as i64;
+            let processed =
+                (batch.rows.len() + batch.errors.len()) as i64 + batch.unstored_invalid as i64;
             let id = self.import_id.to_string();
             tx.prepare_cached(
                 "UPDATE intake_import_tables SET processed = processed + ?3,
@@ -597,15 +641,12 @@ impl BatchWriter for SqliteWriter {
         let inner = self.inner.clone();
         inner.write_now(|tx| {
             check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
-            if self.plan.mode == Mode::Replace {
-                tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&self.target)))?;
-                return Ok(());
+            if self.plan.mode == Mode::Replace && !self.plan.dry_run {
+                // A table of a stacked import may already have been swapped in: swap back.
+                return self.swap_back_or_drop(tx);
             }
             if self.plan.dry_run {
-                if let Some(seen) = &self.seen {
-                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(seen)))?;
-                }
-                return Ok(());
+                return self.drop_side_tables(tx);
             }
             self.undo_rows(tx)
         })
@@ -626,23 +667,7 @@ impl BatchWriter for SqliteWriter {
                 return Ok(());
             }
             if self.plan.mode == Mode::Replace && !self.plan.dry_run {
-                let undo = undo_table(&self.table, self.number);
-                let kept: Option<String> = tx
-                    .query_row(
-                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                        [&undo],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if kept.is_some() {
-                    tx.execute_batch(&format!(
-                        "DROP TABLE {table}; ALTER TABLE {undo} RENAME TO {table};",
-                        table = quote(&self.table),
-                        undo = quote(&undo)
-                    ))?;
-                } else {
-                    tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&self.target)))?;
-                }
+                self.swap_back_or_drop(tx)?;
             } else if !self.plan.dry_run {
                 self.undo_rows(tx)?;
             }
@@ -655,7 +680,7 @@ impl BatchWriter for SqliteWriter {
         })
     }
 
-    fn finish(&mut self) -> StoreResult<u64> {
+    fn finish(&mut self, end: &TableEnd) -> StoreResult<u64> {
         let inner = self.inner.clone();
         inner.write_now(|tx| {
             check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
@@ -739,7 +764,26 @@ impl BatchWriter for SqliteWriter {
                     &serde_json::json!({"table_position": self.plan.position, "destroyed": destroyed}),
                 )?;
             }
+            let end = TableEnd {
+                destroyed,
+                ..end.clone()
+            };
+            mark_table_finished(
+                tx,
+                self.workspace_id,
+                self.import_id,
+                self.plan.position,
+                &end,
+            )?;
             Ok(destroyed)
+        })
+    }
+
+    fn discard(&mut self) -> StoreResult<()> {
+        let inner = self.inner.clone();
+        inner.write_now(|tx| {
+            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            self.drop_side_tables(tx)
         })
     }
 }
