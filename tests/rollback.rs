@@ -320,23 +320,26 @@ async fn cancel_racing_completion_ends_in_one_consistent_state() {
 }
 
 #[tokio::test]
-async fn a_workspace_runs_no_more_imports_at_once_than_its_limit() {
+async fn a_workspace_runs_no_more_imports_at_once_than_its_limit_and_one_per_table() {
     use intake::store::Store;
     let s = TestServer::start_with(|c| c.engine.workers = 0).await;
-    s.create_table(people()).await;
-    for _ in 0..3 {
-        let (status, _) = s.upload("table=people", "text/csv", BASE).await;
+    for name in ["p1", "p2"] {
+        let mut schema = people();
+        schema["name"] = json!(name);
+        s.create_table(schema).await;
+    }
+    // Two imports of p1, one of p2, in this order.
+    for table in ["p1", "p1", "p2"] {
+        let (status, _) = s.upload(&format!("table={table}"), "text/csv", BASE).await;
         assert_eq!(status, 202);
     }
     let store = intake::store::sqlite::SqliteStore::open(&s.db_path()).expect("open store");
     let first = store.claim_import("w1", 30_000, 1).await.expect("claim");
-    assert!(first.is_some(), "a first import is claimed");
+    assert_eq!(first.expect("a first import").import.tables[0].table, "p1");
     let second = store.claim_import("w2", 30_000, 1).await.expect("claim");
-    assert!(
-        second.is_none(),
-        "a limit of one keeps the second import queued"
-    );
+    assert!(second.is_none(), "a limit of one keeps the others queued");
+    // With room for two, the second p1 import still waits for the first: p2's runs.
     let second = store.claim_import("w2", 30_000, 2).await.expect("claim");
-    assert!(second.is_some(), "a limit of two lets a second import run");
+    assert_eq!(second.expect("another import").import.tables[0].table, "p2");
     s.stop().await;
 }

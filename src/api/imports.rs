@@ -378,6 +378,15 @@ async fn create_import(
             Err(e) => return Err(e.into()),
         };
         settings.check_against(&table.schema)?;
+        // Undo works per table: two sources for one table would undo each other's changes.
+        if inputs
+            .iter()
+            .any(|i: &NewImportInput| i.table == table_name)
+        {
+            return Err(ApiError::validation(format!(
+                "table {table_name:?} appears twice in this import; send one file per table"
+            )));
+        }
         let declared = settings.format.or(s.declared);
         let sniffed = detect(
             &s.staged,

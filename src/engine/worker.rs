@@ -68,7 +68,23 @@ impl Engine {
         };
         match self.run_import(&claim, shutdown).await {
             Ok(()) | Err(StoreError::LeaseLost) => Ok(Ran::Worked),
-            Err(e) => Err(e),
+            Err(e) => {
+                // An error that would come back at every retry must not keep the import (and
+                // its workspace's slot) busy forever: the import ends failed, saying why.
+                let why = format!("the import stopped on an error: {e}");
+                let import = &claim.import;
+                let wrote = !import.dry_run && import.status != ImportStatus::RollingBack;
+                let end = ImportEnd {
+                    status: ImportStatus::Failed,
+                    error: Some(why),
+                    rollback_until: wrote
+                        .then(|| time::OffsetDateTime::now_utc() + self.config.retention),
+                };
+                if let Err(e2) = self.store.finish_import(&claim, &end).await {
+                    tracing::error!(error = %e2, "could not end a failing import");
+                }
+                Err(e)
+            }
         }
     }
 

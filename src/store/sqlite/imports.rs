@@ -494,7 +494,9 @@ pub(super) fn claim(
 ) -> StoreResult<Option<Claim>> {
     let now = now_ms();
     // The oldest runnable import of a workspace that runs fewer than `per_workspace` imports
-    // (live leases) right now: one tenant's backlog cannot take every worker.
+    // (live leases) right now, so one tenant's backlog cannot take every worker, and that
+    // shares no table with a running import: imports of one table run one after the other,
+    // so each one's changes (and their undo) stay its own.
     let found: Option<(String, i64)> = tx
         .query_row(
             "SELECT i.id, i.lease_token FROM intake_imports i
@@ -504,6 +506,14 @@ pub(super) fn claim(
                     WHERE r.workspace_id = i.workspace_id
                       AND r.status IN ('processing', 'rolling_back')
                       AND r.lease_expires_at >= ?1) < ?2
+               AND NOT EXISTS (
+                    SELECT 1 FROM intake_import_tables mine
+                    JOIN intake_import_tables theirs ON theirs.table_name = mine.table_name
+                    JOIN intake_imports o ON o.id = theirs.import_id
+                    WHERE mine.import_id = i.id AND o.id <> i.id
+                      AND o.workspace_id = i.workspace_id
+                      AND o.status IN ('processing', 'rolling_back')
+                      AND o.lease_expires_at >= ?1)
              ORDER BY i.created_at LIMIT 1",
             params![now, per_workspace],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -741,6 +751,88 @@ pub(super) fn set_step(
     Ok(())
 }
 
+/// The import that now holds a row this import's undo would restore: a destroyed row that is
+/// back, or an updated row that another import wrote since. The journal is checked against
+/// the live table, so that an undo never fails halfway on a key that is taken.
+fn live_conflict(tx: &Connection, import: &ImportRecord) -> StoreResult<Option<(String, i64)>> {
+    let slug: String = tx.query_row(
+        "SELECT slug FROM intake_workspaces WHERE id = ?1",
+        [import.workspace_id.to_string()],
+        |r| r.get(0),
+    )?;
+    for table in &import.tables {
+        let Some(schema_text): Option<String> = tx
+            .query_row(
+                "SELECT schema FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
+                params![import.workspace_id.to_string(), table.table],
+                |r| r.get(0),
+            )
+            .optional()?
+        else {
+            continue;
+        };
+        let schema = crate::model::TableSchema::from_stored(&schema_text)
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let key = schema.key_indexes();
+        if key.is_empty() {
+            continue;
+        }
+        let cond: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                format!(
+                    "{} = ?{}",
+                    super::values::quote(schema.columns[i].name.as_str()),
+                    j + 1
+                )
+            })
+            .collect();
+        let lookup = format!(
+            "SELECT {} FROM {} WHERE {}",
+            super::values::quote(super::tables::IMPORT_COLUMN),
+            super::values::quote(&format!("{slug}__{}", table.table)),
+            cond.join(" AND ")
+        );
+        let mut entries =
+            tx.prepare("SELECT op, row FROM intake_undo WHERE import_id = ?1 AND position = ?2")?;
+        let rows = entries.query_map(params![import.id.to_string(), table.position], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut probe = tx.prepare(&lookup)?;
+        for entry in rows {
+            let (op, row) = entry?;
+            let old = super::values::journal_to_row(&row);
+            let key_values: Vec<&rusqlite::types::Value> =
+                key.iter().filter_map(|&i| old.get(i)).collect();
+            let owner: Option<i64> = probe
+                .query_row(rusqlite::params_from_iter(key_values), |r| r.get(0))
+                .optional()?;
+            let holder = match (op.as_str(), owner) {
+                ("destroyed", Some(n)) => Some(n),
+                ("destroyed", None) => None,
+                (_, Some(n)) if n != import.number => Some(n),
+                (_, Some(_)) => None,
+                // The updated row is gone: a later import deleted it.
+                (_, None) => Some(-1),
+            };
+            if let Some(number) = holder {
+                let later: Option<(String, i64)> = tx
+                    .query_row(
+                        "SELECT id, number FROM intake_imports WHERE workspace_id = ?1 AND number = ?2",
+                        params![import.workspace_id.to_string(), number],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                return Ok(Some(
+                    later.unwrap_or_else(|| ("a later import".into(), number)),
+                ));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The first later import that changed rows this import wrote, and is not rolled back.
 fn later_conflict(tx: &Connection, import: &ImportRecord) -> StoreResult<Option<(String, i64)>> {
     let ws = import.workspace_id.to_string();
@@ -754,7 +846,8 @@ fn later_conflict(tx: &Connection, import: &ImportRecord) -> StoreResult<Option<
                  WHERE i.workspace_id = ?1 AND t.table_name = ?2 AND i.number > ?3
                    AND i.dry_run = 0
                    AND (i.status IN ('new', 'queued', 'processing', 'rolling_back')
-                        OR (t.status IN ('complete', 'partially_complete', 'cancelled')
+                        OR (t.status IN ('complete', 'partially_complete', 'cancelled', 'failed')
+                            AND NOT (t.status = 'failed' AND i.on_error IN ('abort', 'atomic'))
                             AND (i.mode = 'replace' OR ?4 = 'replace')
                             AND (t.created + t.updated + t.destroyed) > 0))
                  ORDER BY i.number LIMIT 1",
@@ -820,7 +913,7 @@ pub(super) fn request_rollback(
             ));
         }
     }
-    if let Some((later, number)) = later_conflict(tx, &import)? {
+    if let Some((later, number)) = later_conflict(tx, &import)?.or(live_conflict(tx, &import)?) {
         return Err(StoreError::Conflict(format!(
             "import {later} (number {number}) changed rows this import wrote; roll it back first"
         )));

@@ -171,10 +171,13 @@ pub(super) fn delete(tx: &Connection, ws: &Workspace, name: &str) -> StoreResult
         params![ws.id.to_string(), name],
     )?;
     let physical = physical_name(ws, name);
-    // Undo copies kept by replace imports go with the table.
+    // Undo copies kept by replace imports, and anything a stopped import loaded on the side,
+    // go with the table.
     let copies: Vec<String> = {
         let mut stmt = tx.prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB ?1 || '__undo_*'",
+            "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND (name GLOB ?1 || '__undo_*' OR name GLOB ?1 || '__replace_*'
+                  OR name GLOB ?1 || '__seen_*')",
         )?;
         let rows = stmt.query_map([&physical], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
