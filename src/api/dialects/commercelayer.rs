@@ -722,6 +722,29 @@ async fn all_events(
 }
 
 /// The resource of one import, with its errors and warnings read.
+/// Answers one import as a JSON:API document (show, create and update answer alike).
+async fn one_resource(
+    state: &AppState,
+    ws: &Workspace,
+    headers: &HeaderMap,
+    import: &ImportRecord,
+    fields: Option<&[String]>,
+    status: StatusCode,
+) -> ClResult<Response> {
+    let keys = table_keys(state, ws).await?;
+    let data = full_resource(
+        state,
+        ws,
+        &base_url(headers),
+        &keys,
+        import,
+        SHOW_ERRORS,
+        fields,
+    )
+    .await?;
+    Ok(jsonapi(status, json!({ "data": data })))
+}
+
 async fn full_resource(
     state: &AppState,
     ws: &Workspace,
@@ -1010,18 +1033,15 @@ async fn show(
         }
     }
     let import = find(&state, &ws, &id).await?;
-    let keys = table_keys(&state, &ws).await?;
-    let data = full_resource(
+    one_resource(
         &state,
         &ws,
-        &base_url(&headers),
-        &keys,
+        &headers,
         &import,
-        SHOW_ERRORS,
         fields.as_deref(),
+        StatusCode::OK,
     )
-    .await?;
-    Ok(jsonapi(StatusCode::OK, json!({ "data": data })))
+    .await
 }
 
 /// The `data` object of a JSON:API request body, checked for type (and id).
@@ -1247,18 +1267,7 @@ async fn create(
         ErrorCode::Validation => ClError::invalid("inputs", "is invalid", e.message),
         _ => e.into(),
     })?;
-    let keys = table_keys(&state, &ws).await?;
-    let data = full_resource(
-        &state,
-        &ws,
-        &base_url(&headers),
-        &keys,
-        &import,
-        SHOW_ERRORS,
-        None,
-    )
-    .await?;
-    Ok(jsonapi(StatusCode::CREATED, json!({ "data": data })))
+    one_resource(&state, &ws, &headers, &import, None, StatusCode::CREATED).await
 }
 
 /// `PATCH /api/imports/{id}`: `_interrupt: true` stops the import; `reference`,
@@ -1308,18 +1317,7 @@ async fn update(
             Err(e) => return Err(e.into()),
         };
     }
-    let keys = table_keys(&state, &ws).await?;
-    let data = full_resource(
-        &state,
-        &ws,
-        &base_url(&headers),
-        &keys,
-        &current,
-        SHOW_ERRORS,
-        None,
-    )
-    .await?;
-    Ok(jsonapi(StatusCode::OK, json!({ "data": data })))
+    one_resource(&state, &ws, &headers, &current, None, StatusCode::OK).await
 }
 
 /// `DELETE /api/imports/{id}`: forgets an ended import (its records stay); 423 while it runs.
