@@ -451,3 +451,50 @@ async fn a_cancel_interrupted_by_a_kill_still_ends_cancelled_with_consistent_cou
         "rows in the table = rows created"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ndjson_import_killed_midway_reports_an_unknown_field_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let rows = env_number("INTAKE_CRASH_ROWS", 60_000);
+    let mut body = String::new();
+    for i in 1..=rows {
+        body.push_str(&format!(
+            "{{\"id\": {i}, \"email\": \"p{i}@example.com\", \"full_name\": \"P {i}\", \"country\": \"FR\", \"amount\": \"1.5\", \"quantity\": 1, \"active\": true, \"created_at\": \"2024-01-01T00:00:00Z\", \"extra\": {i}}}\n"
+        ));
+    }
+    let dir = tmp.path().join("data");
+    let mut server = spawn(&dir);
+    create_table(&server.base).await;
+    let resp = client()
+        .post(format!("{}/v1/imports?table=orders", server.base))
+        .bearer_auth(KEY)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status().as_u16(), 202);
+    let id = resp.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut rng = Lcg(seed() ^ 0xfeed);
+    for _ in 0..env_number("INTAKE_CRASH_KILLS", 8) {
+        tokio::time::sleep(Duration::from_millis(rng.next_ms(20, 300))).await;
+        let state = get(&server.base, &format!("/v1/imports/{id}"))
+            .await
+            .expect("import");
+        if terminal(&state) {
+            break;
+        }
+        server.kill();
+        server = spawn(&dir);
+    }
+    let done = wait_terminal(&server.base, &id, Duration::from_secs(300))
+        .await
+        .expect("ended");
+    server.kill();
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(done["counts"]["created"], json!(rows));
+    assert_eq!(done["counts"]["warnings"], 1, "{done}");
+}

@@ -83,6 +83,11 @@ impl Validator {
         })
     }
 
+    /// Marks keys as already warned about (by the run before a resume).
+    pub fn seed_warned(&mut self, keys: Vec<String>) {
+        self.warned.extend(keys);
+    }
+
     /// Unknown JSON keys of this object not warned about yet (each key is reported once).
     pub fn new_unknown_keys(&mut self, item: &ReadItem) -> Vec<String> {
         let (Some(keys), RecordBody::Object(obj)) = (&self.keys, &item.body) else {

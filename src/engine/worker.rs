@@ -321,6 +321,17 @@ impl Engine {
         let atomic = import.on_error == OnError::Atomic;
         // An atomic import first checks every row; once that pass found none invalid, the
         // step says so, and a resumed worker goes straight to writing.
+        // A validation pass records its invalid rows in one commit, then fails the import: a
+        // worker resuming after that commit fails it without counting them again.
+        if atomic && import.step == Step::Validating && table.counts.invalid > 0 && !import.dry_run
+        {
+            let writer = self.open_writer(claim, table, &schema, import.mode)?;
+            self.with_writer(writer, |w| w.discard()).await?;
+            return Ok(TableOutcome::Failed(format!(
+                "{} invalid row(s); with on_error=atomic nothing was written",
+                table.counts.invalid
+            )));
+        }
         if atomic && import.step != Step::Writing && !import.dry_run {
             self.store.set_step(claim, Step::Validating, None).await?;
             let writer = self.open_writer(claim, table, &schema, import.mode)?;
@@ -489,6 +500,30 @@ impl Engine {
         self.with_writer(writer, |w| w.revert()).await
     }
 
+    /// The source fields an import's warnings already named for one table.
+    async fn warned_fields(&self, claim: &Claim, position: u32) -> Result<Vec<String>, StoreError> {
+        let import = &claim.import;
+        let mut fields = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list_events(import.workspace_id, import.id, after, 1000)
+                .await?;
+            for e in &page {
+                if e.kind == "import.warning" && e.data["table_position"] == position {
+                    if let Some(list) = e.data["fields"].as_array() {
+                        fields.extend(list.iter().filter_map(|f| f.as_str().map(str::to_owned)));
+                    }
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.id),
+                _ => return Ok(fields),
+            }
+        }
+    }
+
     /// Runs one pass over a source: read, validate, and (unless `validate_only`) write.
     /// A validate-only pass commits nothing unless it finds invalid rows, which it records.
     #[allow(clippy::too_many_arguments)]
@@ -606,6 +641,10 @@ impl Engine {
         )
         .map_err(StoreError::Invalid)?;
 
+        if start.is_some() && !delimited {
+            // Keys already reported before the checkpoint are not reported (or counted) again.
+            validator.seed_warned(self.warned_fields(claim, table.position).await?);
+        }
         let batch_rows = self.config.batch_rows;
         let (tx, rx) = sync_channel::<Batch>(2);
         let table_name = schema.name.as_str().to_owned();
@@ -627,6 +666,7 @@ impl Engine {
                     let unknown = validator.new_unknown_keys(&item);
                     if let Some(w) = unknown_fields_warning(&table_name, &unknown) {
                         batch.warnings.push(w);
+                        batch.warned_fields.extend(unknown);
                     }
                 }
                 match validator.check(item) {

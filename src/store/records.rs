@@ -310,6 +310,9 @@ pub struct Batch {
     pub bytes_read: u64,
     /// Warnings found while reading this batch (unknown columns), each counted once.
     pub warnings: Vec<String>,
+    /// The source fields those warnings name (kept with them, so that a resumed import does
+    /// not report them again).
+    pub warned_fields: Vec<String>,
     /// Rejected records counted (as processed and invalid) but not stored, beyond the cap.
     pub unstored_invalid: u64,
     /// Keys of rejected records: with `cleanup_records`, the table's rows of these keys are

@@ -587,7 +587,11 @@ impl BatchWriter for SqliteWriter {
                     self.workspace_id,
                     self.import_id,
                     "import.warning",
-                    &serde_json::json!({"table_position": self.plan.position, "message": w}),
+                    &serde_json::json!({
+                        "table_position": self.plan.position,
+                        "message": w,
+                        "fields": batch.warned_fields,
+                    }),
                 )?;
             }
             let warnings = batch.warnings.len() as i64;
