@@ -511,10 +511,11 @@ impl Engine {
                 .list_events(import.workspace_id, import.id, after, 1000)
                 .await?;
             for e in &page {
-                if e.kind == "import.warning" && e.data["table_position"] == position {
-                    if let Some(list) = e.data["fields"].as_array() {
-                        fields.extend(list.iter().filter_map(|f| f.as_str().map(str::to_owned)));
-                    }
+                if e.kind == "import.warning"
+                    && e.data["table_position"] == position
+                    && let Some(list) = e.data["fields"].as_array()
+                {
+                    fields.extend(list.iter().filter_map(|f| f.as_str().map(str::to_owned)));
                 }
             }
             match page.last() {
