@@ -164,3 +164,30 @@ async fn a_resumable_upload_announcing_more_than_the_limit_gets_413() {
     assert_eq!(body["error"]["code"], "payload_too_large");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn inference_treats_the_given_null_values_as_missing() {
+    let s = TestServer::start().await;
+    let sample = "id,score\n1,NA\n2,3.5\n3,4\n";
+    let (status, plain) = send(
+        s.post("/v1/schema/infer")
+            .header("content-type", "text/csv")
+            .body(sample),
+    )
+    .await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(
+        plain["columns"][1]["type"], "string",
+        "without null_values, NA is text"
+    );
+    let (status, body) = send(
+        s.post("/v1/schema/infer?null_values=NA,")
+            .header("content-type", "text/csv")
+            .body(sample),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["columns"][1]["type"], "decimal", "{body}");
+    assert_eq!(body["columns"][1]["required"], false, "{body}");
+    s.stop().await;
+}

@@ -24,6 +24,9 @@ pub struct InferQuery {
     format: Option<String>,
     delimiter: Option<String>,
     name: Option<String>,
+    /// Cells that mean NULL, as for an import (`NA,,null`): they count as missing, so that
+    /// a column of numbers with some `NA` is proposed as numbers, and not required.
+    null_values: Option<String>,
 }
 
 /// Proposes a schema (types, required, unique, candidate key) from a sample of a source.
@@ -97,7 +100,11 @@ pub async fn infer(
                 max_record_bytes: state.engine.config.max_record_bytes,
             };
             let p = path.clone();
-            tokio::task::spawn_blocking(move || sample(&p, &opts))
+            let nulls: Vec<String> = match q.null_values.as_deref() {
+                Some(list) => list.split(',').map(str::to_owned).collect(),
+                None => vec![String::new()],
+            };
+            tokio::task::spawn_blocking(move || sample(&p, &opts, &nulls))
                 .await
                 .map_err(ApiError::internal)?
                 .map(|(header, rows)| {
@@ -138,7 +145,7 @@ pub async fn infer(
 
 type Sample = (Vec<String>, Vec<Vec<Option<SampleCell>>>);
 
-fn sample(path: &std::path::Path, opts: &ReaderOptions) -> ApiResult<Sample> {
+fn sample(path: &std::path::Path, opts: &ReaderOptions, nulls: &[String]) -> ApiResult<Sample> {
     let mut reader = SourceReader::open(path, opts, None)
         .map_err(|e| ApiError::validation(format!("the sample cannot be read: {e}")))?;
     let mut header: Vec<String> = reader.header().map(|h| h.to_vec()).unwrap_or_default();
@@ -153,7 +160,10 @@ fn sample(path: &std::path::Path, opts: &ReaderOptions) -> ApiResult<Sample> {
         match item.body {
             RecordBody::Fields(rec) => rows.push(
                 rec.iter()
-                    .map(|f| (!f.is_empty()).then(|| SampleCell::Text(f.to_owned())))
+                    .map(|f| {
+                        let null = f.is_empty() || nulls.iter().any(|n| n == f);
+                        (!null).then(|| SampleCell::Text(f.to_owned()))
+                    })
                     .collect(),
             ),
             RecordBody::Object(obj) => objects.push(obj),
@@ -175,6 +185,7 @@ fn sample(path: &std::path::Path, opts: &ReaderOptions) -> ApiResult<Sample> {
                     .iter()
                     .map(|k| match obj.get(k) {
                         None | Some(Value::Null) => None,
+                        Some(Value::String(s)) if nulls.iter().any(|n| n == s) => None,
                         Some(Value::String(s)) => Some(SampleCell::Text(s.clone())),
                         Some(v) => Some(SampleCell::Json(v.clone())),
                     })
