@@ -482,7 +482,8 @@ pub(super) fn request_cancel(
     get(tx, workspace_id, id)
 }
 
-fn now_ms() -> i64 {
+/// The current time in Unix milliseconds (how leases and retries are timed).
+pub(super) fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
@@ -755,11 +756,7 @@ pub(super) fn set_step(
 /// back, or an updated row that another import wrote since. The journal is checked against
 /// the live table, so that an undo never fails halfway on a key that is taken.
 fn live_conflict(tx: &Connection, import: &ImportRecord) -> StoreResult<Option<(String, i64)>> {
-    let slug: String = tx.query_row(
-        "SELECT slug FROM intake_workspaces WHERE id = ?1",
-        [import.workspace_id.to_string()],
-        |r| r.get(0),
-    )?;
+    let slug = super::tables::workspace_slug(tx, import.workspace_id)?;
     for table in &import.tables {
         let Some(schema_text): Option<String> = tx
             .query_row(
@@ -791,7 +788,7 @@ fn live_conflict(tx: &Connection, import: &ImportRecord) -> StoreResult<Option<(
         let lookup = format!(
             "SELECT {} FROM {} WHERE {}",
             super::values::quote(super::tables::IMPORT_COLUMN),
-            super::values::quote(&format!("{slug}__{}", table.table)),
+            super::values::quote(&super::tables::physical_name_in(&slug, &table.table)),
             cond.join(" AND ")
         );
         let mut entries =
@@ -935,14 +932,13 @@ pub(super) fn request_rollback(
 
 /// Names of the tables a replace kept as undo copies for this import.
 fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult<Vec<String>> {
-    let slug: String = tx.query_row(
-        "SELECT slug FROM intake_workspaces WHERE id = ?1",
-        [import.workspace_id.to_string()],
-        |r| r.get(0),
-    )?;
+    let slug = super::tables::workspace_slug(tx, import.workspace_id)?;
     let mut out = Vec::new();
     for t in &import.tables {
-        let name = format!("{slug}__{}__undo_{}", t.table, import.number);
+        let name = super::writer::undo_table(
+            &super::tables::physical_name_in(&slug, &t.table),
+            import.number,
+        );
         let exists: Option<String> = tx
             .query_row(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",

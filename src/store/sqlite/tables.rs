@@ -14,7 +14,21 @@ pub const IMPORT_COLUMN: &str = "_intake_import";
 
 /// The table's name inside the database.
 pub fn physical_name(ws: &Workspace, table: &str) -> String {
-    format!("{}__{}", ws.slug, table)
+    physical_name_in(&ws.slug, table)
+}
+
+/// The slug of a workspace, which prefixes its tables' names.
+pub(super) fn workspace_slug(c: &Connection, workspace_id: uuid::Uuid) -> StoreResult<String> {
+    Ok(c.query_row(
+        "SELECT slug FROM intake_workspaces WHERE id = ?1",
+        [workspace_id.to_string()],
+        |r| r.get(0),
+    )?)
+}
+
+/// The table's name inside the database, from the workspace's slug.
+pub fn physical_name_in(slug: &str, table: &str) -> String {
+    format!("{slug}__{table}")
 }
 
 /// The `CREATE TABLE` statement of a schema under a given physical name.

@@ -1,18 +1,14 @@
 //! Webhooks, their deliveries, and the workspace-wide event feed.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::imports::now_ms;
 use super::values::{parse_ts, parse_ts_opt, ts};
 use super::{StoreError, StoreResult, now, parse_uuid};
 use crate::store::{
     DeliveryOutcome, DeliveryRecord, DueDelivery, EventRecord, NewWebhook, WebhookRecord,
 };
-
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
 
 /// Queues a delivery of an event to every webhook of the workspace subscribed to its type;
 /// called in the transaction that appends the event.

@@ -60,11 +60,7 @@ impl SqliteWriter {
                 .writer
                 .lock()
                 .map_err(|_| StoreError::Database("writer connection poisoned".into()))?;
-            conn.query_row(
-                "SELECT slug FROM intake_workspaces WHERE id = ?1",
-                [claim.import.workspace_id.to_string()],
-                |r| r.get(0),
-            )?
+            super::tables::workspace_slug(&conn, claim.import.workspace_id)?
         };
         let ws = Workspace {
             id: claim.import.workspace_id,
