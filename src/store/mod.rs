@@ -2,6 +2,7 @@
 //! and the batch writer that loads rows into user tables. The only place that writes SQL.
 
 mod lifecycle;
+pub mod postgres;
 mod records;
 mod search;
 pub mod sqlite;

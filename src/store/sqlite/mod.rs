@@ -6,7 +6,7 @@ mod imports;
 mod lifecycle;
 mod search;
 mod tables;
-mod values;
+pub(crate) mod values;
 mod webhooks;
 mod writer;
 

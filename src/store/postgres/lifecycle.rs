@@ -1,0 +1,155 @@
+//! Import life-cycle operations beyond the native API, on PostgreSQL: queueing an import
+//! whose sources arrived in parts, forgetting an import (optionally with the rows it wrote),
+//! and changing its labels.
+
+use ::postgres::Transaction;
+use uuid::Uuid;
+
+use super::tables::IMPORT_COLUMN;
+use super::values::{qualified, quote};
+use super::{StoreError, StoreResult, imports, now};
+use crate::model::ImportStatus;
+use crate::store::{ImportLabels, ImportRecord, PurgedImport, Workspace};
+
+pub(super) fn start(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    id: Uuid,
+    sizes: &[u64],
+) -> StoreResult<ImportRecord> {
+    let import = imports::get_locked(tx, workspace_id, id)?;
+    if import.status != ImportStatus::New {
+        return Err(StoreError::Conflict(format!(
+            "the import is {} and no longer waits for its sources",
+            import.status
+        )));
+    }
+    if sizes.len() != import.tables.len() {
+        return Err(StoreError::Invalid(format!(
+            "the import has {} inputs, not {}",
+            import.tables.len(),
+            sizes.len()
+        )));
+    }
+    for (table, size) in import.tables.iter().zip(sizes) {
+        tx.execute(
+            "UPDATE intake_import_tables SET status = 'queued', file_size = $3, bytes_total = $3
+             WHERE import_id = $1 AND position = $2",
+            &[&id, &i64::from(table.position), &(*size as i64)],
+        )?;
+    }
+    let total: u64 = sizes.iter().sum();
+    tx.execute(
+        "UPDATE intake_imports SET status = 'queued', step = 'queued', bytes_total = $2,
+         updated_at = $3 WHERE id = $1",
+        &[&id, &(total as i64), &now()],
+    )?;
+    imports::append_event(
+        tx,
+        workspace_id,
+        id,
+        ImportStatus::Queued.event_type(),
+        &serde_json::json!({"status": "queued"}),
+    )?;
+    imports::get(tx, workspace_id, id)
+}
+
+pub(super) fn purge(
+    tx: &mut Transaction<'_>,
+    ws: &Workspace,
+    id: Uuid,
+    remove_rows: bool,
+) -> StoreResult<PurgedImport> {
+    let import = imports::get_locked(tx, ws.id, id)?;
+    if !(import.status.is_terminal() || import.status == ImportStatus::New) {
+        return Err(StoreError::Conflict(format!(
+            "the import is {} and cannot be deleted until it ends",
+            import.status
+        )));
+    }
+    let mut rows_deleted = 0u64;
+    // A dry run wrote nothing: rows carrying its number belong to another import.
+    if remove_rows && !import.dry_run {
+        let mut done: Vec<&str> = Vec::new();
+        for table in &import.tables {
+            if done.contains(&table.table.as_str()) {
+                continue;
+            }
+            done.push(&table.table);
+            // A table dropped since has no rows left to delete.
+            let exists = tx.query_opt(
+                "SELECT 1 FROM intake_tables WHERE workspace_id = $1 AND name = $2",
+                &[&ws.id, &table.table],
+            )?;
+            if exists.is_none() {
+                continue;
+            }
+            rows_deleted += tx.execute(
+                &format!(
+                    "DELETE FROM {} WHERE {} = $1",
+                    qualified(&ws.slug, &table.table),
+                    quote(IMPORT_COLUMN)
+                ),
+                &[&import.number],
+            )?;
+        }
+    }
+    tx.execute(
+        "DELETE FROM intake_idempotency WHERE workspace_id = $1 AND import_id = $2",
+        &[&ws.id, &id],
+    )?;
+    // Its tables, row errors, events and undo journal go with it (ON DELETE CASCADE).
+    tx.execute("DELETE FROM intake_imports WHERE id = $1", &[&id])?;
+    Ok(PurgedImport {
+        rows_deleted,
+        blob_keys: import
+            .tables
+            .iter()
+            .filter_map(|t| t.blob_key.clone())
+            .collect(),
+    })
+}
+
+pub(super) fn relabel(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    id: Uuid,
+    labels: &ImportLabels,
+) -> StoreResult<ImportRecord> {
+    let import = imports::get_locked(tx, workspace_id, id)?;
+    let reference = labels.reference.clone().unwrap_or(import.reference);
+    let origin = labels
+        .reference_origin
+        .clone()
+        .unwrap_or(import.reference_origin);
+    let metadata = labels.metadata.clone().unwrap_or(import.metadata);
+    tx.execute(
+        "UPDATE intake_imports SET reference = $2, reference_origin = $3, metadata = $4,
+         updated_at = $5 WHERE id = $1",
+        &[&id, &reference, &origin, &metadata, &now()],
+    )?;
+    imports::get(tx, workspace_id, id)
+}
+
+pub(super) fn set_input_source(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    id: Uuid,
+    position: u32,
+    format: &str,
+    options: &serde_json::Value,
+) -> StoreResult<()> {
+    let import = imports::get_locked(tx, workspace_id, id)?;
+    if import.status != ImportStatus::New {
+        return Err(StoreError::Conflict(format!(
+            "the import is {} and no longer waits for its file",
+            import.status
+        )));
+    }
+    tx.execute(
+        "UPDATE intake_import_tables SET format = $3, options = $4
+         WHERE import_id = $1 AND position = $2",
+        &[&id, &i64::from(position), &format, options],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,733 @@
+//! The PostgreSQL backend: Intake's metadata in `intake_*` tables of the `public` schema, and
+//! each workspace's tables in a schema of its own named by its slug (`acme.orders`), so that
+//! `psql` users query them directly. Any number of processes share one database: claims use
+//! `FOR UPDATE SKIP LOCKED` and leases on the database's clock, per-workspace limits are
+//! checked under a workspace lock, and events are appended under a workspace lock so that
+//! their ids become visible in id order.
+//!
+//! The client is the synchronous `postgres` crate: every operation runs as a blocking closure
+//! on tokio's blocking pool (like the SQLite backend), on a connection from a small pool.
+//! Connections do not use TLS (`NoTls`).
+
+mod imports;
+mod lifecycle;
+mod pool;
+mod search;
+mod tables;
+mod values;
+mod webhooks;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ::postgres::error::SqlState;
+use ::postgres::{Client, IsolationLevel, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::*;
+use crate::model::{Role, Step, TableSchema};
+use pool::Pool;
+
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// Connections one process keeps open at most.
+const MAX_CONNECTIONS: usize = 8;
+
+/// The advisory lock (bigint form) held while migrations run, so that processes starting
+/// together migrate one after the other.
+const MIGRATION_LOCK: i64 = 0x696e_7461_6b65_0001;
+
+/// Advisory lock classes (two-int form; the second int is a workspace's hash).
+const EVENTS_LOCK: i32 = 0x696e_0001;
+const CLAIMS_LOCK: i32 = 0x696e_0002;
+const BOOTSTRAP_LOCK: i32 = 0x696e_0003;
+
+/// How many times a transaction that lost a deadlock is run again.
+const RETRIES: usize = 3;
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => StoreError::Database(format!(
+                "{}: {} ({})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            )),
+            None => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+/// Intake's store on a PostgreSQL database.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pool: Pool,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`) and runs pending
+    /// migrations. Blocking; may be called from async code (it works on a thread of its own).
+    pub fn connect(url: &str) -> StoreResult<PgStore> {
+        let url = url.to_owned();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let pool = Pool::new(&url, MAX_CONNECTIONS)?;
+                {
+                    let mut conn = pool.get()?;
+                    migrate(&mut conn)?;
+                }
+                Ok(PgStore {
+                    inner: Arc::new(Inner { pool }),
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Database("connecting panicked".into())))
+        })
+    }
+
+    /// Runs `f` in a read-only, repeatable-read transaction (one consistent snapshot), off
+    /// the async runtime.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.pool.get()?;
+            let mut tx = conn
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+    }
+
+    /// Runs `f` in a read-committed transaction, off the async runtime.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.write_now(f))
+            .await
+            .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+    }
+}
+
+impl Inner {
+    /// Runs `f` in a transaction, committing when it succeeds; a transaction chosen as a
+    /// deadlock victim is run again.
+    pub(crate) fn write_now<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: Fn(&mut Transaction<'_>) -> StoreResult<T>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = self.pool.get()?;
+            match run_in_transaction(&mut conn, &f) {
+                Err(Retry::Again(_)) if attempt < RETRIES => continue,
+                Err(Retry::Again(e)) => return Err(e.into()),
+                Err(Retry::Fail(e)) => return Err(e),
+                Ok(out) => return Ok(out),
+            }
+        }
+    }
+}
+
+enum Retry {
+    /// A deadlock or serialization failure: running the transaction again may succeed.
+    Again(::postgres::Error),
+    Fail(StoreError),
+}
+
+fn run_in_transaction<T, F>(client: &mut Client, f: &F) -> Result<T, Retry>
+where
+    F: Fn(&mut Transaction<'_>) -> StoreResult<T>,
+{
+    let retryable = |e: ::postgres::Error| match e.code() {
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE => {
+            Retry::Again(e)
+        }
+        _ => Retry::Fail(e.into()),
+    };
+    let mut tx = client.transaction().map_err(retryable)?;
+    let out = f(&mut tx).map_err(Retry::Fail)?;
+    tx.commit().map_err(retryable)?;
+    Ok(out)
+}
+
+fn migrate(client: &mut Client) -> StoreResult<()> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+    let result = run_migrations(client);
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    result?;
+    unlocked?;
+    Ok(())
+}
+
+fn run_migrations(client: &mut Client) -> StoreResult<()> {
+    client.batch_execute(
+        "CREATE TABLE IF NOT EXISTS intake_schema_version (
+             version bigint PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )?;
+    let version: i64 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM intake_schema_version",
+            &[],
+        )?
+        .try_get(0)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let number = i as i64 + 1;
+        if number <= version {
+            continue;
+        }
+        let mut tx = client.transaction()?;
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO intake_schema_version (version) VALUES ($1)",
+            &[&number],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The current time at the precision timestamps are shown with (milliseconds), so that
+/// what a write answers equals what later reads return.
+fn now() -> OffsetDateTime {
+    ms(OffsetDateTime::now_utc())
+}
+
+/// A time cut to milliseconds: filters compare at the precision the SQLite backend keeps.
+fn ms(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .unwrap_or(t)
+}
+
+/// A workspace id folded to the second key of its advisory locks.
+fn workspace_lock_key(workspace_id: Uuid) -> i32 {
+    let v = workspace_id.as_u128();
+    ((v as u32) ^ ((v >> 32) as u32) ^ ((v >> 64) as u32) ^ ((v >> 96) as u32)) as i32
+}
+
+/// Takes a workspace's advisory lock of a class until the transaction ends.
+fn lock_workspace(tx: &mut Transaction<'_>, class: i32, workspace_id: Uuid) -> StoreResult<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&class, &workspace_lock_key(workspace_id)],
+    )?;
+    Ok(())
+}
+
+fn workspace_from_row(r: &::postgres::Row) -> StoreResult<Workspace> {
+    Ok(Workspace {
+        id: r.try_get(0)?,
+        slug: r.try_get(1)?,
+        name: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+    })
+}
+
+fn key_from_row(r: &::postgres::Row) -> StoreResult<KeyRecord> {
+    Ok(KeyRecord {
+        id: r.try_get(0)?,
+        workspace_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        role: Role::parse(&r.try_get::<_, String>(3)?).unwrap_or(Role::Viewer),
+        prefix: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+        last_used_at: r.try_get(6)?,
+        revoked_at: r.try_get(7)?,
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at";
+
+fn insert_workspace(tx: &mut Transaction<'_>, slug: &str, name: &str) -> StoreResult<Workspace> {
+    tables::check_slug(slug)?;
+    let ws = Workspace {
+        id: Uuid::now_v7(),
+        slug: slug.to_owned(),
+        name: name.to_owned(),
+        created_at: now(),
+    };
+    let taken = tx.query_opt("SELECT 1 FROM intake_workspaces WHERE slug = $1", &[&slug])?;
+    if taken.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "workspace {slug:?} already exists"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO intake_workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
+        &[&ws.id, &ws.slug, &ws.name, &ws.created_at],
+    )
+    .map_err(|e| match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
+            StoreError::Conflict(format!("workspace {slug:?} already exists"))
+        }
+        _ => e.into(),
+    })?;
+    // The workspace's tables live in a schema of its own.
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        values::quote(slug)
+    ))?;
+    Ok(ws)
+}
+
+fn insert_key(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    key: &NewKey,
+) -> StoreResult<KeyRecord> {
+    let created_at = now();
+    tx.execute(
+        "INSERT INTO intake_api_keys (id, workspace_id, name, role, prefix, hash, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &key.id,
+            &workspace_id,
+            &key.name,
+            &key.role.as_str(),
+            &key.prefix,
+            &&key.hash[..],
+            &created_at,
+        ],
+    )?;
+    Ok(KeyRecord {
+        id: key.id,
+        workspace_id,
+        name: key.name.clone(),
+        role: key.role,
+        prefix: key.prefix.clone(),
+        created_at,
+        last_used_at: None,
+        revoked_at: None,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn bootstrap(&self, owner_key: &NewKey) -> StoreResult<Option<Workspace>> {
+        let key = owner_key.clone();
+        self.write(move |tx| {
+            // Processes starting together on an empty database: one creates the workspace.
+            lock_workspace(tx, BOOTSTRAP_LOCK, Uuid::nil())?;
+            if tx
+                .query_opt("SELECT id FROM intake_workspaces LIMIT 1", &[])?
+                .is_some()
+            {
+                return Ok(None);
+            }
+            let ws = insert_workspace(tx, "default", "Default workspace")?;
+            insert_key(tx, ws.id, &key)?;
+            Ok(Some(ws))
+        })
+        .await
+    }
+
+    async fn create_workspace(&self, slug: &str, name: &str) -> StoreResult<Workspace> {
+        let (slug, name) = (slug.to_owned(), name.to_owned());
+        self.write(move |tx| insert_workspace(tx, &slug, &name))
+            .await
+    }
+
+    async fn find_workspace(&self, id_or_slug: &str) -> StoreResult<Option<Workspace>> {
+        let key = id_or_slug.to_owned();
+        self.read(move |tx| {
+            let row = match Uuid::parse_str(&key) {
+                Ok(id) => tx.query_opt(
+                    "SELECT id, slug, name, created_at FROM intake_workspaces
+                     WHERE id = $1 OR slug = $2",
+                    &[&id, &key],
+                )?,
+                Err(_) => tx.query_opt(
+                    "SELECT id, slug, name, created_at FROM intake_workspaces WHERE slug = $1",
+                    &[&key],
+                )?,
+            };
+            row.as_ref().map(workspace_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn create_key(&self, workspace_id: Uuid, key: &NewKey) -> StoreResult<KeyRecord> {
+        let key = key.clone();
+        self.write(move |tx| insert_key(tx, workspace_id, &key))
+            .await
+    }
+
+    async fn authenticate(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
+        let hash = *hash;
+        self.read(move |tx| {
+            let row = tx.query_opt(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE hash = $1 AND revoked_at IS NULL"
+                ),
+                &[&&hash[..]],
+            )?;
+            row.as_ref().map(key_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn list_keys(&self, workspace_id: Uuid) -> StoreResult<Vec<KeyRecord>> {
+        self.read(move |tx| {
+            let rows = tx.query(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE workspace_id = $1
+                     ORDER BY created_at DESC, id DESC"
+                ),
+                &[&workspace_id],
+            )?;
+            rows.iter().map(key_from_row).collect()
+        })
+        .await
+    }
+
+    async fn revoke_key(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        max_role: Role,
+    ) -> StoreResult<KeyRecord> {
+        self.write(move |tx| {
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {KEY_COLUMNS} FROM intake_api_keys
+                         WHERE id = $1 AND workspace_id = $2 FOR UPDATE"
+                    ),
+                    &[&id, &workspace_id],
+                )?
+                .ok_or(StoreError::NotFound("key"))?;
+            let key = key_from_row(&row)?;
+            if key.role > max_role {
+                return Err(StoreError::Conflict(format!(
+                    "a {} key cannot be revoked with this key",
+                    key.role.as_str()
+                )));
+            }
+            if key.revoked_at.is_some() {
+                return Ok(key);
+            }
+            let at = now();
+            tx.execute(
+                "UPDATE intake_api_keys SET revoked_at = $1 WHERE id = $2",
+                &[&at, &id],
+            )?;
+            Ok(KeyRecord {
+                revoked_at: Some(at),
+                ..key
+            })
+        })
+        .await
+    }
+
+    async fn create_table(
+        &self,
+        workspace: &Workspace,
+        schema: &TableSchema,
+    ) -> StoreResult<TableRecord> {
+        let (ws, schema) = (workspace.clone(), schema.clone());
+        self.write(move |tx| tables::create(tx, &ws, &schema)).await
+    }
+
+    async fn list_tables(&self, workspace: &Workspace) -> StoreResult<Vec<TableRecord>> {
+        let ws = workspace.clone();
+        self.read(move |tx| tables::list(tx, &ws)).await
+    }
+
+    async fn get_table(&self, workspace: &Workspace, name: &str) -> StoreResult<TableRecord> {
+        let (ws, name) = (workspace.clone(), name.to_owned());
+        self.read(move |tx| tables::get(tx, &ws, &name, true)).await
+    }
+
+    async fn delete_table(&self, workspace: &Workspace, name: &str) -> StoreResult<()> {
+        let (ws, name) = (workspace.clone(), name.to_owned());
+        self.write(move |tx| tables::delete(tx, &ws, &name)).await
+    }
+
+    async fn read_records(
+        &self,
+        workspace: &Workspace,
+        table: &TableSchema,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<RecordsPage> {
+        let (ws, table) = (workspace.clone(), table.clone());
+        self.read(move |tx| tables::read_records(tx, &ws, &table, after, limit))
+            .await
+    }
+
+    async fn create_import(&self, new: &NewImport) -> StoreResult<CreateOutcome> {
+        let new = new.clone();
+        self.write(move |tx| imports::create(tx, &new)).await
+    }
+
+    async fn find_idempotency(
+        &self,
+        workspace_id: Uuid,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        let key = key.to_owned();
+        self.read(move |tx| imports::find_idempotency(tx, workspace_id, &key))
+            .await
+    }
+
+    async fn get_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+        self.read(move |tx| imports::get(tx, workspace_id, id)).await
+    }
+
+    async fn list_imports(&self, workspace_id: Uuid, q: &ImportQuery) -> StoreResult<ImportPage> {
+        let q = q.clone();
+        self.read(move |tx| imports::list(tx, workspace_id, &q)).await
+    }
+
+    async fn list_row_errors(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredRowError>> {
+        self.read(move |tx| imports::row_errors(tx, workspace_id, id, after, limit))
+            .await
+    }
+
+    async fn list_events(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.read(move |tx| imports::events(tx, workspace_id, id, after, limit))
+            .await
+    }
+
+    async fn list_workspace_events(
+        &self,
+        workspace_id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.read(move |tx| webhooks::workspace_events(tx, workspace_id, after, limit))
+            .await
+    }
+
+    async fn create_webhook(
+        &self,
+        workspace_id: Uuid,
+        hook: &NewWebhook,
+    ) -> StoreResult<WebhookRecord> {
+        let hook = hook.clone();
+        self.write(move |tx| webhooks::create(tx, workspace_id, &hook))
+            .await
+    }
+
+    async fn list_webhooks(&self, workspace_id: Uuid) -> StoreResult<Vec<WebhookRecord>> {
+        self.read(move |tx| webhooks::list(tx, workspace_id)).await
+    }
+
+    async fn delete_webhook(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<()> {
+        self.write(move |tx| webhooks::delete(tx, workspace_id, id))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        workspace_id: Uuid,
+        webhook_id: Uuid,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        self.read(move |tx| webhooks::deliveries(tx, workspace_id, webhook_id, after, limit))
+            .await
+    }
+
+    async fn claim_deliveries(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>> {
+        self.write(move |tx| webhooks::claim(tx, limit, lease_ms))
+            .await
+    }
+
+    async fn record_delivery(&self, id: i64, outcome: &DeliveryOutcome) -> StoreResult<()> {
+        let outcome = outcome.clone();
+        self.write(move |tx| webhooks::record(tx, id, &outcome))
+            .await
+    }
+
+    async fn request_cancel(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+        self.write(move |tx| imports::request_cancel(tx, workspace_id, id))
+            .await
+    }
+
+    async fn claim_import(
+        &self,
+        worker: &str,
+        lease_ms: i64,
+        per_workspace: u32,
+    ) -> StoreResult<Option<Claim>> {
+        let worker = worker.to_owned();
+        self.write(move |tx| imports::claim(tx, &worker, lease_ms, per_workspace))
+            .await
+    }
+
+    async fn renew_lease(&self, claim: &Claim, lease_ms: i64) -> StoreResult<LeaseState> {
+        let (id, token) = (claim.import.id, claim.token);
+        self.write(move |tx| imports::check_lease(tx, id, token, lease_ms))
+            .await
+    }
+
+    async fn start_table(
+        &self,
+        claim: &Claim,
+        position: u32,
+        start: &TableStart,
+    ) -> StoreResult<()> {
+        let (claim, start) = (claim.clone(), start.clone());
+        self.write(move |tx| imports::start_table(tx, &claim, position, &start))
+            .await
+    }
+
+    fn open_writer(&self, claim: &Claim, plan: WritePlan) -> StoreResult<Box<dyn BatchWriter>> {
+        // Nothing blocking here: this is called on async tasks. The writer connects on its
+        // first operation, which runs on a blocking thread.
+        Ok(Box::new(writer::PgWriter::new(
+            self.inner.clone(),
+            claim,
+            plan,
+        )))
+    }
+
+    async fn finish_table(&self, claim: &Claim, position: u32, end: &TableEnd) -> StoreResult<()> {
+        let (claim, end) = (claim.clone(), end.clone());
+        self.write(move |tx| imports::finish_table(tx, &claim, position, &end))
+            .await
+    }
+
+    async fn finish_import(&self, claim: &Claim, end: &ImportEnd) -> StoreResult<()> {
+        let (claim, end) = (claim.clone(), end.clone());
+        self.write(move |tx| imports::finish(tx, &claim, &end))
+            .await
+    }
+
+    async fn set_step(&self, claim: &Claim, step: Step, error: Option<&str>) -> StoreResult<()> {
+        let (claim, error) = (claim.clone(), error.map(str::to_owned));
+        self.write(move |tx| imports::set_step(tx, &claim, step, error.as_deref()))
+            .await
+    }
+
+    async fn request_rollback(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+        self.write(move |tx| imports::request_rollback(tx, workspace_id, id))
+            .await
+    }
+
+    async fn delete_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Vec<String>> {
+        self.write(move |tx| imports::delete(tx, workspace_id, id))
+            .await
+    }
+
+    async fn prune(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        self.write(move |tx| imports::prune(tx, now)).await
+    }
+
+    async fn append_event(
+        &self,
+        workspace_id: Uuid,
+        import_id: Uuid,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> StoreResult<()> {
+        let (kind, data) = (kind.to_owned(), data.clone());
+        self.write(move |tx| imports::append_event(tx, workspace_id, import_id, &kind, &data))
+            .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|tx| {
+            tx.query_one("SELECT 1", &[])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn search_imports(
+        &self,
+        workspace_id: Uuid,
+        q: &ImportSearch,
+    ) -> StoreResult<SearchPage> {
+        let q = q.clone();
+        self.read(move |tx| search::search(tx, workspace_id, &q))
+            .await
+    }
+
+    async fn start_import(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        sizes: &[u64],
+    ) -> StoreResult<ImportRecord> {
+        let sizes = sizes.to_vec();
+        self.write(move |tx| lifecycle::start(tx, workspace_id, id, &sizes))
+            .await
+    }
+
+    async fn purge_import(
+        &self,
+        workspace: &Workspace,
+        id: Uuid,
+        remove_rows: bool,
+    ) -> StoreResult<PurgedImport> {
+        let ws = workspace.clone();
+        self.write(move |tx| lifecycle::purge(tx, &ws, id, remove_rows))
+            .await
+    }
+
+    async fn set_input_source(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        position: u32,
+        format: &str,
+        options: &serde_json::Value,
+    ) -> StoreResult<()> {
+        let (format, options) = (format.to_owned(), options.clone());
+        self.write(move |tx| {
+            lifecycle::set_input_source(tx, workspace_id, id, position, &format, &options)
+        })
+        .await
+    }
+
+    async fn relabel_import(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        labels: &ImportLabels,
+    ) -> StoreResult<ImportRecord> {
+        let labels = labels.clone();
+        self.write(move |tx| lifecycle::relabel(tx, workspace_id, id, &labels))
+            .await
+    }
+}

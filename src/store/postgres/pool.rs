@@ -1,0 +1,164 @@
+//! A small blocking connection pool: a few lines instead of a pool crate. Connections are
+//! taken for one operation (one transaction) and given back; a connection found closed is
+//! dropped and replaced by a new one on demand.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use ::postgres::{Client, NoTls};
+
+use super::{StoreError, StoreResult};
+
+/// How long an operation waits for a free connection before it fails.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Open connections to one database, at most `max` at a time.
+pub(crate) struct Pool {
+    config: ::postgres::Config,
+    max: usize,
+    state: Mutex<State>,
+    freed: Condvar,
+}
+
+struct State {
+    idle: Vec<Client>,
+    /// Connections open, idle or taken.
+    open: usize,
+}
+
+/// A connection taken from the pool; given back when dropped.
+pub(crate) struct Conn<'a> {
+    pool: &'a Pool,
+    client: Option<Client>,
+}
+
+impl Pool {
+    /// A pool for the database at `url` (a `postgres://` URL or key=value string).
+    pub(crate) fn new(url: &str, max: usize) -> StoreResult<Pool> {
+        let mut config: ::postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("invalid database URL: {e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("intake");
+        }
+        Ok(Pool {
+            config,
+            max: max.max(1),
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+        })
+    }
+
+    /// Takes an idle connection, opens one if fewer than `max` are open, or waits for one.
+    pub(crate) fn get(&self) -> StoreResult<Conn<'_>> {
+        let poisoned = || StoreError::Database("connection pool poisoned".into());
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        loop {
+            while let Some(client) = state.idle.pop() {
+                if client.is_closed() {
+                    state.open -= 1;
+                    discard(client);
+                    continue;
+                }
+                return Ok(Conn {
+                    pool: self,
+                    client: Some(client),
+                });
+            }
+            if state.open < self.max {
+                state.open += 1;
+                drop(state);
+                return match self.connect() {
+                    Ok(client) => Ok(Conn {
+                        pool: self,
+                        client: Some(client),
+                    }),
+                    Err(e) => {
+                        if let Ok(mut state) = self.state.lock() {
+                            state.open -= 1;
+                        }
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            let (next, timeout) = self
+                .freed
+                .wait_timeout(state, WAIT)
+                .map_err(|_| poisoned())?;
+            state = next;
+            if timeout.timed_out() && state.idle.is_empty() && state.open >= self.max {
+                return Err(StoreError::Database(
+                    "no database connection became free in time".into(),
+                ));
+            }
+        }
+    }
+
+    fn connect(&self) -> StoreResult<Client> {
+        let mut client = self.config.connect(NoTls)?;
+        // UTC and shortest exact floats: what the journal's JSON rows are written with.
+        client.batch_execute("SET TIME ZONE 'UTC'; SET extra_float_digits = 1")?;
+        Ok(client)
+    }
+
+    fn give_back(&self, client: Client) {
+        let Ok(mut state) = self.state.lock() else {
+            discard(client);
+            return;
+        };
+        if client.is_closed() {
+            state.open -= 1;
+            discard(client);
+        } else {
+            state.idle.push(client);
+        }
+        drop(state);
+        self.freed.notify_one();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Ok(state) = self.state.get_mut() {
+            for client in state.idle.drain(..) {
+                discard(client);
+            }
+        }
+    }
+}
+
+/// Closes a connection on a thread of its own: closing blocks on the client's runtime, which
+/// must not happen on an async task (the pool may be dropped on one).
+fn discard(client: Client) {
+    let _ = std::thread::Builder::new()
+        .name("intake-pg-close".into())
+        .spawn(move || drop(client));
+}
+
+impl Deref for Conn<'_> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        // Only `drop` takes the client out.
+        self.client.as_ref().expect("pooled connection present until dropped")
+    }
+}
+
+impl DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("pooled connection present until dropped")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            self.pool.give_back(client);
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Webhooks, their deliveries, and the workspace-wide event feed.
+
+use ::postgres::{Row, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::imports::event_from_row;
+use super::{StoreError, StoreResult, now};
+use crate::store::{
+    DeliveryOutcome, DeliveryRecord, DueDelivery, EventRecord, NewWebhook, WebhookRecord,
+};
+
+/// The current time in Unix milliseconds (how the engine schedules retries).
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Queues a delivery of an event to every webhook of the workspace subscribed to its type;
+/// called in the transaction that appends the event.
+pub(super) fn enqueue(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    import_id: Uuid,
+    event_id: i64,
+    kind: &str,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO intake_webhook_deliveries (webhook_id, workspace_id, event_id, event_type,
+         import_id, status, next_attempt_at, created_at)
+         SELECT w.id, w.workspace_id, $1, $2, $3, 'pending', $4, $5 FROM intake_webhooks w
+         WHERE w.workspace_id = $6 AND $2 = ANY (w.events)",
+        &[
+            &event_id,
+            &kind,
+            &import_id,
+            &now_ms(),
+            &now(),
+            &workspace_id,
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn workspace_events(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    after: Option<i64>,
+    limit: u32,
+) -> StoreResult<Vec<EventRecord>> {
+    let rows = tx.query(
+        "SELECT id, import_id, kind, data, created_at FROM intake_events
+         WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        &[&workspace_id, &after.unwrap_or(0), &i64::from(limit)],
+    )?;
+    rows.iter().map(event_from_row).collect()
+}
+
+fn webhook_from_row(r: &Row) -> StoreResult<WebhookRecord> {
+    Ok(WebhookRecord {
+        id: r.try_get(0)?,
+        url: r.try_get(1)?,
+        events: r.try_get(2)?,
+        secret: r.try_get(3)?,
+        description: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+    })
+}
+
+const WEBHOOK_COLUMNS: &str = "id, url, events, secret, description, created_at";
+
+pub(super) fn create(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    hook: &NewWebhook,
+) -> StoreResult<WebhookRecord> {
+    tx.execute(
+        "INSERT INTO intake_webhooks (id, workspace_id, url, events, secret, description, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &hook.id,
+            &workspace_id,
+            &hook.url,
+            &hook.events,
+            &hook.secret,
+            &hook.description,
+            &now(),
+        ],
+    )?;
+    get(tx, workspace_id, hook.id)
+}
+
+fn get(tx: &mut Transaction<'_>, workspace_id: Uuid, id: Uuid) -> StoreResult<WebhookRecord> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "SELECT {WEBHOOK_COLUMNS} FROM intake_webhooks WHERE id = $1 AND workspace_id = $2"
+            ),
+            &[&id, &workspace_id],
+        )?
+        .ok_or(StoreError::NotFound("webhook"))?;
+    webhook_from_row(&row)
+}
+
+pub(super) fn list(tx: &mut Transaction<'_>, workspace_id: Uuid) -> StoreResult<Vec<WebhookRecord>> {
+    let rows = tx.query(
+        &format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM intake_webhooks WHERE workspace_id = $1
+             ORDER BY created_at, id"
+        ),
+        &[&workspace_id],
+    )?;
+    rows.iter().map(webhook_from_row).collect()
+}
+
+pub(super) fn delete(tx: &mut Transaction<'_>, workspace_id: Uuid, id: Uuid) -> StoreResult<()> {
+    get(tx, workspace_id, id)?;
+    tx.execute("DELETE FROM intake_webhooks WHERE id = $1", &[&id])?;
+    Ok(())
+}
+
+pub(super) fn deliveries(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    webhook_id: Uuid,
+    after: Option<i64>,
+    limit: u32,
+) -> StoreResult<Vec<DeliveryRecord>> {
+    get(tx, workspace_id, webhook_id)?;
+    let rows = tx.query(
+        "SELECT id, event_id, event_type, import_id, status, attempts, last_status_code,
+         last_error, next_attempt_at, created_at, delivered_at FROM intake_webhook_deliveries
+         WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        &[&webhook_id, &after.unwrap_or(i64::MAX), &i64::from(limit)],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeliveryRecord {
+                id: r.try_get(0)?,
+                event_id: r.try_get(1)?,
+                event_type: r.try_get(2)?,
+                import_id: r.try_get(3)?,
+                status: r.try_get(4)?,
+                attempts: u32::try_from(r.try_get::<_, i64>(5)?).unwrap_or(u32::MAX),
+                last_status_code: r
+                    .try_get::<_, Option<i64>>(6)?
+                    .and_then(|c| u16::try_from(c).ok()),
+                last_error: r.try_get(7)?,
+                next_attempt_at: r.try_get(8)?,
+                created_at: r.try_get(9)?,
+                delivered_at: r.try_get(10)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn claim(
+    tx: &mut Transaction<'_>,
+    limit: u32,
+    lease_ms: i64,
+) -> StoreResult<Vec<DueDelivery>> {
+    let now = now_ms();
+    // Deliveries another process is claiming right now are skipped, not waited for; a
+    // claimed delivery is not due again before its lease ends.
+    let rows = tx.query(
+        "SELECT d.id, d.workspace_id, w.url, w.secret, d.event_id, d.event_type,
+         e.created_at, d.import_id, d.attempts
+         FROM intake_webhook_deliveries d
+         JOIN intake_webhooks w ON w.id = d.webhook_id
+         JOIN intake_events e ON e.id = d.event_id
+         WHERE d.status = 'pending' AND d.next_attempt_at <= $1
+         ORDER BY d.next_attempt_at, d.id LIMIT $2
+         FOR UPDATE OF d SKIP LOCKED",
+        &[&now, &i64::from(limit)],
+    )?;
+    let due: Vec<DueDelivery> = rows
+        .iter()
+        .map(|r| {
+            Ok(DueDelivery {
+                id: r.try_get(0)?,
+                workspace_id: r.try_get(1)?,
+                url: r.try_get(2)?,
+                secret: r.try_get(3)?,
+                event_id: r.try_get(4)?,
+                event_type: r.try_get(5)?,
+                event_created_at: r.try_get(6)?,
+                import_id: r.try_get(7)?,
+                attempts: u32::try_from(r.try_get::<_, i64>(8)?).unwrap_or(u32::MAX),
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    let ids: Vec<i64> = due.iter().map(|d| d.id).collect();
+    if !ids.is_empty() {
+        tx.execute(
+            "UPDATE intake_webhook_deliveries SET next_attempt_at = $2 WHERE id = ANY ($1)",
+            &[&ids, &(now + lease_ms)],
+        )?;
+    }
+    Ok(due)
+}
+
+pub(super) fn record(
+    tx: &mut Transaction<'_>,
+    id: i64,
+    outcome: &DeliveryOutcome,
+) -> StoreResult<()> {
+    let status = match (outcome.succeeded, outcome.retry_at) {
+        (true, _) => "succeeded",
+        (false, Some(_)) => "pending",
+        (false, None) => "failed",
+    };
+    tx.execute(
+        "UPDATE intake_webhook_deliveries SET status = $2, attempts = attempts + 1,
+         last_status_code = $3, last_error = $4, next_attempt_at = coalesce($5, next_attempt_at),
+         delivered_at = CASE WHEN $2 = 'succeeded' THEN $6 ELSE delivered_at END
+         WHERE id = $1",
+        &[
+            &id,
+            &status,
+            &outcome.status_code.map(i64::from),
+            &outcome.error,
+            &outcome.retry_at,
+            &now(),
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,1262 @@
+//! The batch writer: loads typed rows into a user table, one transaction per batch holding
+//! the rows, the undo journal, the row errors, the counts and the checkpoint.
+//!
+//! The bulk path is set-based: a batch is encoded once as a binary COPY stream. An insert
+//! first COPYs it straight into the table (the common case: no key is taken); when a key is
+//! taken, that COPY is undone and the batch goes through a temporary staging table and one
+//! `INSERT … SELECT … ON CONFLICT DO NOTHING`, which keeps exactly the rows the SQLite
+//! backend's row-by-row inserts keep (the first of duplicates). An upsert classifies the
+//! staged rows against the table and against earlier rows of the same key in one statement
+//! that also journals the previous versions and writes the last version of each key. Only a
+//! batch whose upsert breaks a unique column other than the key is replayed row by row, the
+//! only way to reproduce the row-by-row outcome of such conflicts.
+
+use std::cell::Cell as Slot;
+use std::io::Write;
+use std::sync::Arc;
+
+use ::postgres::Transaction;
+use ::postgres::error::SqlState;
+use ::postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::imports::{append_event, check_lease, mark_table_finished};
+use super::tables::{
+    IMPORT_COLUMN, ROW_COLUMN, create_sql, db_message, exists, side_table, undo_table,
+    workspace_slug,
+};
+use super::values::{
+    Cell, Unstorable, compare_expr, copy_header, copy_trailer, encode_field, qualified, quote,
+    scalar_type,
+};
+use super::{Inner, StoreError, StoreResult, now};
+use crate::model::{ColumnType, Mode, RowError, RowErrorCode, Value};
+use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, DEFAULT_LEASE_MS, TableEnd, WritePlan};
+
+/// Writes one table of one import into PostgreSQL.
+pub struct PgWriter {
+    inner: Arc<Inner>,
+    import_id: Uuid,
+    workspace_id: Uuid,
+    number: i64,
+    token: i64,
+    plan: WritePlan,
+    cleanup: bool,
+    key: Vec<usize>,
+    /// Where the rows go; known after the first operation (which runs off the async runtime).
+    names: Option<Names>,
+    /// Whether the side tables of a write exist (created once, in their own transaction).
+    prepared: bool,
+    /// Whether batches may still be COPYed straight into the target: until a key is taken.
+    direct: Slot<bool>,
+    /// The `_intake_row` of the next row written to the target.
+    next_row: Slot<Option<i64>>,
+}
+
+/// The tables a writer works on, in the workspace's schema.
+struct Names {
+    slug: String,
+    /// The real table.
+    table: String,
+    /// The table rows go to: the real table, or for replace the table that will be swapped in.
+    target: String,
+    /// A dry run with cleanup writes nothing, so no row is marked as seen in the table: the
+    /// keys of the rows it would have written go to this scratch table instead, committed with
+    /// each batch's checkpoint, and the rows it would destroy are those whose key is not in it.
+    seen: Option<String>,
+    /// The session's temporary staging table (named by the table's shape).
+    stage: String,
+}
+
+/// A batch encoded for COPY: the valid rows' tuples and the rows PostgreSQL cannot store.
+struct Encoded {
+    copy: Vec<u8>,
+    /// Tuples in the stream.
+    tuples: u64,
+    /// `_intake_row` of the batch's row i is `base + i`.
+    base: i64,
+    refused: Vec<(usize, RowError)>,
+}
+
+impl Names {
+    fn target(&self) -> String {
+        qualified(&self.slug, &self.target)
+    }
+
+    fn table(&self) -> String {
+        qualified(&self.slug, &self.table)
+    }
+}
+
+impl PgWriter {
+    /// A writer for one table of a claimed import; connects on its first operation.
+    pub fn new(inner: Arc<Inner>, claim: &Claim, plan: WritePlan) -> PgWriter {
+        let key = plan.schema.key_indexes();
+        let cleanup = claim.import.cleanup_records && plan.mode == Mode::Upsert;
+        PgWriter {
+            inner,
+            import_id: claim.import.id,
+            workspace_id: claim.import.workspace_id,
+            number: claim.import.number,
+            token: claim.token,
+            plan,
+            cleanup,
+            key,
+            names: None,
+            prepared: false,
+            direct: Slot::new(true),
+            next_row: Slot::new(None),
+        }
+    }
+
+    /// Learns the workspace's schema and names the tables.
+    fn names(&mut self) -> StoreResult<&Names> {
+        if self.names.is_none() {
+            let workspace_id = self.workspace_id;
+            let slug = self
+                .inner
+                .write_now(|tx| workspace_slug(tx, workspace_id))?;
+            let table = self.plan.schema.name.as_str().to_owned();
+            let number = self.number;
+            let target = match (self.plan.mode, self.plan.dry_run) {
+                (Mode::Replace, false) => side_table(&table, "replace", number),
+                (Mode::Replace, true) => side_table(&table, "dry_run", number),
+                _ => table.clone(),
+            };
+            let seen = (self.cleanup && self.plan.dry_run).then(|| side_table(&table, "seen", number));
+            let stage = format!("intake_stage_{:016x}", shape_hash(&self.plan));
+            self.names = Some(Names {
+                slug,
+                table,
+                target,
+                seen,
+                stage,
+            });
+        }
+        self.names
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("writer names missing".into()))
+    }
+
+    /// Creates the tables a write needs beside the real one: a replace's new table (for a
+    /// dry run, an unlogged one that is dropped at the end), a dry run's seen keys.
+    fn prepare(&mut self) -> StoreResult<()> {
+        if self.prepared {
+            return Ok(());
+        }
+        self.names()?;
+        let names = self
+            .names
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        let schema = &self.plan.schema;
+        let key = &self.key;
+        let replace = self.plan.mode == Mode::Replace;
+        let dry_run = self.plan.dry_run;
+        self.inner.write_now(|tx| {
+            if let Some(seen) = &names.seen
+                && !exists(tx, &names.slug, seen)?
+            {
+                // Same types as the key columns, so that keys compare as in the table.
+                let cols: Vec<String> = key
+                    .iter()
+                    .map(|&i| {
+                        let c = &schema.columns[i];
+                        format!("{} {}", quote(c.name.as_str()), scalar_type(c.ty))
+                    })
+                    .collect();
+                let names_list: Vec<String> = key
+                    .iter()
+                    .map(|&i| quote(schema.columns[i].name.as_str()))
+                    .collect();
+                tx.batch_execute(&format!(
+                    "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
+                    qualified(&names.slug, seen),
+                    cols.join(", "),
+                    names_list.join(", ")
+                ))?;
+            }
+            if replace && !exists(tx, &names.slug, &names.target)? {
+                tx.batch_execute(&create_sql(&names.slug, &names.target, schema, dry_run))?;
+            }
+            Ok(())
+        })?;
+        self.prepared = true;
+        Ok(())
+    }
+
+    /// The `_intake_row` the next batch starts at: past every row of the target. Known once
+    /// per writer: while an import runs, no other import writes its table.
+    fn next_row(&self, names: &Names) -> StoreResult<i64> {
+        if let Some(n) = self.next_row.get() {
+            return Ok(n);
+        }
+        let target = names.target();
+        let n = self.inner.write_now(|tx| {
+            Ok(tx
+                .query_one(
+                    &format!(
+                        "SELECT coalesce(max({}), 0) + 1 FROM {target}",
+                        quote(ROW_COLUMN)
+                    ),
+                    &[],
+                )?
+                .try_get::<_, i64>(0)?)
+        })?;
+        self.next_row.set(Some(n));
+        Ok(n)
+    }
+
+    /// Encodes the batch's rows as a binary COPY stream of the table's columns followed by
+    /// `_intake_import` and `_intake_row`.
+    fn encode(&self, batch: &Batch, base: i64) -> Encoded {
+        let cols = &self.plan.schema.columns;
+        let mut copy = Vec::with_capacity(64 + batch.rows.len() * (cols.len() * 12 + 32));
+        copy_header(&mut copy);
+        let mut tuples = 0;
+        let mut refused = Vec::new();
+        let width = (cols.len() + 2) as i16;
+        for (i, row) in batch.rows.iter().enumerate() {
+            let start = copy.len();
+            copy.extend_from_slice(&width.to_be_bytes());
+            let mut bad = None;
+            for (col, v) in cols.iter().zip(&row.values) {
+                if let Err(e) = encode_field(col.ty, v, &mut copy) {
+                    bad = Some((col, e));
+                    break;
+                }
+            }
+            if let Some((col, why)) = bad {
+                copy.truncate(start);
+                refused.push((
+                    i,
+                    RowError {
+                        line: row.line,
+                        record: row.record,
+                        column: Some(col.name.as_str().to_owned()),
+                        code: match why {
+                            Unstorable::Nul => RowErrorCode::InvalidEncoding,
+                            Unstorable::Mismatch => RowErrorCode::InvalidType,
+                        },
+                        message: match why {
+                            Unstorable::Nul => {
+                                "the value contains the NUL character (U+0000), which the database cannot store".into()
+                            }
+                            Unstorable::Mismatch => "the value does not fit the column".into(),
+                        },
+                        row: row.original.to_json(),
+                    },
+                ));
+                continue;
+            }
+            let _ = encode_field(ColumnType::Integer, &Value::Int(self.number), &mut copy);
+            let _ = encode_field(ColumnType::Integer, &Value::Int(base + i as i64), &mut copy);
+            tuples += 1;
+        }
+        copy_trailer(&mut copy);
+        Encoded {
+            copy,
+            tuples,
+            base,
+            refused,
+        }
+    }
+
+    /// The column list of COPY and INSERT: the table's columns and the bookkeeping ones.
+    fn column_list(&self) -> String {
+        self.plan
+            .schema
+            .columns
+            .iter()
+            .map(|c| quote(c.name.as_str()))
+            .chain([quote(IMPORT_COLUMN), quote(ROW_COLUMN)])
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn key_names(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .map(|&i| quote(self.plan.schema.columns[i].name.as_str()))
+            .collect()
+    }
+
+    /// `a.k1 = b.k1 AND a.k2 = b.k2`.
+    fn key_match(&self, a: &str, b: &str) -> String {
+        self.key_names()
+            .iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    fn copy_into(&self, tx: &mut Transaction<'_>, table: &str, enc: &Encoded) -> StoreResult<()> {
+        let mut w = tx.copy_in(&format!(
+            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+            self.column_list()
+        ))?;
+        w.write_all(&enc.copy)
+            .map_err(|e| StoreError::Database(format!("copy: {e}")))?;
+        w.finish()?;
+        Ok(())
+    }
+
+    /// Loads the batch into the session's staging table (emptied at commit).
+    fn stage(&self, tx: &mut Transaction<'_>, names: &Names, enc: &Encoded) -> StoreResult<()> {
+        let stage = quote(&names.stage);
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {}) ON COMMIT DELETE ROWS",
+            names.target()
+        ))?;
+        self.copy_into(tx, &stage, enc)
+    }
+
+    /// Inserts the batch (insert and replace modes): a taken key (or unique value) makes the
+    /// row a `duplicate_key` error, as the SQLite backend's inserts do.
+    fn insert_rows(
+        &self,
+        tx: &mut Transaction<'_>,
+        names: &Names,
+        batch: &Batch,
+        enc: &Encoded,
+        out: &mut BatchOutcome,
+        db_errors: &mut Vec<(usize, RowError)>,
+    ) -> StoreResult<()> {
+        if enc.tuples == 0 {
+            return Ok(());
+        }
+        let target = names.target();
+        if self.direct.get() {
+            tx.batch_execute("SAVEPOINT direct")?;
+            match self.copy_into(tx, &target, enc) {
+                Ok(()) => {
+                    tx.batch_execute("RELEASE direct")?;
+                    out.created += enc.tuples;
+                    return Ok(());
+                }
+                Err(_) => {
+                    // A taken key (or any refusal): the staged path sorts it out row by row's
+                    // outcome, and later batches go straight to it.
+                    tx.batch_execute("ROLLBACK TO direct; RELEASE direct")?;
+                    self.direct.set(false);
+                }
+            }
+        }
+        self.stage(tx, names, enc)?;
+        let cols = self.column_list();
+        let row = quote(ROW_COLUMN);
+        let rejected: Vec<i64> = tx
+            .query(
+                &format!(
+                    "WITH ins AS (
+                         INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} ORDER BY {row}
+                         ON CONFLICT DO NOTHING RETURNING {row})
+                     SELECT s.{row} FROM {stage} s
+                     WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.{row} = s.{row})
+                     ORDER BY s.{row}",
+                    stage = quote(&names.stage)
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        out.created += enc.tuples - rejected.len() as u64;
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let labels = self.conflict_columns(tx, names, &rejected)?;
+        for (ir, label) in rejected.iter().zip(labels) {
+            let i = (ir - enc.base) as usize;
+            if let Some(row) = batch.rows.get(i) {
+                db_errors.push((i, duplicate(row, label)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Which constraint each rejected staged row broke, checked in SQLite's order (the key,
+    /// then unique columns from the last), against the rows present when it was inserted.
+    fn conflict_columns(
+        &self,
+        tx: &mut Transaction<'_>,
+        names: &Names,
+        rejected: &[i64],
+    ) -> StoreResult<Vec<Option<String>>> {
+        let schema = &self.plan.schema;
+        let mut constraints: Vec<(Vec<String>, String)> = Vec::new();
+        if !self.key.is_empty() {
+            let cols: Vec<&str> = self
+                .key
+                .iter()
+                .map(|&i| schema.columns[i].name.as_str())
+                .collect();
+            constraints.push((
+                cols.iter().map(|c| quote(c)).collect(),
+                cols.join(", "),
+            ));
+        }
+        let single_key = (schema.primary_key.len() == 1).then(|| &schema.primary_key[0]);
+        for c in schema.columns.iter().rev() {
+            if c.unique && single_key != Some(&c.name) {
+                constraints.push((vec![quote(c.name.as_str())], c.name.as_str().to_owned()));
+            }
+        }
+        let row = quote(ROW_COLUMN);
+        let cases: Vec<String> = constraints
+            .iter()
+            .enumerate()
+            .map(|(n, (cols, _))| {
+                let cond: Vec<String> = cols.iter().map(|c| format!("t.{c} = s.{c}")).collect();
+                format!(
+                    "WHEN EXISTS (SELECT 1 FROM {} t WHERE {} AND t.{row} < s.{row}) THEN {n}",
+                    names.target(),
+                    cond.join(" AND ")
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT s.{row}, CASE {} ELSE -1 END FROM {} s WHERE s.{row} = ANY ($1) ORDER BY s.{row}",
+            if cases.is_empty() {
+                "WHEN false THEN -1".to_owned()
+            } else {
+                cases.join(" ")
+            },
+            quote(&names.stage)
+        );
+        let found: Vec<i32> = tx
+            .query(&sql, &[&rejected])?
+            .iter()
+            .map(|r| r.try_get(1))
+            .collect::<Result<_, _>>()?;
+        Ok(found
+            .into_iter()
+            .map(|n| {
+                usize::try_from(n)
+                    .ok()
+                    .and_then(|n| constraints.get(n))
+                    .map(|(_, label)| label.clone())
+            })
+            .collect())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    /// Upserts the batch by the key: per row, created, updated or unchanged exactly as the
+    /// SQLite backend's row-by-row upserts count them, with the last row of a key winning.
+    fn upsert_rows(
+        &self,
+        tx: &mut Transaction<'_>,
+        names: &Names,
+        batch: &Batch,
+        enc: &Encoded,
+        out: &mut BatchOutcome,
+        db_errors: &mut Vec<(usize, RowError)>,
+        rejected_keys: &mut Vec<Vec<Value>>,
+    ) -> StoreResult<()> {
+        if enc.tuples == 0 {
+            return Ok(());
+        }
+        self.stage(tx, names, enc)?;
+        tx.batch_execute("SAVEPOINT upsert")?;
+        match self.upsert_set(tx, names) {
+            Ok((created, updated, unchanged)) => {
+                tx.batch_execute("RELEASE upsert")?;
+                out.created += created;
+                out.updated += updated;
+                out.unchanged += unchanged;
+                Ok(())
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO upsert; RELEASE upsert")?;
+                self.upsert_each(tx, names, batch, enc, out, db_errors, rejected_keys)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The set-based upsert; fails on a unique column other than the key.
+    fn upsert_set(
+        &self,
+        tx: &mut Transaction<'_>,
+        names: &Names,
+    ) -> Result<(u64, u64, u64), ::postgres::Error> {
+        let cols = &self.plan.schema.columns;
+        let keys = self.key_names().join(", ");
+        let first_key = self.key_names().first().cloned().unwrap_or_default();
+        let row = quote(ROW_COLUMN);
+        let owner = quote(IMPORT_COLUMN);
+        let s_cmp: Vec<String> = cols.iter().map(|c| compare_expr("s.", c)).collect();
+        let t_cmp: Vec<String> = cols.iter().map(|c| compare_expr("t.", c)).collect();
+        let st_cmp: Vec<String> = cols.iter().map(|c| compare_expr("st.", c)).collect();
+        let names_list: Vec<String> = cols.iter().map(|c| quote(c.name.as_str())).collect();
+        let set: Vec<String> = names_list
+            .iter()
+            .chain(std::iter::once(&owner))
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        let c_key: Vec<String> = self.key_names().iter().map(|k| format!("c.{k}")).collect();
+        let sql = format!(
+            "WITH s AS (
+                 SELECT st.*, row_number() OVER w AS occ,
+                        lag(ROW({st_cmp})) OVER w AS prev,
+                        min(st.{row}) OVER (PARTITION BY {st_keys}) AS first_row
+                 FROM {stage} st WINDOW w AS (PARTITION BY {st_keys} ORDER BY st.{row})),
+             c AS (
+                 SELECT s.*, t.{owner} AS old_owner,
+                        CASE WHEN s.occ = 1 AND t.{first_key} IS NULL THEN 'c'
+                             WHEN s.occ = 1 AND ROW({t_cmp}) IS NOT DISTINCT FROM ROW({s_cmp})
+                                 THEN 'same'
+                             WHEN s.occ > 1 AND s.prev IS NOT DISTINCT FROM ROW({s_cmp})
+                                 THEN 'same'
+                             ELSE 'u' END AS class
+                 FROM s LEFT JOIN {target} t ON {key_match}),
+             k AS (
+                 SELECT {c_keys}, bool_or(c.class = 'u') AS changed FROM c GROUP BY {c_keys}
+                 HAVING bool_or(c.class <> 'same')
+                     OR ($1 AND bool_or(c.old_owner IS DISTINCT FROM $2))),
+             j AS (
+                 INSERT INTO intake_undo (import_id, position, op, row)
+                 SELECT $3, $4, CASE WHEN k.changed THEN 'updated' ELSE 'claimed' END,
+                        row_to_json(t)
+                 FROM {target} t JOIN k ON {tk_match} ORDER BY t.{row}),
+             w AS (
+                 INSERT INTO {target} ({names}, {owner}, {row})
+                 SELECT DISTINCT ON ({c_keys}) {c_names}, $2, c.first_row
+                 FROM c JOIN k ON {ck_match}
+                 ORDER BY {c_keys}, c.{row} DESC
+                 ON CONFLICT ({keys}) DO UPDATE SET {set}
+                 RETURNING 1)
+             SELECT count(*) FILTER (WHERE class = 'c'),
+                    count(*) FILTER (WHERE class = 'u'),
+                    count(*) FILTER (WHERE class = 'same'),
+                    (SELECT count(*) FROM w)
+             FROM c",
+            st_cmp = st_cmp.join(", "),
+            t_cmp = t_cmp.join(", "),
+            s_cmp = s_cmp.join(", "),
+            st_keys = self
+                .key_names()
+                .iter()
+                .map(|k| format!("st.{k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            stage = quote(&names.stage),
+            target = names.target(),
+            key_match = self.key_match("t", "s"),
+            c_keys = c_key.join(", "),
+            tk_match = self.key_match("t", "k"),
+            ck_match = self.key_match("c", "k"),
+            names = names_list.join(", "),
+            c_names = names_list
+                .iter()
+                .map(|n| format!("c.{n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            set = set.join(", "),
+        );
+        let r = tx.query_one(
+            &sql,
+            &[
+                &self.cleanup,
+                &self.number,
+                &self.import_id,
+                &i64::from(self.plan.position),
+            ],
+        )?;
+        let n = |i: usize| -> Result<u64, ::postgres::Error> { Ok(r.try_get::<_, i64>(i)?.max(0) as u64) };
+        Ok((n(0)?, n(1)?, n(2)?))
+    }
+
+    /// The upsert of one batch row by row, for a batch whose rows break a unique column other
+    /// than the key: each row is checked, written or refused as the SQLite backend does.
+    #[allow(clippy::too_many_arguments)]
+    fn upsert_each(
+        &self,
+        tx: &mut Transaction<'_>,
+        names: &Names,
+        batch: &Batch,
+        enc: &Encoded,
+        out: &mut BatchOutcome,
+        db_errors: &mut Vec<(usize, RowError)>,
+        rejected_keys: &mut Vec<Vec<Value>>,
+    ) -> StoreResult<()> {
+        let cols = &self.plan.schema.columns;
+        let n = cols.len();
+        let target = names.target();
+        let row = quote(ROW_COLUMN);
+        let owner = quote(IMPORT_COLUMN);
+        // Parameters: $1..$n the row's values, cast to their columns' types.
+        let params: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("${}::{}", i + 1, scalar_type(c.ty)))
+            .collect();
+        let param_cmp: Vec<String> = cols
+            .iter()
+            .zip(&params)
+            .map(|(c, p)| match c.ty {
+                ColumnType::Json => format!("{p}::text"),
+                _ => p.clone(),
+            })
+            .collect();
+        let t_cmp: Vec<String> = cols.iter().map(|c| compare_expr("t.", c)).collect();
+        let key_cond: Vec<String> = self
+            .key
+            .iter()
+            .map(|&i| format!("t.{} = {}", quote(cols[i].name.as_str()), params[i]))
+            .collect();
+        let key_cond = key_cond.join(" AND ");
+        let select = format!(
+            "SELECT ROW({}) IS NOT DISTINCT FROM ROW({}), row_to_json(t) FROM {target} t WHERE {key_cond}",
+            t_cmp.join(", "),
+            param_cmp.join(", ")
+        );
+        let names_list: Vec<String> = cols.iter().map(|c| quote(c.name.as_str())).collect();
+        let insert = format!(
+            "INSERT INTO {target} ({}, {owner}, {row}) VALUES ({}, ${}, ${})",
+            names_list.join(", "),
+            params.join(", "),
+            n + 1,
+            n + 2
+        );
+        let set: Vec<String> = names_list
+            .iter()
+            .zip(&params)
+            .map(|(c, p)| format!("{c} = {p}"))
+            .collect();
+        let update = format!(
+            "UPDATE {target} t SET {}, {owner} = ${} WHERE {key_cond}",
+            set.join(", "),
+            n + 1
+        );
+        let refused: Vec<usize> = enc.refused.iter().map(|(i, _)| *i).collect();
+        for (i, r) in batch.rows.iter().enumerate() {
+            if refused.contains(&i) {
+                continue;
+            }
+            let cells: Vec<Cell<'_>> = cols
+                .iter()
+                .zip(&r.values)
+                .map(|(c, v)| Cell { ty: c.ty, value: v })
+                .collect();
+            let mut args: Vec<&(dyn ToSql + Sync)> =
+                cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+            let existing = tx.query_opt(&select, &args)?;
+            let place = enc.base + i as i64;
+            let (sql, op, outcome) = match &existing {
+                None => (&insert, None, 0),
+                Some(found) => {
+                    let same: bool = found.try_get(0)?;
+                    if same && !self.cleanup {
+                        out.unchanged += 1;
+                        continue;
+                    }
+                    // Claiming a row writes the values it already has with this import's
+                    // number.
+                    if same {
+                        (&update, Some("claimed"), 2)
+                    } else {
+                        (&update, Some("updated"), 1)
+                    }
+                }
+            };
+            let mut call_args = args.clone();
+            call_args.push(&self.number);
+            if existing.is_none() {
+                call_args.push(&place);
+            }
+            tx.batch_execute("SAVEPOINT one_row")?;
+            match tx.execute(sql.as_str(), &call_args) {
+                Ok(_) => {
+                    tx.batch_execute("RELEASE one_row")?;
+                    if let (Some(op), Some(found)) = (op, &existing) {
+                        let old: serde_json::Value = found.try_get(1)?;
+                        tx.execute(
+                            "INSERT INTO intake_undo (import_id, position, op, row)
+                             VALUES ($1, $2, $3, $4)",
+                            &[&self.import_id, &i64::from(self.plan.position), &op, &old],
+                        )?;
+                    }
+                    match outcome {
+                        0 => out.created += 1,
+                        1 => out.updated += 1,
+                        _ => out.unchanged += 1,
+                    }
+                }
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    tx.batch_execute("ROLLBACK TO one_row; RELEASE one_row")?;
+                    let label = match e.as_db_error().and_then(|d| d.constraint()) {
+                        Some(name) => constraint_columns(tx, &target, name)?,
+                        None => None,
+                    };
+                    if self.cleanup {
+                        rejected_keys.push(self.key.iter().map(|&k| r.values[k].clone()).collect());
+                    }
+                    db_errors.push((i, duplicate(r, label)));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            args.clear();
+        }
+        Ok(())
+    }
+
+    /// Marks the table's rows of these keys as written by this import, so that cleanup keeps
+    /// them (the journal gives the previous owner back on undo).
+    fn keep_keys(&self, tx: &mut Transaction<'_>, names: &Names, kept: &[Vec<Value>]) -> StoreResult<()> {
+        if kept.is_empty() || self.key.is_empty() {
+            return Ok(());
+        }
+        let (unnest, arrays) = self.key_arrays(kept, 3);
+        let target = names.target();
+        let owner = quote(IMPORT_COLUMN);
+        let row = quote(ROW_COLUMN);
+        let sql = format!(
+            "WITH k AS (SELECT DISTINCT * FROM {unnest}),
+             old AS (SELECT t.* FROM {target} t JOIN k ON {km} WHERE t.{owner} <> $1),
+             j AS (INSERT INTO intake_undo (import_id, position, op, row)
+                   SELECT $2, $3, 'claimed', row_to_json(old) FROM old ORDER BY old.{row})
+             UPDATE {target} t SET {owner} = $1 FROM k WHERE {km} AND t.{owner} <> $1",
+            km = self.key_match("t", "k"),
+        );
+        let position = i64::from(self.plan.position);
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&self.number, &self.import_id, &position];
+        args.extend(arrays.iter().map(|a| a as &(dyn ToSql + Sync)));
+        // Parameter numbers of the arrays start after the three above.
+        tx.execute(&sql, &args)?;
+        Ok(())
+    }
+
+    /// `unnest($f::t1[], $f+1::t2[]) AS k(k1, k2)` over key values, and the arrays to bind.
+    fn key_arrays<'v>(&self, keys: &'v [Vec<Value>], first: usize) -> (String, Vec<Vec<Cell<'v>>>) {
+        let cols = &self.plan.schema.columns;
+        let mut arrays: Vec<Vec<Cell<'v>>> = vec![Vec::with_capacity(keys.len()); self.key.len()];
+        for key in keys {
+            for (j, &i) in self.key.iter().enumerate() {
+                if let Some(v) = key.get(j) {
+                    arrays[j].push(Cell {
+                        ty: cols[i].ty,
+                        value: v,
+                    });
+                }
+            }
+        }
+        let casts: Vec<String> = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| format!("${}::{}[]", first + 1 + j, scalar_type(cols[i].ty)))
+            .collect();
+        let unnest = format!(
+            "unnest({}) AS k({})",
+            casts.join(", "),
+            self.key_names().join(", ")
+        );
+        (unnest, arrays)
+    }
+
+    /// Records the keys of a dry-run batch's rows that would have been written (rows the
+    /// database refused keep their place too, as in a real run).
+    fn mark_seen(&self, tx: &mut Transaction<'_>, names: &Names, seen: &str, batch: &Batch) -> StoreResult<()> {
+        let mut keys: Vec<Vec<Value>> = batch
+            .rows
+            .iter()
+            .map(|r| self.key.iter().map(|&i| r.values[i].clone()).collect())
+            .collect();
+        keys.extend(batch.kept_keys.iter().cloned());
+        if keys.is_empty() || self.key.is_empty() {
+            return Ok(());
+        }
+        let (unnest, arrays) = self.key_arrays(&keys, 0);
+        let args: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO {} SELECT DISTINCT * FROM {unnest} ON CONFLICT DO NOTHING",
+                qualified(&names.slug, seen)
+            ),
+            &args,
+        )?;
+        Ok(())
+    }
+
+    fn store_errors(&self, tx: &mut Transaction<'_>, errors: &[&RowError]) -> StoreResult<u64> {
+        if errors.is_empty() {
+            return Ok(0);
+        }
+        let stored: i64 = tx
+            .query_one(
+                "SELECT errors_stored FROM intake_imports WHERE id = $1",
+                &[&self.import_id],
+            )?
+            .try_get(0)?;
+        let room = (self.plan.max_stored_errors as i64 - stored).max(0) as usize;
+        let kept: Vec<&&RowError> = errors.iter().take(room).collect();
+        if kept.is_empty() {
+            return Ok(0);
+        }
+        let lines: Vec<i64> = kept.iter().map(|e| e.line as i64).collect();
+        let records: Vec<i64> = kept.iter().map(|e| e.record as i64).collect();
+        let columns: Vec<Option<String>> = kept.iter().map(|e| e.column.clone()).collect();
+        let codes: Vec<&str> = kept.iter().map(|e| e.code.as_str()).collect();
+        let messages: Vec<&str> = kept.iter().map(|e| e.message.as_str()).collect();
+        let rows: Vec<&serde_json::Value> = kept.iter().map(|e| &e.row).collect();
+        tx.execute(
+            "INSERT INTO intake_row_errors (import_id, position, line, record, column_name, code,
+             message, row)
+             SELECT $1, $2, e.line, e.record, e.column_name, e.code, e.message, e.row
+             FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+                         $8::json[]) WITH ORDINALITY
+                  AS e(line, record, column_name, code, message, row, n)
+             ORDER BY e.n",
+            &[
+                &self.import_id,
+                &i64::from(self.plan.position),
+                &lines,
+                &records,
+                &columns,
+                &codes,
+                &messages,
+                &rows,
+            ],
+        )?;
+        Ok(kept.len() as u64)
+    }
+
+    /// Drops the tables loaded on the side: a replace's new table, a dry run's seen keys.
+    fn drop_side_tables(&self, tx: &mut Transaction<'_>, names: &Names) -> StoreResult<()> {
+        if names.target != names.table {
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", names.target()))?;
+        }
+        if let Some(seen) = &names.seen {
+            tx.batch_execute(&format!(
+                "DROP TABLE IF EXISTS {}",
+                qualified(&names.slug, seen)
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// Undoes a replace: when its table was swapped in, the previous one comes back;
+    /// otherwise the table it was loading is dropped.
+    fn swap_back_or_drop(&self, tx: &mut Transaction<'_>, names: &Names) -> StoreResult<()> {
+        let undo = undo_table(&names.table, self.number);
+        if exists(tx, &names.slug, &undo)? {
+            tx.batch_execute(&format!(
+                "DROP TABLE {table}; ALTER TABLE {undo} RENAME TO {name};",
+                table = names.table(),
+                undo = qualified(&names.slug, &undo),
+                name = quote(&names.table)
+            ))?;
+        }
+        self.drop_side_tables(tx, names)
+    }
+
+    /// Puts back the rows this import updated or destroyed (each key's oldest version, as
+    /// undoing the journal newest first would) and deletes the rows it created.
+    fn undo_rows(&self, tx: &mut Transaction<'_>, names: &Names) -> StoreResult<()> {
+        let table = names.table();
+        let owner = quote(IMPORT_COLUMN);
+        let row = quote(ROW_COLUMN);
+        let position = i64::from(self.plan.position);
+        let cols: Vec<String> = self
+            .plan
+            .schema
+            .columns
+            .iter()
+            .map(|c| quote(c.name.as_str()))
+            .collect();
+        if !self.key.is_empty() {
+            let keys = self.key_names();
+            let set: Vec<String> = cols
+                .iter()
+                .chain(std::iter::once(&owner))
+                .map(|c| format!("{c} = o.{c}"))
+                .collect();
+            tx.execute(
+                &format!(
+                    "UPDATE {table} t SET {set}
+                     FROM (SELECT DISTINCT ON ({r_keys}) r.*
+                           FROM intake_undo u
+                           CROSS JOIN LATERAL json_populate_record(NULL::{table}, u.row) r
+                           WHERE u.import_id = $1 AND u.position = $2 AND u.op <> 'destroyed'
+                           ORDER BY {r_keys}, u.id) o
+                     WHERE {km}",
+                    set = set.join(", "),
+                    r_keys = keys
+                        .iter()
+                        .map(|k| format!("r.{k}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    km = self.key_match("t", "o"),
+                ),
+                &[&self.import_id, &position],
+            )?;
+            // Destroyed rows come back at the end of storage order, newest first, as the
+            // SQLite backend re-inserts them.
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} ({cols}, {owner}, {row})
+                     SELECT {r_cols}, r.{owner},
+                            (SELECT coalesce(max({row}), 0) FROM {table})
+                              + row_number() OVER (ORDER BY u.id DESC)
+                     FROM intake_undo u
+                     CROSS JOIN LATERAL json_populate_record(NULL::{table}, u.row) r
+                     WHERE u.import_id = $1 AND u.position = $2 AND u.op = 'destroyed'",
+                    cols = cols.join(", "),
+                    r_cols = cols
+                        .iter()
+                        .map(|c| format!("r.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                &[&self.import_id, &position],
+            )?;
+        }
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE {owner} = $1"),
+            &[&self.number],
+        )?;
+        tx.execute(
+            "DELETE FROM intake_undo WHERE import_id = $1 AND position = $2",
+            &[&self.import_id, &position],
+        )?;
+        Ok(())
+    }
+
+    fn names_ready(&mut self) -> StoreResult<()> {
+        self.names()?;
+        Ok(())
+    }
+
+    fn write_batch(&self, tx: &mut Transaction<'_>, names: &Names, batch: &Batch, enc: &Encoded) -> StoreResult<BatchOutcome> {
+        let lease = check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+        let mut out = BatchOutcome {
+            invalid: batch.errors.len() as u64 + batch.unstored_invalid,
+            cancel_requested: lease.cancel_requested,
+            ..BatchOutcome::default()
+        };
+        let mut db_errors: Vec<(usize, RowError)> = enc.refused.clone();
+        let mut rejected_keys: Vec<Vec<Value>> = Vec::new();
+        if self.cleanup {
+            rejected_keys.extend(
+                enc.refused
+                    .iter()
+                    .map(|(i, _)| self.key.iter().map(|&k| batch.rows[*i].values[k].clone()).collect()),
+            );
+        }
+        // A dry run (but for replace, which loads a side table) applies the batch to learn
+        // its counts, then takes it back.
+        let rewind = self.plan.dry_run && self.plan.mode != Mode::Replace;
+        if rewind {
+            tx.batch_execute("SAVEPOINT dry_run")?;
+        }
+        let applied = if self.plan.mode == Mode::Upsert {
+            self.upsert_rows(tx, names, batch, enc, &mut out, &mut db_errors, &mut rejected_keys)
+        } else {
+            self.insert_rows(tx, names, batch, enc, &mut out, &mut db_errors)
+        };
+        let applied = applied.and_then(|()| {
+            if self.cleanup && !self.plan.dry_run {
+                self.keep_keys(tx, names, &rejected_keys)
+            } else {
+                Ok(())
+            }
+        });
+        if rewind {
+            tx.batch_execute("ROLLBACK TO dry_run; RELEASE dry_run")?;
+        }
+        applied?;
+        out.invalid += db_errors.len() as u64;
+        if let Some(seen) = &names.seen {
+            self.mark_seen(tx, names, seen, batch)?;
+        } else if self.cleanup {
+            self.keep_keys(tx, names, &batch.kept_keys)?;
+        }
+        let mut all: Vec<&RowError> = batch
+            .errors
+            .iter()
+            .chain(db_errors.iter().map(|(_, e)| e))
+            .collect();
+        all.sort_by_key(|e| e.record);
+        let stored = self.store_errors(tx, &all)?;
+        for w in &batch.warnings {
+            append_event(
+                tx,
+                self.workspace_id,
+                self.import_id,
+                "import.warning",
+                &serde_json::json!({
+                    "table_position": self.plan.position,
+                    "message": w,
+                    "fields": batch.warned_fields,
+                }),
+            )?;
+        }
+        let warnings = batch.warnings.len() as i64;
+        let processed =
+            (batch.rows.len() + batch.errors.len()) as i64 + batch.unstored_invalid as i64;
+        let position = i64::from(self.plan.position);
+        tx.execute(
+            "UPDATE intake_import_tables SET processed = processed + $3,
+             created = created + $4, updated = updated + $5, unchanged = unchanged + $6,
+             invalid = invalid + $7, bytes_read = $8, checkpoint_offset = $9,
+             checkpoint_line = $10, checkpoint_record = $11, warnings = warnings + $12
+             WHERE import_id = $1 AND position = $2",
+            &[
+                &self.import_id,
+                &position,
+                &processed,
+                &(out.created as i64),
+                &(out.updated as i64),
+                &(out.unchanged as i64),
+                &(out.invalid as i64),
+                &(batch.bytes_read as i64),
+                &(batch.checkpoint.byte_offset as i64),
+                &(batch.checkpoint.line as i64),
+                &(batch.checkpoint.record as i64),
+                &warnings,
+            ],
+        )?;
+        tx.execute(
+            "UPDATE intake_imports SET processed = processed + $2, created = created + $3,
+             updated = updated + $4, unchanged = unchanged + $5, invalid = invalid + $6,
+             errors_stored = errors_stored + $7, updated_at = $8, warnings = warnings + $9,
+             bytes_read = (SELECT sum(bytes_read)::bigint FROM intake_import_tables
+                           WHERE import_id = $1)
+             WHERE id = $1",
+            &[
+                &self.import_id,
+                &processed,
+                &(out.created as i64),
+                &(out.updated as i64),
+                &(out.unchanged as i64),
+                &(out.invalid as i64),
+                &(stored as i64),
+                &now(),
+                &warnings,
+            ],
+        )?;
+        Ok(out)
+    }
+}
+
+/// A `duplicate_key` error for a row the database refused.
+fn duplicate(row: &crate::store::TypedRow, column: Option<String>) -> RowError {
+    RowError {
+        line: row.line,
+        record: row.record,
+        message: format!(
+            "another row already has this value of {}",
+            column.as_deref().unwrap_or("the key")
+        ),
+        column,
+        code: RowErrorCode::DuplicateKey,
+        row: row.original.to_json(),
+    }
+}
+
+/// The columns of a table's constraint, as `a, b`.
+fn constraint_columns(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    constraint: &str,
+) -> StoreResult<Option<String>> {
+    let row = tx.query_opt(
+        "SELECT string_agg(a.attname::text, ', ' ORDER BY k.n)
+         FROM pg_catalog.pg_constraint c
+         CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, n)
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+         WHERE c.conrelid = to_regclass($1) AND c.conname = $2",
+        &[&table, &constraint],
+    )?;
+    Ok(match row {
+        Some(r) => r.try_get(0)?,
+        None => None,
+    })
+}
+
+/// A hash of a table's shape (column names and types), naming its staging table.
+fn shape_hash(plan: &WritePlan) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |s: &str| {
+        for b in s.bytes().chain(std::iter::once(0)) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for c in &plan.schema.columns {
+        eat(c.name.as_str());
+        eat(&super::values::declared_type(c));
+        eat(if c.required { "1" } else { "0" });
+    }
+    h
+}
+
+impl BatchWriter for PgWriter {
+    fn write(&mut self, batch: &Batch) -> StoreResult<BatchOutcome> {
+        self.prepare()?;
+        let names = self
+            .names
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        let base = self.next_row(names)?;
+        let enc = self.encode(batch, base);
+        let out = self
+            .inner
+            .write_now(|tx| self.write_batch(tx, names, batch, &enc))?;
+        self.next_row.set(Some(base + batch.rows.len() as i64));
+        Ok(out)
+    }
+
+    fn revert(&mut self) -> StoreResult<()> {
+        self.names_ready()?;
+        let names = self
+            .names
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        self.inner.write_now(|tx| {
+            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            if self.plan.mode == Mode::Replace && !self.plan.dry_run {
+                // A table of a stacked import may already have been swapped in: swap back.
+                return self.swap_back_or_drop(tx, names);
+            }
+            if self.plan.dry_run {
+                return self.drop_side_tables(tx, names);
+            }
+            self.undo_rows(tx, names)
+        })
+    }
+
+    fn roll_back(&mut self) -> StoreResult<()> {
+        self.names_ready()?;
+        let names = self
+            .names
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        self.inner.write_now(|tx| {
+            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            let position = i64::from(self.plan.position);
+            let status: String = tx
+                .query_one(
+                    "SELECT status FROM intake_import_tables WHERE import_id = $1 AND position = $2",
+                    &[&self.import_id, &position],
+                )?
+                .try_get(0)?;
+            // Each table is undone in one transaction that also marks it: a resumed rollback
+            // skips the tables already done.
+            if status == "rolled_back" {
+                return Ok(());
+            }
+            if self.plan.mode == Mode::Replace && !self.plan.dry_run {
+                self.swap_back_or_drop(tx, names)?;
+            } else if !self.plan.dry_run {
+                self.undo_rows(tx, names)?;
+            }
+            tx.execute(
+                "UPDATE intake_import_tables SET status = 'rolled_back'
+                 WHERE import_id = $1 AND position = $2",
+                &[&self.import_id, &position],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn finish(&mut self, end: &TableEnd) -> StoreResult<u64> {
+        self.prepare()?;
+        let names = self
+            .names
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        self.inner.write_now(|tx| {
+            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            let table = names.table();
+            let owner = quote(IMPORT_COLUMN);
+            let mut destroyed = 0u64;
+            if self.plan.mode == Mode::Replace {
+                let old: i64 = tx
+                    .query_one(&format!("SELECT count(*) FROM {table}"), &[])?
+                    .try_get(0)?;
+                destroyed = old.max(0) as u64;
+                if self.plan.dry_run {
+                    tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", names.target()))?;
+                } else {
+                    // Readers see the old table or the new one: both renames commit together.
+                    // The old table stays as the undo copy until retention prunes it.
+                    tx.batch_execute(&format!(
+                        "ALTER TABLE {table} RENAME TO {undo}; ALTER TABLE {target} RENAME TO {name};",
+                        undo = quote(&undo_table(&names.table, self.number)),
+                        target = names.target(),
+                        name = quote(&names.table)
+                    ))
+                    .map_err(|e| StoreError::Database(db_message(&e)))?;
+                }
+            } else if let Some(seen) = &names.seen {
+                let gone: i64 = tx
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) FROM {table} t WHERE NOT EXISTS
+                             (SELECT 1 FROM {} s WHERE {})",
+                            qualified(&names.slug, seen),
+                            self.key_match("s", "t")
+                        ),
+                        &[],
+                    )?
+                    .try_get(0)?;
+                tx.batch_execute(&format!("DROP TABLE {}", qualified(&names.slug, seen)))?;
+                destroyed = gone.max(0) as u64;
+            } else if self.cleanup {
+                let gone: i64 = tx
+                    .query_one(
+                        &format!(
+                            "WITH gone AS (DELETE FROM {table} t WHERE t.{owner} <> $1 RETURNING t.*),
+                             j AS (INSERT INTO intake_undo (import_id, position, op, row)
+                                   SELECT $2, $3, 'destroyed', row_to_json(gone) FROM gone
+                                   ORDER BY gone.{row})
+                             SELECT count(*) FROM gone",
+                            row = quote(ROW_COLUMN)
+                        ),
+                        &[
+                            &self.number,
+                            &self.import_id,
+                            &i64::from(self.plan.position),
+                        ],
+                    )?
+                    .try_get(0)?;
+                destroyed = gone.max(0) as u64;
+            }
+            if destroyed > 0 {
+                append_event(
+                    tx,
+                    self.workspace_id,
+                    self.import_id,
+                    "table.cleaned_up",
+                    &serde_json::json!({"table_position": self.plan.position, "destroyed": destroyed}),
+                )?;
+            }
+            let end = TableEnd {
+                destroyed,
+                ..end.clone()
+            };
+            mark_table_finished(
+                tx,
+                self.workspace_id,
+                self.import_id,
+                self.plan.position,
+                &end,
+            )?;
+            Ok(destroyed)
+        })
+    }
+
+    fn discard(&mut self) -> StoreResult<()> {
+        self.names_ready()?;
+        let names = self
+            .names
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        self.inner.write_now(|tx| {
+            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            self.drop_side_tables(tx, names)
+        })
+    }
+}
