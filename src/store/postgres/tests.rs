@@ -1,1 +1,565 @@
-//! placeholder
+//! Checks of what is particular to the PostgreSQL backend, on a real server: each test
+//! creates a uniquely named database from `INTAKE_TEST_DATABASE_URL` (an URL of a database
+//! to connect to for creating others, e.g. `postgres://postgres@127.0.0.1:5432/postgres`)
+//! and drops it at the end. Without the variable the tests are skipped.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::model::row_error::SourceRecord;
+use crate::model::{ImportStatus, Mode, OnError, Role, Source, TableSchema, Value};
+use crate::store::*;
+
+/// A database of its own, dropped with it.
+struct TestDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    fn create() -> Option<TestDb> {
+        let Ok(admin) = std::env::var("INTAKE_TEST_DATABASE_URL") else {
+            eprintln!("skipped: INTAKE_TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let name = format!("intake_unit_{}", Uuid::now_v7().simple());
+        let (a, n) = (admin.clone(), name.clone());
+        std::thread::spawn(move || {
+            let mut c = ::postgres::Client::connect(&a, ::postgres::NoTls).expect("connect");
+            c.batch_execute(&format!("CREATE DATABASE {n}"))
+                .expect("create database");
+        })
+        .join()
+        .expect("create thread");
+        let (base, _) = admin.rsplit_once('/').expect("URL with a database");
+        let url = format!("{base}/{name}");
+        Some(TestDb { admin, name, url })
+    }
+
+    fn store(&self) -> PgStore {
+        PgStore::connect(&self.url).expect("connect the store")
+    }
+
+    /// Runs SQL on the test database (as `psql` would), on a thread of its own.
+    fn sql(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let (url, sql) = (self.url.clone(), sql.to_owned());
+        std::thread::spawn(move || {
+            let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+            c.simple_query(&sql)
+                .expect("query")
+                .into_iter()
+                .filter_map(|m| match m {
+                    ::postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .join()
+        .expect("query thread")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (a, n) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = ::postgres::Client::connect(&a, ::postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"));
+            }
+        })
+        .join();
+    }
+}
+
+fn schema(v: serde_json::Value) -> TableSchema {
+    TableSchema::parse(serde_json::from_value(v).expect("raw schema")).expect("schema")
+}
+
+fn people() -> TableSchema {
+    schema(json!({"name": "people", "columns": [
+        {"name": "id", "type": "integer"},
+        {"name": "name", "type": "string"},
+        {"name": "email", "type": "email", "unique": true}
+    ], "primary_key": ["id"]}))
+}
+
+fn new_key(role: Role) -> NewKey {
+    NewKey {
+        id: Uuid::now_v7(),
+        name: "k".into(),
+        role,
+        prefix: "p".into(),
+        hash: *Uuid::now_v7().as_bytes().repeat(2).first_chunk().expect("32 bytes"),
+    }
+}
+
+fn new_import(ws: &Workspace, table: &str, mode: Mode, cleanup: bool) -> NewImport {
+    NewImport {
+        id: Uuid::now_v7(),
+        workspace_id: ws.id,
+        status: ImportStatus::Queued,
+        source: Source::Csv,
+        mode,
+        on_error: OnError::Skip,
+        max_errors: None,
+        dry_run: false,
+        cleanup_records: cleanup,
+        reference: None,
+        reference_origin: None,
+        metadata: json!({}),
+        note: None,
+        platform: None,
+        error: None,
+        inputs: vec![NewImportInput {
+            table: table.into(),
+            blob_key: None,
+            format: "csv".into(),
+            options: json!({}),
+            file_name: None,
+            file_size: Some(1),
+        }],
+        idempotency: None,
+    }
+}
+
+fn row(line: u64, values: Vec<Value>) -> TypedRow {
+    TypedRow {
+        line,
+        record: line - 1,
+        values,
+        original: SourceRecord::Object(serde_json::Map::new()),
+    }
+}
+
+fn person(line: u64, id: i64, name: &str, email: &str) -> TypedRow {
+    row(
+        line,
+        vec![
+            Value::Int(id),
+            Value::Text(name.into()),
+            Value::Text(email.into()),
+        ],
+    )
+}
+
+/// Claims the import and runs `f` with a writer of its first table, off the runtime.
+async fn with_writer<T: Send + 'static>(
+    store: &PgStore,
+    schema: &TableSchema,
+    mode: Mode,
+    f: impl FnOnce(&mut dyn BatchWriter) -> T + Send + 'static,
+) -> (Claim, T) {
+    let claim = store
+        .claim_import("test", 30_000, 8)
+        .await
+        .expect("claim")
+        .expect("an import to claim");
+    let mut writer = store
+        .open_writer(
+            &claim,
+            WritePlan {
+                position: 0,
+                schema: schema.clone(),
+                mode,
+                dry_run: false,
+                max_stored_errors: 1000,
+            },
+        )
+        .expect("writer");
+    let out = tokio::task::spawn_blocking(move || f(writer.as_mut()))
+        .await
+        .expect("writer thread");
+    (claim, out)
+}
+
+async fn setup(db: &TestDb) -> (PgStore, Workspace) {
+    let store = db.store();
+    store
+        .bootstrap(&new_key(Role::Owner))
+        .await
+        .expect("bootstrap");
+    let ws = store
+        .find_workspace("default")
+        .await
+        .expect("find")
+        .expect("default workspace");
+    (store, ws)
+}
+
+fn end() -> TableEnd {
+    TableEnd {
+        status: ImportStatus::Complete,
+        inputs: None,
+        destroyed: 0,
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn processes_starting_together_migrate_once() {
+    let Some(db) = TestDb::create() else { return };
+    let url = db.url.clone();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::connect(&url).map(|_| ()))
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread").expect("connect");
+    }
+    assert_eq!(
+        db.sql("SELECT count(*) FROM intake_schema_version"),
+        [[Some("1".to_owned())]]
+    );
+}
+
+#[tokio::test]
+async fn slugs_postgresql_owns_are_refused_and_a_workspace_gets_its_schema() {
+    let Some(db) = TestDb::create() else { return };
+    let (store, _) = setup(&db).await;
+    for slug in ["public", "information_schema", "pg_catalog", "PG_x", ""] {
+        let e = store.create_workspace(slug, "x").await.expect_err(slug);
+        assert!(matches!(e, StoreError::Invalid(_)), "{slug}: {e:?}");
+    }
+    let acme = store.create_workspace("acme", "Acme").await.expect("acme");
+    let again = store.create_workspace("acme", "Acme").await.expect_err("taken");
+    assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+    let t = store.create_table(&acme, &people()).await.expect("table");
+    assert_eq!(t.physical_name, "acme.people");
+    assert_eq!(db.sql("SELECT count(*) FROM acme.people"), [[Some("0".into())]]);
+    // The bootstrap workspace is `default`, a keyword: its schema is quoted.
+    assert_eq!(
+        db.sql("SELECT nspname FROM pg_namespace WHERE nspname IN ('acme', 'default') ORDER BY 1"),
+        [[Some("acme".into())], [Some("default".into())]]
+    );
+}
+
+#[tokio::test]
+async fn every_type_reads_back_as_the_sqlite_backend_shows_it() {
+    let Some(db) = TestDb::create() else { return };
+    let (store, ws) = setup(&db).await;
+    let t = schema(json!({"name": "all", "columns": [
+        {"name": "s", "type": "string", "max_length": 10},
+        {"name": "i", "type": "integer"},
+        {"name": "f", "type": "float"},
+        {"name": "d", "type": "decimal"},
+        {"name": "b", "type": "boolean"},
+        {"name": "day", "type": "date"},
+        {"name": "at", "type": "datetime"},
+        {"name": "u", "type": "uuid"},
+        {"name": "j", "type": "json"}
+    ]}));
+    store.create_table(&ws, &t).await.expect("table");
+    store
+        .create_import(&new_import(&ws, "all", Mode::Insert, false))
+        .await
+        .expect("import");
+    let at = time::macros::datetime!(2024-02-29 23:59:58.125 UTC);
+    let u = Uuid::now_v7();
+    let values = vec![
+        Value::Text("héllo".into()),
+        Value::Int(-42),
+        Value::Float(3.0),
+        Value::Decimal("12345678901234567890.000001".into()),
+        Value::Bool(true),
+        Value::Date(time::macros::date!(0001 - 01 - 01)),
+        Value::Datetime(at),
+        Value::Uuid(u),
+        Value::Json(r#"{"z":1,"a":[1.5,"\u0000"]}"#.into()),
+    ];
+    let nulls = vec![Value::Null; 9];
+    let batch = Batch {
+        rows: vec![row(2, values), row(3, nulls)],
+        ..Batch::default()
+    };
+    let (_, out) = with_writer(&store, &t, Mode::Insert, move |w| w.write(&batch)).await;
+    assert_eq!(out.expect("write").created, 2);
+    let page = store.read_records(&ws, &t, None, 10).await.expect("read");
+    assert_eq!(
+        serde_json::Value::Array(page.rows.into_iter().map(serde_json::Value::Object).collect())
+            .to_string(),
+        json!([
+            {"s": "héllo", "i": -42, "f": 3.0, "d": "12345678901234567890.000001", "b": true,
+             "day": "0001-01-01", "at": "2024-02-29T23:59:58.125Z", "u": u.to_string(),
+             "j": {"z": 1, "a": [1.5, "\u{0}"]}},
+            {"s": null, "i": null, "f": null, "d": null, "b": null, "day": null, "at": null,
+             "u": null, "j": null}
+        ])
+        .to_string()
+    );
+    // Native types, for people who query the table.
+    assert_eq!(
+        db.sql(
+            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum)
+             FROM pg_attribute WHERE attrelid = '\"default\".all'::regclass AND attnum > 0"
+        ),
+        [[Some(
+            "character varying(10),bigint,double precision,numeric,boolean,date,\
+             timestamp with time zone,uuid,json,bigint,bigint"
+                .into()
+        )]]
+    );
+}
+
+#[tokio::test]
+async fn inserts_report_taken_keys_and_unique_values_on_their_lines() {
+    let Some(db) = TestDb::create() else { return };
+    let (store, ws) = setup(&db).await;
+    let t = people();
+    store.create_table(&ws, &t).await.expect("table");
+    for _ in 0..2 {
+        store
+            .create_import(&new_import(&ws, "people", Mode::Insert, false))
+            .await
+            .expect("import");
+    }
+    let first = Batch {
+        rows: vec![person(2, 1, "a", "a@x.io"), person(3, 2, "b", "b@x.io")],
+        ..Batch::default()
+    };
+    let (claim, out) = with_writer(&store, &t, Mode::Insert, move |w| {
+        let out = w.write(&first)?;
+        w.finish(&end())?;
+        Ok::<_, StoreError>(out)
+    })
+    .await;
+    assert_eq!(out.expect("first").created, 2);
+    store
+        .finish_import(
+            &claim,
+            &ImportEnd {
+                status: ImportStatus::Complete,
+                error: None,
+                rollback_until: None,
+            },
+        )
+        .await
+        .expect("finish");
+    // A taken key, a key twice in the batch, a taken email, an email twice in the batch.
+    let second = Batch {
+        rows: vec![
+            person(2, 1, "again", "new@x.io"),
+            person(3, 3, "c", "c@x.io"),
+            person(4, 3, "c2", "c2@x.io"),
+            person(5, 4, "d", "a@x.io"),
+            person(6, 5, "e", "c@x.io"),
+            person(7, 6, "f", "f@x.io"),
+        ],
+        ..Batch::default()
+    };
+    let (claim, out) = with_writer(&store, &t, Mode::Insert, move |w| w.write(&second)).await;
+    let out = out.expect("second");
+    assert_eq!((out.created, out.invalid), (2, 4));
+    let errors = store
+        .list_row_errors(ws.id, claim.import.id, None, 100)
+        .await
+        .expect("errors");
+    let got: Vec<(u64, Option<String>, String)> = errors
+        .iter()
+        .map(|e| (e.error.line, e.error.column.clone(), e.error.code.as_str().to_owned()))
+        .collect();
+    let dup = |line: u64, col: &str| (line, Some(col.to_owned()), "duplicate_key".to_owned());
+    assert_eq!(
+        got,
+        [dup(2, "id"), dup(4, "id"), dup(5, "email"), dup(6, "email")]
+    );
+    let ids: Vec<serde_json::Value> = store
+        .read_records(&ws, &t, None, 100)
+        .await
+        .expect("read")
+        .rows
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(1), json!(2), json!(3), json!(6)]);
+}
+
+#[tokio::test]
+async fn upserts_count_every_row_and_the_last_row_of_a_key_wins() {
+    let Some(db) = TestDb::create() else { return };
+    let (store, ws) = setup(&db).await;
+    let t = schema(json!({"name": "kv", "columns": [
+        {"name": "k", "type": "string"},
+        {"name": "v", "type": "json"}
+    ], "primary_key": ["k"]}));
+    store.create_table(&ws, &t).await.expect("table");
+    for _ in 0..2 {
+        store
+            .create_import(&new_import(&ws, "kv", Mode::Upsert, false))
+            .await
+            .expect("import");
+    }
+    let kv = |line, k: &str, v: &str| row(line, vec![Value::Text(k.into()), Value::Json(v.into())]);
+    let first = Batch {
+        rows: vec![kv(2, "b", "1"), kv(3, "c", "1"), kv(4, "d", "1")],
+        ..Batch::default()
+    };
+    let (claim, out) = with_writer(&store, &t, Mode::Upsert, move |w| {
+        let out = w.write(&first)?;
+        w.finish(&end())?;
+        Ok::<_, StoreError>(out)
+    })
+    .await;
+    assert_eq!(out.expect("first").created, 3);
+    store
+        .finish_import(
+            &claim,
+            &ImportEnd {
+                status: ImportStatus::Complete,
+                error: None,
+                rollback_until: Some(time::OffsetDateTime::now_utc() + time::Duration::HOUR),
+            },
+        )
+        .await
+        .expect("finish");
+    let second = Batch {
+        rows: vec![
+            kv(2, "a", "1"),      // created
+            kv(3, "a", "2"),      // updated (by the row above)
+            kv(4, "b", "1"),      // unchanged
+            kv(5, "c", "2"),      // updated
+            kv(6, "c", "2"),      // unchanged (same as the row above)
+            kv(7, "a", "{\"x\":1, \"b\":2}"), // updated, JSON as written
+            kv(8, "e", "1"),      // created
+        ],
+        ..Batch::default()
+    };
+    let (claim2, out) = with_writer(&store, &t, Mode::Upsert, move |w| {
+        let out = w.write(&second)?;
+        w.finish(&end())?;
+        Ok::<_, StoreError>(out)
+    })
+    .await;
+    let out = out.expect("second");
+    assert_eq!(
+        (out.created, out.updated, out.unchanged),
+        (2, 3, 2),
+        "{out:?}"
+    );
+    let rows = store.read_records(&ws, &t, None, 100).await.expect("read").rows;
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}={}", r["k"].as_str().unwrap_or("?"), r["v"]))
+        .collect();
+    // Storage order: earlier rows first, new keys where they first appeared.
+    assert_eq!(got, ["b=1", "c=2", "d=1", "a={\"x\":1,\"b\":2}", "e=1"]);
+    // Rolling the second import back restores the first's rows exactly.
+    store
+        .finish_import(
+            &claim2,
+            &ImportEnd {
+                status: ImportStatus::Complete,
+                error: None,
+                rollback_until: Some(time::OffsetDateTime::now_utc() + time::Duration::HOUR),
+            },
+        )
+        .await
+        .expect("finish");
+    store
+        .request_rollback(ws.id, claim2.import.id)
+        .await
+        .expect("rollback");
+    let (_, undone) = with_writer(&store, &t, Mode::Upsert, |w| w.roll_back()).await;
+    undone.expect("roll back");
+    let rows = store.read_records(&ws, &t, None, 100).await.expect("read").rows;
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}={}", r["k"].as_str().unwrap_or("?"), r["v"]))
+        .collect();
+    assert_eq!(got, ["b=1", "c=1", "d=1"]);
+}
+
+#[tokio::test]
+async fn two_processes_never_run_more_imports_of_a_workspace_than_its_limit() {
+    let Some(db) = TestDb::create() else { return };
+    let (store, ws) = setup(&db).await;
+    let other = db.store();
+    for i in 0..6 {
+        let mut t = people();
+        t.name = crate::model::schema::Identifier::parse("table", &format!("t{i}")).expect("name");
+        store.create_table(&ws, &t).await.expect("table");
+        store
+            .create_import(&new_import(&ws, &format!("t{i}"), Mode::Insert, false))
+            .await
+            .expect("import");
+    }
+    // Another import of t0 waits for the first: one running import per table.
+    store
+        .create_import(&new_import(&ws, "t0", Mode::Insert, false))
+        .await
+        .expect("import");
+    let stores = [Arc::new(store), Arc::new(other)];
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let s = stores[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            s.claim_import(&format!("w{i}"), 30_000, 3).await
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        if let Some(c) = t.await.expect("task").expect("claim") {
+            claimed.push(c.import.tables[0].table.clone());
+        }
+    }
+    assert_eq!(claimed.len(), 3, "{claimed:?}");
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), 3, "one import per table");
+}
+
+#[tokio::test]
+async fn events_appended_concurrently_become_visible_in_id_order() {
+    let Some(db) = TestDb::create() else { return };
+    let (store, ws) = setup(&db).await;
+    store.create_table(&ws, &people()).await.expect("table");
+    let import = match store
+        .create_import(&new_import(&ws, "people", Mode::Insert, false))
+        .await
+        .expect("import")
+    {
+        CreateOutcome::Created(i) => i,
+        CreateOutcome::Replayed(_) => unreachable!("no idempotency key"),
+    };
+    let store = Arc::new(store);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let s = store.clone();
+            let (ws, id) = (ws.id, import.id);
+            tokio::spawn(async move {
+                for n in 0..40 {
+                    s.append_event(ws, id, "test", &json!({"w": w, "n": n}))
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    let mut seen: Vec<i64> = Vec::new();
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        let page = store
+            .list_workspace_events(ws.id, seen.last().copied(), 1000)
+            .await
+            .expect("events");
+        seen.extend(page.iter().map(|e| e.id));
+        if done && page.is_empty() {
+            break;
+        }
+    }
+    let all: Vec<i64> = store
+        .list_workspace_events(ws.id, None, 10_000)
+        .await
+        .expect("all")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(seen, all, "a reader following ids missed none");
+}

@@ -286,7 +286,7 @@ mod tests {
         // ndigits, weight, sign, dscale, digits...
         assert_eq!(numeric("0"), words(&[0, 0, 0, 0]));
         assert_eq!(numeric("1000"), words(&[1, 0, 0, 0, 1000]));
-        assert_eq!(numeric("12345.5"), words(&[2, 1, 0, 1, 1, 2345, 5000]));
+        assert_eq!(numeric("12345.5"), words(&[3, 1, 0, 1, 1, 2345, 5000]));
         assert_eq!(numeric("-0.003"), {
             let mut v = words(&[1, -1, 0, 3, 30]);
             v[4..6].copy_from_slice(&0x4000u16.to_be_bytes());
