@@ -43,6 +43,9 @@ pub struct EngineConfig {
     pub webhook_backoff: Duration,
     /// How often idle senders look for due webhook deliveries.
     pub webhook_poll: Duration,
+    /// How long a worker holds an import without renewing its lease; after that, a worker
+    /// of another process may take the import over (a killed process's imports resume).
+    pub lease: Duration,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +61,7 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             webhook_backoff: Duration::from_secs(1),
             webhook_poll: Duration::from_millis(500),
+            lease: Duration::from_secs(30),
         }
     }
 }

@@ -40,9 +40,6 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// How long a claim holds an import without renewal before another worker may take it over.
-pub const DEFAULT_LEASE_MS: i64 = 30_000;
-
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
