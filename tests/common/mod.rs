@@ -292,8 +292,8 @@ pub fn orders_schema(name: &str) -> Value {
 // The suites run on SQLite by default. With INTAKE_TEST_BACKEND=postgres they run on
 // PostgreSQL: INTAKE_TEST_DATABASE_URL names a server (any database on it); each data
 // directory gets its own database there, created on first use and dropped after. With
-// INTAKE_TEST_BLOB_URL (s3://bucket or file:///dir) too, sources go to that object store,
-// under a prefix of their own.
+// INTAKE_TEST_BLOB_URL (s3://bucket or file:///dir), sources go to that object store, under
+// a prefix of their own (on either backend).
 
 /// Whether test servers run on PostgreSQL.
 pub fn on_postgres() -> bool {
@@ -320,7 +320,7 @@ pub fn admin_url() -> Option<String> {
 /// Points a configuration at the backend under test: the data directory's own database,
 /// and the object store when one is given.
 pub async fn backend_config(config: &mut Config) {
-    if config.database_url.is_some() {
+    if config.database_url.is_some() || config.blob_url.is_some() {
         return;
     }
     let (database, blobs) = backend_urls(&config.data_dir);
@@ -345,21 +345,18 @@ pub fn backend_args(data_dir: &Path) -> Vec<String> {
 
 /// The database and object store URLs of a data directory (None: SQLite, local sources).
 fn backend_urls(data_dir: &Path) -> (Option<String>, Option<String>) {
-    if !on_postgres() {
-        return (None, None);
-    }
     let name = database_name(data_dir);
-    let database = {
-        let name = name.clone();
-        // The synchronous client cannot run on a test's runtime thread.
-        std::thread::spawn(move || create_database(&name))
-            .join()
-            .expect("create the test database")
-    };
     let blobs = std::env::var("INTAKE_TEST_BLOB_URL")
         .ok()
         .filter(|b| !b.is_empty())
         .map(|b| format!("{}/{name}", b.trim_end_matches('/')));
+    if !on_postgres() {
+        return (None, blobs);
+    }
+    // The synchronous client cannot run on a test's runtime thread.
+    let database = std::thread::spawn(move || create_database(&name))
+        .join()
+        .expect("create the test database");
     (Some(database), blobs)
 }
 
