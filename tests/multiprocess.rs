@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 const KEY: &str = "intake_multiprocess_owner_key_01";
@@ -22,6 +23,21 @@ const PER_WORKSPACE: usize = 3;
 struct Node {
     child: Child,
     base: String,
+}
+
+/// The database and object store every process of a test shares, named after `first`.
+fn shared_backend(root: &Path, first: &Path) -> (String, String) {
+    let args = common::backend_args(first);
+    let database_url = args[1].clone();
+    let blob_url = match std::env::var("INTAKE_TEST_BLOB_URL") {
+        Ok(b) if !b.is_empty() => format!(
+            "{}/{}",
+            b.trim_end_matches('/'),
+            common::database_name(first)
+        ),
+        _ => format!("file://{}", root.join("shared-sources").display()),
+    };
+    (database_url, blob_url)
 }
 
 fn spawn(data: &Path, database_url: &str, blob_url: &str) -> Node {
@@ -89,16 +105,7 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
     let root = tempfile::tempdir().expect("temp dir");
     // One database and one object store for all three, named after the first's directory.
     let first = root.path().join("node-0");
-    let args = common::backend_args(&first);
-    let database_url = args[1].clone();
-    let blob_url = match std::env::var("INTAKE_TEST_BLOB_URL") {
-        Ok(b) if !b.is_empty() => format!(
-            "{}/{}",
-            b.trim_end_matches('/'),
-            common::database_name(&first)
-        ),
-        _ => format!("file://{}", root.path().join("shared-sources").display()),
-    };
+    let (database_url, blob_url) = shared_backend(root.path(), &first);
     let mut nodes: Vec<Option<Node>> = (0..3)
         .map(|i| {
             Some(spawn(
@@ -236,4 +243,97 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
         );
     }
     drop(nodes);
+}
+
+/// The event names of a whole SSE response, in order (until the server closes it).
+async fn event_names(resp: reqwest::Response) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut buf = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            if let Some(name) = block.lines().find_map(|l| l.strip_prefix("event:")) {
+                names.push(name.trim().to_owned());
+            }
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_and_a_cancel_through_another_process_reach_the_import() {
+    if !common::on_postgres() {
+        eprintln!("skipped: runs on PostgreSQL only (INTAKE_TEST_BACKEND=postgres)");
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let first = root.path().join("node-0");
+    let (database_url, blob_url) = shared_backend(root.path(), &first);
+    let a = spawn(&first, &database_url, &blob_url);
+    let b = spawn(&root.path().join("node-1"), &database_url, &blob_url);
+    let client = reqwest::Client::new();
+    let (status, body) = call(client.post(format!("{}/v1/tables", a.base)).json(&json!({
+        "name": "t0",
+        "columns": [
+            {"name": "id", "type": "integer", "required": true},
+            {"name": "name", "type": "string"},
+            {"name": "amount", "type": "decimal"}
+        ],
+        "primary_key": ["id"]
+    })))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut big = source(0);
+    for n in 1..25 {
+        big.extend(source(n).lines().skip(1).flat_map(|l| [l, "\n"]));
+    }
+    let (status, body) = call(
+        client
+            .post(format!("{}/v1/imports?table=t0", a.base))
+            .header("content-type", "text/csv")
+            .body(big),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+
+    // Process B streams the import that was sent to A, and cancels it part-way.
+    let resp = client
+        .get(format!("{}/v1/imports/{id}/stream", b.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(resp.status(), 200);
+    let stream = tokio::spawn(event_names(resp));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, import) = call(client.get(format!("{}/v1/imports/{id}", b.base))).await;
+        if import["counts"]["processed"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the import never progressed: {import}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, body) = call(client.post(format!("{}/v1/imports/{id}/cancel", b.base))).await;
+    assert_eq!(status, 200, "{body}");
+    let names = tokio::time::timeout(Duration::from_secs(120), stream)
+        .await
+        .expect("the stream ended")
+        .expect("stream task");
+    assert!(names.iter().any(|n| n == "progress"), "{names:?}");
+    assert!(names.iter().any(|n| n == "import.cancelled"), "{names:?}");
+    assert_eq!(names.last().map(String::as_str), Some("end"), "{names:?}");
+    let (_, import) = call(client.get(format!("{}/v1/imports/{id}", a.base))).await;
+    assert_eq!(import["status"], "cancelled", "{import}");
+    let processed = import["counts"]["processed"].as_u64().unwrap_or(0);
+    assert!(
+        processed < 25 * ROWS as u64,
+        "cancelled before the end: {import}"
+    );
 }
