@@ -243,6 +243,7 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
         );
     }
     drop(nodes);
+    common::drop_database_of(&first);
 }
 
 /// The event names of a whole SSE response, in order (until the server closes it).

@@ -416,6 +416,14 @@ fn create_database(name: &str) -> String {
     database_url(name)
 }
 
+/// Drops the database of a data directory the test chose (PostgreSQL only).
+pub fn drop_database_of(data_dir: &Path) {
+    if on_postgres() {
+        let name = database_name(data_dir);
+        let _ = std::thread::spawn(move || drop_database(&name)).join();
+    }
+}
+
 fn drop_database(name: &str) {
     let mut client = admin_client();
     let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
