@@ -63,7 +63,12 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Running) + Send,
 ) -> anyhow::Result<()> {
-    let Node { store, blobs, lock } = open_node(&config).await?;
+    let Node {
+        store,
+        blobs,
+        lock,
+        node,
+    } = open_node(&config).await?;
     let (secret, key) = match &config.bootstrap_key {
         Some(k) => {
             anyhow::ensure!(
@@ -80,7 +85,9 @@ pub async fn launch(
     };
     let created = store.bootstrap(&key).await.context("cannot bootstrap")?;
 
-    let engine = Engine::new(store.clone(), blobs, config.engine.clone());
+    let mut engine_config = config.engine.clone();
+    engine_config.node = node;
+    let engine = Engine::new(store.clone(), blobs, engine_config);
     // One stop signal for everything: workers stop at a batch boundary, streams end, and the
     // HTTP server stops accepting, all as soon as shutdown is asked (not after open streams
     // close by themselves).
@@ -127,8 +134,15 @@ pub async fn run_workers(
         "intake worker shares a PostgreSQL database with the servers: set --database-url \
          (with SQLite, intake serve runs the workers)"
     );
-    let Node { store, blobs, lock } = open_node(&config).await?;
-    let engine = Engine::new(store, blobs, config.engine.clone());
+    let Node {
+        store,
+        blobs,
+        lock,
+        node,
+    } = open_node(&config).await?;
+    let mut engine_config = config.engine.clone();
+    engine_config.node = node;
+    let engine = Engine::new(store, blobs, engine_config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = engine.spawn_workers(stop_rx.clone());
     workers.push(engine.spawn_maintenance(stop_rx.clone()));
@@ -148,6 +162,8 @@ struct Node {
     store: SharedStore,
     blobs: BlobStore,
     lock: File,
+    /// The data directory's identity, which this process's workers' names carry.
+    node: String,
 }
 
 async fn open_node(config: &Config) -> anyhow::Result<Node> {
@@ -164,6 +180,17 @@ async fn open_node(config: &Config) -> anyhow::Result<Node> {
         )
     })?;
     let store = open_store(config).await?;
+    let node = node_id(&config.data_dir)?;
+    let released = store
+        .release_node_leases(&node)
+        .await
+        .context("cannot release the leases of the last run")?;
+    if released > 0 {
+        tracing::info!(
+            imports = released,
+            "resuming imports left unfinished by the last run"
+        );
+    }
     let blobs = BlobStore::open(&config.data_dir, config.blob_url.as_deref())
         .context("cannot open the source store")?;
     if config.database_url.is_some() && config.blob_url.is_none() {
@@ -173,7 +200,26 @@ async fn open_node(config: &Config) -> anyhow::Result<Node> {
             blobs.describe()
         );
     }
-    Ok(Node { store, blobs, lock })
+    Ok(Node {
+        store,
+        blobs,
+        lock,
+        node,
+    })
+}
+
+/// The identity of a data directory, made at its first use.
+fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            std::fs::write(&path, &id)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+    }
 }
 
 /// Opens the database a configuration names (SQLite in the data directory by default),
