@@ -10,4 +10,4 @@ pub mod model;
 pub mod server;
 pub mod store;
 
-pub use server::{Config, launch};
+pub use server::{Config, launch, run_workers};

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use intake::cli::{Cli, Command, ServeArgs, import, imports, keys, tables};
+use intake::cli::{Cli, Command, ServeArgs, WorkerArgs, import, imports, keys, tables};
 use mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // The server logs its work; client commands speak for themselves and log only problems.
     let default_filter = match cli.command {
-        Command::Serve(_) => "info,tower_http=warn",
+        Command::Serve(_) | Command::Worker(_) => "info,tower_http=warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         .init();
     let exit = match cli.command {
         Command::Serve(args) => return serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Worker(args) => return work(args).await.map(|()| ExitCode::SUCCESS),
         Command::Import(args) => import::run(args).await,
         Command::Imports(args) => imports::run(args).await,
         Command::Tables(args) => tables::run(args).await,
@@ -48,6 +49,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         println!("intake is listening on http://{addr}");
+    })
+    .await
+}
+
+/// `intake worker`: runs import workers until a shutdown signal.
+async fn work(args: WorkerArgs) -> anyhow::Result<()> {
+    intake::run_workers(args.node.config(), shutdown_signal(), || {
+        println!("intake worker is running");
     })
     .await
 }

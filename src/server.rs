@@ -1,6 +1,7 @@
-//! Starting and stopping the server: open the store, bootstrap the first key, serve HTTP
-//! and run the workers until shutdown.
+//! Starting and stopping a process: open the store and the sources, bootstrap the first key,
+//! serve HTTP and run the workers (or only the workers) until shutdown.
 
+use std::fs::File;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,8 +20,12 @@ use crate::store::sqlite::SqliteStore;
 /// Everything `intake serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the SQLite database and uploaded sources live.
+    /// Where the SQLite database, uploaded sources and staged uploads live.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database instead of SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// An object store for sources instead of the data directory.
+    pub blob_url: Option<String>,
     /// Use this value as the owner key of a fresh server instead of a random one.
     pub bootstrap_key: Option<String>,
     pub engine: EngineConfig,
@@ -32,6 +37,8 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Config {
         Config {
             data_dir,
+            database_url: None,
+            blob_url: None,
             bootstrap_key: None,
             engine: EngineConfig::default(),
             api: ApiConfig {
@@ -56,29 +63,12 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Running) + Send,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let lock_path = config.data_dir.join("intake.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("cannot create {}", lock_path.display()))?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "another intake process is using {}; one process per SQLite data directory",
-            config.data_dir.display()
-        )
-    })?;
-    let sqlite = SqliteStore::open(&config.data_dir.join("intake.db"))
-        .context("cannot open the database")?;
-    let resumed = sqlite.reset_leases().context("cannot reset leases")?;
-    if resumed > 0 {
-        tracing::info!(
-            imports = resumed,
-            "resuming imports left unfinished by the last run"
-        );
-    }
-    let store: SharedStore = Arc::new(sqlite);
-    let blobs = BlobStore::open(&config.data_dir).context("cannot open the source store")?;
-
+    let Node {
+        store,
+        blobs,
+        lock,
+        node,
+    } = open_node(&config).await?;
     let (secret, key) = match &config.bootstrap_key {
         Some(k) => {
             anyhow::ensure!(
@@ -95,7 +85,9 @@ pub async fn launch(
     };
     let created = store.bootstrap(&key).await.context("cannot bootstrap")?;
 
-    let engine = Engine::new(store.clone(), blobs, config.engine.clone());
+    let mut engine_config = config.engine.clone();
+    engine_config.node = node;
+    let engine = Engine::new(store.clone(), blobs, engine_config);
     // One stop signal for everything: workers stop at a batch boundary, streams end, and the
     // HTTP server stops accepting, all as soon as shutdown is asked (not after open streams
     // close by themselves).
@@ -128,4 +120,131 @@ pub async fn launch(
     }
     drop(lock);
     Ok(())
+}
+
+/// Runs import workers (and the maintenance and webhook senders) without HTTP until
+/// `shutdown` resolves, sharing the database with other processes.
+pub async fn run_workers(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce() + Send,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.database_url.is_some(),
+        "intake worker shares a PostgreSQL database with the servers: set --database-url \
+         (with SQLite, intake serve runs the workers)"
+    );
+    let Node {
+        store,
+        blobs,
+        lock,
+        node,
+    } = open_node(&config).await?;
+    let mut engine_config = config.engine.clone();
+    engine_config.node = node;
+    let engine = Engine::new(store, blobs, engine_config);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = engine.spawn_workers(stop_rx.clone());
+    workers.push(engine.spawn_maintenance(stop_rx.clone()));
+    workers.push(engine.spawn_webhook_sender(stop_rx));
+    on_ready();
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// What every process opens: its store, its sources, and the lock on its data directory.
+struct Node {
+    store: SharedStore,
+    blobs: BlobStore,
+    lock: File,
+    /// The data directory's identity, which this process's workers' names carry.
+    node: String,
+}
+
+async fn open_node(config: &Config) -> anyhow::Result<Node> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Staged uploads (and, with SQLite, the database) are this process's own.
+    let lock_path = config.data_dir.join("intake.lock");
+    let lock = File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another intake process is using {}; each process needs its own data directory",
+            config.data_dir.display()
+        )
+    })?;
+    let store = open_store(config).await?;
+    let node = node_id(&config.data_dir)?;
+    let released = store
+        .release_node_leases(&node)
+        .await
+        .context("cannot release the leases of the last run")?;
+    if released > 0 {
+        tracing::info!(
+            imports = released,
+            "resuming imports left unfinished by the last run"
+        );
+    }
+    let blobs = BlobStore::open(&config.data_dir, config.blob_url.as_deref())
+        .context("cannot open the source store")?;
+    if config.database_url.is_some() && config.blob_url.is_none() {
+        tracing::warn!(
+            "sources are kept in {}: processes on other machines cannot resume this one's \
+             imports; set --blob-url to share them",
+            blobs.describe()
+        );
+    }
+    Ok(Node {
+        store,
+        blobs,
+        lock,
+        node,
+    })
+}
+
+/// The identity of a data directory, made at its first use.
+fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            std::fs::write(&path, &id)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+    }
+}
+
+/// Opens the database a configuration names (SQLite in the data directory by default),
+/// running its migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+    match &config.database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let _ = url;
+            // POSTGRES-STORE: replaced by the PostgreSQL store's connect.
+            anyhow::bail!("this build has no PostgreSQL support")
+        }
+        Some(_) => anyhow::bail!("--database-url must be a postgres:// URL"),
+        None => {
+            let sqlite = SqliteStore::open(&config.data_dir.join("intake.db"))
+                .context("cannot open the database")?;
+            // The data directory's lock is held: no other process can be running these
+            // imports, so their leases are left over from a process that was killed.
+            let resumed = sqlite.reset_leases().context("cannot reset leases")?;
+            if resumed > 0 {
+                tracing::info!(
+                    imports = resumed,
+                    "resuming imports left unfinished by the last run"
+                );
+            }
+            Ok(Arc::new(sqlite))
+        }
+    }
 }

@@ -28,6 +28,7 @@ fn spawn(data: &Path) -> Child_ {
     let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .args(common::backend_args(data))
         .env("INTAKE_BOOTSTRAP_KEY", KEY)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -108,24 +109,27 @@ fn terminal(import: &Value) -> bool {
     )
 }
 
-/// Checksum of the table's rows in key order, read straight from SQLite.
+/// Checksum of the table's rows in key order, read straight from the database.
 fn checksum(data: &Path) -> (u64, String) {
-    let conn = rusqlite::Connection::open(data.join("intake.db")).expect("open db");
-    let mut stmt = conn
-        .prepare("SELECT id, email, full_name, country, amount, quantity, active, created_at, notes FROM default__orders ORDER BY id")
-        .expect("prepare");
-    let mut rows = stmt.query([]).expect("query");
+    let rows = common::sql_rows(
+        data,
+        &format!(
+            "SELECT id, email, full_name, country, amount, quantity, active, created_at, notes \
+             FROM {} ORDER BY id",
+            common::physical_table("orders")
+        ),
+    );
     let mut h = Sha256::new();
-    let mut n = 0u64;
-    while let Some(r) = rows.next().expect("row") {
-        n += 1;
-        for i in 0..9 {
-            let v: rusqlite::types::Value = r.get(i).expect("cell");
-            h.update(format!("{v:?}\u{1f}").as_bytes());
+    for row in &rows {
+        for cell in row {
+            h.update(format!("{cell:?}\u{1f}").as_bytes());
         }
         h.update(b"\x1e");
     }
-    (n, h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    (
+        rows.len() as u64,
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+    )
 }
 
 fn env_number(name: &str, default: u64) -> u64 {

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 /// 5 rolled back · 6 queued · 7 cancelled · 8 processing.
 struct World {
     s: TestServer,
+    /// The data directory (where its database is found).
     db: PathBuf,
     /// The native view of each import, by number - 1.
     imports: Vec<Value>,
@@ -97,17 +98,10 @@ fn stored_now() -> String {
     intake::store::sort_key(time::OffsetDateTime::now_utc())
 }
 
-fn open_db(path: &Path) -> rusqlite::Connection {
-    let db = rusqlite::Connection::open(path).expect("open the database");
-    db.busy_timeout(std::time::Duration::from_secs(10))
-        .expect("busy timeout");
-    db
-}
-
 async fn world() -> World {
     let data = tempfile::tempdir().expect("temp dir");
     let dir = data.path().join("data");
-    let db = dir.join("intake.db");
+    let db = dir.clone();
 
     // Phase 1, with workers: the imports that end.
     let d = dir.clone();
@@ -185,19 +179,16 @@ async fn world() -> World {
     let id = c["id"].as_str().unwrap().to_owned();
     // A running import, as a worker leaves it between two batches (no worker runs here).
     let now = stored_now();
-    let conn = open_db(&db);
-    conn.execute(
-        "UPDATE intake_imports SET status = 'processing', step = 'writing', started_at = ?2,
-         bytes_read = bytes_total / 2, processed = 1, created = 1, updated_at = ?2 WHERE id = ?1",
-        rusqlite::params![id, now],
-    )
-    .expect("mark processing");
-    conn.execute(
-        "UPDATE intake_import_tables SET status = 'processing', started_at = ?2,
-         bytes_read = bytes_total / 2, processed = 1, created = 1 WHERE import_id = ?1",
-        rusqlite::params![id, now],
-    )
-    .expect("mark table processing");
+    common::sql_execute(
+        &dir,
+        &format!(
+            "UPDATE intake_imports SET status = 'processing', step = 'writing',
+             started_at = '{now}', bytes_read = bytes_total / 2, processed = 1, created = 1,
+             updated_at = '{now}' WHERE id = '{id}';
+             UPDATE intake_import_tables SET status = 'processing', started_at = '{now}',
+             bytes_read = bytes_total / 2, processed = 1, created = 1 WHERE import_id = '{id}';"
+        ),
+    );
     ids.push(json!(id));
 
     let mut imports = Vec::new();
@@ -233,7 +224,7 @@ async fn world() -> World {
 
 /// Rolls an import back through the native route; where this build has no rollback route,
 /// records the outcome directly.
-async fn roll_back(s: &TestServer, db: &Path, id: &str) {
+async fn roll_back(s: &TestServer, data_dir: &Path, id: &str) {
     let (status, body) = send(s.post(&format!("/v1/imports/{id}/rollback"))).await;
     if status == 200 || status == 202 {
         s.wait_until(id, |i| i["status"] == "rolled_back").await;
@@ -241,25 +232,20 @@ async fn roll_back(s: &TestServer, db: &Path, id: &str) {
     }
     assert!(matches!(status, 404 | 405), "rollback: {status} {body}");
     let now = stored_now();
-    let conn = open_db(db);
-    conn.execute(
-        "UPDATE intake_imports SET status = 'rolled_back', step = 'done', rolled_back_at = ?2,
-         updated_at = ?2 WHERE id = ?1",
-        rusqlite::params![id, now],
-    )
-    .expect("mark rolled back");
-    conn.execute(
-        "UPDATE intake_import_tables SET status = 'rolled_back' WHERE import_id = ?1",
-        [id],
-    )
-    .expect("mark table rolled back");
+    common::sql_execute(
+        data_dir,
+        &format!(
+            "UPDATE intake_imports SET status = 'rolled_back', step = 'done',
+             rolled_back_at = '{now}', updated_at = '{now}' WHERE id = '{id}';
+             UPDATE intake_import_tables SET status = 'rolled_back' WHERE import_id = '{id}';"
+        ),
+    );
 }
 
 /// A second workspace `other` with an owner key, made straight in the database.
 async fn other_workspace(db: &Path) -> String {
-    use intake::store::Store;
     const KEY: &str = "intake_other_key_012345678901234";
-    let store = intake::store::sqlite::SqliteStore::open(db).expect("open the database");
+    let store = common::open_store(db).await;
     let ws = store
         .create_workspace("other", "Other")
         .await
@@ -276,8 +262,7 @@ async fn other_workspace(db: &Path) -> String {
 
 /// The id of the default workspace.
 async fn workspace_id(db: &Path) -> String {
-    use intake::store::Store;
-    let store = intake::store::sqlite::SqliteStore::open(db).expect("open the database");
+    let store = common::open_store(db).await;
     store
         .find_workspace("default")
         .await

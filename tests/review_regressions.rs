@@ -93,9 +93,15 @@ async fn a_stacked_atomic_replace_that_fails_leaves_every_table_as_it_was() {
     let done = s.wait_done(body["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(ids(&s.all_records("people").await), vec![1]);
-    let conn = rusqlite::Connection::open(s.db_path()).unwrap();
-    let leftovers: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_master WHERE name GLOB '*__replace_*' OR name GLOB '*__undo_*'", [], |r| r.get(0))
+    let sql = if common::on_postgres() {
+        "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%\\_\\_replace\\_%' OR tablename LIKE '%\\_\\_undo\\_%'"
+    } else {
+        "SELECT count(*) FROM sqlite_master WHERE name GLOB '*__replace_*' OR name GLOB '*__undo_*'"
+    };
+    let leftovers: i64 = common::sql_rows(&s.data_dir(), sql)[0][0]
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
         .unwrap();
     assert_eq!(leftovers, 0, "nothing is left on the side");
     s.stop().await;

@@ -265,8 +265,9 @@ async fn past_the_retention_period_errors_and_undo_are_pruned_and_rollback_is_re
     assert_eq!(first["counts"]["invalid"], 1);
     // Pruning runs at start and every ten minutes: a restart-free check goes through the
     // store directly.
-    let store = intake::store::sqlite::SqliteStore::open(&s.db_path()).expect("open store");
-    let pruned = intake::store::Store::prune(&store, time::OffsetDateTime::now_utc())
+    let store = common::open_store(&s.data_dir()).await;
+    let pruned = store
+        .prune(time::OffsetDateTime::now_utc())
         .await
         .expect("prune");
     assert_eq!(pruned, 1);
@@ -321,7 +322,6 @@ async fn cancel_racing_completion_ends_in_one_consistent_state() {
 
 #[tokio::test]
 async fn a_workspace_runs_no_more_imports_at_once_than_its_limit_and_one_per_table() {
-    use intake::store::Store;
     let s = TestServer::start_with(|c| c.engine.workers = 0).await;
     for name in ["p1", "p2"] {
         let mut schema = people();
@@ -333,7 +333,7 @@ async fn a_workspace_runs_no_more_imports_at_once_than_its_limit_and_one_per_tab
         let (status, _) = s.upload(&format!("table={table}"), "text/csv", BASE).await;
         assert_eq!(status, 202);
     }
-    let store = intake::store::sqlite::SqliteStore::open(&s.db_path()).expect("open store");
+    let store = common::open_store(&s.data_dir()).await;
     let first = store.claim_import("w1", 30_000, 1).await.expect("claim");
     assert_eq!(first.expect("a first import").import.tables[0].table, "p1");
     let second = store.claim_import("w2", 30_000, 1).await.expect("claim");

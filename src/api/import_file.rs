@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use super::AppState;
 use super::auth::{Auth, Member};
@@ -88,7 +87,14 @@ pub async fn upload(
     let Some(key) = input.blob_key.clone() else {
         return Err(ApiError::internal("a new import without a source key"));
     };
-    if state.engine.blobs.path(&key).exists() {
+    if state
+        .engine
+        .blobs
+        .size(&key)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some()
+    {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             "the import already has its file; start it with POST /v1/imports/{id}/start",
@@ -113,12 +119,9 @@ pub async fn upload(
         return Err(too_large(limit));
     }
     check_length(&state, &headers)?;
-    let part = state.engine.blobs.part_path(id);
-    let received = tokio::fs::metadata(&part)
-        .await
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let mut file = match range {
+    let blobs = &state.engine.blobs;
+    let received = blobs.part_received(id).await.map_err(ApiError::internal)?;
+    let start = match range {
         Some(r) if r.start != received => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
@@ -129,45 +132,55 @@ pub async fn upload(
             )
             .with("received", received));
         }
-        Some(_) => {
-            tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&part)
-                .await
-        }
-        None => tokio::fs::File::create(&part).await,
+        Some(r) => r.start,
+        None => 0,
+    };
+    if range.is_none() {
+        // A whole body starts the upload over.
+        blobs.delete_part(id).await.map_err(ApiError::internal)?;
     }
-    .map_err(ApiError::internal)?;
+    let received = start;
+    let mut sink = blobs
+        .begin_part(id, start)
+        .await
+        .map_err(ApiError::internal)?;
     let mut body = request.into_body().into_data_stream();
     let mut written = 0u64;
     let expected = range.map(|r| r.end - r.start + 1);
     use futures_util::StreamExt;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("the upload could not be read: {e}")))?;
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = sink.abort().await;
+                return Err(ApiError::bad_request(format!(
+                    "the upload could not be read: {e}"
+                )));
+            }
+        };
         written += chunk.len() as u64;
         if expected.is_some_and(|n| written > n) || received + written > limit {
-            drop(file);
-            let _ = truncate(&part, received).await;
+            let _ = sink.abort().await;
             return Err(if received + written > limit {
                 too_large(limit)
             } else {
                 ApiError::bad_request("the body is longer than its Content-Range")
             });
         }
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        if let Err(e) = sink.write(&chunk).await {
+            let _ = sink.abort().await;
+            return Err(ApiError::internal(e));
+        }
     }
-    file.sync_all().await.map_err(ApiError::internal)?;
-    drop(file);
     if let Some(n) = expected
         && written != n
     {
-        let _ = truncate(&part, received).await;
+        let _ = sink.abort().await;
         return Err(ApiError::bad_request(format!(
             "the body has {written} bytes, not the {n} its Content-Range announces"
         )));
     }
+    sink.finish().await.map_err(ApiError::internal)?;
     let total = received + written;
     if let Some(r) = range
         && total < r.total
@@ -177,6 +190,7 @@ pub async fn upload(
         );
     }
     // The whole file is here: convert it as a fresh upload would be, sniff it, keep it.
+    let part = blobs.assemble_part(id).await.map_err(ApiError::internal)?;
     let source = tokio::fs::File::open(&part)
         .await
         .map_err(ApiError::internal)?;
@@ -200,7 +214,7 @@ pub async fn upload(
         Ok(s) => s,
         Err(why) => {
             let _ = tokio::fs::remove_file(&staged.path).await;
-            let _ = tokio::fs::remove_file(&part).await;
+            let _ = blobs.delete_part(id).await;
             return Err(ApiError::new(
                 ErrorCode::UnsupportedFormat,
                 format!("the file cannot be read: {why}"),
@@ -221,16 +235,11 @@ pub async fn upload(
         .commit(&staged.path, &key)
         .await
         .map_err(ApiError::internal)?;
-    let _ = tokio::fs::remove_file(&part).await;
+    let _ = blobs.delete_part(id).await;
     let import = state.store.get_import(ws, id).await?;
     let mut view = import_view(&import);
     view["file_received"] = json!(staged.size);
     Ok(Json(view).into_response())
-}
-
-async fn truncate(path: &std::path::Path, len: u64) -> std::io::Result<()> {
-    let f = tokio::fs::OpenOptions::new().write(true).open(path).await?;
-    f.set_len(len).await
 }
 
 /// Queues an import created with `start=false` once its file is there (202).
@@ -245,10 +254,12 @@ pub async fn start(
     let mut sizes = Vec::with_capacity(import.tables.len());
     for input in &import.tables {
         let size = match &input.blob_key {
-            Some(key) => tokio::fs::metadata(state.engine.blobs.path(key))
+            Some(key) => state
+                .engine
+                .blobs
+                .size(key)
                 .await
-                .ok()
-                .map(|m| m.len()),
+                .map_err(ApiError::internal)?,
             None => None,
         };
         match size {

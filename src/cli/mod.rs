@@ -1,4 +1,4 @@
-//! The command line: `intake serve` runs the server; `intake import`, `imports`, `tables`
+//! The command line: `intake serve` runs the server, `intake worker` runs workers only; `intake import`, `imports`, `tables`
 //! and `keys` talk to one by URL and key (plain HTTP: the client has no TLS).
 
 /// `println!` for command output: a closed stdout (`intake ... | head`) silences the rest
@@ -42,6 +42,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: HTTP API and import workers.
     Serve(ServeArgs),
+    /// Run import workers only, without HTTP, beside servers sharing a PostgreSQL database.
+    Worker(WorkerArgs),
     /// Upload a file into a table, show its progress, and summarise the outcome.
     Import(import::ImportArgs),
     /// List, show, watch, cancel and roll back imports; read their row errors.
@@ -67,24 +69,48 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "INTAKE_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Directory of the SQLite database and uploaded sources.
-    #[arg(long, env = "INTAKE_DATA_DIR", default_value = "./intake-data")]
-    pub data_dir: PathBuf,
     /// On a fresh server, use this value as the owner key instead of a random one.
     #[arg(long, env = "INTAKE_BOOTSTRAP_KEY", hide_env_values = true)]
     pub bootstrap_key: Option<String>,
-    /// Import workers in this process.
-    #[arg(long, env = "INTAKE_WORKERS", default_value_t = 2)]
-    pub workers: usize,
-    /// Imports one workspace may run at once (so one tenant cannot take every worker).
-    #[arg(long, env = "INTAKE_WORKSPACE_CONCURRENCY", default_value_t = 2)]
-    pub workspace_concurrency: u32,
     /// Largest upload accepted, in bytes.
     #[arg(long, env = "INTAKE_MAX_UPLOAD_BYTES", default_value_t = 10 << 30)]
     pub max_upload_bytes: u64,
     /// Largest JSON request body (inline records), in bytes.
     #[arg(long, env = "INTAKE_MAX_INLINE_BYTES", default_value_t = 64 << 20)]
     pub max_inline_bytes: u64,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Options of `intake worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Options of every process that runs imports: where the data is, and how work is done.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Directory of the SQLite database (when no --database-url), uploaded sources (when no
+    /// --blob-url) and staged uploads. One process per directory.
+    #[arg(long, env = "INTAKE_DATA_DIR", default_value = "./intake-data")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL database for metadata and tables (postgres://user@host:port/db), shared by
+    /// every process; by default, SQLite in the data directory.
+    #[arg(long, env = "INTAKE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where uploaded sources are kept: s3://bucket/prefix (endpoint, region and credentials
+    /// from the AWS_* variables) or file:///shared/dir; by default, the data directory.
+    #[arg(long, env = "INTAKE_BLOB_URL")]
+    pub blob_url: Option<String>,
+    /// Import workers in this process.
+    #[arg(long, env = "INTAKE_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// Imports one workspace may run at once, across all processes (so one tenant cannot
+    /// take every worker).
+    #[arg(long, env = "INTAKE_WORKSPACE_CONCURRENCY", default_value_t = 2)]
+    pub workspace_concurrency: u32,
     /// Row errors stored per import (all are counted).
     #[arg(long, env = "INTAKE_MAX_STORED_ERRORS", default_value_t = 10_000)]
     pub max_stored_errors: u64,
@@ -97,13 +123,29 @@ pub struct ServeArgs {
     /// Largest record (CSV record, NDJSON line, JSON element), in bytes.
     #[arg(long, env = "INTAKE_MAX_RECORD_BYTES", default_value_t = 8 << 20)]
     pub max_record_bytes: usize,
+    /// Seconds a process holds an import without renewing it; after that another process
+    /// resumes it (how soon a killed process's imports go on elsewhere).
+    #[arg(long, env = "INTAKE_LEASE_SECONDS", default_value_t = 30)]
+    pub lease_seconds: u64,
 }
 
 impl ServeArgs {
     /// The server configuration these options describe.
     pub fn config(&self) -> Config {
-        let mut c = Config::new(self.data_dir.clone());
+        let mut c = self.node.config();
         c.bootstrap_key = self.bootstrap_key.clone();
+        c.api.max_upload_bytes = self.max_upload_bytes;
+        c.api.max_inline_bytes = self.max_inline_bytes;
+        c
+    }
+}
+
+impl NodeArgs {
+    /// The configuration of a process with these options.
+    pub fn config(&self) -> Config {
+        let mut c = Config::new(self.data_dir.clone());
+        c.database_url = self.database_url.clone();
+        c.blob_url = self.blob_url.clone();
         c.engine = EngineConfig {
             workers: self.workers.max(1),
             per_workspace: self.workspace_concurrency.max(1),
@@ -111,10 +153,9 @@ impl ServeArgs {
             max_field_bytes: self.max_field_bytes,
             max_record_bytes: self.max_record_bytes,
             retention: std::time::Duration::from_secs(self.retention_days.saturating_mul(86_400)),
+            lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
             ..EngineConfig::default()
         };
-        c.api.max_upload_bytes = self.max_upload_bytes;
-        c.api.max_inline_bytes = self.max_inline_bytes;
         c
     }
 }

@@ -43,6 +43,12 @@ pub struct EngineConfig {
     pub webhook_backoff: Duration,
     /// How often idle senders look for due webhook deliveries.
     pub webhook_poll: Duration,
+    /// How long a worker holds an import without renewing its lease; after that, a worker
+    /// of another process may take the import over (a killed process's imports resume).
+    pub lease: Duration,
+    /// The identity of the data directory this process holds; its workers' names carry it,
+    /// so that the next process on the directory can release what a killed one held.
+    pub node: String,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +64,8 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             webhook_backoff: Duration::from_secs(1),
             webhook_poll: Duration::from_millis(500),
+            lease: Duration::from_secs(30),
+            node: uuid::Uuid::now_v7().simple().to_string(),
         }
     }
 }
@@ -72,15 +80,20 @@ pub struct Engine {
     worker_prefix: String,
 }
 
+/// The start of the names of a process's workers: `<pid>-<node>-`.
+pub fn worker_prefix(node: &str) -> String {
+    format!("{}-{node}", std::process::id())
+}
+
 impl Engine {
     /// An engine over a store and a source store.
     pub fn new(store: SharedStore, blobs: BlobStore, config: EngineConfig) -> Engine {
         Engine {
             store,
             blobs,
-            config: Arc::new(config),
             wake: Arc::new(Notify::new()),
-            worker_prefix: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
+            worker_prefix: worker_prefix(&config.node),
+            config: Arc::new(config),
         }
     }
 

@@ -13,8 +13,8 @@ use super::reader::{Checkpoint, Format, ReaderOptions, SourceReader};
 use super::validator::{Checked, Validator};
 use crate::model::{ImportStatus, Mode, OnError, Step};
 use crate::store::{
-    Batch, BatchWriter, Claim, DEFAULT_LEASE_MS, ImportEnd, ImportTableRecord, Position,
-    StoreError, TableEnd, TableStart, WritePlan,
+    Batch, BatchWriter, Claim, ImportEnd, ImportTableRecord, Position, StoreError, TableEnd,
+    TableStart, WritePlan,
 };
 
 /// What a worker step did.
@@ -61,12 +61,18 @@ impl Engine {
     ) -> Result<Ran, StoreError> {
         let Some(claim) = self
             .store
-            .claim_import(worker, DEFAULT_LEASE_MS, self.config.per_workspace)
+            .claim_import(worker, self.lease_ms(), self.config.per_workspace)
             .await?
         else {
             return Ok(Ran::Idle);
         };
-        match self.run_import(&claim, shutdown).await {
+        // Batches renew the lease as they commit; the heartbeat keeps it while no batch
+        // commits (a source being fetched, a long swap), so that another process does not
+        // take over an import this one is still working on.
+        let heartbeat = self.spawn_heartbeat(&claim);
+        let ran = self.run_import(&claim, shutdown).await;
+        heartbeat.abort();
+        match ran {
             Ok(()) | Err(StoreError::LeaseLost) => Ok(Ran::Worked),
             Err(e) => {
                 // An error that would come back at every retry must not keep the import (and
@@ -86,6 +92,28 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// The lease, in the store's unit.
+    pub(crate) fn lease_ms(&self) -> i64 {
+        i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn spawn_heartbeat(&self, claim: &Claim) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let claim = claim.clone();
+        let every = self.config.lease / 3;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = store.renew_lease(&claim, claim.lease_ms).await {
+                    tracing::debug!(error = %e, import = %claim.import.id, "lease not renewed");
+                    if matches!(e, StoreError::LeaseLost) {
+                        return;
+                    }
+                }
+            }
+        })
     }
 
     async fn run_import(
@@ -310,7 +338,14 @@ impl Engine {
         let Some(key) = &table.blob_key else {
             return Ok(TableOutcome::Failed("the import has no source file".into()));
         };
-        let path = self.blobs.path(key);
+        let path = match self.blobs.fetch(key).await {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(TableOutcome::Failed(format!(
+                    "the import's source cannot be read: {e}"
+                )));
+            }
+        };
         let reader_options = ReaderOptions {
             format,
             delimiter: options.delimiter,
@@ -730,7 +765,7 @@ impl Engine {
                     pending_errors.append(&mut batch.errors);
                     // Renewing the lease also tells whether a cancel was asked: every batch,
                     // so that a cancel stops the pass within a second.
-                    match handle.block_on(store.renew_lease(&claim2, DEFAULT_LEASE_MS)) {
+                    match handle.block_on(store.renew_lease(&claim2, claim2.lease_ms)) {
                         Ok(l) if l.cancel_requested => stop = Some(Stop::Cancelled),
                         Ok(_) => {}
                         Err(e) => return Err((writer, e)),

@@ -41,9 +41,6 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// How long a claim holds an import without renewal before another worker may take it over.
-pub const DEFAULT_LEASE_MS: i64 = 30_000;
-
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -211,6 +208,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// Makes the unfinished imports whose lease a worker of `node` holds claimable at once:
+    /// called by the process that now holds that node's data directory, so its killed
+    /// predecessor cannot be running them. Returns how many were released.
+    async fn release_node_leases(&self, node: &str) -> StoreResult<u64> {
+        let _ = node;
+        Ok(0)
+    }
 
     /// Imports of a workspace matching typed filters, in a typed order, a page at a time,
     /// with how many match (the compatibility dialects' richer lists).

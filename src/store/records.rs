@@ -244,6 +244,8 @@ pub struct Claim {
     pub import: ImportRecord,
     pub worker: String,
     pub token: i64,
+    /// How long each renewal holds the lease, in milliseconds.
+    pub lease_ms: i64,
 }
 
 /// What a lease renewal learned.

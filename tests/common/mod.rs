@@ -2,7 +2,7 @@
 //! and talks HTTP to it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use intake::Config;
@@ -21,6 +21,16 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    owned_database: Option<String>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(name) = self.owned_database.take() {
+            // The synchronous client cannot run on the test's runtime thread.
+            let _ = std::thread::spawn(move || drop_database(&name)).join();
+        }
+    }
 }
 
 impl TestServer {
@@ -32,10 +42,19 @@ impl TestServer {
     /// Starts a server after adjusting its configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::new(dir.path().join("data"));
+        let own_data = dir.path().join("data");
+        let mut config = Config::new(own_data.clone());
         config.bootstrap_key = Some(OWNER_KEY.to_owned());
         config.engine.poll_interval = Duration::from_millis(50);
         adjust(&mut config);
+        // A server of a directory the test chose (to restart on it) keeps its database
+        // until the test process ends; one of its own directory drops it when it stops.
+        let owned_database = if on_postgres() && config.data_dir == own_data {
+            Some(database_name(&config.data_dir))
+        } else {
+            None
+        };
+        backend_config(&mut config).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -60,12 +79,18 @@ impl TestServer {
             dir,
             stop: Some(stop),
             handle: Some(handle),
+            owned_database,
         }
     }
 
     /// The SQLite database file of the server.
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("data").join("intake.db")
+    }
+
+    /// The server's data directory (when the test did not choose another).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// Stops the server and waits for it.
@@ -260,4 +285,226 @@ pub fn orders_schema(name: &str) -> Value {
         ],
         "primary_key": ["id"]
     })
+}
+
+// ---- Backends -------------------------------------------------------------------------
+//
+// The suites run on SQLite by default. With INTAKE_TEST_BACKEND=postgres they run on
+// PostgreSQL: INTAKE_TEST_DATABASE_URL names a server (any database on it); each data
+// directory gets its own database there, created on first use and dropped after. With
+// INTAKE_TEST_BLOB_URL (s3://bucket or file:///dir), sources go to that object store, under
+// a prefix of their own (on either backend).
+
+/// Whether test servers run on PostgreSQL.
+pub fn on_postgres() -> bool {
+    match std::env::var("INTAKE_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            assert!(
+                admin_url().is_some(),
+                "INTAKE_TEST_BACKEND=postgres needs INTAKE_TEST_DATABASE_URL"
+            );
+            true
+        }
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("unknown INTAKE_TEST_BACKEND {other:?}: use sqlite or postgres"),
+    }
+}
+
+/// The PostgreSQL server tests may create databases on, when one is given.
+pub fn admin_url() -> Option<String> {
+    std::env::var("INTAKE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Points a configuration at the backend under test: the data directory's own database,
+/// and the object store when one is given.
+pub async fn backend_config(config: &mut Config) {
+    if config.database_url.is_some() || config.blob_url.is_some() {
+        return;
+    }
+    let (database, blobs) = backend_urls(&config.data_dir);
+    config.database_url = database;
+    config.blob_url = blobs;
+}
+
+/// The command-line options that put a child `intake` process on the backend under test
+/// for a data directory (with a short lease, so that a restarted child resumes at once).
+pub fn backend_args(data_dir: &Path) -> Vec<String> {
+    let (database, blobs) = backend_urls(data_dir);
+    let mut args = Vec::new();
+    if let Some(url) = database {
+        args.extend(["--database-url".to_owned(), url]);
+        args.extend(["--lease-seconds".to_owned(), "2".to_owned()]);
+    }
+    if let Some(url) = blobs {
+        args.extend(["--blob-url".to_owned(), url]);
+    }
+    args
+}
+
+/// The database and object store URLs of a data directory (None: SQLite, local sources).
+fn backend_urls(data_dir: &Path) -> (Option<String>, Option<String>) {
+    let name = database_name(data_dir);
+    let blobs = std::env::var("INTAKE_TEST_BLOB_URL")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .map(|b| format!("{}/{name}", b.trim_end_matches('/')));
+    if !on_postgres() {
+        return (None, blobs);
+    }
+    // The synchronous client cannot run on a test's runtime thread.
+    let database = std::thread::spawn(move || create_database(&name))
+        .join()
+        .expect("create the test database");
+    (Some(database), blobs)
+}
+
+/// The database of a data directory: named after this process (so that a later run can
+/// tell it is left over) and the directory.
+pub fn database_name(data_dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut h);
+    format!("intake_test_{}_{:016x}", std::process::id(), h.finish())
+}
+
+fn database_url(name: &str) -> String {
+    let admin = admin_url().expect("INTAKE_TEST_DATABASE_URL");
+    let (server, _) = admin
+        .rsplit_once('/')
+        .expect("a postgres:// URL with a database");
+    format!("{server}/{name}")
+}
+
+fn admin_client() -> postgres::Client {
+    let url = admin_url().expect("INTAKE_TEST_DATABASE_URL");
+    postgres::Client::connect(&url, postgres::NoTls).expect("connect to the test PostgreSQL")
+}
+
+static SWEPT: std::sync::Once = std::sync::Once::new();
+
+/// Creates the database if needed; returns its URL. The first call of a test process drops
+/// the databases of test processes that have ended.
+fn create_database(name: &str) -> String {
+    let mut client = admin_client();
+    SWEPT.call_once(|| {
+        let rows = client
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'intake_test_%'",
+                &[],
+            )
+            .expect("list test databases");
+        for row in rows {
+            let db: String = row.get(0);
+            let pid = db.split('_').nth(2).unwrap_or("");
+            if !Path::new("/proc").join(pid).exists() {
+                let _ =
+                    client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
+            }
+        }
+    });
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .expect("look the test database up")
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .expect("create the test database");
+    }
+    database_url(name)
+}
+
+/// Drops the database of a data directory the test chose (PostgreSQL only).
+pub fn drop_database_of(data_dir: &Path) {
+    if on_postgres() {
+        let name = database_name(data_dir);
+        let _ = std::thread::spawn(move || drop_database(&name)).join();
+    }
+}
+
+fn drop_database(name: &str) {
+    let mut client = admin_client();
+    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+}
+
+/// A user table as it is named in the database under test.
+pub fn physical_table(table: &str) -> String {
+    if on_postgres() {
+        format!("\"default\".\"{table}\"")
+    } else {
+        format!("\"default__{table}\"")
+    }
+}
+
+/// The store of a data directory's database, opened beside its server (to set up what the
+/// API cannot, such as a second workspace).
+pub async fn open_store(data_dir: &Path) -> intake::store::SharedStore {
+    let mut config = Config::new(data_dir.to_owned());
+    backend_config(&mut config).await;
+    intake::server::open_store(&config)
+        .await
+        .expect("open the store")
+}
+
+/// Runs statements straight on the database of a data directory.
+pub fn sql_execute(data_dir: &Path, sql: &str) {
+    if on_postgres() {
+        let name = database_name(data_dir);
+        let sql = sql.to_owned();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&database_url(&name), postgres::NoTls)
+                .expect("connect to the test database");
+            c.batch_execute(&sql).expect("run SQL");
+        })
+        .join()
+        .expect("SQL thread");
+    } else {
+        let db = rusqlite::Connection::open(data_dir.join("intake.db")).expect("open the database");
+        db.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        db.execute_batch(sql).expect("run SQL");
+    }
+}
+
+/// The rows a query answers on the database of a data directory, every value as text.
+pub fn sql_rows(data_dir: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    if on_postgres() {
+        let name = database_name(data_dir);
+        let sql = sql.to_owned();
+        return std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&database_url(&name), postgres::NoTls)
+                .expect("connect to the test database");
+            c.simple_query(&sql)
+                .expect("query")
+                .into_iter()
+                .filter_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .join()
+        .expect("SQL thread");
+    }
+    let db = rusqlite::Connection::open(data_dir.join("intake.db")).expect("open the database");
+    let mut stmt = db.prepare(sql).expect("prepare");
+    let n = stmt.column_count();
+    stmt.query_map([], |r| {
+        Ok((0..n)
+            .map(|i| match r.get_ref(i).expect("cell") {
+                rusqlite::types::ValueRef::Null => None,
+                rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                rusqlite::types::ValueRef::Real(v) => Some(v.to_string()),
+                rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                rusqlite::types::ValueRef::Blob(b) => Some(format!("{b:?}")),
+            })
+            .collect())
+    })
+    .expect("query")
+    .map(|r| r.expect("row"))
+    .collect()
 }

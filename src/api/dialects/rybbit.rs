@@ -13,7 +13,6 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
-use tokio::io::AsyncWriteExt;
 
 use super::{authorization, caller, millis, parse_json, read_body};
 use crate::api::AppState;
@@ -201,14 +200,8 @@ async fn create(
     ensure_events_table(&state, &ws).await?;
     let id = uuid::Uuid::now_v7();
     let key = format!("{id}-0");
-    // The source starts empty; batches are appended to it.
-    let staged = super::stage_bytes(&state, Vec::new()).await?;
-    state
-        .engine
-        .blobs
-        .commit(&staged.path, &key)
-        .await
-        .map_err(ApiError::internal)?;
+    // Batches arrive as parts of the source (kept where any process finds them); the last
+    // one assembles them into the source itself.
     let options = InputOptions {
         records_are_lines: true,
         ..Default::default()
@@ -367,20 +360,33 @@ async fn batch(
             .map_err(ApiError::internal)?;
         lines.push(b'\n');
     }
-    let path = state.engine.blobs.path(&key);
-    // One append of the whole batch: the file only ever grows by complete lines.
-    let mut file = tokio::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
+    let blobs = &state.engine.blobs;
+    // One part per batch: the source only ever grows by complete lines.
+    let received = blobs.part_received(id).await.map_err(ApiError::internal)?;
+    let mut part = blobs
+        .begin_part(id, received)
         .await
         .map_err(ApiError::internal)?;
-    file.write_all(&lines).await.map_err(ApiError::internal)?;
-    file.sync_data().await.map_err(ApiError::internal)?;
+    if let Err(e) = part.write(&lines).await {
+        let _ = part.abort().await;
+        return Err(ApiError::internal(e).into());
+    }
+    part.finish().await.map_err(ApiError::internal)?;
     if last {
-        let size = tokio::fs::metadata(&path)
+        let source = blobs.assemble_part(id).await.map_err(ApiError::internal)?;
+        let size = tokio::fs::metadata(&source)
             .await
             .map_err(ApiError::internal)?
             .len();
+        let staged = blobs.staging_path();
+        tokio::fs::rename(&source, &staged)
+            .await
+            .map_err(ApiError::internal)?;
+        blobs
+            .commit(&staged, &key)
+            .await
+            .map_err(ApiError::internal)?;
+        blobs.delete_part(id).await.map_err(ApiError::internal)?;
         match state.store.start_import(ws.id, id, &[size]).await {
             Ok(_) => state.engine.wake(),
             // Another request's last batch queued it first.
@@ -417,6 +423,9 @@ async fn remove(
         if let Err(e) = state.engine.blobs.delete(key).await {
             tracing::warn!(error = %e, key, "could not delete a deleted import's source");
         }
+    }
+    if let Err(e) = state.engine.blobs.delete_part(id).await {
+        tracing::warn!(error = %e, "could not delete a deleted import's batches");
     }
     Ok(StatusCode::OK.into_response())
 }

@@ -536,6 +536,7 @@ pub(super) fn claim(
         import,
         worker: worker.to_owned(),
         token,
+        lease_ms,
     }))
 }
 
@@ -576,12 +577,7 @@ pub(super) fn start_table(
     position: u32,
     start: &TableStart,
 ) -> StoreResult<()> {
-    check_lease(
-        tx,
-        claim.import.id,
-        claim.token,
-        crate::store::DEFAULT_LEASE_MS,
-    )?;
+    check_lease(tx, claim.import.id, claim.token, claim.lease_ms)?;
     let at = ts(now());
     let header = start
         .header
@@ -644,12 +640,7 @@ pub(super) fn finish_table(
     position: u32,
     end: &TableEnd,
 ) -> StoreResult<()> {
-    check_lease(
-        tx,
-        claim.import.id,
-        claim.token,
-        crate::store::DEFAULT_LEASE_MS,
-    )?;
+    check_lease(tx, claim.import.id, claim.token, claim.lease_ms)?;
     mark_table_finished(
         tx,
         claim.import.workspace_id,
@@ -706,12 +697,7 @@ pub(super) fn mark_table_finished(
 }
 
 pub(super) fn finish(tx: &Connection, claim: &Claim, end: &ImportEnd) -> StoreResult<()> {
-    check_lease(
-        tx,
-        claim.import.id,
-        claim.token,
-        crate::store::DEFAULT_LEASE_MS,
-    )?;
+    check_lease(tx, claim.import.id, claim.token, claim.lease_ms)?;
     let import = get_any(tx, claim.import.id)?;
     // What a finished or cancelled import wrote can be rolled back until then.
     if end.status != ImportStatus::RolledBack {
@@ -738,12 +724,7 @@ pub(super) fn set_step(
     step: Step,
     error: Option<&str>,
 ) -> StoreResult<()> {
-    check_lease(
-        tx,
-        claim.import.id,
-        claim.token,
-        crate::store::DEFAULT_LEASE_MS,
-    )?;
+    check_lease(tx, claim.import.id, claim.token, claim.lease_ms)?;
     tx.execute(
         "UPDATE intake_imports SET step = ?2, updated_at = ?3, error = coalesce(?4, error)
          WHERE id = ?1",

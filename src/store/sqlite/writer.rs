@@ -12,9 +12,7 @@ use super::tables::{IMPORT_COLUMN, create_sql, physical_name};
 use super::values::{declared_type, journal_to_row, quote, row_to_journal, same_value, to_sql, ts};
 use super::{Inner, StoreError, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
-use crate::store::{
-    Batch, BatchOutcome, BatchWriter, Claim, DEFAULT_LEASE_MS, TableEnd, Workspace, WritePlan,
-};
+use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, TableEnd, Workspace, WritePlan};
 
 struct Cell<'a>(&'a Value);
 
@@ -31,6 +29,7 @@ pub struct SqliteWriter {
     workspace_id: Uuid,
     number: i64,
     token: i64,
+    lease_ms: i64,
     plan: WritePlan,
     cleanup: bool,
     /// The table rows go to: the real table, or for replace the table that will be swapped in.
@@ -85,6 +84,7 @@ impl SqliteWriter {
             workspace_id: claim.import.workspace_id,
             number,
             token: claim.token,
+            lease_ms: claim.lease_ms,
             cleanup,
             target,
             table,
@@ -551,7 +551,7 @@ impl BatchWriter for SqliteWriter {
     fn write(&mut self, batch: &Batch) -> StoreResult<BatchOutcome> {
         let inner = self.inner.clone();
         inner.write_now(|tx| {
-            let lease = check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            let lease = check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             let mut out = BatchOutcome {
                 invalid: batch.errors.len() as u64 + batch.unstored_invalid,
                 cancel_requested: lease.cancel_requested,
@@ -640,7 +640,7 @@ impl BatchWriter for SqliteWriter {
     fn revert(&mut self) -> StoreResult<()> {
         let inner = self.inner.clone();
         inner.write_now(|tx| {
-            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             if self.plan.mode == Mode::Replace && !self.plan.dry_run {
                 // A table of a stacked import may already have been swapped in: swap back.
                 return self.swap_back_or_drop(tx);
@@ -655,7 +655,7 @@ impl BatchWriter for SqliteWriter {
     fn roll_back(&mut self) -> StoreResult<()> {
         let inner = self.inner.clone();
         inner.write_now(|tx| {
-            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             let status: String = tx.query_row(
                 "SELECT status FROM intake_import_tables WHERE import_id = ?1 AND position = ?2",
                 params![self.import_id.to_string(), self.plan.position],
@@ -683,7 +683,7 @@ impl BatchWriter for SqliteWriter {
     fn finish(&mut self, end: &TableEnd) -> StoreResult<u64> {
         let inner = self.inner.clone();
         inner.write_now(|tx| {
-            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             let mut destroyed = 0u64;
             if self.plan.mode == Mode::Replace {
                 let old: i64 = tx.query_row(
@@ -782,7 +782,7 @@ impl BatchWriter for SqliteWriter {
     fn discard(&mut self) -> StoreResult<()> {
         let inner = self.inner.clone();
         inner.write_now(|tx| {
-            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             self.drop_side_tables(tx)
         })
     }

@@ -1,0 +1,340 @@
+//! Several processes sharing one PostgreSQL database and one object store: imports sent to
+//! any of them are spread across all, a process killed with SIGKILL has its import resumed by
+//! another from its checkpoint, and every import ends exactly once with exact counts and
+//! exact rows. Runs on the PostgreSQL backend only (INTAKE_TEST_BACKEND=postgres).
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+const KEY: &str = "intake_multiprocess_owner_key_01";
+const IMPORTS: usize = 20;
+const ROWS: usize = 40_000;
+const PER_WORKSPACE: usize = 3;
+
+/// A child `intake serve` on its own data directory, sharing the database and sources.
+struct Node {
+    child: Child,
+    base: String,
+}
+
+/// The database and object store every process of a test shares, named after `first`.
+fn shared_backend(root: &Path, first: &Path) -> (String, String) {
+    let args = common::backend_args(first);
+    let database_url = args[1].clone();
+    let blob_url = match std::env::var("INTAKE_TEST_BLOB_URL") {
+        Ok(b) if !b.is_empty() => format!(
+            "{}/{}",
+            b.trim_end_matches('/'),
+            common::database_name(first)
+        ),
+        _ => format!("file://{}", root.join("shared-sources").display()),
+    };
+    (database_url, blob_url)
+}
+
+fn spawn(data: &Path, database_url: &str, blob_url: &str) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(["--database-url", database_url, "--blob-url", blob_url])
+        .args(["--lease-seconds", "2", "--workers", "2"])
+        .args(["--workspace-concurrency", &PER_WORKSPACE.to_string()])
+        .env("INTAKE_BOOTSTRAP_KEY", KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn intake");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("intake exited before listening")
+            .expect("read stdout");
+        if let Some(rest) = line.strip_prefix("intake is listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Node { child, base }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.bearer_auth(KEY).send().await.expect("request");
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// The rows of import `n`: keys of their own, a name and an amount derived from the key.
+fn source(n: usize) -> String {
+    let mut csv = String::with_capacity(ROWS * 32);
+    csv.push_str("id,name,amount\n");
+    for i in 0..ROWS {
+        let id = n * 1_000_000 + i;
+        csv.push_str(&format!(
+            "{id},\"name {id}, n{n}\",{}.{:02}\n",
+            id % 997,
+            id % 100
+        ));
+    }
+    csv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_share_twenty_imports_and_survive_a_kill() {
+    if !common::on_postgres() {
+        eprintln!("skipped: runs on PostgreSQL only (INTAKE_TEST_BACKEND=postgres)");
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    // One database and one object store for all three, named after the first's directory.
+    let first = root.path().join("node-0");
+    let (database_url, blob_url) = shared_backend(root.path(), &first);
+    let mut nodes: Vec<Option<Node>> = (0..3)
+        .map(|i| {
+            Some(spawn(
+                &root.path().join(format!("node-{i}")),
+                &database_url,
+                &blob_url,
+            ))
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let bases: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().expect("node").base.clone())
+        .collect();
+
+    // Twenty tables, one import each, sent to the three processes in turn.
+    let mut ids = Vec::new();
+    for n in 0..IMPORTS {
+        let base = &bases[n % 3];
+        let (status, body) = call(client.post(format!("{base}/v1/tables")).json(&json!({
+            "name": format!("t{n}"),
+            "columns": [
+                {"name": "id", "type": "integer", "required": true},
+                {"name": "name", "type": "string"},
+                {"name": "amount", "type": "decimal"}
+            ],
+            "primary_key": ["id"]
+        })))
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for n in 0..IMPORTS {
+        let base = &bases[n % 3];
+        let (status, body) = call(
+            client
+                .post(format!("{base}/v1/imports?table=t{n}"))
+                .header("content-type", "text/csv")
+                .body(source(n)),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+
+    // Watch the leases: which processes work, and how many imports run at once.
+    let pids: Vec<u32> = nodes
+        .iter()
+        .map(|n| n.as_ref().expect("node").child.id())
+        .collect();
+    let mut owners = BTreeSet::new();
+    let mut killed: Option<u32> = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let live = common::sql_rows(
+            &first,
+            "SELECT lease_owner, processed FROM intake_imports \
+             WHERE status = 'processing' AND lease_expires_at > now()",
+        );
+        assert!(
+            live.len() <= PER_WORKSPACE,
+            "{} imports run at once, over the workspace's limit of {PER_WORKSPACE}",
+            live.len()
+        );
+        for row in &live {
+            let owner = row[0].clone().unwrap_or_default();
+            let pid: u32 = owner.split('-').next().unwrap_or("").parse().unwrap_or(0);
+            owners.insert(pid);
+            let processed: u64 = row[1].as_deref().unwrap_or("0").parse().unwrap_or(0);
+            // Kill the second process once it is part-way through an import.
+            if killed.is_none() && pid == pids[1] && processed > 0 {
+                let node = nodes[1].take().expect("node 1");
+                drop(node);
+                killed = Some(pid);
+            }
+        }
+        let (_, page) = call(client.get(format!("{}/v1/imports?limit=100", bases[0]))).await;
+        let ended = page["data"]
+            .as_array()
+            .expect("imports")
+            .iter()
+            .filter(|i| i["status"] == "complete")
+            .count();
+        if ended == IMPORTS && killed.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "imports did not all end: {page}; killed: {killed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        owners.len() >= 2,
+        "imports ran in one process only: {owners:?}"
+    );
+
+    // Exact counts, exactly one completion each, exact rows, whichever process answers.
+    let survivors = [&bases[0], &bases[2]];
+    for (n, id) in ids.iter().enumerate() {
+        let base = survivors[n % 2];
+        let (_, import) = call(client.get(format!("{base}/v1/imports/{id}"))).await;
+        assert_eq!(import["status"], "complete", "{import}");
+        let counts = &import["counts"];
+        assert_eq!(counts["processed"], ROWS, "{import}");
+        assert_eq!(counts["created"], ROWS, "{import}");
+        assert_eq!(counts["invalid"], 0, "{import}");
+        let (_, events) = call(client.get(format!("{base}/v1/imports/{id}/events"))).await;
+        let mut kinds: HashMap<String, usize> = HashMap::new();
+        for e in events["data"].as_array().expect("events") {
+            *kinds
+                .entry(e["type"].as_str().unwrap_or("").to_owned())
+                .or_default() += 1;
+        }
+        assert_eq!(kinds.get("import.completed"), Some(&1), "{events}");
+        let rows = common::sql_rows(
+            &first,
+            &format!(
+                "SELECT count(*), count(DISTINCT id), sum(id), sum(amount) FROM \"default\".\"t{n}\""
+            ),
+        );
+        let ids_sum: usize = (0..ROWS).map(|i| n * 1_000_000 + i).sum();
+        let amount_sum: f64 = (0..ROWS)
+            .map(|i| {
+                let id = n * 1_000_000 + i;
+                (id % 997) as f64 + (id % 100) as f64 / 100.0
+            })
+            .sum();
+        assert_eq!(rows[0][0].as_deref(), Some(ROWS.to_string().as_str()));
+        assert_eq!(rows[0][1].as_deref(), Some(ROWS.to_string().as_str()));
+        assert_eq!(rows[0][2].as_deref(), Some(ids_sum.to_string().as_str()));
+        let stored: f64 = rows[0][3].as_deref().unwrap_or("0").parse().unwrap_or(0.0);
+        assert!(
+            (stored - amount_sum).abs() < 0.005,
+            "{stored} vs {amount_sum}"
+        );
+    }
+    drop(nodes);
+    common::drop_database_of(&first);
+}
+
+/// The event names of a whole SSE response, in order (until the server closes it).
+async fn event_names(resp: reqwest::Response) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut buf = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            if let Some(name) = block.lines().find_map(|l| l.strip_prefix("event:")) {
+                names.push(name.trim().to_owned());
+            }
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_and_a_cancel_through_another_process_reach_the_import() {
+    if !common::on_postgres() {
+        eprintln!("skipped: runs on PostgreSQL only (INTAKE_TEST_BACKEND=postgres)");
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let first = root.path().join("node-0");
+    let (database_url, blob_url) = shared_backend(root.path(), &first);
+    let a = spawn(&first, &database_url, &blob_url);
+    let b = spawn(&root.path().join("node-1"), &database_url, &blob_url);
+    let client = reqwest::Client::new();
+    let (status, body) = call(client.post(format!("{}/v1/tables", a.base)).json(&json!({
+        "name": "t0",
+        "columns": [
+            {"name": "id", "type": "integer", "required": true},
+            {"name": "name", "type": "string"},
+            {"name": "amount", "type": "decimal"}
+        ],
+        "primary_key": ["id"]
+    })))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut big = source(0);
+    for n in 1..25 {
+        big.extend(source(n).lines().skip(1).flat_map(|l| [l, "\n"]));
+    }
+    let (status, body) = call(
+        client
+            .post(format!("{}/v1/imports?table=t0", a.base))
+            .header("content-type", "text/csv")
+            .body(big),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+
+    // Process B streams the import that was sent to A, and cancels it part-way.
+    let resp = client
+        .get(format!("{}/v1/imports/{id}/stream", b.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(resp.status(), 200);
+    let stream = tokio::spawn(event_names(resp));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, import) = call(client.get(format!("{}/v1/imports/{id}", b.base))).await;
+        if import["counts"]["processed"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the import never progressed: {import}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, body) = call(client.post(format!("{}/v1/imports/{id}/cancel", b.base))).await;
+    assert_eq!(status, 200, "{body}");
+    let names = tokio::time::timeout(Duration::from_secs(120), stream)
+        .await
+        .expect("the stream ended")
+        .expect("stream task");
+    assert!(names.iter().any(|n| n == "progress"), "{names:?}");
+    assert!(names.iter().any(|n| n == "import.cancelled"), "{names:?}");
+    assert_eq!(names.last().map(String::as_str), Some("end"), "{names:?}");
+    let (_, import) = call(client.get(format!("{}/v1/imports/{id}", a.base))).await;
+    assert_eq!(import["status"], "cancelled", "{import}");
+    let processed = import["counts"]["processed"].as_u64().unwrap_or(0);
+    assert!(
+        processed < 25 * ROWS as u64,
+        "cancelled before the end: {import}"
+    );
+}
