@@ -227,9 +227,13 @@ fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
 pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
     match &config.database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let _ = url;
-            // POSTGRES-STORE: replaced by the PostgreSQL store's connect.
-            anyhow::bail!("this build has no PostgreSQL support")
+            let url = url.clone();
+            let store =
+                tokio::task::spawn_blocking(move || crate::store::postgres::PgStore::connect(&url))
+                    .await
+                    .context("cannot open the database")?
+                    .context("cannot open the database")?;
+            Ok(Arc::new(store))
         }
         Some(_) => anyhow::bail!("--database-url must be a postgres:// URL"),
         None => {

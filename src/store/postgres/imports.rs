@@ -110,7 +110,10 @@ fn load_tables(tx: &mut Transaction<'_>, import: &mut ImportRecord) -> StoreResu
         ),
         &[&import.id],
     )?;
-    import.tables = rows.iter().map(table_from_row).collect::<StoreResult<_>>()?;
+    import.tables = rows
+        .iter()
+        .map(table_from_row)
+        .collect::<StoreResult<_>>()?;
     Ok(())
 }
 
@@ -126,7 +129,11 @@ pub(super) fn get_any(tx: &mut Transaction<'_>, id: Uuid) -> StoreResult<ImportR
     Ok(import)
 }
 
-pub(super) fn get(tx: &mut Transaction<'_>, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+pub(super) fn get(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> StoreResult<ImportRecord> {
     let import = get_any(tx, id)?;
     // Another workspace's import is indistinguishable from a missing one.
     if import.workspace_id != workspace_id {
@@ -269,7 +276,13 @@ pub(super) fn create(tx: &mut Transaction<'_>, new: &NewImport) -> StoreResult<C
         tx.execute(
             "INSERT INTO intake_idempotency (workspace_id, key, fingerprint, import_id, created_at)
              VALUES ($1, $2, $3, $4, $5)",
-            &[&new.workspace_id, &idem.key, &idem.fingerprint, &new.id, &at],
+            &[
+                &new.workspace_id,
+                &idem.key,
+                &idem.fingerprint,
+                &new.id,
+                &at,
+            ],
         )?;
     }
     append_event(
@@ -583,6 +596,7 @@ pub(super) fn claim(
             import,
             worker: worker.to_owned(),
             token,
+            lease_ms,
         }));
     }
     Ok(None)
@@ -608,18 +622,25 @@ pub(super) fn check_lease(
     }
 }
 
+/// Makes the imports whose lease a worker of `node` holds claimable at once (worker names
+/// are `<pid>-<node>-<n>`).
+pub(super) fn release_node_leases(tx: &mut Transaction<'_>, node: &str) -> StoreResult<u64> {
+    Ok(tx.execute(
+        "UPDATE intake_imports SET lease_expires_at = NULL
+         WHERE lease_expires_at IS NOT NULL
+           AND status IN ('queued', 'processing', 'rolling_back')
+           AND strpos(lease_owner, '-' || $1 || '-') > 0",
+        &[&node],
+    )?)
+}
+
 pub(super) fn start_table(
     tx: &mut Transaction<'_>,
     claim: &Claim,
     position: u32,
     start: &TableStart,
 ) -> StoreResult<()> {
-    check_lease(
-        tx,
-        claim.import.id,
-        claim.token,
-        crate::store::DEFAULT_LEASE_MS,
-    )?;
+    check_lease(tx, claim.import.id, claim.token, claim.lease_ms)?;
     let at = now();
     let header = start
         .header
@@ -680,12 +701,7 @@ pub(super) fn finish_table(
     position: u32,
     end: &TableEnd,
 ) -> StoreResult<()> {
-    check_lease(
-        tx,
-        claim.import.id,
-        claim.token,
-        crate::store::DEFAULT_LEASE_MS,
-    )?;
+    check_lease(tx, claim.import.id, claim.token, claim.lease_ms)?;
     mark_table_finished(
         tx,
         claim.import.workspace_id,
@@ -745,12 +761,7 @@ pub(super) fn mark_table_finished(
 }
 
 pub(super) fn finish(tx: &mut Transaction<'_>, claim: &Claim, end: &ImportEnd) -> StoreResult<()> {
-    check_lease(
-        tx,
-        claim.import.id,
-        claim.token,
-        crate::store::DEFAULT_LEASE_MS,
-    )?;
+    check_lease(tx, claim.import.id, claim.token, claim.lease_ms)?;
     let import = get_any(tx, claim.import.id)?;
     // What a finished or cancelled import wrote can be rolled back until then.
     if end.status != ImportStatus::RolledBack {
@@ -777,12 +788,7 @@ pub(super) fn set_step(
     step: Step,
     error: Option<&str>,
 ) -> StoreResult<()> {
-    check_lease(
-        tx,
-        claim.import.id,
-        claim.token,
-        crate::store::DEFAULT_LEASE_MS,
-    )?;
+    check_lease(tx, claim.import.id, claim.token, claim.lease_ms)?;
     tx.execute(
         "UPDATE intake_imports SET step = $2, updated_at = $3, error = coalesce($4, error)
          WHERE id = $1",

@@ -23,9 +23,9 @@ mod tests;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use ::postgres::error::SqlState;
 use ::postgres::{Client, IsolationLevel, Transaction};
+use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -163,7 +163,10 @@ where
     F: Fn(&mut Transaction<'_>) -> StoreResult<T>,
 {
     let retryable = |e: ::postgres::Error| match e.code() {
-        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE => {
+        Some(c)
+            if *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+        {
             Retry::Again(e)
         }
         _ => Retry::Fail(e.into()),
@@ -497,12 +500,14 @@ impl Store for PgStore {
     }
 
     async fn get_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
-        self.read(move |tx| imports::get(tx, workspace_id, id)).await
+        self.read(move |tx| imports::get(tx, workspace_id, id))
+            .await
     }
 
     async fn list_imports(&self, workspace_id: Uuid, q: &ImportQuery) -> StoreResult<ImportPage> {
         let q = q.clone();
-        self.read(move |tx| imports::list(tx, workspace_id, &q)).await
+        self.read(move |tx| imports::list(tx, workspace_id, &q))
+            .await
     }
 
     async fn list_row_errors(
@@ -662,6 +667,12 @@ impl Store for PgStore {
     ) -> StoreResult<()> {
         let (kind, data) = (kind.to_owned(), data.clone());
         self.write(move |tx| imports::append_event(tx, workspace_id, import_id, &kind, &data))
+            .await
+    }
+
+    async fn release_node_leases(&self, node: &str) -> StoreResult<u64> {
+        let node = node.to_owned();
+        self.write(move |tx| imports::release_node_leases(tx, &node))
             .await
     }
 

@@ -42,6 +42,10 @@ impl Pool {
         if config.get_application_name().is_none() {
             config.application_name("intake");
         }
+        // An unreachable server fails an operation instead of hanging it.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
         Ok(Pool {
             config,
             max: max.max(1),
@@ -145,13 +149,17 @@ impl Deref for Conn<'_> {
 
     fn deref(&self) -> &Client {
         // Only `drop` takes the client out.
-        self.client.as_ref().expect("pooled connection present until dropped")
+        self.client
+            .as_ref()
+            .expect("pooled connection present until dropped")
     }
 }
 
 impl DerefMut for Conn<'_> {
     fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().expect("pooled connection present until dropped")
+        self.client
+            .as_mut()
+            .expect("pooled connection present until dropped")
     }
 }
 

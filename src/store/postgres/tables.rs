@@ -38,7 +38,9 @@ pub(super) fn workspace_slug(tx: &mut Transaction<'_>, workspace_id: Uuid) -> St
 pub(super) fn check_slug(slug: &str) -> StoreResult<()> {
     let lower = slug.to_ascii_lowercase();
     if slug.is_empty() {
-        return Err(StoreError::Invalid("a workspace slug cannot be empty".into()));
+        return Err(StoreError::Invalid(
+            "a workspace slug cannot be empty".into(),
+        ));
     }
     if slug.len() > 63 {
         return Err(StoreError::Invalid(format!(
@@ -51,7 +53,9 @@ pub(super) fn check_slug(slug: &str) -> StoreResult<()> {
         )));
     }
     if slug.contains('\0') {
-        return Err(StoreError::Invalid("a workspace slug cannot contain NUL".into()));
+        return Err(StoreError::Invalid(
+            "a workspace slug cannot contain NUL".into(),
+        ));
     }
     Ok(())
 }
@@ -133,7 +137,10 @@ pub fn create_sql(slug: &str, name: &str, schema: &TableSchema, unlogged: bool) 
         cols.join(",\n  ")
     );
     if order_expr(schema) == quote(ROW_COLUMN) {
-        sql.push_str(&format!("\nCREATE INDEX ON {table} ({});", quote(ROW_COLUMN)));
+        sql.push_str(&format!(
+            "\nCREATE INDEX ON {table} ({});",
+            quote(ROW_COLUMN)
+        ));
     }
     sql
 }
@@ -173,7 +180,9 @@ pub(super) fn create(
     tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&ws.slug)))?;
     // A leftover table of the same name (created outside Intake) is an error, not adopted.
     tx.batch_execute(&create_sql(&ws.slug, name, schema, false))
-        .map_err(|e| StoreError::Conflict(format!("cannot create table {name:?}: {}", db_message(&e))))?;
+        .map_err(|e| {
+            StoreError::Conflict(format!("cannot create table {name:?}: {}", db_message(&e)))
+        })?;
     Ok(TableRecord {
         schema: schema.clone(),
         physical_name: display_name(&ws.slug, name),
@@ -298,7 +307,11 @@ pub(super) fn delete(tx: &mut Transaction<'_>, ws: &Workspace, name: &str) -> St
     // Undo copies kept by replace imports, and anything a stopped import loaded on the side,
     // go with the table.
     let copies = side_tables(tx, &ws.slug, name)?;
-    for copy in copies.iter().map(String::as_str).chain(std::iter::once(name)) {
+    for copy in copies
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(name))
+    {
         tx.batch_execute(&format!(
             "DROP TABLE IF EXISTS {}",
             qualified(&ws.slug, copy)
@@ -321,10 +334,7 @@ pub(super) fn read_records(
         cols.join(", "),
         qualified(&ws.slug, schema.name.as_str())
     );
-    let rows = tx.query(
-        &sql,
-        &[&after.unwrap_or(i64::MIN), &(i64::from(limit) + 1)],
-    )?;
+    let rows = tx.query(&sql, &[&after.unwrap_or(i64::MIN), &(i64::from(limit) + 1)])?;
     let mut out = Vec::with_capacity(rows.len().min(limit as usize));
     let mut last = None;
     let more = rows.len() > limit as usize;
@@ -332,7 +342,10 @@ pub(super) fn read_records(
         last = Some(r.try_get::<_, i64>(0)?);
         let mut obj = serde_json::Map::with_capacity(schema.columns.len());
         for (i, col) in schema.columns.iter().enumerate() {
-            obj.insert(col.name.as_str().to_owned(), cell_to_json(col.ty, r, i + 1)?);
+            obj.insert(
+                col.name.as_str().to_owned(),
+                cell_to_json(col.ty, r, i + 1)?,
+            );
         }
         out.push(obj);
     }

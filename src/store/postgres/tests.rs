@@ -95,7 +95,11 @@ fn new_key(role: Role) -> NewKey {
         name: "k".into(),
         role,
         prefix: "p".into(),
-        hash: *Uuid::now_v7().as_bytes().repeat(2).first_chunk().expect("32 bytes"),
+        hash: *Uuid::now_v7()
+            .as_bytes()
+            .repeat(2)
+            .first_chunk()
+            .expect("32 bytes"),
     }
 }
 
@@ -229,11 +233,17 @@ async fn slugs_postgresql_owns_are_refused_and_a_workspace_gets_its_schema() {
         assert!(matches!(e, StoreError::Invalid(_)), "{slug}: {e:?}");
     }
     let acme = store.create_workspace("acme", "Acme").await.expect("acme");
-    let again = store.create_workspace("acme", "Acme").await.expect_err("taken");
+    let again = store
+        .create_workspace("acme", "Acme")
+        .await
+        .expect_err("taken");
     assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
     let t = store.create_table(&acme, &people()).await.expect("table");
     assert_eq!(t.physical_name, "acme.people");
-    assert_eq!(db.sql("SELECT count(*) FROM acme.people"), [[Some("0".into())]]);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM acme.people"),
+        [[Some("0".into())]]
+    );
     // The bootstrap workspace is `default`, a keyword: its schema is quoted.
     assert_eq!(
         db.sql("SELECT nspname FROM pg_namespace WHERE nspname IN ('acme', 'default') ORDER BY 1"),
@@ -283,8 +293,13 @@ async fn every_type_reads_back_as_the_sqlite_backend_shows_it() {
     assert_eq!(out.expect("write").created, 2);
     let page = store.read_records(&ws, &t, None, 10).await.expect("read");
     assert_eq!(
-        serde_json::Value::Array(page.rows.into_iter().map(serde_json::Value::Object).collect())
-            .to_string(),
+        serde_json::Value::Array(
+            page.rows
+                .into_iter()
+                .map(serde_json::Value::Object)
+                .collect()
+        )
+        .to_string(),
         json!([
             {"s": "héllo", "i": -42, "f": 3.0, "d": "12345678901234567890.000001", "b": true,
              "day": "0001-01-01", "at": "2024-02-29T23:59:58.125Z", "u": u.to_string(),
@@ -363,7 +378,13 @@ async fn inserts_report_taken_keys_and_unique_values_on_their_lines() {
         .expect("errors");
     let got: Vec<(u64, Option<String>, String)> = errors
         .iter()
-        .map(|e| (e.error.line, e.error.column.clone(), e.error.code.as_str().to_owned()))
+        .map(|e| {
+            (
+                e.error.line,
+                e.error.column.clone(),
+                e.error.code.as_str().to_owned(),
+            )
+        })
         .collect();
     let dup = |line: u64, col: &str| (line, Some(col.to_owned()), "duplicate_key".to_owned());
     assert_eq!(
@@ -421,13 +442,13 @@ async fn upserts_count_every_row_and_the_last_row_of_a_key_wins() {
         .expect("finish");
     let second = Batch {
         rows: vec![
-            kv(2, "a", "1"),      // created
-            kv(3, "a", "2"),      // updated (by the row above)
-            kv(4, "b", "1"),      // unchanged
-            kv(5, "c", "2"),      // updated
-            kv(6, "c", "2"),      // unchanged (same as the row above)
+            kv(2, "a", "1"),                  // created
+            kv(3, "a", "2"),                  // updated (by the row above)
+            kv(4, "b", "1"),                  // unchanged
+            kv(5, "c", "2"),                  // updated
+            kv(6, "c", "2"),                  // unchanged (same as the row above)
             kv(7, "a", "{\"x\":1, \"b\":2}"), // updated, JSON as written
-            kv(8, "e", "1"),      // created
+            kv(8, "e", "1"),                  // created
         ],
         ..Batch::default()
     };
@@ -443,7 +464,11 @@ async fn upserts_count_every_row_and_the_last_row_of_a_key_wins() {
         (2, 3, 2),
         "{out:?}"
     );
-    let rows = store.read_records(&ws, &t, None, 100).await.expect("read").rows;
+    let rows = store
+        .read_records(&ws, &t, None, 100)
+        .await
+        .expect("read")
+        .rows;
     let got: Vec<String> = rows
         .iter()
         .map(|r| format!("{}={}", r["k"].as_str().unwrap_or("?"), r["v"]))
@@ -468,7 +493,11 @@ async fn upserts_count_every_row_and_the_last_row_of_a_key_wins() {
         .expect("rollback");
     let (_, undone) = with_writer(&store, &t, Mode::Upsert, |w| w.roll_back()).await;
     undone.expect("roll back");
-    let rows = store.read_records(&ws, &t, None, 100).await.expect("read").rows;
+    let rows = store
+        .read_records(&ws, &t, None, 100)
+        .await
+        .expect("read")
+        .rows;
     let got: Vec<String> = rows
         .iter()
         .map(|r| format!("{}={}", r["k"].as_str().unwrap_or("?"), r["v"]))

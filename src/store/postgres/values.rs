@@ -237,7 +237,11 @@ pub fn copy_trailer(out: &mut Vec<u8>) {
 }
 
 /// A stored cell (selected with [`read_expr`]) as JSON, the way the records API shows it.
-pub fn cell_to_json(ty: ColumnType, row: &Row, i: usize) -> Result<serde_json::Value, ::postgres::Error> {
+pub fn cell_to_json(
+    ty: ColumnType,
+    row: &Row,
+    i: usize,
+) -> Result<serde_json::Value, ::postgres::Error> {
     use serde_json::Value as J;
     Ok(match ty {
         ColumnType::Integer => row.try_get::<_, Option<i64>>(i)?.map_or(J::Null, J::from),
@@ -263,7 +267,9 @@ pub fn cell_to_json(ty: ColumnType, row: &Row, i: usize) -> Result<serde_json::V
         | ColumnType::String
         | ColumnType::Email
         | ColumnType::Url
-        | ColumnType::Enum => row.try_get::<_, Option<String>>(i)?.map_or(J::Null, J::String),
+        | ColumnType::Enum => row
+            .try_get::<_, Option<String>>(i)?
+            .map_or(J::Null, J::String),
     })
 }
 

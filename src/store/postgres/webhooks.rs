@@ -101,7 +101,10 @@ fn get(tx: &mut Transaction<'_>, workspace_id: Uuid, id: Uuid) -> StoreResult<We
     webhook_from_row(&row)
 }
 
-pub(super) fn list(tx: &mut Transaction<'_>, workspace_id: Uuid) -> StoreResult<Vec<WebhookRecord>> {
+pub(super) fn list(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+) -> StoreResult<Vec<WebhookRecord>> {
     let rows = tx.query(
         &format!(
             "SELECT {WEBHOOK_COLUMNS} FROM intake_webhooks WHERE workspace_id = $1

@@ -31,7 +31,7 @@ use super::values::{
 };
 use super::{Inner, StoreError, StoreResult, now};
 use crate::model::{ColumnType, Mode, RowError, RowErrorCode, Value};
-use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, DEFAULT_LEASE_MS, TableEnd, WritePlan};
+use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, TableEnd, WritePlan};
 
 /// Writes one table of one import into PostgreSQL.
 pub struct PgWriter {
@@ -40,6 +40,7 @@ pub struct PgWriter {
     workspace_id: Uuid,
     number: i64,
     token: i64,
+    lease_ms: i64,
     plan: WritePlan,
     cleanup: bool,
     key: Vec<usize>,
@@ -99,6 +100,7 @@ impl PgWriter {
             workspace_id: claim.import.workspace_id,
             number: claim.import.number,
             token: claim.token,
+            lease_ms: claim.lease_ms,
             plan,
             cleanup,
             key,
@@ -123,7 +125,8 @@ impl PgWriter {
                 (Mode::Replace, true) => side_table(&table, "dry_run", number),
                 _ => table.clone(),
             };
-            let seen = (self.cleanup && self.plan.dry_run).then(|| side_table(&table, "seen", number));
+            let seen =
+                (self.cleanup && self.plan.dry_run).then(|| side_table(&table, "seen", number));
             let stage = format!("intake_stage_{:016x}", shape_hash(&self.plan));
             self.names = Some(Names {
                 slug,
@@ -391,10 +394,7 @@ impl PgWriter {
                 .iter()
                 .map(|&i| schema.columns[i].name.as_str())
                 .collect();
-            constraints.push((
-                cols.iter().map(|c| quote(c)).collect(),
-                cols.join(", "),
-            ));
+            constraints.push((cols.iter().map(|c| quote(c)).collect(), cols.join(", ")));
         }
         let single_key = (schema.primary_key.len() == 1).then(|| &schema.primary_key[0]);
         for c in schema.columns.iter().rev() {
@@ -563,7 +563,9 @@ impl PgWriter {
                 &i64::from(self.plan.position),
             ],
         )?;
-        let n = |i: usize| -> Result<u64, ::postgres::Error> { Ok(r.try_get::<_, i64>(i)?.max(0) as u64) };
+        let n = |i: usize| -> Result<u64, ::postgres::Error> {
+            Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
+        };
         Ok((n(0)?, n(1)?, n(2)?))
     }
 
@@ -703,7 +705,12 @@ impl PgWriter {
 
     /// Marks the table's rows of these keys as written by this import, so that cleanup keeps
     /// them (the journal gives the previous owner back on undo).
-    fn keep_keys(&self, tx: &mut Transaction<'_>, names: &Names, kept: &[Vec<Value>]) -> StoreResult<()> {
+    fn keep_keys(
+        &self,
+        tx: &mut Transaction<'_>,
+        names: &Names,
+        kept: &[Vec<Value>],
+    ) -> StoreResult<()> {
         if kept.is_empty() || self.key.is_empty() {
             return Ok(());
         }
@@ -757,7 +764,13 @@ impl PgWriter {
 
     /// Records the keys of a dry-run batch's rows that would have been written (rows the
     /// database refused keep their place too, as in a real run).
-    fn mark_seen(&self, tx: &mut Transaction<'_>, names: &Names, seen: &str, batch: &Batch) -> StoreResult<()> {
+    fn mark_seen(
+        &self,
+        tx: &mut Transaction<'_>,
+        names: &Names,
+        seen: &str,
+        batch: &Batch,
+    ) -> StoreResult<()> {
         let mut keys: Vec<Vec<Value>> = batch
             .rows
             .iter()
@@ -929,8 +942,14 @@ impl PgWriter {
         Ok(())
     }
 
-    fn write_batch(&self, tx: &mut Transaction<'_>, names: &Names, batch: &Batch, enc: &Encoded) -> StoreResult<BatchOutcome> {
-        let lease = check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+    fn write_batch(
+        &self,
+        tx: &mut Transaction<'_>,
+        names: &Names,
+        batch: &Batch,
+        enc: &Encoded,
+    ) -> StoreResult<BatchOutcome> {
+        let lease = check_lease(tx, self.import_id, self.token, self.lease_ms)?;
         let mut out = BatchOutcome {
             invalid: batch.errors.len() as u64 + batch.unstored_invalid,
             cancel_requested: lease.cancel_requested,
@@ -939,11 +958,12 @@ impl PgWriter {
         let mut db_errors: Vec<(usize, RowError)> = enc.refused.clone();
         let mut rejected_keys: Vec<Vec<Value>> = Vec::new();
         if self.cleanup {
-            rejected_keys.extend(
-                enc.refused
+            rejected_keys.extend(enc.refused.iter().map(|(i, _)| {
+                self.key
                     .iter()
-                    .map(|(i, _)| self.key.iter().map(|&k| batch.rows[*i].values[k].clone()).collect()),
-            );
+                    .map(|&k| batch.rows[*i].values[k].clone())
+                    .collect()
+            }));
         }
         // A dry run (but for replace, which loads a side table) applies the batch to learn
         // its counts, then takes it back.
@@ -952,7 +972,15 @@ impl PgWriter {
             tx.batch_execute("SAVEPOINT dry_run")?;
         }
         let applied = if self.plan.mode == Mode::Upsert {
-            self.upsert_rows(tx, names, batch, enc, &mut out, &mut db_errors, &mut rejected_keys)
+            self.upsert_rows(
+                tx,
+                names,
+                batch,
+                enc,
+                &mut out,
+                &mut db_errors,
+                &mut rejected_keys,
+            )
         } else {
             self.insert_rows(tx, names, batch, enc, &mut out, &mut db_errors)
         };
@@ -1115,7 +1143,7 @@ impl BatchWriter for PgWriter {
             .as_ref()
             .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
         self.inner.write_now(|tx| {
-            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             if self.plan.mode == Mode::Replace && !self.plan.dry_run {
                 // A table of a stacked import may already have been swapped in: swap back.
                 return self.swap_back_or_drop(tx, names);
@@ -1134,7 +1162,7 @@ impl BatchWriter for PgWriter {
             .as_ref()
             .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
         self.inner.write_now(|tx| {
-            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             let position = i64::from(self.plan.position);
             let status: String = tx
                 .query_one(
@@ -1168,7 +1196,7 @@ impl BatchWriter for PgWriter {
             .as_ref()
             .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
         self.inner.write_now(|tx| {
-            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             let table = names.table();
             let owner = quote(IMPORT_COLUMN);
             let mut destroyed = 0u64;
@@ -1255,7 +1283,7 @@ impl BatchWriter for PgWriter {
             .as_ref()
             .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
         self.inner.write_now(|tx| {
-            check_lease(tx, self.import_id, self.token, DEFAULT_LEASE_MS)?;
+            check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             self.drop_side_tables(tx, names)
         })
     }
