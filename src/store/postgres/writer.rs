@@ -1,9 +1,10 @@
 //! The batch writer: loads typed rows into a user table, one transaction per batch holding
 //! the rows, the undo journal, the row errors, the counts and the checkpoint.
 //!
-//! The bulk path is set-based: a batch is encoded once as a binary COPY stream. An insert
-//! first COPYs it straight into the table (the common case: no key is taken); when a key is
-//! taken, that COPY is undone and the batch goes through a temporary staging table and one
+//! The bulk path is set-based: a batch is encoded as a binary COPY stream. An insert first
+//! COPYs it straight into the table while encoding it (the common case: no key is taken);
+//! when a key is taken, that transaction is rolled back and the batch (and every later one)
+//! goes through a temporary staging table and one
 //! `INSERT … SELECT … ON CONFLICT DO NOTHING`, which keeps exactly the rows the SQLite
 //! backend's row-by-row inserts keep (the first of duplicates). An upsert classifies the
 //! staged rows against the table and against earlier rows of the same key in one statement
@@ -32,6 +33,10 @@ use super::values::{
 use super::{Inner, StoreError, StoreResult, now};
 use crate::model::{ColumnType, Mode, RowError, RowErrorCode, Value};
 use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, TableEnd, WritePlan};
+
+/// What a batch's transaction fails with when its COPY straight into the table was refused
+/// (a taken key): the batch is then written again through the staging table.
+const RUN_STAGED: &str = "the batch is written again through the staging table";
 
 /// Writes one table of one import into PostgreSQL.
 pub struct PgWriter {
@@ -77,6 +82,22 @@ struct Encoded {
     /// `_intake_row` of the batch's row i is `base + i`.
     base: i64,
     refused: Vec<(usize, RowError)>,
+}
+
+/// What one batch's write works on.
+#[derive(Clone, Copy)]
+struct Work<'a> {
+    names: &'a Names,
+    batch: &'a Batch,
+    enc: &'a Encoded,
+}
+
+/// What applying a batch found: its counts, the rows the database refused (by batch index),
+/// and with cleanup the keys of refused rows, whose table rows stay.
+struct Applied {
+    out: BatchOutcome,
+    refused: Vec<(usize, RowError)>,
+    kept: Vec<Vec<Value>>,
 }
 
 impl Names {
@@ -212,9 +233,14 @@ impl PgWriter {
 
     /// Encodes the batch's rows as a binary COPY stream of the table's columns followed by
     /// `_intake_import` and `_intake_row`.
-    fn encode(&self, batch: &Batch, base: i64) -> Encoded {
+    /// With a sink (an open COPY), the stream is also written to it as it grows, so that
+    /// the database loads rows while later ones are encoded; a sink that fails stops being
+    /// written to (the COPY's end reports why) and the encoding goes on, for the staged path.
+    fn encode(&self, batch: &Batch, base: i64, mut sink: Option<&mut dyn Write>) -> Encoded {
+        const CHUNK: usize = 256 << 10;
         let cols = &self.plan.schema.columns;
         let mut copy = Vec::with_capacity(64 + batch.rows.len() * (cols.len() * 12 + 32));
+        let mut sent = 0;
         copy_header(&mut copy);
         let mut tuples = 0;
         let mut refused = Vec::new();
@@ -255,8 +281,19 @@ impl PgWriter {
             let _ = encode_field(ColumnType::Integer, &Value::Int(self.number), &mut copy);
             let _ = encode_field(ColumnType::Integer, &Value::Int(base + i as i64), &mut copy);
             tuples += 1;
+            if copy.len() - sent >= CHUNK {
+                if let Some(w) = sink.as_mut()
+                    && w.write_all(&copy[sent..]).is_err()
+                {
+                    sink = None;
+                }
+                sent = copy.len();
+            }
         }
         copy_trailer(&mut copy);
+        if let Some(w) = sink.as_mut() {
+            let _ = w.write_all(&copy[sent..]);
+        }
         Encoded {
             copy,
             tuples,
@@ -314,37 +351,20 @@ impl PgWriter {
         self.copy_into(tx, &stage, enc)
     }
 
-    /// Inserts the batch (insert and replace modes): a taken key (or unique value) makes the
-    /// row a `duplicate_key` error, as the SQLite backend's inserts do.
+    /// Inserts the batch through the staging table (insert and replace modes, once a key was
+    /// taken): a taken key (or unique value) makes the row a `duplicate_key` error, as the
+    /// SQLite backend's inserts do.
     fn insert_rows(
         &self,
         tx: &mut Transaction<'_>,
-        names: &Names,
-        batch: &Batch,
-        enc: &Encoded,
-        out: &mut BatchOutcome,
-        db_errors: &mut Vec<(usize, RowError)>,
+        w: &Work<'_>,
+        a: &mut Applied,
     ) -> StoreResult<()> {
+        let Work { names, batch, enc } = *w;
         if enc.tuples == 0 {
             return Ok(());
         }
         let target = names.target();
-        if self.direct.get() {
-            tx.batch_execute("SAVEPOINT direct")?;
-            match self.copy_into(tx, &target, enc) {
-                Ok(()) => {
-                    tx.batch_execute("RELEASE direct")?;
-                    out.created += enc.tuples;
-                    return Ok(());
-                }
-                Err(_) => {
-                    // A taken key (or any refusal): the staged path sorts it out row by row's
-                    // outcome, and later batches go straight to it.
-                    tx.batch_execute("ROLLBACK TO direct; RELEASE direct")?;
-                    self.direct.set(false);
-                }
-            }
-        }
         self.stage(tx, names, enc)?;
         let cols = self.column_list();
         let row = quote(ROW_COLUMN);
@@ -364,7 +384,7 @@ impl PgWriter {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?;
-        out.created += enc.tuples - rejected.len() as u64;
+        a.out.created += enc.tuples - rejected.len() as u64;
         if rejected.is_empty() {
             return Ok(());
         }
@@ -372,7 +392,7 @@ impl PgWriter {
         for (ir, label) in rejected.iter().zip(labels) {
             let i = (ir - enc.base) as usize;
             if let Some(row) = batch.rows.get(i) {
-                db_errors.push((i, duplicate(row, label)));
+                a.refused.push((i, duplicate(row, label)));
             }
         }
         Ok(())
@@ -440,19 +460,15 @@ impl PgWriter {
             .collect())
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// Upserts the batch by the key: per row, created, updated or unchanged exactly as the
     /// SQLite backend's row-by-row upserts count them, with the last row of a key winning.
     fn upsert_rows(
         &self,
         tx: &mut Transaction<'_>,
-        names: &Names,
-        batch: &Batch,
-        enc: &Encoded,
-        out: &mut BatchOutcome,
-        db_errors: &mut Vec<(usize, RowError)>,
-        rejected_keys: &mut Vec<Vec<Value>>,
+        w: &Work<'_>,
+        a: &mut Applied,
     ) -> StoreResult<()> {
+        let Work { names, enc, .. } = *w;
         if enc.tuples == 0 {
             return Ok(());
         }
@@ -461,14 +477,14 @@ impl PgWriter {
         match self.upsert_set(tx, names) {
             Ok((created, updated, unchanged)) => {
                 tx.batch_execute("RELEASE upsert")?;
-                out.created += created;
-                out.updated += updated;
-                out.unchanged += unchanged;
+                a.out.created += created;
+                a.out.updated += updated;
+                a.out.unchanged += unchanged;
                 Ok(())
             }
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 tx.batch_execute("ROLLBACK TO upsert; RELEASE upsert")?;
-                self.upsert_each(tx, names, batch, enc, out, db_errors, rejected_keys)
+                self.upsert_each(tx, w, a)
             }
             Err(e) => Err(e.into()),
         }
@@ -524,12 +540,10 @@ impl PgWriter {
                  SELECT DISTINCT ON ({c_keys}) {c_names}, $2, c.first_row
                  FROM c JOIN k ON {ck_match}
                  ORDER BY {c_keys}, c.{row} DESC
-                 ON CONFLICT ({keys}) DO UPDATE SET {set}
-                 RETURNING 1)
+                 ON CONFLICT ({keys}) DO UPDATE SET {set})
              SELECT count(*) FILTER (WHERE class = 'c'),
                     count(*) FILTER (WHERE class = 'u'),
-                    count(*) FILTER (WHERE class = 'same'),
-                    (SELECT count(*) FROM w)
+                    count(*) FILTER (WHERE class = 'same')
              FROM c",
             st_cmp = st_cmp.join(", "),
             t_cmp = t_cmp.join(", "),
@@ -571,17 +585,13 @@ impl PgWriter {
 
     /// The upsert of one batch row by row, for a batch whose rows break a unique column other
     /// than the key: each row is checked, written or refused as the SQLite backend does.
-    #[allow(clippy::too_many_arguments)]
     fn upsert_each(
         &self,
         tx: &mut Transaction<'_>,
-        names: &Names,
-        batch: &Batch,
-        enc: &Encoded,
-        out: &mut BatchOutcome,
-        db_errors: &mut Vec<(usize, RowError)>,
-        rejected_keys: &mut Vec<Vec<Value>>,
+        w: &Work<'_>,
+        a: &mut Applied,
     ) -> StoreResult<()> {
+        let Work { names, batch, enc } = *w;
         let cols = &self.plan.schema.columns;
         let n = cols.len();
         let target = names.target();
@@ -650,7 +660,7 @@ impl PgWriter {
                 Some(found) => {
                     let same: bool = found.try_get(0)?;
                     if same && !self.cleanup {
-                        out.unchanged += 1;
+                        a.out.unchanged += 1;
                         continue;
                     }
                     // Claiming a row writes the values it already has with this import's
@@ -680,9 +690,9 @@ impl PgWriter {
                         )?;
                     }
                     match outcome {
-                        0 => out.created += 1,
-                        1 => out.updated += 1,
-                        _ => out.unchanged += 1,
+                        0 => a.out.created += 1,
+                        1 => a.out.updated += 1,
+                        _ => a.out.unchanged += 1,
                     }
                 }
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
@@ -692,9 +702,10 @@ impl PgWriter {
                         None => None,
                     };
                     if self.cleanup {
-                        rejected_keys.push(self.key.iter().map(|&k| r.values[k].clone()).collect());
+                        a.kept
+                            .push(self.key.iter().map(|&k| r.values[k].clone()).collect());
                     }
-                    db_errors.push((i, duplicate(r, label)));
+                    a.refused.push((i, duplicate(r, label)));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -947,46 +958,68 @@ impl PgWriter {
         tx: &mut Transaction<'_>,
         names: &Names,
         batch: &Batch,
-        enc: &Encoded,
+        base: i64,
     ) -> StoreResult<BatchOutcome> {
-        let lease = check_lease(tx, self.import_id, self.token, self.lease_ms)?;
-        let mut out = BatchOutcome {
-            invalid: batch.errors.len() as u64 + batch.unstored_invalid,
-            cancel_requested: lease.cancel_requested,
-            ..BatchOutcome::default()
-        };
-        let mut db_errors: Vec<(usize, RowError)> = enc.refused.clone();
-        let mut rejected_keys: Vec<Vec<Value>> = Vec::new();
-        if self.cleanup {
-            rejected_keys.extend(enc.refused.iter().map(|(i, _)| {
-                self.key
-                    .iter()
-                    .map(|&k| batch.rows[*i].values[k].clone())
-                    .collect()
-            }));
-        }
+        // The lease is checked (and extended) by the batch's last statement, which also
+        // records its counts: one round trip less per batch, and the same fencing (the check
+        // and the commit happen with the import's row locked).
         // A dry run (but for replace, which loads a side table) applies the batch to learn
         // its counts, then takes it back.
         let rewind = self.plan.dry_run && self.plan.mode != Mode::Replace;
         if rewind {
             tx.batch_execute("SAVEPOINT dry_run")?;
         }
-        let applied = if self.plan.mode == Mode::Upsert {
-            self.upsert_rows(
-                tx,
-                names,
-                batch,
-                enc,
-                &mut out,
-                &mut db_errors,
-                &mut rejected_keys,
-            )
+        // Inserts first try the fast path: the batch COPYed straight into the table while it
+        // is encoded. A taken key fails that COPY, and the batch is written again through the
+        // staged path, which sorts the rows out (and so are the next batches).
+        let mut copied = false;
+        let direct = self.plan.mode != Mode::Upsert && self.direct.get() && !batch.rows.is_empty();
+        let enc = if direct {
+            let mut w = tx.copy_in(&format!(
+                "COPY {} ({}) FROM STDIN (FORMAT binary)",
+                names.target(),
+                self.column_list()
+            ))?;
+            let enc = self.encode(batch, base, Some(&mut w));
+            if w.finish().is_err() {
+                // No savepoint (a round trip per batch): the transaction is run again.
+                self.direct.set(false);
+                return Err(StoreError::Database(RUN_STAGED.into()));
+            }
+            copied = true;
+            enc
         } else {
-            self.insert_rows(tx, names, batch, enc, &mut out, &mut db_errors)
+            self.encode(batch, base, None)
+        };
+        let enc = &enc;
+        let mut a = Applied {
+            out: BatchOutcome {
+                invalid: batch.errors.len() as u64 + batch.unstored_invalid,
+                ..BatchOutcome::default()
+            },
+            refused: enc.refused.clone(),
+            kept: Vec::new(),
+        };
+        if self.cleanup {
+            a.kept.extend(enc.refused.iter().map(|(i, _)| {
+                self.key
+                    .iter()
+                    .map(|&k| batch.rows[*i].values[k].clone())
+                    .collect()
+            }));
+        }
+        let work = Work { names, batch, enc };
+        let applied = if copied {
+            a.out.created += enc.tuples;
+            Ok(())
+        } else if self.plan.mode == Mode::Upsert {
+            self.upsert_rows(tx, &work, &mut a)
+        } else {
+            self.insert_rows(tx, &work, &mut a)
         };
         let applied = applied.and_then(|()| {
             if self.cleanup && !self.plan.dry_run {
-                self.keep_keys(tx, names, &rejected_keys)
+                self.keep_keys(tx, names, &a.kept)
             } else {
                 Ok(())
             }
@@ -995,7 +1028,8 @@ impl PgWriter {
             tx.batch_execute("ROLLBACK TO dry_run; RELEASE dry_run")?;
         }
         applied?;
-        out.invalid += db_errors.len() as u64;
+        let mut out = a.out;
+        out.invalid += a.refused.len() as u64;
         if let Some(seen) = &names.seen {
             self.mark_seen(tx, names, seen, batch)?;
         } else if self.cleanup {
@@ -1004,33 +1038,31 @@ impl PgWriter {
         let mut all: Vec<&RowError> = batch
             .errors
             .iter()
-            .chain(db_errors.iter().map(|(_, e)| e))
+            .chain(a.refused.iter().map(|(_, e)| e))
             .collect();
         all.sort_by_key(|e| e.record);
         let stored = self.store_errors(tx, &all)?;
-        for w in &batch.warnings {
-            append_event(
-                tx,
-                self.workspace_id,
-                self.import_id,
-                "import.warning",
-                &serde_json::json!({
-                    "table_position": self.plan.position,
-                    "message": w,
-                    "fields": batch.warned_fields,
-                }),
-            )?;
-        }
         let warnings = batch.warnings.len() as i64;
         let processed =
             (batch.rows.len() + batch.errors.len()) as i64 + batch.unstored_invalid as i64;
         let position = i64::from(self.plan.position);
-        tx.execute(
-            "UPDATE intake_import_tables SET processed = processed + $3,
-             created = created + $4, updated = updated + $5, unchanged = unchanged + $6,
-             invalid = invalid + $7, bytes_read = $8, checkpoint_offset = $9,
-             checkpoint_line = $10, checkpoint_record = $11, warnings = warnings + $12
-             WHERE import_id = $1 AND position = $2",
+        // One statement for both rows (a round trip per batch): the import's bytes read sum
+        // its tables', this one's as just updated.
+        let lease = tx.query_opt(
+            "WITH t AS (
+                 UPDATE intake_import_tables SET processed = processed + $3,
+                 created = created + $4, updated = updated + $5, unchanged = unchanged + $6,
+                 invalid = invalid + $7, bytes_read = $8, checkpoint_offset = $9,
+                 checkpoint_line = $10, checkpoint_record = $11, warnings = warnings + $12
+                 WHERE import_id = $1 AND position = $2 RETURNING bytes_read)
+             UPDATE intake_imports SET processed = processed + $3, created = created + $4,
+             updated = updated + $5, unchanged = unchanged + $6, invalid = invalid + $7,
+             errors_stored = errors_stored + $13, updated_at = $14, warnings = warnings + $12,
+             bytes_read = (SELECT bytes_read FROM t)
+                 + (SELECT coalesce(sum(bytes_read), 0)::bigint FROM intake_import_tables
+                    WHERE import_id = $1 AND position <> $2),
+             lease_expires_at = now() + $16::bigint * interval '1 millisecond'
+             WHERE id = $1 AND lease_token = $15 RETURNING cancel_requested",
             &[
                 &self.import_id,
                 &position,
@@ -1044,27 +1076,32 @@ impl PgWriter {
                 &(batch.checkpoint.line as i64),
                 &(batch.checkpoint.record as i64),
                 &warnings,
-            ],
-        )?;
-        tx.execute(
-            "UPDATE intake_imports SET processed = processed + $2, created = created + $3,
-             updated = updated + $4, unchanged = unchanged + $5, invalid = invalid + $6,
-             errors_stored = errors_stored + $7, updated_at = $8, warnings = warnings + $9,
-             bytes_read = (SELECT sum(bytes_read)::bigint FROM intake_import_tables
-                           WHERE import_id = $1)
-             WHERE id = $1",
-            &[
-                &self.import_id,
-                &processed,
-                &(out.created as i64),
-                &(out.updated as i64),
-                &(out.unchanged as i64),
-                &(out.invalid as i64),
                 &(stored as i64),
                 &now(),
-                &warnings,
+                &self.token,
+                &self.lease_ms,
             ],
         )?;
+        let Some(lease) = lease else {
+            return Err(StoreError::LeaseLost);
+        };
+        out.cancel_requested = lease.try_get(0)?;
+        // After the import's row: every transaction that appends events and changes that row
+        // takes the two locks in this order.
+        for w in &batch.warnings {
+            append_event(
+                tx,
+                self.workspace_id,
+                self.import_id,
+                "import.warning",
+                &serde_json::json!({
+                    "table_position": self.plan.position,
+                    "message": w,
+                    "fields": batch.warned_fields,
+                }),
+            )?;
+        }
+
         Ok(out)
     }
 }
@@ -1128,10 +1165,14 @@ impl BatchWriter for PgWriter {
             .as_ref()
             .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
         let base = self.next_row(names)?;
-        let enc = self.encode(batch, base);
-        let out = self
-            .inner
-            .write_now(|tx| self.write_batch(tx, names, batch, &enc))?;
+        let run = || {
+            self.inner
+                .write_now(|tx| self.write_batch(tx, names, batch, base))
+        };
+        let out = match run() {
+            Err(StoreError::Database(m)) if m == RUN_STAGED => run()?,
+            other => other?,
+        };
         self.next_row.set(Some(base + batch.rows.len() as i64));
         Ok(out)
     }
