@@ -432,6 +432,15 @@ fn drop_database(name: &str) {
     let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
 }
 
+/// How the API names a workspace's table in the database under test (`database_table`).
+pub fn database_table(workspace: &str, table: &str) -> String {
+    if on_postgres() {
+        format!("{workspace}.{table}")
+    } else {
+        format!("{workspace}__{table}")
+    }
+}
+
 /// A user table as it is named in the database under test.
 pub fn physical_table(table: &str) -> String {
     if on_postgres() {
