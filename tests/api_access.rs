@@ -578,9 +578,15 @@ async fn a_key_of_another_workspace_sees_none_of_this_workspaces_data() {
     )
     .await;
     assert_eq!(status, 201, "{mine}");
-    assert_eq!(mine["database_table"], "other__orders");
+    assert_eq!(
+        mine["database_table"],
+        common::database_table("other", "orders")
+    );
     let (_, theirs) = send(s.get("/v1/tables/orders")).await;
-    assert_eq!(theirs["database_table"], "default__orders");
+    assert_eq!(
+        theirs["database_table"],
+        common::database_table("default", "orders")
+    );
     assert_eq!(theirs["row_count"], 2);
     let (_, mine) = send(s.req_as(&other, Method::GET, "/v1/tables/orders")).await;
     assert_eq!(mine["row_count"], 0);
@@ -638,7 +644,10 @@ async fn a_table_with_every_type_and_constraint_reads_back_the_same_schema() {
     assert_eq!(created["name"], "everything");
     assert_eq!(created["columns"], columns);
     assert_eq!(created["primary_key"], json!(["code", "seq"]));
-    assert_eq!(created["database_table"], "default__everything");
+    assert_eq!(
+        created["database_table"],
+        common::database_table("default", "everything")
+    );
     assert_eq!(created["row_count"], 0);
 
     let (status, got) = send(s.get("/v1/tables/everything")).await;

@@ -71,6 +71,7 @@ async fn every_column_type_becomes_a_native_postgresql_type() {
             "ref uuid YES",
             "extra json YES",
             "_intake_import bigint NO",
+            "_intake_row bigint NO",
         ]
     );
     let key = common::sql_rows(
@@ -146,7 +147,7 @@ async fn psql_reads_imported_rows_in_the_workspaces_schema() {
             .filter(|l| l.contains('|'))
             .collect::<Vec<_>>(),
         [
-            format!("1|10.50|2024-01-31 10:00:00+00|{number}"),
+            format!("1|10.5|2024-01-31 10:00:00+00|{number}"),
             format!("2|3|2024-02-01 21:30:00+00|{number}"),
         ]
     );

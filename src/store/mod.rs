@@ -31,6 +31,10 @@ pub enum StoreError {
     /// A worker's lease was taken over by another: it must stop writing.
     #[error("the import's lease was lost to another worker")]
     LeaseLost,
+    /// The database made this transaction give way to another (a deadlock or a
+    /// serialization failure): running it again may succeed.
+    #[error("database contention: {0}")]
+    Contention(String),
     #[error("database error: {0}")]
     Database(String),
 }

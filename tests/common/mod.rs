@@ -408,10 +408,13 @@ fn create_database(name: &str) -> String {
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .expect("look the test database up")
         .is_some();
-    if !exists {
-        client
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .expect("create the test database");
+    if !exists && let Err(e) = client.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
+        // Servers of one directory starting at once: another made it first.
+        let made_by_another = e.code().is_some_and(|c| {
+            *c == postgres::error::SqlState::DUPLICATE_DATABASE
+                || *c == postgres::error::SqlState::UNIQUE_VIOLATION
+        });
+        assert!(made_by_another, "create the test database: {e}");
     }
     database_url(name)
 }
@@ -427,6 +430,15 @@ pub fn drop_database_of(data_dir: &Path) {
 fn drop_database(name: &str) {
     let mut client = admin_client();
     let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+}
+
+/// How the API names a workspace's table in the database under test (`database_table`).
+pub fn database_table(workspace: &str, table: &str) -> String {
+    if on_postgres() {
+        format!("{workspace}.{table}")
+    } else {
+        format!("{workspace}__{table}")
+    }
 }
 
 /// A user table as it is named in the database under test.

@@ -150,7 +150,7 @@ pub(super) fn get_locked(
     id: Uuid,
 ) -> StoreResult<ImportRecord> {
     tx.query_opt(
-        "SELECT 1 FROM intake_imports WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
+        "SELECT 1 FROM intake_imports WHERE id = $1 AND workspace_id = $2 FOR NO KEY UPDATE",
         &[&id, &workspace_id],
     )?;
     get(tx, workspace_id, id)
@@ -198,7 +198,7 @@ pub(super) fn create(tx: &mut Transaction<'_>, new: &NewImport) -> StoreResult<C
     // The workspace row serializes creations: numbers without gaps, and one import per
     // idempotency key even when two requests with the key arrive together.
     tx.query_opt(
-        "SELECT 1 FROM intake_workspaces WHERE id = $1 FOR UPDATE",
+        "SELECT 1 FROM intake_workspaces WHERE id = $1 FOR NO KEY UPDATE",
         &[&new.workspace_id],
     )?
     .ok_or(StoreError::NotFound("workspace"))?;
@@ -561,7 +561,7 @@ pub(super) fn claim(
             &format!(
                 "SELECT i.id, i.workspace_id FROM intake_imports i
                  WHERE {CLAIMABLE} AND i.id <> ALL ($2)
-                 ORDER BY i.created_at LIMIT 1 FOR UPDATE OF i SKIP LOCKED"
+                 ORDER BY i.created_at LIMIT 1 FOR NO KEY UPDATE OF i SKIP LOCKED"
             ),
             &[&limit, &passed],
         )?
@@ -1017,7 +1017,7 @@ pub(super) fn prune(tx: &mut Transaction<'_>, at: OffsetDateTime) -> StoreResult
     let ids: Vec<Uuid> = tx
         .query(
             "SELECT id FROM intake_imports
-             WHERE rollback_until IS NOT NULL AND rollback_until < $1 FOR UPDATE SKIP LOCKED",
+             WHERE rollback_until IS NOT NULL AND rollback_until < $1 FOR NO KEY UPDATE SKIP LOCKED",
             &[&ms(at)],
         )?
         .iter()

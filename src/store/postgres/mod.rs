@@ -1,7 +1,7 @@
 //! The PostgreSQL backend: Intake's metadata in `intake_*` tables of the `public` schema, and
 //! each workspace's tables in a schema of its own named by its slug (`acme.orders`), so that
 //! `psql` users query them directly. Any number of processes share one database: claims use
-//! `FOR UPDATE SKIP LOCKED` and leases on the database's clock, per-workspace limits are
+//! `FOR NO KEY UPDATE SKIP LOCKED` and leases on the database's clock, per-workspace limits are
 //! checked under a workspace lock, and events are appended under a workspace lock so that
 //! their ids become visible in id order.
 //!
@@ -53,6 +53,12 @@ const RETRIES: usize = 3;
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> Self {
         match e.as_db_error() {
+            Some(db)
+                if *db.code() == SqlState::T_R_DEADLOCK_DETECTED
+                    || *db.code() == SqlState::T_R_SERIALIZATION_FAILURE =>
+            {
+                StoreError::Contention(format!("{} ({})", db.message(), db.code().code()))
+            }
             Some(db) => StoreError::Database(format!(
                 "{}: {} ({})",
                 db.severity(),
@@ -144,7 +150,7 @@ impl Inner {
             let mut conn = self.pool.get()?;
             match run_in_transaction(&mut conn, &f) {
                 Err(Retry::Again(_)) if attempt < RETRIES => continue,
-                Err(Retry::Again(e)) => return Err(e.into()),
+                Err(Retry::Again(e)) => return Err(e),
                 Err(Retry::Fail(e)) => return Err(e),
                 Ok(out) => return Ok(out),
             }
@@ -154,7 +160,7 @@ impl Inner {
 
 enum Retry {
     /// A deadlock or serialization failure: running the transaction again may succeed.
-    Again(::postgres::Error),
+    Again(StoreError),
     Fail(StoreError),
 }
 
@@ -162,18 +168,16 @@ fn run_in_transaction<T, F>(client: &mut Client, f: &F) -> Result<T, Retry>
 where
     F: Fn(&mut Transaction<'_>) -> StoreResult<T>,
 {
-    let retryable = |e: ::postgres::Error| match e.code() {
-        Some(c)
-            if *c == SqlState::T_R_DEADLOCK_DETECTED
-                || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
-        {
-            Retry::Again(e)
-        }
-        _ => Retry::Fail(e.into()),
+    // Statements fail inside `f` with the error already converted: its variant tells.
+    let sort = |e: StoreError| match e {
+        StoreError::Contention(_) => Retry::Again(e),
+        e => Retry::Fail(e),
     };
-    let mut tx = client.transaction().map_err(retryable)?;
-    let out = f(&mut tx).map_err(Retry::Fail)?;
-    tx.commit().map_err(retryable)?;
+    let mut tx = client
+        .transaction()
+        .map_err(|e| sort(StoreError::from(e)))?;
+    let out = f(&mut tx).map_err(sort)?;
+    tx.commit().map_err(|e| sort(StoreError::from(e)))?;
     Ok(out)
 }
 
@@ -420,7 +424,7 @@ impl Store for PgStore {
                 .query_opt(
                     &format!(
                         "SELECT {KEY_COLUMNS} FROM intake_api_keys
-                         WHERE id = $1 AND workspace_id = $2 FOR UPDATE"
+                         WHERE id = $1 AND workspace_id = $2 FOR NO KEY UPDATE"
                     ),
                     &[&id, &workspace_id],
                 )?

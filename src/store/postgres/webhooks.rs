@@ -172,7 +172,7 @@ pub(super) fn claim(
          JOIN intake_events e ON e.id = d.event_id
          WHERE d.status = 'pending' AND d.next_attempt_at <= $1
          ORDER BY d.next_attempt_at, d.id LIMIT $2
-         FOR UPDATE OF d SKIP LOCKED",
+         FOR NO KEY UPDATE OF d SKIP LOCKED",
         &[&now, &i64::from(limit)],
     )?;
     let due: Vec<DueDelivery> = rows
