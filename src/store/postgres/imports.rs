@@ -78,28 +78,34 @@ fn import_from_row(r: &Row) -> StoreResult<ImportRecord> {
 }
 
 fn table_from_row(r: &Row) -> StoreResult<ImportTableRecord> {
-    let header: Option<serde_json::Value> = r.try_get(8)?;
+    table_from_row_at(r, 0)
+}
+
+/// An import table from the columns of `TABLE_COLUMNS` starting at column `at`.
+fn table_from_row_at(r: &Row, at: usize) -> StoreResult<ImportTableRecord> {
+    let header: Option<serde_json::Value> = r.try_get(at + 8)?;
     Ok(ImportTableRecord {
-        position: u32::try_from(r.try_get::<_, i64>(0)?).unwrap_or(u32::MAX),
-        table: r.try_get(1)?,
-        status: ImportStatus::parse(&r.try_get::<_, String>(2)?).unwrap_or(ImportStatus::Failed),
-        format: r.try_get(3)?,
-        options: r.try_get(4)?,
-        blob_key: r.try_get(5)?,
-        file_name: r.try_get(6)?,
-        file_size: count_opt(r, 7)?,
+        position: u32::try_from(r.try_get::<_, i64>(at)?).unwrap_or(u32::MAX),
+        table: r.try_get(at + 1)?,
+        status: ImportStatus::parse(&r.try_get::<_, String>(at + 2)?)
+            .unwrap_or(ImportStatus::Failed),
+        format: r.try_get(at + 3)?,
+        options: r.try_get(at + 4)?,
+        blob_key: r.try_get(at + 5)?,
+        file_name: r.try_get(at + 6)?,
+        file_size: count_opt(r, at + 7)?,
         header: header.and_then(|h| serde_json::from_value(h).ok()),
-        bytes_total: count(r, 9)?,
-        bytes_read: count(r, 10)?,
+        bytes_total: count(r, at + 9)?,
+        bytes_read: count(r, at + 10)?,
         checkpoint: Position {
-            byte_offset: count(r, 11)?,
-            line: count(r, 12)?,
-            record: count(r, 13)?,
+            byte_offset: count(r, at + 11)?,
+            line: count(r, at + 12)?,
+            record: count(r, at + 13)?,
         },
-        counts: counts_at(r, 14)?,
-        error: r.try_get(22)?,
-        started_at: r.try_get(23)?,
-        completed_at: r.try_get(24)?,
+        counts: counts_at(r, at + 14)?,
+        error: r.try_get(at + 22)?,
+        started_at: r.try_get(at + 23)?,
+        completed_at: r.try_get(at + 24)?,
     })
 }
 
@@ -115,6 +121,56 @@ fn load_tables(tx: &mut Transaction<'_>, import: &mut ImportRecord) -> StoreResu
         .map(table_from_row)
         .collect::<StoreResult<_>>()?;
     Ok(())
+}
+
+/// Loads the tables of a page of imports in one query (a round trip per import would cost
+/// more than the rest of the page).
+fn load_tables_of(tx: &mut Transaction<'_>, imports: &mut [ImportRecord]) -> StoreResult<()> {
+    if imports.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = imports.iter().map(|i| i.id).collect();
+    let rows = tx.query(
+        &format!(
+            "SELECT import_id, {TABLE_COLUMNS} FROM intake_import_tables
+             WHERE import_id = ANY ($1) ORDER BY import_id, position"
+        ),
+        &[&ids],
+    )?;
+    let mut by_import: std::collections::HashMap<Uuid, Vec<ImportTableRecord>> =
+        std::collections::HashMap::with_capacity(imports.len());
+    for r in &rows {
+        let id: Uuid = r.try_get(0)?;
+        by_import
+            .entry(id)
+            .or_default()
+            .push(table_from_row_at(r, 1)?);
+    }
+    for import in imports {
+        import.tables = by_import.remove(&import.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// The imports of a workspace with these ids, in the order of `ids`, each as `get` answers.
+pub(super) fn get_many(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    ids: &[Uuid],
+) -> StoreResult<Vec<ImportRecord>> {
+    let rows = tx.query(
+        &format!(
+            "SELECT {IMPORT_COLUMNS} FROM intake_imports WHERE workspace_id = $1 AND id = ANY ($2)"
+        ),
+        &[&workspace_id, &ids],
+    )?;
+    let mut found: std::collections::HashMap<Uuid, ImportRecord> = rows
+        .iter()
+        .map(|r| import_from_row(r).map(|i| (i.id, i)))
+        .collect::<StoreResult<_>>()?;
+    let mut imports: Vec<ImportRecord> = ids.iter().filter_map(|id| found.remove(id)).collect();
+    load_tables_of(tx, &mut imports)?;
+    Ok(imports)
 }
 
 pub(super) fn get_any(tx: &mut Transaction<'_>, id: Uuid) -> StoreResult<ImportRecord> {
@@ -390,9 +446,7 @@ pub(super) fn list(
         .collect::<StoreResult<Vec<_>>>()?;
     let has_more = imports.len() > q.limit as usize;
     imports.truncate(q.limit as usize);
-    for import in &mut imports {
-        load_tables(tx, import)?;
-    }
+    load_tables_of(tx, &mut imports)?;
     Ok(ImportPage { imports, has_more })
 }
 

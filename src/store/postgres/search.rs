@@ -278,12 +278,9 @@ pub(super) fn search(
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
-    // One read per import through the shared loader, so that these records are exactly
-    // what `get_import` answers (pages are small).
-    let imports = ids
-        .iter()
-        .map(|id| imports::get(tx, workspace_id, *id))
-        .collect::<StoreResult<Vec<_>>>()?;
+    // Through the shared loader, so that these records are exactly what `get_import`
+    // answers.
+    let imports = imports::get_many(tx, workspace_id, &ids)?;
     Ok(SearchPage {
         imports,
         total: total.max(0) as u64,
