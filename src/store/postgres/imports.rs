@@ -1,6 +1,6 @@
 //! Imports, their tables, row errors, events, idempotency keys and worker leases.
 
-use ::postgres::{Row, Transaction};
+use ::postgres::{GenericClient, Row, Transaction};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -213,7 +213,7 @@ pub(super) fn get_locked(
 }
 
 pub(super) fn append_event(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     workspace_id: Uuid,
     import_id: Uuid,
     kind: &str,

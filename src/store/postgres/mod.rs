@@ -77,7 +77,7 @@ pub struct PgStore {
 }
 
 pub(crate) struct Inner {
-    pool: Pool,
+    pool: Arc<Pool>,
 }
 
 impl PgStore {
@@ -93,7 +93,9 @@ impl PgStore {
                     migrate(&mut conn)?;
                 }
                 Ok(PgStore {
-                    inner: Arc::new(Inner { pool }),
+                    inner: Arc::new(Inner {
+                        pool: Arc::new(pool),
+                    }),
                 })
             })
             .join()
@@ -238,7 +240,11 @@ fn workspace_lock_key(workspace_id: Uuid) -> i32 {
 }
 
 /// Takes a workspace's advisory lock of a class until the transaction ends.
-fn lock_workspace(tx: &mut Transaction<'_>, class: i32, workspace_id: Uuid) -> StoreResult<()> {
+fn lock_workspace(
+    tx: &mut impl ::postgres::GenericClient,
+    class: i32,
+    workspace_id: Uuid,
+) -> StoreResult<()> {
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
         &[&class, &workspace_lock_key(workspace_id)],

@@ -3,7 +3,7 @@
 //! dropped and replaced by a new one on demand.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use ::postgres::{Client, NoTls};
@@ -33,6 +33,15 @@ pub(crate) struct Conn<'a> {
     client: Option<Client>,
 }
 
+/// A connection taken from the pool that may move to another thread; given back when
+/// dropped.
+pub(crate) struct OwnedConn {
+    pool: Arc<Pool>,
+    client: Option<Client>,
+    /// A transaction is open: dropped now, the connection is closed rather than given back.
+    in_transaction: bool,
+}
+
 impl Pool {
     /// A pool for the database at `url` (a `postgres://` URL or key=value string).
     pub(crate) fn new(url: &str, max: usize) -> StoreResult<Pool> {
@@ -59,6 +68,22 @@ impl Pool {
 
     /// Takes an idle connection, opens one if fewer than `max` are open, or waits for one.
     pub(crate) fn get(&self) -> StoreResult<Conn<'_>> {
+        Ok(Conn {
+            pool: self,
+            client: Some(self.take()?),
+        })
+    }
+
+    /// Like [`Pool::get`], for a connection that outlives the caller (handed to a thread).
+    pub(crate) fn get_owned(self: &Arc<Self>) -> StoreResult<OwnedConn> {
+        Ok(OwnedConn {
+            pool: self.clone(),
+            client: Some(self.take()?),
+            in_transaction: false,
+        })
+    }
+
+    fn take(&self) -> StoreResult<Client> {
         let poisoned = || StoreError::Database("connection pool poisoned".into());
         let mut state = self.state.lock().map_err(|_| poisoned())?;
         loop {
@@ -68,19 +93,13 @@ impl Pool {
                     discard(client);
                     continue;
                 }
-                return Ok(Conn {
-                    pool: self,
-                    client: Some(client),
-                });
+                return Ok(client);
             }
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
                 return match self.connect() {
-                    Ok(client) => Ok(Conn {
-                        pool: self,
-                        client: Some(client),
-                    }),
+                    Ok(client) => Ok(client),
                     Err(e) => {
                         if let Ok(mut state) = self.state.lock() {
                             state.open -= 1;
@@ -108,6 +127,15 @@ impl Pool {
         // UTC and shortest exact floats: what the journal's JSON rows are written with.
         client.batch_execute("SET TIME ZONE 'UTC'; SET extra_float_digits = 1")?;
         Ok(client)
+    }
+
+    /// Closes a connection instead of giving it back.
+    fn close(&self, client: Client) {
+        if let Ok(mut state) = self.state.lock() {
+            state.open -= 1;
+        }
+        discard(client);
+        self.freed.notify_one();
     }
 
     fn give_back(&self, client: Client) {
@@ -167,6 +195,61 @@ impl Drop for Conn<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             self.pool.give_back(client);
+        }
+    }
+}
+
+impl Deref for OwnedConn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        // Only `drop` takes the client out.
+        self.client
+            .as_ref()
+            .expect("pooled connection present until dropped")
+    }
+}
+
+impl DerefMut for OwnedConn {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client
+            .as_mut()
+            .expect("pooled connection present until dropped")
+    }
+}
+
+impl OwnedConn {
+    /// Opens a transaction (read committed), ended by [`OwnedConn::commit`] or
+    /// [`OwnedConn::rollback`]; unlike a `Transaction` guard, it may end on another thread.
+    pub(crate) fn begin(&mut self) -> StoreResult<()> {
+        self.in_transaction = true;
+        self.batch_execute("BEGIN")?;
+        Ok(())
+    }
+
+    /// Commits the open transaction.
+    pub(crate) fn commit(&mut self) -> StoreResult<()> {
+        self.batch_execute("COMMIT")?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// Rolls the open transaction back (or closes the connection, when that fails).
+    pub(crate) fn rollback(&mut self) {
+        if self.batch_execute("ROLLBACK").is_ok() {
+            self.in_transaction = false;
+        }
+    }
+}
+
+impl Drop for OwnedConn {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if self.in_transaction {
+                self.pool.close(client);
+            } else {
+                self.pool.give_back(client);
+            }
         }
     }
 }

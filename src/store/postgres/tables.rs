@@ -23,7 +23,10 @@ pub const ROW_COLUMN: &str = "_intake_row";
 const SIDE_KINDS: [&str; 4] = ["replace", "undo", "seen", "dry_run"];
 
 /// The slug of a workspace, which names its schema.
-pub(super) fn workspace_slug(tx: &mut Transaction<'_>, workspace_id: Uuid) -> StoreResult<String> {
+pub(super) fn workspace_slug(
+    tx: &mut impl ::postgres::GenericClient,
+    workspace_id: Uuid,
+) -> StoreResult<String> {
     let row = tx
         .query_opt(
             "SELECT slug FROM intake_workspaces WHERE id = $1",
@@ -146,7 +149,11 @@ pub fn create_sql(slug: &str, name: &str, schema: &TableSchema, unlogged: bool) 
 }
 
 /// Whether a table exists in a workspace's schema.
-pub(super) fn exists(tx: &mut Transaction<'_>, slug: &str, name: &str) -> StoreResult<bool> {
+pub(super) fn exists(
+    tx: &mut impl ::postgres::GenericClient,
+    slug: &str,
+    name: &str,
+) -> StoreResult<bool> {
     Ok(tx
         .query_opt(
             "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 AND tablename = $2",

@@ -1,6 +1,6 @@
 //! Webhooks, their deliveries, and the workspace-wide event feed.
 
-use ::postgres::{Row, Transaction};
+use ::postgres::{GenericClient, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -18,7 +18,7 @@ fn now_ms() -> i64 {
 /// Queues a delivery of an event to every webhook of the workspace subscribed to its type;
 /// called in the transaction that appends the event.
 pub(super) fn enqueue(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     workspace_id: Uuid,
     import_id: Uuid,
     event_id: i64,

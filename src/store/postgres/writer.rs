@@ -15,10 +15,11 @@
 use std::cell::Cell as Slot;
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, channel};
 
-use ::postgres::Transaction;
+use ::postgres::GenericClient;
 use ::postgres::error::SqlState;
-use ::postgres::types::ToSql;
+use ::postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use super::imports::{append_event, check_lease, mark_table_finished};
@@ -30,7 +31,7 @@ use super::values::{
     Cell, Unstorable, compare_expr, copy_header, copy_trailer, encode_field, qualified, quote,
     scalar_type,
 };
-use super::{Inner, StoreError, StoreResult, now};
+use super::{Inner, RETRIES, StoreError, StoreResult, now};
 use crate::model::{ColumnType, Mode, RowError, RowErrorCode, Value};
 use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, TableEnd, WritePlan};
 
@@ -57,6 +58,9 @@ pub struct PgWriter {
     direct: Slot<bool>,
     /// The `_intake_row` of the next row written to the target.
     next_row: Slot<Option<i64>>,
+    /// The outcome of the last batch's COMMIT, running on a thread of its own while the next
+    /// batch is encoded and COPYed (the fsync of one overlaps the work of the other).
+    pending: Slot<Option<Receiver<StoreResult<()>>>>,
 }
 
 /// The tables a writer works on, in the workspace's schema.
@@ -129,6 +133,19 @@ impl PgWriter {
             prepared: false,
             direct: Slot::new(true),
             next_row: Slot::new(None),
+            pending: Slot::new(None),
+        }
+    }
+
+    /// Waits for the last batch's COMMIT: its error is this call's.
+    fn settle(&self) -> StoreResult<()> {
+        match self.pending.take() {
+            None => Ok(()),
+            Some(done) => done.recv().unwrap_or_else(|_| {
+                Err(StoreError::Database(
+                    "the commit of the previous batch was lost".into(),
+                ))
+            }),
         }
     }
 
@@ -330,7 +347,12 @@ impl PgWriter {
             .join(" AND ")
     }
 
-    fn copy_into(&self, tx: &mut Transaction<'_>, table: &str, enc: &Encoded) -> StoreResult<()> {
+    fn copy_into(
+        &self,
+        tx: &mut impl GenericClient,
+        table: &str,
+        enc: &Encoded,
+    ) -> StoreResult<()> {
         let mut w = tx.copy_in(&format!(
             "COPY {table} ({}) FROM STDIN (FORMAT binary)",
             self.column_list()
@@ -342,7 +364,7 @@ impl PgWriter {
     }
 
     /// Loads the batch into the session's staging table (emptied at commit).
-    fn stage(&self, tx: &mut Transaction<'_>, names: &Names, enc: &Encoded) -> StoreResult<()> {
+    fn stage(&self, tx: &mut impl GenericClient, names: &Names, enc: &Encoded) -> StoreResult<()> {
         let stage = quote(&names.stage);
         tx.batch_execute(&format!(
             "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {}) ON COMMIT DELETE ROWS",
@@ -356,7 +378,7 @@ impl PgWriter {
     /// SQLite backend's inserts do.
     fn insert_rows(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         w: &Work<'_>,
         a: &mut Applied,
     ) -> StoreResult<()> {
@@ -402,7 +424,7 @@ impl PgWriter {
     /// then unique columns from the last), against the rows present when it was inserted.
     fn conflict_columns(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         names: &Names,
         rejected: &[i64],
     ) -> StoreResult<Vec<Option<String>>> {
@@ -464,7 +486,7 @@ impl PgWriter {
     /// SQLite backend's row-by-row upserts count them, with the last row of a key winning.
     fn upsert_rows(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         w: &Work<'_>,
         a: &mut Applied,
     ) -> StoreResult<()> {
@@ -493,7 +515,7 @@ impl PgWriter {
     /// The set-based upsert; fails on a unique column other than the key.
     fn upsert_set(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         names: &Names,
     ) -> Result<(u64, u64, u64), ::postgres::Error> {
         let cols = &self.plan.schema.columns;
@@ -587,7 +609,7 @@ impl PgWriter {
     /// than the key: each row is checked, written or refused as the SQLite backend does.
     fn upsert_each(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         w: &Work<'_>,
         a: &mut Applied,
     ) -> StoreResult<()> {
@@ -718,7 +740,7 @@ impl PgWriter {
     /// them (the journal gives the previous owner back on undo).
     fn keep_keys(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         names: &Names,
         kept: &[Vec<Value>],
     ) -> StoreResult<()> {
@@ -777,7 +799,7 @@ impl PgWriter {
     /// database refused keep their place too, as in a real run).
     fn mark_seen(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         names: &Names,
         seen: &str,
         batch: &Batch,
@@ -804,7 +826,7 @@ impl PgWriter {
         Ok(())
     }
 
-    fn store_errors(&self, tx: &mut Transaction<'_>, errors: &[&RowError]) -> StoreResult<u64> {
+    fn store_errors(&self, tx: &mut impl GenericClient, errors: &[&RowError]) -> StoreResult<u64> {
         if errors.is_empty() {
             return Ok(0);
         }
@@ -848,7 +870,7 @@ impl PgWriter {
     }
 
     /// Drops the tables loaded on the side: a replace's new table, a dry run's seen keys.
-    fn drop_side_tables(&self, tx: &mut Transaction<'_>, names: &Names) -> StoreResult<()> {
+    fn drop_side_tables(&self, tx: &mut impl GenericClient, names: &Names) -> StoreResult<()> {
         if names.target != names.table {
             tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", names.target()))?;
         }
@@ -863,7 +885,7 @@ impl PgWriter {
 
     /// Undoes a replace: when its table was swapped in, the previous one comes back;
     /// otherwise the table it was loading is dropped.
-    fn swap_back_or_drop(&self, tx: &mut Transaction<'_>, names: &Names) -> StoreResult<()> {
+    fn swap_back_or_drop(&self, tx: &mut impl GenericClient, names: &Names) -> StoreResult<()> {
         let undo = undo_table(&names.table, self.number);
         if exists(tx, &names.slug, &undo)? {
             tx.batch_execute(&format!(
@@ -878,7 +900,7 @@ impl PgWriter {
 
     /// Puts back the rows this import updated or destroyed (each key's oldest version, as
     /// undoing the journal newest first would) and deletes the rows it created.
-    fn undo_rows(&self, tx: &mut Transaction<'_>, names: &Names) -> StoreResult<()> {
+    fn undo_rows(&self, tx: &mut impl GenericClient, names: &Names) -> StoreResult<()> {
         let table = names.table();
         let owner = quote(IMPORT_COLUMN);
         let row = quote(ROW_COLUMN);
@@ -955,7 +977,7 @@ impl PgWriter {
 
     fn write_batch(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         names: &Names,
         batch: &Batch,
         base: i64,
@@ -966,6 +988,16 @@ impl PgWriter {
         // A dry run (but for replace, which loads a side table) applies the batch to learn
         // its counts, then takes it back.
         let rewind = self.plan.dry_run && self.plan.mode != Mode::Replace;
+        let direct = self.plan.mode != Mode::Upsert
+            && self.direct.get()
+            && !rewind
+            && !batch.rows.is_empty();
+        // Only a COPY straight into the table may run before the last batch committed: it
+        // reads nothing (a key the last batch took makes it wait, then fail). Everything
+        // else reads what the last batch wrote.
+        if !direct {
+            self.settle()?;
+        }
         if rewind {
             tx.batch_execute("SAVEPOINT dry_run")?;
         }
@@ -973,7 +1005,6 @@ impl PgWriter {
         // is encoded. A taken key fails that COPY, and the batch is written again through the
         // staged path, which sorts the rows out (and so are the next batches).
         let mut copied = false;
-        let direct = self.plan.mode != Mode::Upsert && self.direct.get() && !batch.rows.is_empty();
         let enc = if direct {
             let mut w = tx.copy_in(&format!(
                 "COPY {} ({}) FROM STDIN (FORMAT binary)",
@@ -986,6 +1017,7 @@ impl PgWriter {
                 self.direct.set(false);
                 return Err(StoreError::Database(RUN_STAGED.into()));
             }
+            self.settle()?;
             copied = true;
             enc
         } else {
@@ -1048,7 +1080,8 @@ impl PgWriter {
         let position = i64::from(self.plan.position);
         // One statement for both rows (a round trip per batch): the import's bytes read sum
         // its tables', this one's as just updated.
-        let lease = tx.query_opt(
+        // Typed parameters: no statement preparation, one round trip.
+        let lease = tx.query_typed_opt(
             "WITH t AS (
                  UPDATE intake_import_tables SET processed = processed + $3,
                  created = created + $4, updated = updated + $5, unchanged = unchanged + $6,
@@ -1064,22 +1097,22 @@ impl PgWriter {
              lease_expires_at = now() + $16::bigint * interval '1 millisecond'
              WHERE id = $1 AND lease_token = $15 RETURNING cancel_requested",
             &[
-                &self.import_id,
-                &position,
-                &processed,
-                &(out.created as i64),
-                &(out.updated as i64),
-                &(out.unchanged as i64),
-                &(out.invalid as i64),
-                &(batch.bytes_read as i64),
-                &(batch.checkpoint.byte_offset as i64),
-                &(batch.checkpoint.line as i64),
-                &(batch.checkpoint.record as i64),
-                &warnings,
-                &(stored as i64),
-                &now(),
-                &self.token,
-                &self.lease_ms,
+                (&self.import_id, Type::UUID),
+                (&position, Type::INT8),
+                (&processed, Type::INT8),
+                (&(out.created as i64), Type::INT8),
+                (&(out.updated as i64), Type::INT8),
+                (&(out.unchanged as i64), Type::INT8),
+                (&(out.invalid as i64), Type::INT8),
+                (&(batch.bytes_read as i64), Type::INT8),
+                (&(batch.checkpoint.byte_offset as i64), Type::INT8),
+                (&(batch.checkpoint.line as i64), Type::INT8),
+                (&(batch.checkpoint.record as i64), Type::INT8),
+                (&warnings, Type::INT8),
+                (&(stored as i64), Type::INT8),
+                (&now(), Type::TIMESTAMPTZ),
+                (&self.token, Type::INT8),
+                (&self.lease_ms, Type::INT8),
             ],
         )?;
         let Some(lease) = lease else {
@@ -1123,7 +1156,7 @@ fn duplicate(row: &crate::store::TypedRow, column: Option<String>) -> RowError {
 
 /// The columns of a table's constraint, as `a, b`.
 fn constraint_columns(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     table: &str,
     constraint: &str,
 ) -> StoreResult<Option<String>> {
@@ -1165,19 +1198,54 @@ impl BatchWriter for PgWriter {
             .as_ref()
             .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
         let base = self.next_row(names)?;
-        let run = || {
-            self.inner
-                .write_now(|tx| self.write_batch(tx, names, batch, base))
-        };
-        let out = match run() {
-            Err(StoreError::Database(m)) if m == RUN_STAGED => run()?,
-            other => other?,
+        let mut attempt = 0;
+        let out = loop {
+            attempt += 1;
+            let mut conn = self.inner.pool.get_owned()?;
+            let written = conn
+                .begin()
+                .and_then(|()| self.write_batch(&mut *conn, names, batch, base));
+            match written {
+                Ok(out) => {
+                    // The COMMIT (its fsync) runs while the engine hands over the next batch
+                    // and its COPY starts; the next operation waits for its outcome first.
+                    let (done, pending) = channel();
+                    let commit = move || {
+                        let _ = done.send(conn.commit());
+                    };
+                    match std::thread::Builder::new()
+                        .name("intake-pg-commit".into())
+                        .spawn(commit)
+                    {
+                        Ok(_) => self.pending.set(Some(pending)),
+                        // No thread: the connection (its transaction open) was dropped and
+                        // closed, rolling the batch back.
+                        Err(e) => {
+                            return Err(StoreError::Database(format!(
+                                "cannot start a commit thread: {e}"
+                            )));
+                        }
+                    }
+                    break out;
+                }
+                Err(e) => {
+                    conn.rollback();
+                    match e {
+                        StoreError::Contention(_) if attempt < RETRIES => continue,
+                        StoreError::Database(m) if m == RUN_STAGED && attempt <= RETRIES => {
+                            continue;
+                        }
+                        e => return Err(e),
+                    }
+                }
+            }
         };
         self.next_row.set(Some(base + batch.rows.len() as i64));
         Ok(out)
     }
 
     fn revert(&mut self) -> StoreResult<()> {
+        self.settle()?;
         self.names_ready()?;
         let names = self
             .names
@@ -1197,6 +1265,7 @@ impl BatchWriter for PgWriter {
     }
 
     fn roll_back(&mut self) -> StoreResult<()> {
+        self.settle()?;
         self.names_ready()?;
         let names = self
             .names
@@ -1231,6 +1300,7 @@ impl BatchWriter for PgWriter {
     }
 
     fn finish(&mut self, end: &TableEnd) -> StoreResult<u64> {
+        self.settle()?;
         self.prepare()?;
         let names = self
             .names
@@ -1318,6 +1388,7 @@ impl BatchWriter for PgWriter {
     }
 
     fn discard(&mut self) -> StoreResult<()> {
+        self.settle()?;
         self.names_ready()?;
         let names = self
             .names
@@ -1327,5 +1398,13 @@ impl BatchWriter for PgWriter {
             check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             self.drop_side_tables(tx, names)
         })
+    }
+}
+
+impl Drop for PgWriter {
+    fn drop(&mut self) {
+        // A writer gone has committed what it wrote (or failed to): whoever writes the table
+        // next starts from there.
+        let _ = self.settle();
     }
 }
