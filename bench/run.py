@@ -683,6 +683,13 @@ def ratio(peer, ours):
     return peer["seconds"] / ours["seconds"]
 
 
+def cpu_note(base, other):
+    """The server CPU ratio of two Intake loads: steadier than wall time on a shared machine."""
+    if isinstance(base, dict) and isinstance(other, dict) and base.get("cpu") and other.get("cpu"):
+        return " (CPU %.2f×)" % (base["cpu"] / other["cpu"])
+    return ""
+
+
 def goal_text(value, target, fmt="%.2f×", op=">="):
     if value is None:
         return "n/a"
@@ -831,7 +838,7 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
         L.append("| %s | %s |" % (k, v))
     L.append("")
     L.append("Files: %d rows, 9 columns (CSV %.1f MB, NDJSON %.1f MB); big file %s. Wall seconds are the "
-             "median of %d runs (big file: %d), the loads interleaved run by run so that they share the machine's state; Intake's wall time includes the upload (shown in brackets: until the 202 answer); server CPU is the Intake server's user + system time during the load; Intake's RSS is the server's peak (VmHWM), the peers' their "
+             "median of %d runs (big file: %d), the loads interleaved run by run so that they share the machine's state; Intake's wall time includes the upload (shown in brackets: until the 202 answer); server CPU is the Intake server's user + system time during the load (the CPU ratio of two Intake loads is shown beside their wall-time ratio: other work on the machine moves wall times, much less CPU time); Intake's RSS is the server's peak (VmHWM), the peers' their "
              "process's (psql's is the client's, not the PostgreSQL backend's)." % (
                  rows, size[clean] / 1e6, size[ndjson] / 1e6,
                  "%d rows, %.1f MB" % (big, size[bigf] / 1e6) if bigf else "skipped", a.runs, a.big_runs))
@@ -861,7 +868,7 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
     verdict = ("all %d invalid rows reported at their line" % v["expected"]) if v.get("ok") else (
         "**MISSED** report: %s" % v)
     L.append(fmt_row("Intake, CSV 1% invalid", "SQLite", rows, size[invalid], g("invalid_sqlite"),
-                     "%.2f× clean" % r_inv if r_inv else "", goal_text(r_inv, 0.9) + "; " + verdict))
+                     "%.2f× clean" % r_inv + cpu_note(g("intake_sqlite"), g("invalid_sqlite")) if r_inv else "", goal_text(r_inv, 0.9) + "; " + verdict))
     if do_pg and pg_supported:
         r = ratio(g("intake_pg"), g("invalid_pg"))
         v = g("invalid_pg_verdict") or {}
@@ -893,7 +900,8 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
                          size[changed], g("upsert_psql"), "peer"))
     r = ratio(g("intake_sqlite"), g("observed"))
     L.append(fmt_row("Intake, CSV, SSE client + 20 Hz poller", "SQLite", rows, size[clean], g("observed"),
-                     "%.2f× unobserved" % r if r else "", goal_text(r, 0.95)))
+                     "%.2f× unobserved" % r + cpu_note(g("intake_sqlite"), g("observed")) if r else "",
+                     goal_text(r, 0.95)))
     rss_small = g("intake_sqlite")["rss"] if isinstance(g("intake_sqlite"), dict) else None
     if bigf:
         b = g("big_sqlite")
