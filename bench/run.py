@@ -733,6 +733,7 @@ def main():
 
     install(args)
     ctx = Ctx()
+    ctx.load_start = os.getloadavg()[0]
     ctx.args = args
     ctx.binary = build(args)
     ctx.pg_ddl = None
@@ -829,13 +830,18 @@ def main():
 
 def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_supported, do_pg, command):
     a = ctx.args
-    L = []
+    L = ["# Intake against the databases' bulk loaders: the latest full run", ""]
+    L.append("Produced by `bench/run.py` (see `bench/README.md` for what each row measures and "
+             "for what limits the goals that are missed).")
+    L.append("")
     L.append("Command: `%s` (%s)" % (command, time.strftime("%Y-%m-%d %H:%M")))
     L.append("")
     L.append("| machine | |")
     L.append("|---|---|")
     for k, v in machine(ctx.binary):
         L.append("| %s | %s |" % (k, v))
+    L.append("| load average (1 min) at start, at end | %.2f, %.2f (other work on the machine) |" % (
+        ctx.load_start, os.getloadavg()[0]))
     L.append("")
     L.append("Files: %d rows, 9 columns (CSV %.1f MB, NDJSON %.1f MB); big file %s. Wall seconds are the "
              "median of %d runs (big file: %d), the loads interleaved run by run so that they share the machine's state; Intake's wall time includes the upload (shown in brackets: until the 202 answer); server CPU is the Intake server's user + system time during the load (the CPU ratio of two Intake loads is shown beside their wall-time ratio: other work on the machine moves wall times, much less CPU time); Intake's RSS is the server's peak (VmHWM), the peers' their "
