@@ -15,6 +15,11 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    // With transparent huge pages on (`always`, as many distributions ship), the allocator's
+    // arenas fault in 2 MiB at a time: the server's resident memory grows by a third with no
+    // gain. Its memory is many small, short-lived allocations: regular pages suit it.
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();
     // The server logs its work; client commands speak for themselves and log only problems.
     let default_filter = match cli.command {

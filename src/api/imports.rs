@@ -16,7 +16,7 @@ use super::auth::{Admin, Auth, Member, Viewer};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use super::import_options::{ImportSettings, RawOptions};
 use super::pagination::{Cursor, page_limit};
-use super::views::{import_view, progress_view, row_error_view};
+use super::views::{ImportView, import_view, progress_view, row_error_view};
 use crate::engine::reader::Format;
 use crate::engine::staging::{StageError, Staged, detect, stage};
 use crate::model::{ImportStatus, Source};
@@ -583,7 +583,7 @@ pub async fn list(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let Query(q) = query?;
     let (sort, descending) = match q.sort.as_deref() {
         None => (ImportSort::Id, true),
@@ -654,11 +654,18 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Json(json!({
-        "data": page.imports.iter().map(import_view).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-        "has_more": page.has_more,
-    })))
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        data: Vec<ImportView<'a>>,
+        next_cursor: Option<String>,
+        has_more: bool,
+    }
+    Ok(Json(Page {
+        data: page.imports.iter().map(ImportView::of).collect(),
+        next_cursor,
+        has_more: page.has_more,
+    })
+    .into_response())
 }
 
 pub(super) fn parse_id(id: &str) -> ApiResult<Uuid> {
@@ -670,12 +677,12 @@ pub async fn get(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let import = state
         .store
         .get_import(auth.workspace.id, parse_id(&id)?)
         .await?;
-    Ok(Json(import_view(&import)))
+    Ok(Json(ImportView::of(&import)).into_response())
 }
 
 /// The compact progress of an import.

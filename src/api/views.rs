@@ -4,17 +4,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
 
-use crate::model::{Counts, ImportStatus};
+use crate::model::{Counts, ImportStatus, Mode, OnError, Source, Step};
 use crate::store::{ImportRecord, ImportTableRecord, StoredRowError, TableRecord};
 
 /// RFC 3339 text of a timestamp (UTC).
 pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
-}
-
-fn opt_ts(t: Option<OffsetDateTime>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(rfc3339(t)))
 }
 
 /// Percent done: bytes read over bytes total, 100 once finished.
@@ -74,61 +71,124 @@ fn rates(import: &ImportRecord) -> (Option<f64>, Option<u64>) {
     (Some(rps), eta)
 }
 
-fn table_view(t: &ImportTableRecord) -> Value {
-    json!({
-        "table": t.table,
-        "status": t.status,
-        "format": t.format,
-        "file_name": t.file_name,
-        "file_size": t.file_size,
-        "progress": percent(t.status, t.bytes_read, t.bytes_total),
-        "bytes_total": t.bytes_total,
-        "bytes_read": t.bytes_read,
-        "counts": counts(&t.counts),
-        "error": t.error,
-        "started_at": opt_ts(t.started_at),
-        "completed_at": opt_ts(t.completed_at),
-    })
+/// A table of an import, as the import resource shows it.
+#[derive(Serialize)]
+struct ImportTableView<'a> {
+    table: &'a str,
+    status: ImportStatus,
+    format: &'a str,
+    file_name: Option<&'a str>,
+    file_size: Option<u64>,
+    progress: u64,
+    bytes_total: u64,
+    bytes_read: u64,
+    counts: &'a Counts,
+    error: Option<&'a str>,
+    started_at: Option<String>,
+    completed_at: Option<String>,
 }
 
-/// The full import resource.
+impl<'a> ImportTableView<'a> {
+    fn of(t: &'a ImportTableRecord) -> Self {
+        ImportTableView {
+            table: &t.table,
+            status: t.status,
+            format: &t.format,
+            file_name: t.file_name.as_deref(),
+            file_size: t.file_size,
+            progress: percent(t.status, t.bytes_read, t.bytes_total),
+            bytes_total: t.bytes_total,
+            bytes_read: t.bytes_read,
+            counts: &t.counts,
+            error: t.error.as_deref(),
+            started_at: t.started_at.map(rfc3339),
+            completed_at: t.completed_at.map(rfc3339),
+        }
+    }
+}
+
+/// The full import resource. Serialized straight to the response (pages of the list and
+/// single imports are read often): no intermediate JSON tree.
+#[derive(Serialize)]
+pub struct ImportView<'a> {
+    id: Uuid,
+    number: i64,
+    status: ImportStatus,
+    step: Step,
+    progress: u64,
+    source: Source,
+    mode: Mode,
+    on_error: OnError,
+    max_errors: Option<u64>,
+    dry_run: bool,
+    cleanup_records: bool,
+    file_name: Option<&'a str>,
+    file_size: Option<u64>,
+    bytes_total: u64,
+    bytes_read: u64,
+    rows_per_second: Option<f64>,
+    eta_seconds: Option<u64>,
+    reference: Option<&'a str>,
+    reference_origin: Option<&'a str>,
+    metadata: &'a Value,
+    note: Option<&'a str>,
+    platform: Option<&'a str>,
+    error: Option<&'a str>,
+    counts: &'a Counts,
+    tables: Vec<ImportTableView<'a>>,
+    created_at: String,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+    cancelled_at: Option<String>,
+    rolled_back_at: Option<String>,
+    rollback_available_until: Option<String>,
+    updated_at: String,
+}
+
+impl<'a> ImportView<'a> {
+    /// The resource of an import.
+    pub fn of(i: &'a ImportRecord) -> Self {
+        let (rps, eta) = rates(i);
+        ImportView {
+            id: i.id,
+            number: i.number,
+            status: i.status,
+            step: i.step,
+            progress: import_percent(i),
+            source: i.source,
+            mode: i.mode,
+            on_error: i.on_error,
+            max_errors: i.max_errors,
+            dry_run: i.dry_run,
+            cleanup_records: i.cleanup_records,
+            file_name: i.tables.first().and_then(|t| t.file_name.as_deref()),
+            file_size: i.tables.iter().map(|t| t.file_size).sum::<Option<u64>>(),
+            bytes_total: i.bytes_total,
+            bytes_read: i.bytes_read,
+            rows_per_second: rps,
+            eta_seconds: eta,
+            reference: i.reference.as_deref(),
+            reference_origin: i.reference_origin.as_deref(),
+            metadata: &i.metadata,
+            note: i.note.as_deref(),
+            platform: i.platform.as_deref(),
+            error: i.error.as_deref(),
+            counts: &i.counts,
+            tables: i.tables.iter().map(ImportTableView::of).collect(),
+            created_at: rfc3339(i.created_at),
+            started_at: i.started_at.map(rfc3339),
+            completed_at: i.completed_at.map(rfc3339),
+            cancelled_at: i.cancelled_at.map(rfc3339),
+            rolled_back_at: i.rolled_back_at.map(rfc3339),
+            rollback_available_until: i.rollback_until.map(rfc3339),
+            updated_at: rfc3339(i.updated_at),
+        }
+    }
+}
+
+/// The full import resource, as a JSON value.
 pub fn import_view(i: &ImportRecord) -> Value {
-    let (rps, eta) = rates(i);
-    let file_size: Option<u64> = i.tables.iter().map(|t| t.file_size).sum::<Option<u64>>();
-    json!({
-        "id": i.id,
-        "number": i.number,
-        "status": i.status,
-        "step": i.step,
-        "progress": import_percent(i),
-        "source": i.source,
-        "mode": i.mode,
-        "on_error": i.on_error,
-        "max_errors": i.max_errors,
-        "dry_run": i.dry_run,
-        "cleanup_records": i.cleanup_records,
-        "file_name": i.tables.first().and_then(|t| t.file_name.clone()),
-        "file_size": file_size,
-        "bytes_total": i.bytes_total,
-        "bytes_read": i.bytes_read,
-        "rows_per_second": rps,
-        "eta_seconds": eta,
-        "reference": i.reference,
-        "reference_origin": i.reference_origin,
-        "metadata": i.metadata,
-        "note": i.note,
-        "platform": i.platform,
-        "error": i.error,
-        "counts": counts(&i.counts),
-        "tables": i.tables.iter().map(table_view).collect::<Vec<_>>(),
-        "created_at": rfc3339(i.created_at),
-        "started_at": opt_ts(i.started_at),
-        "completed_at": opt_ts(i.completed_at),
-        "cancelled_at": opt_ts(i.cancelled_at),
-        "rolled_back_at": opt_ts(i.rolled_back_at),
-        "rollback_available_until": opt_ts(i.rollback_until),
-        "updated_at": rfc3339(i.updated_at),
-    })
+    serde_json::to_value(ImportView::of(i)).unwrap_or(Value::Null)
 }
 
 /// The compact progress view.

@@ -108,6 +108,33 @@ fn load_tables(c: &Connection, import: &mut ImportRecord) -> StoreResult<()> {
     Ok(())
 }
 
+/// The tables of a page of imports, in one query.
+fn load_tables_of_page(c: &Connection, imports: &mut [ImportRecord]) -> StoreResult<()> {
+    if imports.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {TABLE_COLUMNS}, import_id FROM intake_import_tables WHERE import_id IN ({})
+         ORDER BY import_id, position",
+        vec!["?"; imports.len()].join(", ")
+    ))?;
+    let ids: Vec<String> = imports.iter().map(|i| i.id.to_string()).collect();
+    let mut by_import: std::collections::HashMap<String, Vec<ImportTableRecord>> =
+        std::collections::HashMap::with_capacity(imports.len());
+    let mut rows = stmt.query(rusqlite::params_from_iter(ids.iter()))?;
+    while let Some(r) = rows.next()? {
+        let table = table_from_row(r)?;
+        by_import
+            .entry(r.get::<_, String>(25)?)
+            .or_default()
+            .push(table);
+    }
+    for (import, id) in imports.iter_mut().zip(&ids) {
+        import.tables = by_import.remove(id).unwrap_or_default();
+    }
+    Ok(())
+}
+
 fn get_any(c: &Connection, id: Uuid) -> StoreResult<ImportRecord> {
     let mut import = c
         .prepare_cached(&format!(
@@ -343,9 +370,7 @@ pub(super) fn list(c: &Connection, workspace_id: Uuid, q: &ImportQuery) -> Store
     let mut imports = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     let has_more = imports.len() > q.limit as usize;
     imports.truncate(q.limit as usize);
-    for import in &mut imports {
-        load_tables(c, import)?;
-    }
+    load_tables_of_page(c, &mut imports)?;
     Ok(ImportPage { imports, has_more })
 }
 

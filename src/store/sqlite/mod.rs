@@ -124,6 +124,26 @@ impl SqliteStore {
         .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
     }
 
+    /// Runs a small read (a few rows found by key) on the calling thread when a reader
+    /// connection is free, else as [`Self::read`]. Small requests (authentication, one
+    /// import) otherwise spend more time handing work to the blocking pool and back than
+    /// reading.
+    async fn read_small<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = &self.inner;
+        let n = inner.readers.len();
+        let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(conn) = inner.readers[(start + i) % n].try_lock() {
+                return f(&conn);
+            }
+        }
+        self.read(f).await
+    }
+
     /// Runs `f` in a write transaction on the writer connection, off the async runtime.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -275,12 +295,11 @@ impl Store for SqliteStore {
 
     async fn find_workspace(&self, id_or_slug: &str) -> StoreResult<Option<Workspace>> {
         let key = id_or_slug.to_owned();
-        self.read(move |c| {
-            Ok(c.query_row(
+        self.read_small(move |c| {
+            Ok(c.prepare_cached(
                 "SELECT id, slug, name, created_at FROM intake_workspaces WHERE id = ?1 OR slug = ?1",
-                [key],
-                workspace_from_row,
-            )
+            )?
+            .query_row([key], workspace_from_row)
             .optional()?)
         })
         .await
@@ -294,7 +313,7 @@ impl Store for SqliteStore {
 
     async fn authenticate(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
         let hash = *hash;
-        self.read(move |c| {
+        self.read_small(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE hash = ?1 AND revoked_at IS NULL"
             ))?;
@@ -406,7 +425,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
-        self.read(move |c| imports::get(c, workspace_id, id)).await
+        self.read_small(move |c| imports::get(c, workspace_id, id))
+            .await
     }
 
     async fn list_imports(&self, workspace_id: Uuid, q: &ImportQuery) -> StoreResult<ImportPage> {
