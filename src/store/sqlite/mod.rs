@@ -2,6 +2,7 @@
 //! One writer connection (SQLite has one writer at a time) and a few readers, in WAL mode so
 //! reads never wait for an import's batches.
 
+mod checkpointer;
 mod imports;
 mod lifecycle;
 mod search;
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::model::{Role, Step, TableSchema};
+use checkpointer::Checkpointer;
 use values::{parse_ts, parse_ts_opt, ts};
 
 /// Timestamps as this backend stores and sorts them.
@@ -32,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_rollback.sql"),
     include_str!("migrations/0003_webhooks.sql"),
+    include_str!("migrations/0004_status_index.sql"),
 ];
 const READERS: usize = 4;
 
@@ -45,6 +48,7 @@ pub(crate) struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    checkpointer: Checkpointer,
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -55,7 +59,8 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     // WAL + synchronous=NORMAL: a killed process loses nothing committed; a power loss may
-    // lose the last commits, each with its own checkpoint, so the state stays consistent.
+    // lose the last commits, each with its own checkpoint, so the state stays consistent
+    // (the end of an import, after which its sources are deleted, is committed durably).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
@@ -74,8 +79,12 @@ impl SqliteStore {
         let path: PathBuf = path.to_owned();
         let mut writer = open_connection(&path)?;
         // The writer walks the tables it loads; readers mostly read small metadata rows.
-        writer.execute_batch("PRAGMA cache_size = -16384;")?;
+        // The checkpointer copies the log's pages as they come; the writer's own checkpoint,
+        // once the log holds 64 MiB, finds little left and lets the log start over.
+        writer.execute_batch("PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 16384;")?;
         migrate(&mut writer)?;
+        let checkpointer = Checkpointer::start(open_connection(&path)?)
+            .map_err(|e| StoreError::Database(format!("cannot start the checkpointer: {e}")))?;
         let readers = (0..READERS)
             .map(|_| open_connection(&path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -84,6 +93,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                checkpointer,
             }),
         })
     }
@@ -167,11 +177,38 @@ impl Inner {
             .writer
             .lock()
             .map_err(|_| StoreError::Database("writer connection poisoned".into()))?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        let out = run_immediate(&mut conn, f);
+        self.checkpointer.nudge();
+        out
     }
+
+    /// Like [`Inner::write_now`], but the commit reaches the disk before this returns (and
+    /// with it every commit before): for what must survive a power loss, such as the end of
+    /// an import whose source is deleted next.
+    pub(crate) fn write_durably<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>,
+    {
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Database("writer connection poisoned".into()))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let out = run_immediate(&mut conn, f);
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.checkpointer.nudge();
+        out
+    }
+}
+
+fn run_immediate<T, F>(conn: &mut Connection, f: F) -> StoreResult<T>
+where
+    F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>,
+{
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -556,8 +593,13 @@ impl Store for SqliteStore {
 
     async fn finish_import(&self, claim: &Claim, end: &ImportEnd) -> StoreResult<()> {
         let (claim, end) = (claim.clone(), end.clone());
-        self.write(move |tx| imports::finish(tx, &claim, &end))
-            .await
+        let inner = self.inner.clone();
+        // Durable: the import's sources are deleted once it has ended.
+        tokio::task::spawn_blocking(move || {
+            inner.write_durably(|tx| imports::finish(tx, &claim, &end))
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
     }
 
     async fn set_step(&self, claim: &Claim, step: Step, error: Option<&str>) -> StoreResult<()> {
