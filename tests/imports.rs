@@ -1601,6 +1601,33 @@ async fn the_import_list_pages_sorts_and_filters() {
     );
     let (_, page) = send(s.get("/v1/imports?status=failed")).await;
     assert_eq!(ids(&page), vec![made[3].clone()]);
+    // Several statuses (one named twice), a page of one at a time, newest first.
+    let mut seen = Vec::new();
+    let mut path = "/v1/imports?status=partially_complete,complete,complete&limit=1".to_owned();
+    loop {
+        let (status, page) = send(s.get(&path)).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(ids(&page));
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            break;
+        };
+        path = format!(
+            "/v1/imports?status=partially_complete,complete,complete&limit=1&cursor={}",
+            enc(cursor)
+        );
+        assert!(seen.len() < 10, "paging does not end");
+    }
+    assert_eq!(
+        seen,
+        vec![
+            made[4].clone(),
+            made[2].clone(),
+            made[1].clone(),
+            made[0].clone()
+        ]
+    );
+    let (_, page) = send(s.get("/v1/imports?status=failed,complete&table=beta&sort=id")).await;
+    assert_eq!(ids(&page), vec![made[2].clone(), made[3].clone()]);
     let (_, page) = send(s.get("/v1/imports?table=beta")).await;
     assert_eq!(ids(&page), vec![made[3].clone(), made[2].clone()]);
     let (_, page) = send(s.get("/v1/imports?reference=r-1")).await;

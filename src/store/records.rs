@@ -198,6 +198,7 @@ pub enum ImportSort {
 /// Filters, order and page of the import list.
 #[derive(Debug, Clone, Default)]
 pub struct ImportQuery {
+    /// Distinct statuses to keep (none: every status).
     pub statuses: Vec<ImportStatus>,
     pub table: Option<String>,
     pub source: Option<Source>,

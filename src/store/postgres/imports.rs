@@ -376,26 +376,21 @@ pub(super) fn list(
     q: &ImportQuery,
 ) -> StoreResult<ImportPage> {
     let mut p = Params::default();
-    let mut sql = format!(
-        "SELECT {IMPORT_COLUMNS} FROM intake_imports WHERE workspace_id = {}",
-        p.push(workspace_id)
-    );
-    if !q.statuses.is_empty() {
-        let statuses: Vec<String> = q.statuses.iter().map(|s| s.as_str().to_owned()).collect();
-        sql.push_str(&format!(" AND status = ANY ({}::text[])", p.push(statuses)));
-    }
+    let workspace = p.push(workspace_id);
+    // Filters but the status.
+    let mut filters = String::new();
     if let Some(t) = &q.table {
-        sql.push_str(&format!(
+        filters.push_str(&format!(
             " AND EXISTS (SELECT 1 FROM intake_import_tables t
                WHERE t.import_id = intake_imports.id AND t.table_name = {})",
             p.push(t.clone())
         ));
     }
     if let Some(s) = q.source {
-        sql.push_str(&format!(" AND source = {}", p.push(s.as_str().to_owned())));
+        filters.push_str(&format!(" AND source = {}", p.push(s.as_str().to_owned())));
     }
     if let Some(r) = &q.reference {
-        sql.push_str(&format!(" AND reference = {}", p.push(r.clone())));
+        filters.push_str(&format!(" AND reference = {}", p.push(r.clone())));
     }
     let bounds: [(&str, &str, Option<OffsetDateTime>); 4] = [
         ("created_at", ">", q.created_after),
@@ -405,7 +400,7 @@ pub(super) fn list(
     ];
     for (col, op, value) in bounds {
         if let Some(v) = value {
-            sql.push_str(&format!(" AND {col} {op} {}", p.push(ms(v))));
+            filters.push_str(&format!(" AND {col} {op} {}", p.push(ms(v))));
         }
     }
     let sort = q.sort.unwrap_or(ImportSort::Id);
@@ -423,22 +418,51 @@ pub(super) fn list(
     };
     if let Some((value, id)) = &q.after {
         if sort == ImportSort::Id {
-            sql.push_str(&format!(" AND id {cmp} {}", p.push(*id)));
+            filters.push_str(&format!(" AND id {cmp} {}", p.push(*id)));
         } else {
             let t = cursor_time(value.as_deref().unwrap_or(""))?;
-            sql.push_str(&format!(
+            filters.push_str(&format!(
                 " AND ({key}, id) {cmp} (coalesce({}::timestamptz, '-infinity'), {})",
                 p.push(t),
                 p.push(*id)
             ));
         }
     }
-    if sort == ImportSort::Id {
-        sql.push_str(&format!(" ORDER BY id {dir}"));
+    let order = if sort == ImportSort::Id {
+        format!(" ORDER BY id {dir}")
     } else {
-        sql.push_str(&format!(" ORDER BY {key} {dir}, id {dir}"));
-    }
-    sql.push_str(&format!(" LIMIT {}", p.push(i64::from(q.limit) + 1)));
+        format!(" ORDER BY {key} {dir}, id {dir}")
+    };
+    let limit = p.push(i64::from(q.limit) + 1);
+    let sql = if sort == ImportSort::Id && !q.statuses.is_empty() {
+        // One walk of the (workspace, status, id) index per status, the walks merged: a page
+        // of a rare status comes as fast as one of a common status.
+        let parts: Vec<String> = q
+            .statuses
+            .iter()
+            .map(|s| {
+                format!(
+                    "(SELECT {IMPORT_COLUMNS} FROM intake_imports
+                     WHERE workspace_id = {workspace} AND status = {}{filters}{order} LIMIT {limit})",
+                    p.push(s.as_str().to_owned())
+                )
+            })
+            .collect();
+        format!(
+            "SELECT * FROM ({}) AS page{order} LIMIT {limit}",
+            parts.join(" UNION ALL ")
+        )
+    } else {
+        let mut statuses = String::new();
+        if !q.statuses.is_empty() {
+            let list: Vec<String> = q.statuses.iter().map(|s| s.as_str().to_owned()).collect();
+            statuses = format!(" AND status = ANY ({}::text[])", p.push(list));
+        }
+        format!(
+            "SELECT {IMPORT_COLUMNS} FROM intake_imports
+             WHERE workspace_id = {workspace}{statuses}{filters}{order} LIMIT {limit}"
+        )
+    };
     let rows = tx.query(&sql, &p.refs())?;
     let mut imports = rows
         .iter()

@@ -33,7 +33,10 @@ use super::*;
 use crate::model::{Role, Step, TableSchema};
 use pool::Pool;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_status_index.sql"),
+];
 
 /// Connections one process keeps open at most.
 const MAX_CONNECTIONS: usize = 8;
