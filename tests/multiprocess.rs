@@ -16,7 +16,11 @@ use serde_json::{Value, json};
 
 const KEY: &str = "intake_multiprocess_owner_key_01";
 const IMPORTS: usize = 20;
-const ROWS: usize = 40_000;
+/// Rows of each of the twenty imports: enough for an import to commit more than once (a
+/// transaction holds up to 50,000 rows), so that a process dies between its checkpoints.
+const ROWS: usize = 100_000;
+/// Rows of the import that is streamed and cancelled through another process.
+const BIG_ROWS: usize = 1_000_000;
 const PER_WORKSPACE: usize = 3;
 
 /// A child `intake serve` on its own data directory, sharing the database and sources.
@@ -81,11 +85,11 @@ async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
     (status, body)
 }
 
-/// The rows of import `n`: keys of their own, a name and an amount derived from the key.
-fn source(n: usize) -> String {
-    let mut csv = String::with_capacity(ROWS * 32);
+/// `rows` rows of import `n`: keys of their own, a name and an amount derived from the key.
+fn source(n: usize, rows: usize) -> String {
+    let mut csv = String::with_capacity(rows * 32);
     csv.push_str("id,name,amount\n");
-    for i in 0..ROWS {
+    for i in 0..rows {
         let id = n * 1_000_000 + i;
         csv.push_str(&format!(
             "{id},\"name {id}, n{n}\",{}.{:02}\n",
@@ -143,7 +147,7 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
             client
                 .post(format!("{base}/v1/imports?table=t{n}"))
                 .header("content-type", "text/csv")
-                .body(source(n)),
+                .body(source(n, ROWS)),
         )
         .await;
         assert_eq!(status, 202, "{body}");
@@ -174,8 +178,9 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
             let pid: u32 = owner.split('-').next().unwrap_or("").parse().unwrap_or(0);
             owners.insert(pid);
             let processed: u64 = row[1].as_deref().unwrap_or("0").parse().unwrap_or(0);
-            // Kill the second process once it is part-way through an import.
-            if killed.is_none() && pid == pids[1] && processed > 0 {
+            // Kill the second process once it is part-way through an import: past a
+            // checkpoint, before the end.
+            if killed.is_none() && pid == pids[1] && processed > 0 && processed < ROWS as u64 {
                 let node = nodes[1].take().expect("node 1");
                 drop(node);
                 killed = Some(pid);
@@ -286,10 +291,7 @@ async fn a_stream_and_a_cancel_through_another_process_reach_the_import() {
     })))
     .await;
     assert_eq!(status, 201, "{body}");
-    let mut big = source(0);
-    for n in 1..25 {
-        big.extend(source(n).lines().skip(1).flat_map(|l| [l, "\n"]));
-    }
+    let big = source(0, BIG_ROWS);
     let (status, body) = call(
         client
             .post(format!("{}/v1/imports?table=t0", a.base))
@@ -334,7 +336,7 @@ async fn a_stream_and_a_cancel_through_another_process_reach_the_import() {
     assert_eq!(import["status"], "cancelled", "{import}");
     let processed = import["counts"]["processed"].as_u64().unwrap_or(0);
     assert!(
-        processed < 25 * ROWS as u64,
+        processed < BIG_ROWS as u64,
         "cancelled before the end: {import}"
     );
 }

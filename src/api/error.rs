@@ -133,9 +133,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
             StoreError::Invalid(m) => ApiError::validation(m),
-            e @ (StoreError::LeaseLost | StoreError::Contention(_) | StoreError::Database(_)) => {
-                ApiError::internal(e)
-            }
+            e @ (StoreError::LeaseLost
+            | StoreError::Contention(_)
+            | StoreError::Replay
+            | StoreError::Database(_)) => ApiError::internal(e),
         }
     }
 }

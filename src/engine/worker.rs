@@ -13,8 +13,8 @@ use super::reader::{Checkpoint, Format, ReaderOptions, SourceReader};
 use super::validator::{Checked, Validator};
 use crate::model::{ImportStatus, Mode, OnError, Step};
 use crate::store::{
-    Batch, BatchWriter, Claim, ImportEnd, ImportTableRecord, Position, StoreError, TableEnd,
-    TableStart, WritePlan,
+    Batch, BatchOutcome, BatchWriter, Claim, ImportEnd, ImportTableRecord, Position, StoreError,
+    TableEnd, TableStart, WritePlan,
 };
 
 /// What a worker step did.
@@ -25,6 +25,9 @@ pub enum Ran {
     /// There was nothing to do.
     Idle,
 }
+
+/// How many times in a row a table's pass may be sent again from its checkpoint.
+const MAX_REPLAYS: u32 = 5;
 
 /// How one table's load ended.
 enum TableOutcome {
@@ -43,6 +46,9 @@ struct PassEnd {
     invalid: u64,
     stop: Option<Stop>,
     read_error: Option<String>,
+    /// The writer rolled back batches it had not committed: the pass must run again from
+    /// the table's last checkpoint.
+    replay: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +208,23 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// One table of the claimed import as the store has it now (its last checkpoint and
+    /// counts).
+    async fn table_record(
+        &self,
+        claim: &Claim,
+        position: u32,
+    ) -> Result<ImportTableRecord, StoreError> {
+        let import = &claim.import;
+        self.store
+            .get_import(import.workspace_id, import.id)
+            .await?
+            .tables
+            .into_iter()
+            .find(|t| t.position == position)
+            .ok_or(StoreError::NotFound("import table"))
     }
 
     /// The schema of an import's table, or None when the table (or workspace) is gone.
@@ -404,22 +427,39 @@ impl Engine {
             drop(writer);
         }
         self.store.set_step(claim, Step::Writing, None).await?;
-        let writer = self.open_writer(claim, table, &schema, import.mode)?;
-        let resume = !atomic || import.step == Step::Writing;
-        let (mut writer, end) = self
-            .pass(
-                claim,
-                table,
-                &schema,
-                &options,
-                &reader_options,
-                &path,
-                writer,
-                resume,
-                shutdown,
-                false,
-            )
-            .await?;
+        let mut writer = self.open_writer(claim, table, &schema, import.mode)?;
+        let mut resume = !atomic || import.step == Step::Writing;
+        let mut table = table.clone();
+        let mut replays = 0;
+        let (mut writer, end) = loop {
+            let (w, end) = self
+                .pass(
+                    claim,
+                    &table,
+                    &schema,
+                    &options,
+                    &reader_options,
+                    &path,
+                    writer,
+                    resume,
+                    shutdown,
+                    false,
+                )
+                .await?;
+            if !end.replay {
+                break (w, end);
+            }
+            // What the writer rolled back is read again from the last checkpoint it committed.
+            replays += 1;
+            if replays > MAX_REPLAYS {
+                return Err(StoreError::Database(
+                    "the table's batches kept being rolled back".into(),
+                ));
+            }
+            writer = w;
+            resume = true;
+            table = self.table_record(claim, table.position).await?;
+        };
         let undo = matches!(import.on_error, OnError::Abort | OnError::Atomic);
         if let Some(why) = end.read_error {
             if undo {
@@ -606,6 +646,7 @@ impl Engine {
                         invalid: 0,
                         stop: None,
                         read_error: Some(e.to_string()),
+                        replay: false,
                     },
                 ));
             }
@@ -628,6 +669,7 @@ impl Engine {
                             invalid: 0,
                             stop: None,
                             read_error: Some(e.0),
+                            replay: false,
                         },
                     ));
                 }
@@ -643,6 +685,7 @@ impl Engine {
                             invalid: 0,
                             stop: None,
                             read_error: Some(e.0),
+                            replay: false,
                         },
                     ));
                 }
@@ -752,42 +795,48 @@ impl Engine {
         let write = tokio::task::spawn_blocking(move || {
             let mut invalid = invalid_before;
             let mut stop = None;
+            if !validate_only {
+                let mut next = || rx.recv().ok();
+                let mut seen = |out: &BatchOutcome| {
+                    invalid += out.invalid;
+                    if out.cancel_requested {
+                        stop = Some(Stop::Cancelled);
+                    }
+                    let limit_hit = match (policy, max_errors) {
+                        (OnError::Abort, m) => invalid > m.unwrap_or(0),
+                        (OnError::Skip, Some(m)) => invalid > m,
+                        _ => false,
+                    };
+                    if stop.is_none() && limit_hit {
+                        stop = Some(Stop::TooManyErrors);
+                    }
+                    if stop.is_none() && *shutdown.borrow() {
+                        stop = Some(Stop::Shutdown);
+                    }
+                    stop.is_some()
+                };
+                return match writer.write_stream(&mut next, &mut seen) {
+                    Ok(()) => Ok((writer, invalid, stop, false)),
+                    Err(StoreError::Replay) => Ok((writer, invalid, stop, true)),
+                    Err(e) => Err((writer, e)),
+                };
+            }
             // A validation pass keeps only the errors that will be stored; it counts the rest.
             let keep = max_stored_errors as usize;
             let mut pending_errors: Vec<crate::model::RowError> = Vec::new();
             let mut unstored = 0u64;
             for mut batch in rx {
-                if validate_only {
-                    invalid += batch.errors.len() as u64;
-                    let room = keep.saturating_sub(pending_errors.len());
-                    unstored += batch.errors.len().saturating_sub(room) as u64;
-                    batch.errors.truncate(room);
-                    pending_errors.append(&mut batch.errors);
-                    // Renewing the lease also tells whether a cancel was asked: every batch,
-                    // so that a cancel stops the pass within a second.
-                    match handle.block_on(store.renew_lease(&claim2, claim2.lease_ms)) {
-                        Ok(l) if l.cancel_requested => stop = Some(Stop::Cancelled),
-                        Ok(_) => {}
-                        Err(e) => return Err((writer, e)),
-                    }
-                } else {
-                    match writer.write(&batch) {
-                        Ok(out) => {
-                            invalid += out.invalid;
-                            if out.cancel_requested {
-                                stop = Some(Stop::Cancelled);
-                            }
-                        }
-                        Err(e) => return Err((writer, e)),
-                    }
-                }
-                let limit_hit = match (policy, max_errors) {
-                    (OnError::Abort, m) => invalid > m.unwrap_or(0),
-                    (OnError::Skip, Some(m)) => invalid > m,
-                    _ => false,
-                };
-                if stop.is_none() && limit_hit && !validate_only {
-                    stop = Some(Stop::TooManyErrors);
+                invalid += batch.errors.len() as u64;
+                let room = keep.saturating_sub(pending_errors.len());
+                unstored += batch.errors.len().saturating_sub(room) as u64;
+                batch.errors.truncate(room);
+                pending_errors.append(&mut batch.errors);
+                // Renewing the lease also tells whether a cancel was asked: every batch, so
+                // that a cancel stops the pass within a second.
+                match handle.block_on(store.renew_lease(&claim2, claim2.lease_ms)) {
+                    Ok(l) if l.cancel_requested => stop = Some(Stop::Cancelled),
+                    Ok(_) => {}
+                    Err(e) => return Err((writer, e)),
                 }
                 if stop.is_none() && *shutdown.borrow() {
                     stop = Some(Stop::Shutdown);
@@ -797,7 +846,7 @@ impl Engine {
                 }
             }
             // A validation pass that found invalid rows records them (and only them).
-            if validate_only && (!pending_errors.is_empty() || unstored > 0) && stop.is_none() {
+            if (!pending_errors.is_empty() || unstored > 0) && stop.is_none() {
                 let batch = Batch {
                     errors: pending_errors,
                     unstored_invalid: unstored,
@@ -807,7 +856,7 @@ impl Engine {
                     return Err((writer, e));
                 }
             }
-            Ok((writer, invalid, stop))
+            Ok((writer, invalid, stop, false))
         });
         let written = write
             .await
@@ -815,7 +864,7 @@ impl Engine {
         let read = parse
             .await
             .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?;
-        let (writer, invalid, stop) = match written {
+        let (writer, invalid, stop, replay) = match written {
             Ok(w) => w,
             Err((_, e)) => return Err(e),
         };
@@ -830,6 +879,7 @@ impl Engine {
                 invalid,
                 stop,
                 read_error,
+                replay,
             },
         ))
     }

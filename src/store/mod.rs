@@ -35,6 +35,10 @@ pub enum StoreError {
     /// serialization failure): running it again may succeed.
     #[error("database contention: {0}")]
     Contention(String),
+    /// A writer rolled back batches it had not committed yet (and no longer holds): they
+    /// must be read again from the table's last checkpoint and sent again.
+    #[error("the uncommitted batches must be sent again from the last checkpoint")]
+    Replay,
     #[error("database error: {0}")]
     Database(String),
 }
@@ -260,11 +264,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<ImportRecord>;
 }
 
-/// Loads batches of one table of one import; every call commits rows, counts and checkpoint
-/// in one transaction.
+/// Loads batches of one table of one import: rows, counts and checkpoint always commit in one
+/// transaction.
 pub trait BatchWriter: Send {
     /// Writes one batch and commits it together with its checkpoint and counts.
     fn write(&mut self, batch: &Batch) -> StoreResult<BatchOutcome>;
+    /// Writes the batches `next` yields until it yields none or `seen` (told what each batch
+    /// did, and of a cancel request as it is learned) answers true. A writer may commit
+    /// several batches in one transaction; it commits everything before returning. On
+    /// `Replay`, batches it had received but not committed are lost: the caller reads them
+    /// again from the last committed checkpoint.
+    fn write_stream(
+        &mut self,
+        next: &mut dyn FnMut() -> Option<Batch>,
+        seen: &mut dyn FnMut(&BatchOutcome) -> bool,
+    ) -> StoreResult<()> {
+        write_each(self, next, seen)
+    }
     /// Undoes everything this import wrote to the table (abort and atomic policies).
     fn revert(&mut self) -> StoreResult<()>;
     /// Undoes a finished import's changes to the table and marks the table rolled back, in
@@ -276,6 +292,21 @@ pub trait BatchWriter: Send {
     fn finish(&mut self, end: &TableEnd) -> StoreResult<u64>;
     /// Drops what a table that will not finish loaded on the side (a replace's new table).
     fn discard(&mut self) -> StoreResult<()>;
+}
+
+/// Writes each batch `next` yields in a transaction of its own, until `seen` answers true.
+pub fn write_each<W: BatchWriter + ?Sized>(
+    writer: &mut W,
+    next: &mut dyn FnMut() -> Option<Batch>,
+    seen: &mut dyn FnMut(&BatchOutcome) -> bool,
+) -> StoreResult<()> {
+    while let Some(batch) = next() {
+        let out = writer.write(&batch)?;
+        if seen(&out) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The text a timestamp sorts by in list cursors (fixed-width RFC 3339, UTC, milliseconds).

@@ -3,7 +3,7 @@
 //! dropped and replaced by a new one on demand.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use ::postgres::{Client, NoTls};
@@ -31,15 +31,6 @@ struct State {
 pub(crate) struct Conn<'a> {
     pool: &'a Pool,
     client: Option<Client>,
-}
-
-/// A connection taken from the pool that may move to another thread; given back when
-/// dropped.
-pub(crate) struct OwnedConn {
-    pool: Arc<Pool>,
-    client: Option<Client>,
-    /// A transaction is open: dropped now, the connection is closed rather than given back.
-    in_transaction: bool,
 }
 
 impl Pool {
@@ -71,15 +62,6 @@ impl Pool {
         Ok(Conn {
             pool: self,
             client: Some(self.take()?),
-        })
-    }
-
-    /// Like [`Pool::get`], for a connection that outlives the caller (handed to a thread).
-    pub(crate) fn get_owned(self: &Arc<Self>) -> StoreResult<OwnedConn> {
-        Ok(OwnedConn {
-            pool: self.clone(),
-            client: Some(self.take()?),
-            in_transaction: false,
         })
     }
 
@@ -127,15 +109,6 @@ impl Pool {
         // UTC and shortest exact floats: what the journal's JSON rows are written with.
         client.batch_execute("SET TIME ZONE 'UTC'; SET extra_float_digits = 1")?;
         Ok(client)
-    }
-
-    /// Closes a connection instead of giving it back.
-    fn close(&self, client: Client) {
-        if let Ok(mut state) = self.state.lock() {
-            state.open -= 1;
-        }
-        discard(client);
-        self.freed.notify_one();
     }
 
     fn give_back(&self, client: Client) {
@@ -195,61 +168,6 @@ impl Drop for Conn<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             self.pool.give_back(client);
-        }
-    }
-}
-
-impl Deref for OwnedConn {
-    type Target = Client;
-
-    fn deref(&self) -> &Client {
-        // Only `drop` takes the client out.
-        self.client
-            .as_ref()
-            .expect("pooled connection present until dropped")
-    }
-}
-
-impl DerefMut for OwnedConn {
-    fn deref_mut(&mut self) -> &mut Client {
-        self.client
-            .as_mut()
-            .expect("pooled connection present until dropped")
-    }
-}
-
-impl OwnedConn {
-    /// Opens a transaction (read committed), ended by [`OwnedConn::commit`] or
-    /// [`OwnedConn::rollback`]; unlike a `Transaction` guard, it may end on another thread.
-    pub(crate) fn begin(&mut self) -> StoreResult<()> {
-        self.in_transaction = true;
-        self.batch_execute("BEGIN")?;
-        Ok(())
-    }
-
-    /// Commits the open transaction.
-    pub(crate) fn commit(&mut self) -> StoreResult<()> {
-        self.batch_execute("COMMIT")?;
-        self.in_transaction = false;
-        Ok(())
-    }
-
-    /// Rolls the open transaction back (or closes the connection, when that fails).
-    pub(crate) fn rollback(&mut self) {
-        if self.batch_execute("ROLLBACK").is_ok() {
-            self.in_transaction = false;
-        }
-    }
-}
-
-impl Drop for OwnedConn {
-    fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            if self.in_transaction {
-                self.pool.close(client);
-            } else {
-                self.pool.give_back(client);
-            }
         }
     }
 }

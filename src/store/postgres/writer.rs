@@ -1,21 +1,27 @@
-//! The batch writer: loads typed rows into a user table, one transaction per batch holding
-//! the rows, the undo journal, the row errors, the counts and the checkpoint.
+//! The batch writer: loads typed rows into a user table, one transaction holding the rows,
+//! the undo journal, the row errors, the counts and the checkpoint.
 //!
-//! The bulk path is set-based: a batch is encoded as a binary COPY stream. An insert first
-//! COPYs it straight into the table while encoding it (the common case: no key is taken);
-//! when a key is taken, that transaction is rolled back and the batch (and every later one)
-//! goes through a temporary staging table and one
+//! The bulk path is set-based: rows are encoded as a binary COPY stream. An insert streams
+//! batch after batch into one COPY straight into the table, committing every
+//! [`GROUP_ROWS`] rows or [`GROUP_TIME`] (the common case: no key is taken). When a key is
+//! taken, that transaction is rolled back, its batches are read again from the checkpoint
+//! (`Replay`), and from then on each batch goes through a temporary staging table and one
 //! `INSERT … SELECT … ON CONFLICT DO NOTHING`, which keeps exactly the rows the SQLite
 //! backend's row-by-row inserts keep (the first of duplicates). An upsert classifies the
 //! staged rows against the table and against earlier rows of the same key in one statement
 //! that also journals the previous versions and writes the last version of each key. Only a
 //! batch whose upsert breaks a unique column other than the key is replayed row by row, the
 //! only way to reproduce the row-by-row outcome of such conflicts.
+//!
+//! Batch transactions commit without waiting for their WAL to reach the disk
+//! (`synchronous_commit = off`): a database crash may lose the last of them, and with them
+//! their checkpoint, so the import resumes before them; nothing is lost or doubled. The end
+//! of a table or an import commits durably, and with it every batch before.
 
 use std::cell::Cell as Slot;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
 
 use ::postgres::GenericClient;
 use ::postgres::error::SqlState;
@@ -31,13 +37,22 @@ use super::values::{
     Cell, Unstorable, compare_expr, copy_header, copy_trailer, encode_field, qualified, quote,
     scalar_type,
 };
-use super::{Inner, RETRIES, StoreError, StoreResult, now};
+use super::{Inner, StoreError, StoreResult, now};
 use crate::model::{ColumnType, Mode, RowError, RowErrorCode, Value};
-use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, TableEnd, WritePlan};
+use crate::store::{
+    Batch, BatchOutcome, BatchWriter, Claim, Position, TableEnd, TypedRow, WritePlan, write_each,
+};
 
-/// What a batch's transaction fails with when its COPY straight into the table was refused
-/// (a taken key): the batch is then written again through the staging table.
-const RUN_STAGED: &str = "the batch is written again through the staging table";
+/// Rows one transaction of a streamed insert holds at most: few enough that a crash redoes
+/// little, many enough that commits cost nothing next to the rows.
+const GROUP_ROWS: u64 = 50_000;
+/// How long one transaction of a streamed insert stays open at most, so that progress and
+/// the lease move on even when rows come slowly.
+const GROUP_TIME: Duration = Duration::from_millis(500);
+/// Row errors one transaction holds at most (they wait in memory for its commit).
+const GROUP_ERRORS: usize = 5_000;
+/// Bytes of encoded rows sent to the database at a time.
+const CHUNK: usize = 64 << 10;
 
 /// Writes one table of one import into PostgreSQL.
 pub struct PgWriter {
@@ -58,9 +73,6 @@ pub struct PgWriter {
     direct: Slot<bool>,
     /// The `_intake_row` of the next row written to the target.
     next_row: Slot<Option<i64>>,
-    /// The outcome of the last batch's COMMIT, running on a thread of its own while the next
-    /// batch is encoded and COPYed (the fsync of one overlaps the work of the other).
-    pending: Slot<Option<Receiver<StoreResult<()>>>>,
 }
 
 /// The tables a writer works on, in the workspace's schema.
@@ -86,6 +98,29 @@ struct Encoded {
     /// `_intake_row` of the batch's row i is `base + i`.
     base: i64,
     refused: Vec<(usize, RowError)>,
+}
+
+/// What the batches of one transaction add up to, recorded as it commits.
+#[derive(Default)]
+struct Tally {
+    processed: u64,
+    created: u64,
+    updated: u64,
+    unchanged: u64,
+    invalid: u64,
+    /// Warnings, each with the source fields it names.
+    warnings: Vec<(String, Vec<String>)>,
+    checkpoint: Position,
+    bytes_read: u64,
+}
+
+/// How a streamed transaction ended.
+struct GroupEnd {
+    /// Rows numbered (sent or refused).
+    numbered: i64,
+    /// Whether more batches may follow.
+    more: bool,
+    cancel_requested: bool,
 }
 
 /// What one batch's write works on.
@@ -133,19 +168,6 @@ impl PgWriter {
             prepared: false,
             direct: Slot::new(true),
             next_row: Slot::new(None),
-            pending: Slot::new(None),
-        }
-    }
-
-    /// Waits for the last batch's COMMIT: its error is this call's.
-    fn settle(&self) -> StoreResult<()> {
-        match self.pending.take() {
-            None => Ok(()),
-            Some(done) => done.recv().unwrap_or_else(|_| {
-                Err(StoreError::Database(
-                    "the commit of the previous batch was lost".into(),
-                ))
-            }),
         }
     }
 
@@ -248,69 +270,44 @@ impl PgWriter {
         Ok(n)
     }
 
-    /// Encodes the batch's rows as a binary COPY stream of the table's columns followed by
-    /// `_intake_import` and `_intake_row`.
-    /// With a sink (an open COPY), the stream is also written to it as it grows, so that
-    /// the database loads rows while later ones are encoded; a sink that fails stops being
-    /// written to (the COPY's end reports why) and the encoding goes on, for the staged path.
-    fn encode(&self, batch: &Batch, base: i64, mut sink: Option<&mut dyn Write>) -> Encoded {
-        const CHUNK: usize = 256 << 10;
+    /// Appends one row's tuple to a binary COPY stream: the table's columns, then
+    /// `_intake_import` and `_intake_row`. A value the database cannot store leaves the stream
+    /// as it was and makes the row an error.
+    fn encode_row(
+        &self,
+        row: &TypedRow,
+        number: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Box<RowError>> {
+        let cols = &self.plan.schema.columns;
+        let start = out.len();
+        out.extend_from_slice(&((cols.len() + 2) as i16).to_be_bytes());
+        for (col, v) in cols.iter().zip(&row.values) {
+            if let Err(why) = encode_field(col.ty, v, out) {
+                out.truncate(start);
+                return Err(Box::new(unstorable(row, col.name.as_str(), why)));
+            }
+        }
+        // Integers always encode.
+        let _ = encode_field(ColumnType::Integer, &Value::Int(self.number), out);
+        let _ = encode_field(ColumnType::Integer, &Value::Int(number), out);
+        Ok(())
+    }
+
+    /// Encodes the batch's rows as one binary COPY stream, for the staging table.
+    fn encode(&self, batch: &Batch, base: i64) -> Encoded {
         let cols = &self.plan.schema.columns;
         let mut copy = Vec::with_capacity(64 + batch.rows.len() * (cols.len() * 12 + 32));
-        let mut sent = 0;
         copy_header(&mut copy);
         let mut tuples = 0;
         let mut refused = Vec::new();
-        let width = (cols.len() + 2) as i16;
         for (i, row) in batch.rows.iter().enumerate() {
-            let start = copy.len();
-            copy.extend_from_slice(&width.to_be_bytes());
-            let mut bad = None;
-            for (col, v) in cols.iter().zip(&row.values) {
-                if let Err(e) = encode_field(col.ty, v, &mut copy) {
-                    bad = Some((col, e));
-                    break;
-                }
-            }
-            if let Some((col, why)) = bad {
-                copy.truncate(start);
-                refused.push((
-                    i,
-                    RowError {
-                        line: row.line,
-                        record: row.record,
-                        column: Some(col.name.as_str().to_owned()),
-                        code: match why {
-                            Unstorable::Nul => RowErrorCode::InvalidEncoding,
-                            Unstorable::Mismatch => RowErrorCode::InvalidType,
-                        },
-                        message: match why {
-                            Unstorable::Nul => {
-                                "the value contains the NUL character (U+0000), which the database cannot store".into()
-                            }
-                            Unstorable::Mismatch => "the value does not fit the column".into(),
-                        },
-                        row: row.original.to_json(),
-                    },
-                ));
-                continue;
-            }
-            let _ = encode_field(ColumnType::Integer, &Value::Int(self.number), &mut copy);
-            let _ = encode_field(ColumnType::Integer, &Value::Int(base + i as i64), &mut copy);
-            tuples += 1;
-            if copy.len() - sent >= CHUNK {
-                if let Some(w) = sink.as_mut()
-                    && w.write_all(&copy[sent..]).is_err()
-                {
-                    sink = None;
-                }
-                sent = copy.len();
+            match self.encode_row(row, base + i as i64, &mut copy) {
+                Ok(()) => tuples += 1,
+                Err(e) => refused.push((i, *e)),
             }
         }
         copy_trailer(&mut copy);
-        if let Some(w) = sink.as_mut() {
-            let _ = w.write_all(&copy[sent..]);
-        }
         Encoded {
             copy,
             tuples,
@@ -975,6 +972,8 @@ impl PgWriter {
         Ok(())
     }
 
+    /// Writes one batch through the staging table (upserts, dry runs, and inserts once a key
+    /// was taken).
     fn write_batch(
         &self,
         tx: &mut impl GenericClient,
@@ -982,48 +981,13 @@ impl PgWriter {
         batch: &Batch,
         base: i64,
     ) -> StoreResult<BatchOutcome> {
-        // The lease is checked (and extended) by the batch's last statement, which also
-        // records its counts: one round trip less per batch, and the same fencing (the check
-        // and the commit happen with the import's row locked).
         // A dry run (but for replace, which loads a side table) applies the batch to learn
         // its counts, then takes it back.
         let rewind = self.plan.dry_run && self.plan.mode != Mode::Replace;
-        let direct = self.plan.mode != Mode::Upsert
-            && self.direct.get()
-            && !rewind
-            && !batch.rows.is_empty();
-        // Only a COPY straight into the table may run before the last batch committed: it
-        // reads nothing (a key the last batch took makes it wait, then fail). Everything
-        // else reads what the last batch wrote.
-        if !direct {
-            self.settle()?;
-        }
         if rewind {
             tx.batch_execute("SAVEPOINT dry_run")?;
         }
-        // Inserts first try the fast path: the batch COPYed straight into the table while it
-        // is encoded. A taken key fails that COPY, and the batch is written again through the
-        // staged path, which sorts the rows out (and so are the next batches).
-        let mut copied = false;
-        let enc = if direct {
-            let mut w = tx.copy_in(&format!(
-                "COPY {} ({}) FROM STDIN (FORMAT binary)",
-                names.target(),
-                self.column_list()
-            ))?;
-            let enc = self.encode(batch, base, Some(&mut w));
-            if w.finish().is_err() {
-                // No savepoint (a round trip per batch): the transaction is run again.
-                self.direct.set(false);
-                return Err(StoreError::Database(RUN_STAGED.into()));
-            }
-            self.settle()?;
-            copied = true;
-            enc
-        } else {
-            self.encode(batch, base, None)
-        };
-        let enc = &enc;
+        let enc = &self.encode(batch, base);
         let mut a = Applied {
             out: BatchOutcome {
                 invalid: batch.errors.len() as u64 + batch.unstored_invalid,
@@ -1041,10 +1005,7 @@ impl PgWriter {
             }));
         }
         let work = Work { names, batch, enc };
-        let applied = if copied {
-            a.out.created += enc.tuples;
-            Ok(())
-        } else if self.plan.mode == Mode::Upsert {
+        let applied = if self.plan.mode == Mode::Upsert {
             self.upsert_rows(tx, &work, &mut a)
         } else {
             self.insert_rows(tx, &work, &mut a)
@@ -1067,19 +1028,45 @@ impl PgWriter {
         } else if self.cleanup {
             self.keep_keys(tx, names, &batch.kept_keys)?;
         }
-        let mut all: Vec<&RowError> = batch
+        let mut errors: Vec<&RowError> = batch
             .errors
             .iter()
             .chain(a.refused.iter().map(|(_, e)| e))
             .collect();
-        all.sort_by_key(|e| e.record);
-        let stored = self.store_errors(tx, &all)?;
-        let warnings = batch.warnings.len() as i64;
-        let processed =
-            (batch.rows.len() + batch.errors.len()) as i64 + batch.unstored_invalid as i64;
+        errors.sort_by_key(|e| e.record);
+        let tally = Tally {
+            processed: (batch.rows.len() + batch.errors.len()) as u64 + batch.unstored_invalid,
+            created: out.created,
+            updated: out.updated,
+            unchanged: out.unchanged,
+            invalid: out.invalid,
+            warnings: batch
+                .warnings
+                .iter()
+                .map(|w| (w.clone(), batch.warned_fields.clone()))
+                .collect(),
+            checkpoint: batch.checkpoint,
+            bytes_read: batch.bytes_read,
+        };
+        out.cancel_requested = self.record(tx, &tally, &errors)?;
+        Ok(out)
+    }
+
+    /// Records what a transaction applied, before it commits: its row errors (up to the
+    /// stored cap), the counts and checkpoint of the table and of the import, and its
+    /// warnings as events. The statement that records the counts also checks and extends
+    /// the lease (fencing: the check and the commit happen with the import's row locked).
+    /// Returns whether a cancel was asked.
+    fn record(
+        &self,
+        tx: &mut impl GenericClient,
+        t: &Tally,
+        errors: &[&RowError],
+    ) -> StoreResult<bool> {
+        let stored = self.store_errors(tx, errors)?;
         let position = i64::from(self.plan.position);
-        // One statement for both rows (a round trip per batch): the import's bytes read sum
-        // its tables', this one's as just updated.
+        // One statement for both rows (a round trip per transaction): the import's bytes read
+        // sum its tables', this one's as just updated.
         // Typed parameters: no statement preparation, one round trip.
         let lease = tx.query_typed_opt(
             "WITH t AS (
@@ -1099,16 +1086,16 @@ impl PgWriter {
             &[
                 (&self.import_id, Type::UUID),
                 (&position, Type::INT8),
-                (&processed, Type::INT8),
-                (&(out.created as i64), Type::INT8),
-                (&(out.updated as i64), Type::INT8),
-                (&(out.unchanged as i64), Type::INT8),
-                (&(out.invalid as i64), Type::INT8),
-                (&(batch.bytes_read as i64), Type::INT8),
-                (&(batch.checkpoint.byte_offset as i64), Type::INT8),
-                (&(batch.checkpoint.line as i64), Type::INT8),
-                (&(batch.checkpoint.record as i64), Type::INT8),
-                (&warnings, Type::INT8),
+                (&(t.processed as i64), Type::INT8),
+                (&(t.created as i64), Type::INT8),
+                (&(t.updated as i64), Type::INT8),
+                (&(t.unchanged as i64), Type::INT8),
+                (&(t.invalid as i64), Type::INT8),
+                (&(t.bytes_read as i64), Type::INT8),
+                (&(t.checkpoint.byte_offset as i64), Type::INT8),
+                (&(t.checkpoint.line as i64), Type::INT8),
+                (&(t.checkpoint.record as i64), Type::INT8),
+                (&(t.warnings.len() as i64), Type::INT8),
                 (&(stored as i64), Type::INT8),
                 (&now(), Type::TIMESTAMPTZ),
                 (&self.token, Type::INT8),
@@ -1118,10 +1105,9 @@ impl PgWriter {
         let Some(lease) = lease else {
             return Err(StoreError::LeaseLost);
         };
-        out.cancel_requested = lease.try_get(0)?;
         // After the import's row: every transaction that appends events and changes that row
         // takes the two locks in this order.
-        for w in &batch.warnings {
+        for (message, fields) in &t.warnings {
             append_event(
                 tx,
                 self.workspace_id,
@@ -1129,18 +1115,155 @@ impl PgWriter {
                 "import.warning",
                 &serde_json::json!({
                     "table_position": self.plan.position,
-                    "message": w,
-                    "fields": batch.warned_fields,
+                    "message": message,
+                    "fields": fields,
                 }),
             )?;
         }
+        Ok(lease.try_get(0)?)
+    }
 
-        Ok(out)
+    /// Whether batches go straight into the target with COPY: inserts (and replaces, into
+    /// their new table) until a key is taken; not a dry run that must take its rows back.
+    fn streams(&self) -> bool {
+        let rewind = self.plan.dry_run && self.plan.mode != Mode::Replace;
+        self.plan.mode != Mode::Upsert && !rewind && self.direct.get()
+    }
+
+    /// Streams batches into the target in one transaction, their rows numbered from `base`:
+    /// `first`, then what `next` yields
+    /// until the transaction is due to commit, `next` ends or `seen` asks to stop. A refused
+    /// COPY (a taken key) rolls everything back and answers `Replay`, and later batches take
+    /// the staging table.
+    fn stream_group(
+        &self,
+        names: &Names,
+        first: Batch,
+        base: i64,
+        next: &mut dyn FnMut() -> Option<Batch>,
+        seen: &mut dyn FnMut(&BatchOutcome) -> bool,
+    ) -> StoreResult<GroupEnd> {
+        let mut conn = self.inner.pool.get()?;
+        let mut tx = conn.transaction()?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+        let mut tally = Tally::default();
+        let mut errors: Vec<RowError> = Vec::new();
+        let mut numbered = 0i64;
+        let mut more = true;
+        let started = Instant::now();
+        let copied = {
+            let mut w = tx.copy_in(&format!(
+                "COPY {} ({}) FROM STDIN (FORMAT binary)",
+                names.target(),
+                self.column_list()
+            ))?;
+            let mut buf = Vec::with_capacity(CHUNK + (64 << 10));
+            copy_header(&mut buf);
+            // A COPY the database refused stops taking rows; its end says why.
+            let mut refused_copy = false;
+            let mut batch = first;
+            loop {
+                let mut out = BatchOutcome {
+                    invalid: batch.errors.len() as u64 + batch.unstored_invalid,
+                    ..BatchOutcome::default()
+                };
+                for (i, row) in batch.rows.iter().enumerate() {
+                    match self.encode_row(row, base + numbered + i as i64, &mut buf) {
+                        Ok(()) => out.created += 1,
+                        Err(e) => {
+                            out.invalid += 1;
+                            errors.push(*e);
+                        }
+                    }
+                    if buf.len() >= CHUNK {
+                        refused_copy |= w.write_all(&buf).is_err();
+                        buf.clear();
+                    }
+                }
+                // Sent now, so that the database works while the next batch is awaited.
+                refused_copy |= w.write_all(&buf).is_err();
+                buf.clear();
+                numbered += batch.rows.len() as i64;
+                tally.absorb(&mut batch, &out, &mut errors);
+                drop(batch);
+                if seen(&out) {
+                    more = false;
+                    break;
+                }
+                if refused_copy
+                    || tally.processed >= GROUP_ROWS
+                    || errors.len() >= GROUP_ERRORS
+                    || started.elapsed() >= GROUP_TIME
+                {
+                    break;
+                }
+                match next() {
+                    Some(b) => batch = b,
+                    None => {
+                        more = false;
+                        break;
+                    }
+                }
+            }
+            copy_trailer(&mut buf);
+            let _ = w.write_all(&buf);
+            w.finish()
+        };
+        if copied.is_err() {
+            self.direct.set(false);
+            return Err(StoreError::Replay);
+        }
+        errors.sort_by_key(|e| e.record);
+        let refs: Vec<&RowError> = errors.iter().collect();
+        let cancel_requested = self.record(&mut tx, &tally, &refs)?;
+        tx.commit()?;
+        Ok(GroupEnd {
+            numbered,
+            more,
+            cancel_requested,
+        })
+    }
+}
+
+impl Tally {
+    /// Adds a batch streamed with outcome `out`; its validation errors join `errors` (kept
+    /// in the order of their records).
+    fn absorb(&mut self, batch: &mut Batch, out: &BatchOutcome, errors: &mut Vec<RowError>) {
+        self.processed += (batch.rows.len() + batch.errors.len()) as u64 + batch.unstored_invalid;
+        self.created += out.created;
+        self.invalid += out.invalid;
+        let fields = std::mem::take(&mut batch.warned_fields);
+        self.warnings
+            .extend(batch.warnings.drain(..).map(|w| (w, fields.clone())));
+        errors.append(&mut batch.errors);
+        self.checkpoint = batch.checkpoint;
+        self.bytes_read = batch.bytes_read;
+    }
+}
+
+/// The error of a row holding a value the database cannot store.
+fn unstorable(row: &TypedRow, column: &str, why: Unstorable) -> RowError {
+    RowError {
+        line: row.line,
+        record: row.record,
+        column: Some(column.to_owned()),
+        code: match why {
+            Unstorable::Nul => RowErrorCode::InvalidEncoding,
+            Unstorable::Mismatch => RowErrorCode::InvalidType,
+        },
+        message: match why {
+            Unstorable::Nul => {
+                "the value contains the NUL character (U+0000), which the database cannot store"
+                    .into()
+            }
+            Unstorable::Mismatch => "the value does not fit the column".into(),
+        },
+        row: row.original.to_json(),
     }
 }
 
 /// A `duplicate_key` error for a row the database refused.
-fn duplicate(row: &crate::store::TypedRow, column: Option<String>) -> RowError {
+fn duplicate(row: &TypedRow, column: Option<String>) -> RowError {
     RowError {
         line: row.line,
         record: row.record,
@@ -1198,54 +1321,58 @@ impl BatchWriter for PgWriter {
             .as_ref()
             .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
         let base = self.next_row(names)?;
-        let mut attempt = 0;
-        let out = loop {
-            attempt += 1;
-            let mut conn = self.inner.pool.get_owned()?;
-            let written = conn
-                .begin()
-                .and_then(|()| self.write_batch(&mut *conn, names, batch, base));
-            match written {
-                Ok(out) => {
-                    // The COMMIT (its fsync) runs while the engine hands over the next batch
-                    // and its COPY starts; the next operation waits for its outcome first.
-                    let (done, pending) = channel();
-                    let commit = move || {
-                        let _ = done.send(conn.commit());
-                    };
-                    match std::thread::Builder::new()
-                        .name("intake-pg-commit".into())
-                        .spawn(commit)
-                    {
-                        Ok(_) => self.pending.set(Some(pending)),
-                        // No thread: the connection (its transaction open) was dropped and
-                        // closed, rolling the batch back.
-                        Err(e) => {
-                            return Err(StoreError::Database(format!(
-                                "cannot start a commit thread: {e}"
-                            )));
-                        }
-                    }
-                    break out;
-                }
-                Err(e) => {
-                    conn.rollback();
-                    match e {
-                        StoreError::Contention(_) if attempt < RETRIES => continue,
-                        StoreError::Database(m) if m == RUN_STAGED && attempt <= RETRIES => {
-                            continue;
-                        }
-                        e => return Err(e),
-                    }
-                }
-            }
-        };
+        let out = self.inner.write_now(|tx| {
+            tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+            self.write_batch(tx, names, batch, base)
+        })?;
         self.next_row.set(Some(base + batch.rows.len() as i64));
         Ok(out)
     }
 
+    fn write_stream(
+        &mut self,
+        next: &mut dyn FnMut() -> Option<Batch>,
+        seen: &mut dyn FnMut(&BatchOutcome) -> bool,
+    ) -> StoreResult<()> {
+        self.prepare()?;
+        if !self.streams() {
+            return write_each(self, next, seen);
+        }
+        let names = self
+            .names
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        while let Some(first) = next() {
+            let base = self.next_row(names)?;
+            let end = match self.stream_group(names, first, base, next, seen) {
+                Ok(end) => end,
+                Err(e) => {
+                    // Rows were numbered in a transaction that did not commit.
+                    self.next_row.set(None);
+                    return Err(match e {
+                        StoreError::Contention(_) => StoreError::Replay,
+                        e => e,
+                    });
+                }
+            };
+            self.next_row.set(Some(base + end.numbered));
+            if end.cancel_requested {
+                let asked = BatchOutcome {
+                    cancel_requested: true,
+                    ..BatchOutcome::default()
+                };
+                if seen(&asked) {
+                    break;
+                }
+            }
+            if !end.more {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn revert(&mut self) -> StoreResult<()> {
-        self.settle()?;
         self.names_ready()?;
         let names = self
             .names
@@ -1265,7 +1392,6 @@ impl BatchWriter for PgWriter {
     }
 
     fn roll_back(&mut self) -> StoreResult<()> {
-        self.settle()?;
         self.names_ready()?;
         let names = self
             .names
@@ -1300,7 +1426,6 @@ impl BatchWriter for PgWriter {
     }
 
     fn finish(&mut self, end: &TableEnd) -> StoreResult<u64> {
-        self.settle()?;
         self.prepare()?;
         let names = self
             .names
@@ -1388,7 +1513,6 @@ impl BatchWriter for PgWriter {
     }
 
     fn discard(&mut self) -> StoreResult<()> {
-        self.settle()?;
         self.names_ready()?;
         let names = self
             .names
@@ -1398,13 +1522,5 @@ impl BatchWriter for PgWriter {
             check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             self.drop_side_tables(tx, names)
         })
-    }
-}
-
-impl Drop for PgWriter {
-    fn drop(&mut self) {
-        // A writer gone has committed what it wrote (or failed to): whoever writes the table
-        // next starts from there.
-        let _ = self.settle();
     }
 }
