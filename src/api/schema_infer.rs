@@ -166,7 +166,7 @@ fn sample(path: &std::path::Path, opts: &ReaderOptions, nulls: &[String]) -> Api
                     })
                     .collect(),
             ),
-            RecordBody::Object(obj) => objects.push(obj),
+            RecordBody::Object(obj, _) => objects.push(obj),
             RecordBody::Bad { .. } => {}
         }
     }

@@ -90,7 +90,7 @@ impl Validator {
 
     /// Unknown JSON keys of this object not warned about yet (each key is reported once).
     pub fn new_unknown_keys(&mut self, item: &ReadItem) -> Vec<String> {
-        let (Some(keys), RecordBody::Object(obj)) = (&self.keys, &item.body) else {
+        let (Some(keys), RecordBody::Object(obj, _)) = (&self.keys, &item.body) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -144,7 +144,7 @@ impl Validator {
                 }
                 SourceRecord::Fields(self.header.clone(), rec)
             }
-            RecordBody::Object(obj) => {
+            RecordBody::Object(obj, text) => {
                 let mut cells: Vec<Option<&serde_json::Value>> = vec![None; n];
                 if let Some(keys) = &self.keys {
                     for (k, v) in &obj {
@@ -169,7 +169,7 @@ impl Validator {
                         }
                     }
                 }
-                SourceRecord::Object(obj)
+                SourceRecord::Json(text)
             }
         };
         if problems.is_empty() {

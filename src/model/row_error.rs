@@ -113,15 +113,17 @@ pub const ALL_CODES: &[RowErrorCode] = &[
 pub enum SourceRecord {
     /// A delimited record and the header naming its fields.
     Fields(std::sync::Arc<Vec<String>>, csv::StringRecord),
-    /// A JSON object.
-    Object(serde_json::Map<String, serde_json::Value>),
+    /// A JSON object, as the text it was read from.
+    Json(Box<str>),
 }
 
 impl SourceRecord {
     /// The record as a JSON object keyed by source field name.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            SourceRecord::Object(m) => serde_json::Value::Object(m.clone()),
+            // The text parsed as an object when it was read.
+            SourceRecord::Json(text) => serde_json::from_str(text)
+                .unwrap_or_else(|_| serde_json::json!({ "_raw": text.as_ref() })),
             SourceRecord::Fields(header, rec) => {
                 let mut obj = serde_json::Map::with_capacity(rec.len());
                 for (i, field) in rec.iter().enumerate() {

@@ -95,8 +95,9 @@ pub enum RecordBody {
     /// A delimited record (valid UTF-8) with as many fields as the header (any number without
     /// a header).
     Fields(csv::StringRecord),
-    /// An NDJSON line or JSON array element that is an object.
-    Object(serde_json::Map<String, serde_json::Value>),
+    /// An NDJSON line or JSON array element that is an object, and the text it was read
+    /// from (kept to report the record, instead of the parsed object, which is larger).
+    Object(serde_json::Map<String, serde_json::Value>, Box<str>),
     /// A record that cannot be used; `row` is what could be recovered, as a JSON object:
     /// header name → field text for delimited records (extra fields keyed `field_N`),
     /// `{"_raw": text}` or `{"_value": value}` for JSON.
@@ -105,6 +106,17 @@ pub enum RecordBody {
         message: String,
         row: serde_json::Value,
     },
+}
+
+impl RecordBody {
+    /// The object of a JSON record.
+    #[cfg(test)]
+    pub fn object(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        match self {
+            RecordBody::Object(map, _) => Some(map),
+            _ => None,
+        }
+    }
 }
 
 /// Why a source cannot be read any further; the import fails with this message.
@@ -278,10 +290,10 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// The body for a parsed JSON value: the object itself, or `not_an_object`.
-fn object_body(v: serde_json::Value) -> RecordBody {
+/// The body for a JSON value parsed from `text`: the object itself, or `not_an_object`.
+fn object_body(v: serde_json::Value, text: &str) -> RecordBody {
     match v {
-        serde_json::Value::Object(map) => RecordBody::Object(map),
+        serde_json::Value::Object(map) => RecordBody::Object(map, text.into()),
         other => RecordBody::Bad {
             code: RowErrorCode::NotAnObject,
             message: format!("expected a JSON object, found {}", json_kind(&other)),

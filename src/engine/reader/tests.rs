@@ -197,7 +197,7 @@ fn generated_files_read_every_record_on_the_manifest_lines() {
         for (i, item) in items.iter().enumerate() {
             assert_eq!(item.record, i as u64 + 1);
             assert!(
-                matches!(item.body, RecordBody::Fields(_) | RecordBody::Object(_)),
+                matches!(item.body, RecordBody::Fields(_) | RecordBody::Object(..)),
                 "{format}: {item:?}"
             );
         }

@@ -137,7 +137,7 @@ fn row(line: u64, values: Vec<Value>) -> TypedRow {
         line,
         record: line - 1,
         values,
-        original: SourceRecord::Object(serde_json::Map::new()),
+        original: SourceRecord::Json("{}".into()),
     }
 }
 
