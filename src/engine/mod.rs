@@ -26,8 +26,10 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Imports one workspace may run at once (across all processes).
     pub per_workspace: u32,
-    /// Rows per committed batch.
+    /// Rows per batch at most.
     pub batch_rows: usize,
+    /// Source bytes per batch at most (a batch of wide records holds fewer rows).
+    pub batch_bytes: u64,
     /// Largest field of a delimited source, in bytes.
     pub max_field_bytes: usize,
     /// Largest record, in bytes.
@@ -57,6 +59,7 @@ impl Default for EngineConfig {
             workers: 2,
             per_workspace: 2,
             batch_rows: 5_000,
+            batch_bytes: 2 << 20,
             max_field_bytes: 1 << 20,
             max_record_bytes: 8 << 20,
             max_stored_errors: 10_000,
