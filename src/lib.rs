@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod background;
 pub mod blob;
 pub mod cli;
 pub mod engine;

@@ -11,6 +11,7 @@ use super::mapper::{map_fields, map_keys, unknown_fields_warning};
 use super::options::InputOptions;
 use super::reader::{Checkpoint, Format, ReaderOptions, SourceReader};
 use super::validator::{Checked, Validator};
+use crate::background;
 use crate::model::{ImportStatus, Mode, OnError, Step};
 use crate::store::{
     Batch, BatchOutcome, BatchWriter, Claim, ImportEnd, ImportTableRecord, Position, StoreError,
@@ -725,15 +726,17 @@ impl Engine {
             validator.seed_warned(self.warned_fields(claim, table.position).await?);
         }
         let batch_rows = self.config.batch_rows;
+        let batch_bytes = self.config.batch_bytes;
         let (tx, rx) = sync_channel::<Batch>(2);
         let table_name = schema.name.as_str().to_owned();
         let json_source = !delimited;
-        let parse = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+        let parse = background::spawn("intake-read", move || -> Result<u64, String> {
             let mut batch = Batch {
                 warnings: first_warnings,
                 ..Batch::default()
             };
             let mut records = 0u64;
+            let mut batch_start = reader.checkpoint().byte_offset;
             loop {
                 let item = match reader.next_item() {
                     None => break,
@@ -755,8 +758,12 @@ impl Engine {
                         batch.kept_keys.extend(key);
                     }
                 }
-                if batch.rows.len() + batch.errors.len() >= batch_rows {
-                    let cp = reader.checkpoint();
+                // Wide records make a batch of fewer rows: memory follows bytes, not rows.
+                let cp = reader.checkpoint();
+                if batch.rows.len() + batch.errors.len() >= batch_rows
+                    || cp.byte_offset.saturating_sub(batch_start) >= batch_bytes
+                {
+                    batch_start = cp.byte_offset;
                     batch.checkpoint = Position {
                         byte_offset: cp.byte_offset,
                         line: cp.line,
@@ -778,7 +785,8 @@ impl Engine {
             batch.bytes_read = cp.byte_offset;
             let _ = tx.send(batch);
             Ok(records)
-        });
+        })
+        .map_err(|e| StoreError::Database(format!("cannot start the reader: {e}")))?;
 
         let max_errors = claim.import.max_errors;
         let max_stored_errors = self.config.max_stored_errors;
@@ -792,7 +800,7 @@ impl Engine {
         let store = self.store.clone();
         let claim2 = claim.clone();
         let handle = tokio::runtime::Handle::current();
-        let write = tokio::task::spawn_blocking(move || {
+        let write = background::spawn("intake-write", move || {
             let mut invalid = invalid_before;
             let mut stop = None;
             if !validate_only {
@@ -857,7 +865,8 @@ impl Engine {
                 }
             }
             Ok((writer, invalid, stop, false))
-        });
+        })
+        .map_err(|e| StoreError::Database(format!("cannot start the writer: {e}")))?;
         let written = write
             .await
             .map_err(|e| StoreError::Database(format!("writer task failed: {e}")))?;

@@ -44,7 +44,10 @@ impl Checkpointer {
         let theirs = shared.clone();
         let thread = std::thread::Builder::new()
             .name("intake-checkpoint".into())
-            .spawn(move || run(&conn, &theirs))?;
+            .spawn(move || {
+                crate::background::lower_this_thread();
+                run(&conn, &theirs)
+            })?;
         Ok(Checkpointer {
             shared,
             thread: Some(thread),

@@ -1,0 +1,67 @@
+//! Background work (loading imports, checkpointing the database) runs on threads that yield
+//! the CPU to the threads answering requests: a busy import slows down while the API is
+//! busy, instead of the API slowing down while an import runs.
+
+/// The niceness of background threads (0 is the default, 19 the lowest priority).
+const NICENESS: i32 = 10;
+
+/// Lowers the calling thread's CPU priority; best effort (a system that refuses leaves it).
+/// Only for threads of their own: a thread cannot raise its priority back without
+/// privileges, so a pooled thread must never call this.
+pub fn lower_this_thread() {
+    // On Linux, a priority set for a thread id applies to that thread alone.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICENESS);
+}
+
+/// Starts `f` on a new background thread named `name`; the future answers what it returns,
+/// without holding up the async runtime meanwhile, or fails when `f` panics.
+pub fn spawn<T, F>(
+    name: &str,
+    f: F,
+) -> std::io::Result<impl Future<Output = std::io::Result<T>> + use<T, F>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            lower_this_thread();
+            let _ = done.send(f());
+        })?;
+    let name = name.to_owned();
+    Ok(async move {
+        result
+            .await
+            .map_err(|_| std::io::Error::other(format!("the {name} thread panicked")))
+    })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_background_thread_runs_at_the_lower_priority_and_answers() {
+        let nice = spawn("intake-test", || {
+            rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+        })
+        .expect("thread")
+        .await
+        .expect("answer")
+        .expect("priority");
+        assert_eq!(nice, NICENESS);
+        // The caller's own thread keeps its priority.
+        let mine = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+        assert_ne!(mine.ok(), Some(NICENESS));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_background_thread_fails_its_future() {
+        let fut = spawn("intake-test", || -> u32 { panic!("boom") }).expect("thread");
+        let err = fut.await.expect_err("a panic");
+        assert!(err.to_string().contains("intake-test"), "{err}");
+    }
+}
