@@ -11,7 +11,7 @@ use super::mapper::{map_fields, map_keys, unknown_fields_warning};
 use super::options::InputOptions;
 use super::reader::{Checkpoint, Format, ReaderOptions, SourceReader};
 use super::validator::{Checked, Validator};
-use crate::background;
+use crate::background::{self, Share};
 use crate::model::{ImportStatus, Mode, OnError, Step};
 use crate::store::{
     Batch, BatchOutcome, BatchWriter, Claim, ImportEnd, ImportTableRecord, Position, StoreError,
@@ -27,7 +27,7 @@ pub enum Ran {
     Idle,
 }
 
-/// How many times in a row a table's pass may be sent again from its checkpoint.
+/// How many times in a row a table's pass may be sent again from the same checkpoint.
 const MAX_REPLAYS: u32 = 5;
 
 /// How one table's load ended.
@@ -450,8 +450,13 @@ impl Engine {
             if !end.replay {
                 break (w, end);
             }
-            // What the writer rolled back is read again from the last checkpoint it committed.
-            replays += 1;
+            // What the writer rolled back is read again from the last checkpoint committed.
+            let reloaded = self.table_record(claim, table.position).await?;
+            replays = if reloaded.checkpoint == table.checkpoint {
+                replays + 1
+            } else {
+                1
+            };
             if replays > MAX_REPLAYS {
                 return Err(StoreError::Database(
                     "the table's batches kept being rolled back".into(),
@@ -459,7 +464,7 @@ impl Engine {
             }
             writer = w;
             resume = true;
-            table = self.table_record(claim, table.position).await?;
+            table = reloaded;
         };
         let undo = matches!(import.on_error, OnError::Abort | OnError::Atomic);
         if let Some(why) = end.read_error {
@@ -730,62 +735,66 @@ impl Engine {
         let (tx, rx) = sync_channel::<Batch>(2);
         let table_name = schema.name.as_str().to_owned();
         let json_source = !delimited;
-        let parse = background::spawn("intake-read", move || -> Result<u64, String> {
-            let mut batch = Batch {
-                warnings: first_warnings,
-                ..Batch::default()
-            };
-            let mut records = 0u64;
-            let mut batch_start = reader.checkpoint().byte_offset;
-            loop {
-                let item = match reader.next_item() {
-                    None => break,
-                    Some(Ok(item)) => item,
-                    Some(Err(e)) => return Err(e.to_string()),
+        let parse = background::spawn(
+            "intake-read",
+            Share::Yield,
+            move || -> Result<u64, String> {
+                let mut batch = Batch {
+                    warnings: first_warnings,
+                    ..Batch::default()
                 };
-                records = item.record;
-                if json_source {
-                    let unknown = validator.new_unknown_keys(&item);
-                    if let Some(w) = unknown_fields_warning(&table_name, &unknown) {
-                        batch.warnings.push(w);
-                        batch.warned_fields.extend(unknown);
-                    }
-                }
-                match validator.check(item) {
-                    Checked::Row(row) => batch.rows.push(row),
-                    Checked::Invalid(e, key) => {
-                        batch.errors.push(e);
-                        batch.kept_keys.extend(key);
-                    }
-                }
-                // Wide records make a batch of fewer rows: memory follows bytes, not rows.
-                let cp = reader.checkpoint();
-                if batch.rows.len() + batch.errors.len() >= batch_rows
-                    || cp.byte_offset.saturating_sub(batch_start) >= batch_bytes
-                {
-                    batch_start = cp.byte_offset;
-                    batch.checkpoint = Position {
-                        byte_offset: cp.byte_offset,
-                        line: cp.line,
-                        record: cp.record,
+                let mut records = 0u64;
+                let mut batch_start = reader.checkpoint().byte_offset;
+                loop {
+                    let item = match reader.next_item() {
+                        None => break,
+                        Some(Ok(item)) => item,
+                        Some(Err(e)) => return Err(e.to_string()),
                     };
-                    batch.bytes_read = cp.byte_offset;
-                    if tx.send(std::mem::take(&mut batch)).is_err() {
-                        return Ok(records);
+                    records = item.record;
+                    if json_source {
+                        let unknown = validator.new_unknown_keys(&item);
+                        if let Some(w) = unknown_fields_warning(&table_name, &unknown) {
+                            batch.warnings.push(w);
+                            batch.warned_fields.extend(unknown);
+                        }
+                    }
+                    match validator.check(item) {
+                        Checked::Row(row) => batch.rows.push(row),
+                        Checked::Invalid(e, key) => {
+                            batch.errors.push(e);
+                            batch.kept_keys.extend(key);
+                        }
+                    }
+                    // Wide records make a batch of fewer rows: memory follows bytes, not rows.
+                    let cp = reader.checkpoint();
+                    if batch.rows.len() + batch.errors.len() >= batch_rows
+                        || cp.byte_offset.saturating_sub(batch_start) >= batch_bytes
+                    {
+                        batch_start = cp.byte_offset;
+                        batch.checkpoint = Position {
+                            byte_offset: cp.byte_offset,
+                            line: cp.line,
+                            record: cp.record,
+                        };
+                        batch.bytes_read = cp.byte_offset;
+                        if tx.send(std::mem::take(&mut batch)).is_err() {
+                            return Ok(records);
+                        }
                     }
                 }
-            }
-            let cp = reader.checkpoint();
-            records = records.max(cp.record);
-            batch.checkpoint = Position {
-                byte_offset: cp.byte_offset,
-                line: cp.line,
-                record: cp.record,
-            };
-            batch.bytes_read = cp.byte_offset;
-            let _ = tx.send(batch);
-            Ok(records)
-        })
+                let cp = reader.checkpoint();
+                records = records.max(cp.record);
+                batch.checkpoint = Position {
+                    byte_offset: cp.byte_offset,
+                    line: cp.line,
+                    record: cp.record,
+                };
+                batch.bytes_read = cp.byte_offset;
+                let _ = tx.send(batch);
+                Ok(records)
+            },
+        )
         .map_err(|e| StoreError::Database(format!("cannot start the reader: {e}")))?;
 
         let max_errors = claim.import.max_errors;
@@ -798,12 +807,14 @@ impl Engine {
         };
         let shutdown = shutdown.clone();
         let store = self.store.clone();
-        let claim2 = claim.clone();
+        let claim2 = std::sync::Arc::new(claim.clone());
         let handle = tokio::runtime::Handle::current();
-        let write = background::spawn("intake-write", move || {
+        let from = start.unwrap_or_default();
+        let write = background::spawn("intake-write", Share::Equal, move || {
             let mut invalid = invalid_before;
             let mut stop = None;
             if !validate_only {
+                writer.continue_from(from);
                 let mut next = || rx.recv().ok();
                 let mut seen = |out: &BatchOutcome| {
                     invalid += out.invalid;
@@ -840,11 +851,21 @@ impl Engine {
                 batch.errors.truncate(room);
                 pending_errors.append(&mut batch.errors);
                 // Renewing the lease also tells whether a cancel was asked: every batch, so
-                // that a cancel stops the pass within a second.
-                match handle.block_on(store.renew_lease(&claim2, claim2.lease_ms)) {
-                    Ok(l) if l.cancel_requested => stop = Some(Stop::Cancelled),
-                    Ok(_) => {}
-                    Err(e) => return Err((writer, e)),
+                // that a cancel stops the pass within a second. It runs on the runtime: a
+                // thread this low-priority one started (the store's blocking pool grows from
+                // its callers) would keep its priority for good.
+                let (store, claim) = (store.clone(), claim2.clone());
+                let renewed = handle.block_on(
+                    handle.spawn(async move { store.renew_lease(&claim, claim.lease_ms).await }),
+                );
+                match renewed {
+                    Ok(Ok(l)) if l.cancel_requested => stop = Some(Stop::Cancelled),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err((writer, e)),
+                    Err(e) => {
+                        let e = StoreError::Database(format!("renewing the lease failed: {e}"));
+                        return Err((writer, e));
+                    }
                 }
                 if stop.is_none() && *shutdown.borrow() {
                     stop = Some(Stop::Shutdown);
