@@ -269,6 +269,13 @@ pub trait Store: Send + Sync + 'static {
 pub trait BatchWriter: Send {
     /// Writes one batch and commits it together with its checkpoint and counts.
     fn write(&mut self, batch: &Batch) -> StoreResult<BatchOutcome>;
+    /// Tells the writer the checkpoint that the batches it gets next continue the source from.
+    /// A writer whose database may lose its last commits (without the process noticing)
+    /// then checks that each commit follows on from the one before, and answers `Replay`
+    /// when one went missing.
+    fn continue_from(&mut self, checkpoint: Position) {
+        let _ = checkpoint;
+    }
     /// Writes the batches `next` yields until it yields none or `seen` (told what each batch
     /// did, and of a cancel request as it is learned) answers true. A writer may commit
     /// several batches in one transaction; it commits everything before returning. On

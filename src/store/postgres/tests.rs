@@ -403,6 +403,115 @@ async fn inserts_report_taken_keys_and_unique_values_on_their_lines() {
     assert_eq!(ids, [json!(1), json!(2), json!(3), json!(6)]);
 }
 
+/// A batch of people `ids`, the source's `n`th, ending at byte `n * 100`.
+fn people_batch(n: u64, ids: &[i64]) -> Batch {
+    Batch {
+        rows: ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| person(n * 10 + i as u64 + 2, id, "p", &format!("{id}@x.io")))
+            .collect(),
+        checkpoint: Position {
+            byte_offset: n * 100,
+            line: n * 10,
+            record: n * 10,
+        },
+        bytes_read: n * 100,
+        ..Batch::default()
+    }
+}
+
+/// Streams `batches` through `writer`; answers what each batch did (rows created), or the
+/// error that ended the stream.
+fn stream(writer: &mut dyn BatchWriter, batches: Vec<Batch>) -> (Vec<u64>, StoreResult<()>) {
+    let mut batches = batches.into_iter();
+    let mut created = Vec::new();
+    let ended = writer.write_stream(&mut || batches.next(), &mut |o| {
+        created.push(o.created);
+        false
+    });
+    (created, ended)
+}
+
+#[tokio::test]
+async fn streamed_inserts_replay_after_a_taken_key_or_a_lost_commit() {
+    let Some(db) = TestDb::create() else { return };
+    let (store, ws) = setup(&db).await;
+    let t = people();
+    store.create_table(&ws, &t).await.expect("table");
+    store
+        .create_import(&new_import(&ws, "people", Mode::Insert, false))
+        .await
+        .expect("import");
+    let claim = store
+        .claim_import("test", 30_000, 8)
+        .await
+        .expect("claim")
+        .expect("an import to claim");
+    let plan = WritePlan {
+        position: 0,
+        schema: t.clone(),
+        mode: Mode::Insert,
+        dry_run: false,
+        max_stored_errors: 1000,
+    };
+    let mut writer = store.open_writer(&claim, plan.clone()).expect("writer");
+    let (mut writer, first, taken) = tokio::task::spawn_blocking(move || {
+        writer.continue_from(Position::default());
+        // Two batches stream into one COPY and commit together.
+        let first = stream(
+            writer.as_mut(),
+            vec![people_batch(1, &[1, 2]), people_batch(2, &[3, 4])],
+        );
+        // A taken key refuses the COPY: nothing of the batch stays, it is to be sent again.
+        let taken = stream(writer.as_mut(), vec![people_batch(3, &[5, 1])]);
+        (writer, first, taken)
+    })
+    .await
+    .expect("writer thread");
+    assert_eq!(first.0, [2, 2]);
+    first.1.expect("first stream");
+    assert!(matches!(taken.1, Err(StoreError::Replay)), "{:?}", taken.1);
+    let table = || db.sql("SELECT checkpoint_offset, processed, created FROM intake_import_tables");
+    let row =
+        |a: &str, b: &str, c: &str| vec![vec![Some(a.into()), Some(b.into()), Some(c.into())]];
+    assert_eq!(table(), row("200", "4", "4"));
+
+    // Sent again from the checkpoint, it goes through the staging table: the taken key is a
+    // row error, the other row is written.
+    let again = tokio::task::spawn_blocking(move || {
+        writer.continue_from(people_batch(2, &[]).checkpoint);
+        let again = stream(writer.as_mut(), vec![people_batch(3, &[5, 1])]);
+        (writer, again)
+    });
+    let (_writer, again) = again.await.expect("writer thread");
+    again.1.expect("sent again");
+    assert_eq!(again.0, [1]);
+    assert_eq!(table(), row("300", "6", "5"));
+
+    // A commit the database lost (as a crash would, with commits that did not wait for the
+    // disk): the next one finds the checkpoint it follows on from gone, and asks for a replay.
+    db.sql("UPDATE intake_import_tables SET checkpoint_offset = 200");
+    let mut writer = store.open_writer(&claim, plan).expect("writer");
+    let lost = tokio::task::spawn_blocking(move || {
+        writer.continue_from(people_batch(3, &[]).checkpoint);
+        stream(writer.as_mut(), vec![people_batch(4, &[6])])
+    })
+    .await
+    .expect("writer thread");
+    assert!(matches!(lost.1, Err(StoreError::Replay)), "{:?}", lost.1);
+    assert_eq!(table(), row("200", "6", "5"));
+    let ids: Vec<serde_json::Value> = store
+        .read_records(&ws, &t, None, 100)
+        .await
+        .expect("read")
+        .rows
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(1), json!(2), json!(3), json!(4), json!(5)]);
+}
+
 #[tokio::test]
 async fn upserts_count_every_row_and_the_last_row_of_a_key_wins() {
     let Some(db) = TestDb::create() else { return };

@@ -73,6 +73,9 @@ pub struct PgWriter {
     direct: Slot<bool>,
     /// The `_intake_row` of the next row written to the target.
     next_row: Slot<Option<i64>>,
+    /// The table's checkpoint (byte offset) that the next commit follows on from, once
+    /// known: a database crash may lose the last commits, which their successor finds out.
+    follows: Slot<Option<i64>>,
 }
 
 /// The tables a writer works on, in the workspace's schema.
@@ -168,6 +171,7 @@ impl PgWriter {
             prepared: false,
             direct: Slot::new(true),
             next_row: Slot::new(None),
+            follows: Slot::new(None),
         }
     }
 
@@ -1055,8 +1059,10 @@ impl PgWriter {
     /// Records what a transaction applied, before it commits: its row errors (up to the
     /// stored cap), the counts and checkpoint of the table and of the import, and its
     /// warnings as events. The statement that records the counts also checks and extends
-    /// the lease (fencing: the check and the commit happen with the import's row locked).
-    /// Returns whether a cancel was asked.
+    /// the lease (fencing: the check and the commit happen with the import's row locked),
+    /// and that the table's checkpoint is the one this transaction follows on from (`Replay`
+    /// when a database crash lost a commit this writer saw succeed). Returns whether a
+    /// cancel was asked.
     fn record(
         &self,
         tx: &mut impl GenericClient,
@@ -1074,7 +1080,8 @@ impl PgWriter {
                  created = created + $4, updated = updated + $5, unchanged = unchanged + $6,
                  invalid = invalid + $7, bytes_read = $8, checkpoint_offset = $9,
                  checkpoint_line = $10, checkpoint_record = $11, warnings = warnings + $12
-                 WHERE import_id = $1 AND position = $2 RETURNING bytes_read)
+                 WHERE import_id = $1 AND position = $2
+                   AND ($17::bigint IS NULL OR checkpoint_offset = $17) RETURNING bytes_read)
              UPDATE intake_imports SET processed = processed + $3, created = created + $4,
              updated = updated + $5, unchanged = unchanged + $6, invalid = invalid + $7,
              errors_stored = errors_stored + $13, updated_at = $14, warnings = warnings + $12,
@@ -1082,7 +1089,8 @@ impl PgWriter {
                  + (SELECT coalesce(sum(bytes_read), 0)::bigint FROM intake_import_tables
                     WHERE import_id = $1 AND position <> $2),
              lease_expires_at = now() + $16::bigint * interval '1 millisecond'
-             WHERE id = $1 AND lease_token = $15 RETURNING cancel_requested",
+             WHERE id = $1 AND lease_token = $15 AND EXISTS (SELECT 1 FROM t)
+             RETURNING cancel_requested",
             &[
                 (&self.import_id, Type::UUID),
                 (&position, Type::INT8),
@@ -1100,10 +1108,22 @@ impl PgWriter {
                 (&now(), Type::TIMESTAMPTZ),
                 (&self.token, Type::INT8),
                 (&self.lease_ms, Type::INT8),
+                (&self.follows.get(), Type::INT8),
             ],
         )?;
         let Some(lease) = lease else {
-            return Err(StoreError::LeaseLost);
+            // Which check failed: the lease, or the checkpoint.
+            let ours = tx
+                .query_opt(
+                    "SELECT lease_token = $2 FROM intake_imports WHERE id = $1",
+                    &[&self.import_id, &self.token],
+                )?
+                .map(|r| r.try_get::<_, bool>(0))
+                .transpose()?;
+            return Err(match ours {
+                Some(true) => StoreError::Replay,
+                _ => StoreError::LeaseLost,
+            });
         };
         // After the import's row: every transaction that appends events and changes that row
         // takes the two locks in this order.
@@ -1121,6 +1141,13 @@ impl PgWriter {
             )?;
         }
         Ok(lease.try_get(0)?)
+    }
+
+    /// Notes that a commit reached the checkpoint `at`: the next one follows on from it.
+    fn committed(&self, at: Position) {
+        if self.follows.get().is_some() {
+            self.follows.set(Some(at.byte_offset as i64));
+        }
     }
 
     /// Whether batches go straight into the target with COPY: inserts (and replaces, into
@@ -1209,7 +1236,10 @@ impl PgWriter {
             let _ = w.write_all(&buf);
             w.finish()
         };
-        if copied.is_err() {
+        if let Err(e) = copied {
+            // A taken key, most likely: from now on batches go through the staging table,
+            // which sorts out the rows the table refuses (and reports any other cause).
+            tracing::debug!(error = %e, import = %self.import_id, "COPY refused; batches replay through the staging table");
             self.direct.set(false);
             return Err(StoreError::Replay);
         }
@@ -1217,6 +1247,7 @@ impl PgWriter {
         let refs: Vec<&RowError> = errors.iter().collect();
         let cancel_requested = self.record(&mut tx, &tally, &refs)?;
         tx.commit()?;
+        self.committed(tally.checkpoint);
         Ok(GroupEnd {
             numbered,
             more,
@@ -1314,6 +1345,10 @@ fn shape_hash(plan: &WritePlan) -> u64 {
 }
 
 impl BatchWriter for PgWriter {
+    fn continue_from(&mut self, checkpoint: Position) {
+        self.follows.set(Some(checkpoint.byte_offset as i64));
+    }
+
     fn write(&mut self, batch: &Batch) -> StoreResult<BatchOutcome> {
         self.prepare()?;
         let names = self
@@ -1326,6 +1361,7 @@ impl BatchWriter for PgWriter {
             self.write_batch(tx, names, batch, base)
         })?;
         self.next_row.set(Some(base + batch.rows.len() as i64));
+        self.committed(batch.checkpoint);
         Ok(out)
     }
 
