@@ -767,48 +767,60 @@ def main():
         check = verify_errors(invalid + ".invalid.tsv")
         check_pg = verify_errors(invalid + ".invalid.tsv")
         pg_intake = do_pg and pg_supported
-        # Each load that a goal compares with another runs right after it: a ratio then
-        # measures the two loads, not a change in the machine's state between them.
-        jobs = [
-            ("sqlite3", "sqlite3 .import", True, lambda: sqlite_import(ctx, clean)),
-            ("intake_sqlite", "Intake -> SQLite", True, lambda: intake_run(ctx, "sqlite", clean)),
-            ("invalid_sqlite", "Intake -> SQLite, 1% invalid", True,
-             lambda: intake_run(ctx, "sqlite", invalid, check=check)),
-            ("observed", "Intake -> SQLite, SSE + 20 Hz poller", True,
-             lambda: intake_run(ctx, "sqlite", clean, observe=True)),
-            ("psql", "psql \\copy", do_pg, lambda: psql_copy(ctx, clean)),
-            ("intake_pg", "Intake -> PostgreSQL", pg_intake, lambda: intake_run(ctx, "postgres", clean)),
-            ("invalid_pg", "Intake -> PostgreSQL, 1% invalid", pg_intake,
-             lambda: intake_run(ctx, "postgres", invalid, check=check_pg)),
-            ("pgloader", "pgloader", do_pg and not args.skip_pgloader, lambda: pgloader(ctx, clean)),
-            ("duckdb", "DuckDB read_csv", not args.skip_duckdb, lambda: duckdb_load(ctx, clean)),
-            ("ndjson_sqlite", "Intake -> SQLite, NDJSON", True, lambda: intake_run(ctx, "sqlite", ndjson)),
-            ("ndjson_pg", "Intake -> PostgreSQL, NDJSON", pg_intake, lambda: intake_run(ctx, "postgres", ndjson)),
-            ("upsert_sqlite3", "sqlite3 upsert", True, lambda: sqlite_import(ctx, changed, upsert_from=clean)),
-            ("upsert_sqlite", "Intake -> SQLite, upsert", True,
-             lambda: intake_run(ctx, "sqlite", changed, "upsert", preload=clean)),
-            ("upsert_psql", "psql upsert", do_pg, lambda: psql_copy(ctx, changed, upsert_from=clean)),
-            ("upsert_pg", "Intake -> PostgreSQL, upsert", pg_intake,
-             lambda: intake_run(ctx, "postgres", changed, "upsert", preload=clean)),
+        # Loads a goal compares run side by side, in groups; within a group the order
+        # alternates from round to round (a load run right after another may find the
+        # machine busy with what the first left behind).
+        groups = [
+            [
+                ("sqlite3", "sqlite3 .import", True, lambda: sqlite_import(ctx, clean)),
+                ("intake_sqlite", "Intake -> SQLite", True, lambda: intake_run(ctx, "sqlite", clean)),
+                ("invalid_sqlite", "Intake -> SQLite, 1% invalid", True,
+                 lambda: intake_run(ctx, "sqlite", invalid, check=check)),
+                ("observed", "Intake -> SQLite, SSE + 20 Hz poller", True,
+                 lambda: intake_run(ctx, "sqlite", clean, observe=True)),
+            ],
+            [
+                ("psql", "psql \\copy", do_pg, lambda: psql_copy(ctx, clean)),
+                ("intake_pg", "Intake -> PostgreSQL", pg_intake, lambda: intake_run(ctx, "postgres", clean)),
+                ("invalid_pg", "Intake -> PostgreSQL, 1% invalid", pg_intake,
+                 lambda: intake_run(ctx, "postgres", invalid, check=check_pg)),
+            ],
+            [("pgloader", "pgloader", do_pg and not args.skip_pgloader, lambda: pgloader(ctx, clean))],
+            [("duckdb", "DuckDB read_csv", not args.skip_duckdb, lambda: duckdb_load(ctx, clean))],
+            [
+                ("ndjson_sqlite", "Intake -> SQLite, NDJSON", True, lambda: intake_run(ctx, "sqlite", ndjson)),
+                ("ndjson_pg", "Intake -> PostgreSQL, NDJSON", pg_intake, lambda: intake_run(ctx, "postgres", ndjson)),
+            ],
+            [
+                ("upsert_sqlite3", "sqlite3 upsert", True, lambda: sqlite_import(ctx, changed, upsert_from=clean)),
+                ("upsert_sqlite", "Intake -> SQLite, upsert", True,
+                 lambda: intake_run(ctx, "sqlite", changed, "upsert", preload=clean)),
+            ],
+            [
+                ("upsert_psql", "psql upsert", do_pg, lambda: psql_copy(ctx, changed, upsert_from=clean)),
+                ("upsert_pg", "Intake -> PostgreSQL, upsert", pg_intake,
+                 lambda: intake_run(ctx, "postgres", changed, "upsert", preload=clean)),
+            ],
         ]
-        jobs = [j for j in jobs if j[2]]
-        samples = {j[0]: [] for j in jobs}
+        groups = [[j for j in g if j[2]] for g in groups]
+        samples = {j[0]: [] for g in groups for j in g}
         for k in range(N):
-            for key, name, _, fn in jobs:
-                if isinstance(samples[key], str):
-                    continue
-                try:
+            for group in groups:
+                for key, name, _, fn in (group if k % 2 == 0 else group[::-1]):
+                    if isinstance(samples[key], str):
+                        continue
                     try:
-                        r = fn()
-                    except Exception as e:  # once more, then the failure is reported
-                        log("  %s failed (%s), once more" % (name, e))
-                        r = fn()
-                except Exception as e:  # a load that fails is reported, the run goes on
-                    log("  %s failed: %s" % (name, e))
-                    samples[key] = "failed: %s" % str(e).splitlines()[0][:80]
-                    continue
-                samples[key].append(r)
-                log("  round %d %s: %.2f s, %.0f MiB" % (k + 1, name, r[0], r[1]))
+                        try:
+                            r = fn()
+                        except Exception as e:  # once more, then the failure is reported
+                            log("  %s failed (%s), once more" % (name, e))
+                            r = fn()
+                    except Exception as e:  # a load that fails is reported, the run goes on
+                        log("  %s failed: %s" % (name, e))
+                        samples[key] = "failed: %s" % str(e).splitlines()[0][:80]
+                        continue
+                    samples[key].append(r)
+                    log("  round %d %s: %.2f s, %.0f MiB" % (k + 1, name, r[0], r[1]))
         for key, rs in samples.items():
             R[key] = rs if isinstance(rs, str) else summary(rs)
         R["invalid_verdict"] = check.verdict
@@ -854,7 +866,7 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
         ctx.load_start, os.getloadavg()[0]))
     L.append("")
     L.append("Files: %d rows, 9 columns (CSV %.1f MB, NDJSON %.1f MB); big file %s. Wall seconds are the "
-             "median of %d runs (big file: %d), the loads interleaved run by run so that they share the machine's state; Intake's wall time includes the upload (shown in brackets: until the 202 answer); server CPU is the Intake server's user + system time during the load (the CPU ratio of two Intake loads is shown beside their wall-time ratio: other work on the machine moves wall times, much less CPU time); Intake's RSS is the server's peak (VmHWM), the peers' their "
+             "median of %d runs (big file: %d), the loads interleaved run by run so that they share the machine's state (loads a goal compares run side by side, their order alternating from round to round); Intake's wall time includes the upload (shown in brackets: until the 202 answer); server CPU is the Intake server's user + system time during the load (the CPU ratio of two Intake loads is shown beside their wall-time ratio: other work on the machine moves wall times, much less CPU time); Intake's RSS is the server's peak (VmHWM), the peers' their "
              "process's (psql's is the client's, not the PostgreSQL backend's)." % (
                  rows, size[clean] / 1e6, size[ndjson] / 1e6,
                  "%d rows, %.1f MB" % (big, size[bigf] / 1e6) if bigf else "skipped", a.runs, a.big_runs))

@@ -603,17 +603,16 @@ pub async fn list(
             (sort, desc)
         }
     };
-    let mut statuses: Vec<ImportStatus> = Vec::new();
-    if let Some(list) = q.status.as_deref().filter(|l| !l.is_empty()) {
-        for s in list.split(',') {
-            let status = ImportStatus::parse(s.trim())
-                .ok_or_else(|| ApiError::bad_request(format!("unknown status {s:?}")))?;
-            // Each status once: the store walks the list once per status.
-            if !statuses.contains(&status) {
-                statuses.push(status);
-            }
-        }
-    }
+    let statuses = match q.status.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|s| {
+                ImportStatus::parse(s.trim())
+                    .ok_or_else(|| ApiError::bad_request(format!("unknown status {s:?}")))
+            })
+            .collect::<ApiResult<_>>()?,
+    };
     let source = q
         .source
         .as_deref()

@@ -198,7 +198,7 @@ pub enum ImportSort {
 /// Filters, order and page of the import list.
 #[derive(Debug, Clone, Default)]
 pub struct ImportQuery {
-    /// Distinct statuses to keep (none: every status).
+    /// Statuses to keep (none: every status).
     pub statuses: Vec<ImportStatus>,
     pub table: Option<String>,
     pub source: Option<Source>,
@@ -212,6 +212,19 @@ pub struct ImportQuery {
     /// Resume after this (sort value, id) pair.
     pub after: Option<(Option<String>, Uuid)>,
     pub limit: u32,
+}
+
+impl ImportQuery {
+    /// The statuses to keep, each once, in the order given.
+    pub fn distinct_statuses(&self) -> Vec<ImportStatus> {
+        let mut out: Vec<ImportStatus> = Vec::with_capacity(self.statuses.len());
+        for s in &self.statuses {
+            if !out.contains(s) {
+                out.push(*s);
+            }
+        }
+        out
+    }
 }
 
 /// A page of imports; `has_more` tells whether another page follows.

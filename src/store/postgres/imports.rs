@@ -434,11 +434,11 @@ pub(super) fn list(
         format!(" ORDER BY {key} {dir}, id {dir}")
     };
     let limit = p.push(i64::from(q.limit) + 1);
-    let sql = if sort == ImportSort::Id && !q.statuses.is_empty() {
+    let statuses = q.distinct_statuses();
+    let sql = if sort == ImportSort::Id && !statuses.is_empty() {
         // One walk of the (workspace, status, id) index per status, the walks merged: a page
         // of a rare status comes as fast as one of a common status.
-        let parts: Vec<String> = q
-            .statuses
+        let parts: Vec<String> = statuses
             .iter()
             .map(|s| {
                 format!(
@@ -453,14 +453,14 @@ pub(super) fn list(
             parts.join(" UNION ALL ")
         )
     } else {
-        let mut statuses = String::new();
-        if !q.statuses.is_empty() {
-            let list: Vec<String> = q.statuses.iter().map(|s| s.as_str().to_owned()).collect();
-            statuses = format!(" AND status = ANY ({}::text[])", p.push(list));
+        let mut in_list = String::new();
+        if !statuses.is_empty() {
+            let list: Vec<String> = statuses.iter().map(|s| s.as_str().to_owned()).collect();
+            in_list = format!(" AND status = ANY ({}::text[])", p.push(list));
         }
         format!(
             "SELECT {IMPORT_COLUMNS} FROM intake_imports
-             WHERE workspace_id = {workspace}{statuses}{filters}{order} LIMIT {limit}"
+             WHERE workspace_id = {workspace}{in_list}{filters}{order} LIMIT {limit}"
         )
     };
     let rows = tx.query(&sql, &p.refs())?;

@@ -360,36 +360,34 @@ pub(super) fn list(c: &Connection, workspace_id: Uuid, q: &ImportQuery) -> Store
     let limit = i64::from(q.limit) + 1;
     let workspace = rusqlite::types::Value::from(workspace_id.to_string());
     let mut all: Vec<rusqlite::types::Value> = Vec::new();
-    let sql = if sort == ImportSort::Id && !q.statuses.is_empty() {
+    let statuses = q.distinct_statuses();
+    let sql = if sort == ImportSort::Id && !statuses.is_empty() {
         // One walk of the (workspace, status, id) index per status, the walks merged: a page
         // of a rare status comes as fast as one of a common status.
         let part = format!(
             "SELECT * FROM (SELECT {IMPORT_COLUMNS} FROM intake_imports
              WHERE workspace_id = ? AND status = ?{filters}{order} LIMIT {limit})"
         );
-        for status in &q.statuses {
+        for status in &statuses {
             all.push(workspace.clone());
             all.push(status.as_str().to_owned().into());
             all.extend(args.iter().cloned());
         }
-        let parts = vec![part; q.statuses.len()];
+        let parts = vec![part; statuses.len()];
         format!(
             "SELECT * FROM ({}){order} LIMIT {limit}",
             parts.join(" UNION ALL ")
         )
     } else {
         all.push(workspace);
-        let mut statuses = String::new();
-        if !q.statuses.is_empty() {
-            statuses = format!(
-                " AND status IN ({})",
-                vec!["?"; q.statuses.len()].join(", ")
-            );
-            all.extend(q.statuses.iter().map(|s| s.as_str().to_owned().into()));
+        let mut in_list = String::new();
+        if !statuses.is_empty() {
+            in_list = format!(" AND status IN ({})", vec!["?"; statuses.len()].join(", "));
+            all.extend(statuses.iter().map(|s| s.as_str().to_owned().into()));
         }
         all.extend(args);
         format!(
-            "SELECT {IMPORT_COLUMNS} FROM intake_imports WHERE workspace_id = ?{statuses}{filters}{order} LIMIT {limit}"
+            "SELECT {IMPORT_COLUMNS} FROM intake_imports WHERE workspace_id = ?{in_list}{filters}{order} LIMIT {limit}"
         )
     };
     let mut stmt = c.prepare_cached(&sql)?;
