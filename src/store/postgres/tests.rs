@@ -392,15 +392,20 @@ async fn inserts_report_taken_keys_and_unique_values_on_their_lines() {
         got,
         [dup(2, "id"), dup(4, "id"), dup(5, "email"), dup(6, "email")]
     );
-    let ids: Vec<serde_json::Value> = store
-        .read_records(&ws, &t, None, 100)
+    let ids = record_ids(&store, &ws, &t).await;
+    assert_eq!(ids, [json!(1), json!(2), json!(3), json!(6)]);
+}
+
+/// The `id` of every row of a table, in storage order.
+async fn record_ids(store: &PgStore, ws: &Workspace, t: &TableSchema) -> Vec<serde_json::Value> {
+    store
+        .read_records(ws, t, None, 100)
         .await
         .expect("read")
         .rows
         .iter()
         .map(|r| r["id"].clone())
-        .collect();
-    assert_eq!(ids, [json!(1), json!(2), json!(3), json!(6)]);
+        .collect()
 }
 
 /// A batch of people `ids`, the source's `n`th, ending at byte `n * 100`.
@@ -501,14 +506,7 @@ async fn streamed_inserts_replay_after_a_taken_key_or_a_lost_commit() {
     .expect("writer thread");
     assert!(matches!(lost.1, Err(StoreError::Replay)), "{:?}", lost.1);
     assert_eq!(table(), row("200", "6", "5"));
-    let ids: Vec<serde_json::Value> = store
-        .read_records(&ws, &t, None, 100)
-        .await
-        .expect("read")
-        .rows
-        .iter()
-        .map(|r| r["id"].clone())
-        .collect();
+    let ids = record_ids(&store, &ws, &t).await;
     assert_eq!(ids, [json!(1), json!(2), json!(3), json!(4), json!(5)]);
 }
 

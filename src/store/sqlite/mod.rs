@@ -168,15 +168,19 @@ impl SqliteStore {
 }
 
 impl Inner {
+    /// The writer connection, once free.
+    pub(crate) fn writer(&self) -> StoreResult<std::sync::MutexGuard<'_, Connection>> {
+        self.writer
+            .lock()
+            .map_err(|_| StoreError::Database("writer connection poisoned".into()))
+    }
+
     /// Runs `f` in an immediate transaction on the writer, committing when it succeeds.
     pub(crate) fn write_now<T, F>(&self, f: F) -> StoreResult<T>
     where
         F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>,
     {
-        let mut conn = self
-            .writer
-            .lock()
-            .map_err(|_| StoreError::Database("writer connection poisoned".into()))?;
+        let mut conn = self.writer()?;
         let out = run_immediate(&mut conn, f);
         self.checkpointer.nudge();
         out
@@ -189,10 +193,7 @@ impl Inner {
     where
         F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>,
     {
-        let mut conn = self
-            .writer
-            .lock()
-            .map_err(|_| StoreError::Database("writer connection poisoned".into()))?;
+        let mut conn = self.writer()?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         let out = run_immediate(&mut conn, f);
         if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {

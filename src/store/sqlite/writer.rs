@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::imports::{append_event, check_lease, mark_table_finished};
 use super::tables::{IMPORT_COLUMN, create_sql, physical_name};
 use super::values::{declared_type, journal_to_row, quote, row_to_journal, same_value, to_sql, ts};
-use super::{Inner, StoreError, StoreResult, now};
+use super::{Inner, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
 use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, TableEnd, Workspace, WritePlan};
 
@@ -55,10 +55,7 @@ impl SqliteWriter {
     /// Prepares the writer (and for replace, the table the rows are loaded into).
     pub fn new(inner: Arc<Inner>, claim: &Claim, plan: WritePlan) -> StoreResult<SqliteWriter> {
         let slug: String = {
-            let conn = inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Database("writer connection poisoned".into()))?;
+            let conn = inner.writer()?;
             super::tables::workspace_slug(&conn, claim.import.workspace_id)?
         };
         let ws = Workspace {
