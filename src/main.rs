@@ -45,6 +45,11 @@ async fn main() -> anyhow::Result<ExitCode> {
 
 /// `intake serve`: binds, then runs the server until a shutdown signal.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.node.workers == 0 && args.node.database_url.is_none() {
+        anyhow::bail!(
+            "--workers 0 needs --database-url: with SQLite, no other process can run this server's imports"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     let addr = listener.local_addr()?;
     intake::launch(args.config(), listener, shutdown_signal(), |running| {
@@ -60,6 +65,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// `intake worker`: runs import workers until a shutdown signal.
 async fn work(args: WorkerArgs) -> anyhow::Result<()> {
+    if args.node.workers == 0 {
+        anyhow::bail!("intake worker needs --workers 1 or more");
+    }
     intake::run_workers(args.node.config(), shutdown_signal(), || {
         println!("intake worker is running");
     })

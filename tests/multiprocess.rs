@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -45,11 +45,27 @@ fn shared_backend(root: &Path, first: &Path) -> (String, String) {
 }
 
 fn spawn(data: &Path, database_url: &str, blob_url: &str) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+    spawn_with(data, database_url, blob_url, "serve", 2)
+}
+
+/// An `intake serve` (its base URL) or `intake worker` (no URL) with `workers` workers.
+fn spawn_with(
+    data: &Path,
+    database_url: &str,
+    blob_url: &str,
+    command: &str,
+    workers: usize,
+) -> Node {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_intake"));
+    cmd.arg(command);
+    if command == "serve" {
+        cmd.args(["--bind", "127.0.0.1:0"]);
+    }
+    let mut child = cmd
+        .arg("--data-dir")
         .arg(data)
         .args(["--database-url", database_url, "--blob-url", blob_url])
-        .args(["--lease-seconds", "2", "--workers", "2"])
+        .args(["--lease-seconds", "2", "--workers", &workers.to_string()])
         .args(["--workspace-concurrency", &PER_WORKSPACE.to_string()])
         .env("INTAKE_BOOTSTRAP_KEY", KEY)
         .stdout(Stdio::piped())
@@ -61,10 +77,13 @@ fn spawn(data: &Path, database_url: &str, blob_url: &str) -> Node {
     let base = loop {
         let line = lines
             .next()
-            .expect("intake exited before listening")
+            .expect("intake exited before it was ready")
             .expect("read stdout");
         if let Some(rest) = line.strip_prefix("intake is listening on ") {
             break rest.trim().to_owned();
+        }
+        if line.starts_with("intake worker is running") {
+            break String::new();
         }
     };
     std::thread::spawn(move || for _ in lines {});
@@ -160,7 +179,8 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
         .map(|n| n.as_ref().expect("node").child.id())
         .collect();
     let mut owners = BTreeSet::new();
-    let mut killed: Option<u32> = None;
+    // The index of the process killed part-way through an import.
+    let mut killed: Option<usize> = None;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let live = common::sql_rows(
@@ -178,37 +198,49 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
             let pid: u32 = owner.split('-').next().unwrap_or("").parse().unwrap_or(0);
             owners.insert(pid);
             let processed: u64 = row[1].as_deref().unwrap_or("0").parse().unwrap_or(0);
-            // Kill the second process once it is part-way through an import: past a
-            // checkpoint, before the end.
-            if killed.is_none() && pid == pids[1] && processed > 0 && processed < ROWS as u64 {
-                let node = nodes[1].take().expect("node 1");
-                drop(node);
-                killed = Some(pid);
+            // Kill the first process seen part-way through an import: past a checkpoint,
+            // before the end.
+            if killed.is_none()
+                && processed > 0
+                && processed < ROWS as u64
+                && let Some(i) = pids.iter().position(|p| *p == pid)
+            {
+                drop(nodes[i].take());
+                killed = Some(i);
             }
         }
-        let (_, page) = call(client.get(format!("{}/v1/imports?limit=100", bases[0]))).await;
-        let ended = page["data"]
-            .as_array()
-            .expect("imports")
-            .iter()
-            .filter(|i| i["status"] == "complete")
-            .count();
-        if ended == IMPORTS && killed.is_some() {
+        let watcher = &bases[killed.map_or(0, |k| (k + 1) % 3)];
+        let (_, page) = call(client.get(format!("{watcher}/v1/imports?limit=100"))).await;
+        let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+        for import in page["data"].as_array().expect("imports") {
+            *statuses
+                .entry(import["status"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+        if statuses.get("complete") == Some(&IMPORTS) && killed.is_some() {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "imports did not all end: {page}; killed: {killed:?}"
-        );
+        if Instant::now() >= deadline {
+            let unfinished = common::sql_rows(
+                &first,
+                "SELECT status, lease_owner, processed, error FROM intake_imports \
+                 WHERE status <> 'complete'",
+            );
+            panic!(
+                "imports did not all end within 300 s: {statuses:?}; killed node: {killed:?} \
+                 of pids {pids:?}; unfinished: {unfinished:?}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
         owners.len() >= 2,
         "imports ran in one process only: {owners:?}"
     );
+    let killed = killed.expect("the watch ends once a process is killed");
+    let survivors: Vec<&String> = (0..3).filter(|i| *i != killed).map(|i| &bases[i]).collect();
 
     // Exact counts, exactly one completion each, exact rows, whichever process answers.
-    let survivors = [&bases[0], &bases[2]];
     for (n, id) in ids.iter().enumerate() {
         let base = survivors[n % 2];
         let (_, import) = call(client.get(format!("{base}/v1/imports/{id}"))).await;
@@ -339,4 +371,102 @@ async fn a_stream_and_a_cancel_through_another_process_reach_the_import() {
         processed < BIG_ROWS as u64,
         "cancelled before the end: {import}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_only_server_leaves_its_imports_to_a_worker_process() {
+    if !common::on_postgres() {
+        eprintln!("skipped: runs on PostgreSQL only (INTAKE_TEST_BACKEND=postgres)");
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let first = root.path().join("node-0");
+    let (database_url, blob_url) = shared_backend(root.path(), &first);
+    let api = spawn_with(&first, &database_url, &blob_url, "serve", 0);
+    let worker = spawn_with(
+        &root.path().join("node-1"),
+        &database_url,
+        &blob_url,
+        "worker",
+        1,
+    );
+    let client = reqwest::Client::new();
+    let (status, body) = call(client.post(format!("{}/v1/tables", api.base)).json(&json!({
+        "name": "t0",
+        "columns": [
+            {"name": "id", "type": "integer", "required": true},
+            {"name": "name", "type": "string"},
+            {"name": "amount", "type": "decimal"}
+        ],
+        "primary_key": ["id"]
+    })))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(
+        client
+            .post(format!("{}/v1/imports?table=t0", api.base))
+            .header("content-type", "text/csv")
+            .body(source(0, 200_000)),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    // Which processes hold the import while it runs (a worker's name starts with its pid).
+    let mut owners = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let import = loop {
+        let held = common::sql_rows(
+            &first,
+            &format!("SELECT lease_owner FROM intake_imports WHERE id = '{id}'"),
+        );
+        if let Some(owner) = held[0][0].as_deref() {
+            owners.insert(owner.split('-').next().unwrap_or("").to_owned());
+        }
+        let (_, import) = call(client.get(format!("{}/v1/imports/{id}", api.base))).await;
+        if import["status"] == "complete" {
+            break import;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the import never ended: {import}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(import["counts"]["created"], 200_000, "{import}");
+    assert_eq!(
+        owners,
+        BTreeSet::from([worker.child.id().to_string()]),
+        "only the worker process runs imports"
+    );
+    drop((api, worker));
+    common::drop_database_of(&first);
+}
+
+#[test]
+fn a_server_without_workers_needs_a_shared_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("INTAKE_DATABASE_URL")
+        .output()
+        .expect("run intake");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--workers 0 needs --database-url"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args(["worker", "--workers", "0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run intake");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs --workers 1 or more"), "{err}");
 }

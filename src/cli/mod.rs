@@ -104,7 +104,8 @@ pub struct NodeArgs {
     /// from the AWS_* variables) or file:///shared/dir; by default, the data directory.
     #[arg(long, env = "INTAKE_BLOB_URL")]
     pub blob_url: Option<String>,
-    /// Import workers in this process.
+    /// Import workers in this process (`intake serve --workers 0` answers the API only,
+    /// beside `intake worker` processes sharing its PostgreSQL database).
     #[arg(long, env = "INTAKE_WORKERS", default_value_t = 2)]
     pub workers: usize,
     /// Imports one workspace may run at once, across all processes (so one tenant cannot
@@ -147,7 +148,7 @@ impl NodeArgs {
         c.database_url = self.database_url.clone();
         c.blob_url = self.blob_url.clone();
         c.engine = EngineConfig {
-            workers: self.workers.max(1),
+            workers: self.workers,
             per_workspace: self.workspace_concurrency.max(1),
             max_stored_errors: self.max_stored_errors,
             max_field_bytes: self.max_field_bytes,
