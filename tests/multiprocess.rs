@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,23 +29,62 @@ struct Node {
     base: String,
 }
 
-/// The database and object store every process of a test shares, named after `first`.
-fn shared_backend(root: &Path, first: &Path) -> (String, String) {
-    let args = common::backend_args(first);
-    let database_url = args[1].clone();
-    let blob_url = match std::env::var("INTAKE_TEST_BLOB_URL") {
-        Ok(b) if !b.is_empty() => format!(
-            "{}/{}",
-            b.trim_end_matches('/'),
-            common::database_name(first)
-        ),
-        _ => format!("file://{}", root.join("shared-sources").display()),
-    };
-    (database_url, blob_url)
+/// The database and object store every process of a test shares (named after the first
+/// process's data directory), dropped with the test.
+struct Shared {
+    root: tempfile::TempDir,
+    first: PathBuf,
+    database_url: String,
+    blob_url: String,
 }
 
-fn spawn(data: &Path, database_url: &str, blob_url: &str) -> Node {
-    spawn_with(data, database_url, blob_url, "serve", 2)
+impl Shared {
+    /// The shared backend, or `None` (saying so) off PostgreSQL.
+    fn new() -> Option<Shared> {
+        if !common::on_postgres() {
+            eprintln!("skipped: runs on PostgreSQL only (INTAKE_TEST_BACKEND=postgres)");
+            return None;
+        }
+        let root = tempfile::tempdir().expect("temp dir");
+        let first = root.path().join("node-0");
+        let database_url = common::backend_args(&first)[1].clone();
+        let blob_url = match std::env::var("INTAKE_TEST_BLOB_URL") {
+            Ok(b) if !b.is_empty() => format!(
+                "{}/{}",
+                b.trim_end_matches('/'),
+                common::database_name(&first)
+            ),
+            _ => format!("file://{}", root.path().join("shared-sources").display()),
+        };
+        Some(Shared {
+            root,
+            first,
+            database_url,
+            blob_url,
+        })
+    }
+
+    /// An `intake serve` with two workers on data directory `node-<i>`.
+    fn serve(&self, i: usize) -> Node {
+        self.spawn(i, "serve", 2)
+    }
+
+    /// An `intake <command>` with `workers` workers on data directory `node-<i>`.
+    fn spawn(&self, i: usize, command: &str, workers: usize) -> Node {
+        let data = self.root.path().join(format!("node-{i}"));
+        spawn_with(&data, &self.database_url, &self.blob_url, command, workers)
+    }
+
+    /// Rows of a query on the shared database.
+    fn sql(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        common::sql_rows(&self.first, sql)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        common::drop_database_of(&self.first);
+    }
 }
 
 /// An `intake serve` (its base URL) or `intake worker` (no URL) with `workers` workers.
@@ -119,25 +158,25 @@ fn source(n: usize, rows: usize) -> String {
     csv
 }
 
+/// Creates table `name` (the columns of `source`) through the process at `base`.
+async fn create_table(client: &reqwest::Client, base: &str, name: &str) {
+    let (status, body) = call(client.post(format!("{base}/v1/tables")).json(&json!({
+        "name": name,
+        "columns": [
+            {"name": "id", "type": "integer", "required": true},
+            {"name": "name", "type": "string"},
+            {"name": "amount", "type": "decimal"}
+        ],
+        "primary_key": ["id"]
+    })))
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_share_twenty_imports_and_survive_a_kill() {
-    if !common::on_postgres() {
-        eprintln!("skipped: runs on PostgreSQL only (INTAKE_TEST_BACKEND=postgres)");
-        return;
-    }
-    let root = tempfile::tempdir().expect("temp dir");
-    // One database and one object store for all three, named after the first's directory.
-    let first = root.path().join("node-0");
-    let (database_url, blob_url) = shared_backend(root.path(), &first);
-    let mut nodes: Vec<Option<Node>> = (0..3)
-        .map(|i| {
-            Some(spawn(
-                &root.path().join(format!("node-{i}")),
-                &database_url,
-                &blob_url,
-            ))
-        })
-        .collect();
+    let Some(shared) = Shared::new() else { return };
+    let mut nodes: Vec<Option<Node>> = (0..3).map(|i| Some(shared.serve(i))).collect();
     let client = reqwest::Client::new();
     let bases: Vec<String> = nodes
         .iter()
@@ -148,17 +187,7 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
     let mut ids = Vec::new();
     for n in 0..IMPORTS {
         let base = &bases[n % 3];
-        let (status, body) = call(client.post(format!("{base}/v1/tables")).json(&json!({
-            "name": format!("t{n}"),
-            "columns": [
-                {"name": "id", "type": "integer", "required": true},
-                {"name": "name", "type": "string"},
-                {"name": "amount", "type": "decimal"}
-            ],
-            "primary_key": ["id"]
-        })))
-        .await;
-        assert_eq!(status, 201, "{body}");
+        create_table(&client, base, &format!("t{n}")).await;
     }
     for n in 0..IMPORTS {
         let base = &bases[n % 3];
@@ -183,8 +212,7 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
     let mut killed: Option<usize> = None;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let live = common::sql_rows(
-            &first,
+        let live = shared.sql(
             "SELECT lease_owner, processed FROM intake_imports \
              WHERE status = 'processing' AND lease_expires_at > now()",
         );
@@ -221,8 +249,7 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
             break;
         }
         if Instant::now() >= deadline {
-            let unfinished = common::sql_rows(
-                &first,
+            let unfinished = shared.sql(
                 "SELECT status, lease_owner, processed, error FROM intake_imports \
                  WHERE status <> 'complete'",
             );
@@ -257,12 +284,9 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
                 .or_default() += 1;
         }
         assert_eq!(kinds.get("import.completed"), Some(&1), "{events}");
-        let rows = common::sql_rows(
-            &first,
-            &format!(
-                "SELECT count(*), count(DISTINCT id), sum(id), sum(amount) FROM \"default\".\"t{n}\""
-            ),
-        );
+        let rows = shared.sql(&format!(
+            "SELECT count(*), count(DISTINCT id), sum(id), sum(amount) FROM \"default\".\"t{n}\""
+        ));
         let ids_sum: usize = (0..ROWS).map(|i| n * 1_000_000 + i).sum();
         let amount_sum: f64 = (0..ROWS)
             .map(|i| {
@@ -279,8 +303,6 @@ async fn three_processes_share_twenty_imports_and_survive_a_kill() {
             "{stored} vs {amount_sum}"
         );
     }
-    drop(nodes);
-    common::drop_database_of(&first);
 }
 
 /// The event names of a whole SSE response, in order (until the server closes it).
@@ -302,27 +324,11 @@ async fn event_names(resp: reqwest::Response) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_and_a_cancel_through_another_process_reach_the_import() {
-    if !common::on_postgres() {
-        eprintln!("skipped: runs on PostgreSQL only (INTAKE_TEST_BACKEND=postgres)");
-        return;
-    }
-    let root = tempfile::tempdir().expect("temp dir");
-    let first = root.path().join("node-0");
-    let (database_url, blob_url) = shared_backend(root.path(), &first);
-    let a = spawn(&first, &database_url, &blob_url);
-    let b = spawn(&root.path().join("node-1"), &database_url, &blob_url);
+    let Some(shared) = Shared::new() else { return };
+    let a = shared.serve(0);
+    let b = shared.serve(1);
     let client = reqwest::Client::new();
-    let (status, body) = call(client.post(format!("{}/v1/tables", a.base)).json(&json!({
-        "name": "t0",
-        "columns": [
-            {"name": "id", "type": "integer", "required": true},
-            {"name": "name", "type": "string"},
-            {"name": "amount", "type": "decimal"}
-        ],
-        "primary_key": ["id"]
-    })))
-    .await;
-    assert_eq!(status, 201, "{body}");
+    create_table(&client, &a.base, "t0").await;
     let big = source(0, BIG_ROWS);
     let (status, body) = call(
         client
@@ -375,33 +381,11 @@ async fn a_stream_and_a_cancel_through_another_process_reach_the_import() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_only_server_leaves_its_imports_to_a_worker_process() {
-    if !common::on_postgres() {
-        eprintln!("skipped: runs on PostgreSQL only (INTAKE_TEST_BACKEND=postgres)");
-        return;
-    }
-    let root = tempfile::tempdir().expect("temp dir");
-    let first = root.path().join("node-0");
-    let (database_url, blob_url) = shared_backend(root.path(), &first);
-    let api = spawn_with(&first, &database_url, &blob_url, "serve", 0);
-    let worker = spawn_with(
-        &root.path().join("node-1"),
-        &database_url,
-        &blob_url,
-        "worker",
-        1,
-    );
+    let Some(shared) = Shared::new() else { return };
+    let api = shared.spawn(0, "serve", 0);
+    let worker = shared.spawn(1, "worker", 1);
     let client = reqwest::Client::new();
-    let (status, body) = call(client.post(format!("{}/v1/tables", api.base)).json(&json!({
-        "name": "t0",
-        "columns": [
-            {"name": "id", "type": "integer", "required": true},
-            {"name": "name", "type": "string"},
-            {"name": "amount", "type": "decimal"}
-        ],
-        "primary_key": ["id"]
-    })))
-    .await;
-    assert_eq!(status, 201, "{body}");
+    create_table(&client, &api.base, "t0").await;
     let (status, body) = call(
         client
             .post(format!("{}/v1/imports?table=t0", api.base))
@@ -415,10 +399,9 @@ async fn an_api_only_server_leaves_its_imports_to_a_worker_process() {
     let mut owners = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     let import = loop {
-        let held = common::sql_rows(
-            &first,
-            &format!("SELECT lease_owner FROM intake_imports WHERE id = '{id}'"),
-        );
+        let held = shared.sql(&format!(
+            "SELECT lease_owner FROM intake_imports WHERE id = '{id}'"
+        ));
         if let Some(owner) = held[0][0].as_deref() {
             owners.insert(owner.split('-').next().unwrap_or("").to_owned());
         }
@@ -438,8 +421,6 @@ async fn an_api_only_server_leaves_its_imports_to_a_worker_process() {
         BTreeSet::from([worker.child.id().to_string()]),
         "only the worker process runs imports"
     );
-    drop((api, worker));
-    common::drop_database_of(&first);
 }
 
 #[test]
