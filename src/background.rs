@@ -58,28 +58,25 @@ where
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_yielding_thread_runs_at_the_lower_priority_an_equal_one_does_not() {
-        let nice = spawn("intake-test", Share::Yield, || {
+    /// The niceness of a thread started with `share`.
+    async fn niceness_of(share: Share) -> i32 {
+        spawn("intake-test", share, || {
             rustix::process::getpriority_process(Some(rustix::thread::gettid()))
         })
         .expect("thread")
         .await
         .expect("answer")
-        .expect("priority");
-        assert_eq!(nice, NICENESS);
+        .expect("priority")
+    }
+
+    #[tokio::test]
+    async fn a_yielding_thread_runs_at_the_lower_priority_an_equal_one_does_not() {
+        assert_eq!(niceness_of(Share::Yield).await, NICENESS);
         // The caller's own thread keeps its priority, and so does an equal-share thread.
         let mine =
             rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("priority");
         assert_ne!(mine, NICENESS);
-        let equal = spawn("intake-test", Share::Equal, || {
-            rustix::process::getpriority_process(Some(rustix::thread::gettid()))
-        })
-        .expect("thread")
-        .await
-        .expect("answer")
-        .expect("priority");
-        assert_eq!(equal, mine);
+        assert_eq!(niceness_of(Share::Equal).await, mine);
     }
 
     #[tokio::test]

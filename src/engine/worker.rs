@@ -14,8 +14,8 @@ use super::validator::{Checked, Validator};
 use crate::background::{self, Share};
 use crate::model::{ImportStatus, Mode, OnError, Step};
 use crate::store::{
-    Batch, BatchOutcome, BatchWriter, Claim, ImportEnd, ImportTableRecord, Position, StoreError,
-    TableEnd, TableStart, WritePlan,
+    Batch, BatchOutcome, BatchWriter, Claim, ImportEnd, ImportTableRecord, StoreError, TableEnd,
+    TableStart, WritePlan,
 };
 
 /// What a worker step did.
@@ -630,11 +630,7 @@ impl Engine {
             let opts = reader_options.clone();
             let resume_at = start.map(|c| {
                 (
-                    Checkpoint {
-                        byte_offset: c.byte_offset,
-                        line: c.line,
-                        record: c.record,
-                    },
+                    Checkpoint::from(c),
                     table.header.clone().unwrap_or_default(),
                 )
             });
@@ -772,11 +768,7 @@ impl Engine {
                         || cp.byte_offset.saturating_sub(batch_start) >= batch_bytes
                     {
                         batch_start = cp.byte_offset;
-                        batch.checkpoint = Position {
-                            byte_offset: cp.byte_offset,
-                            line: cp.line,
-                            record: cp.record,
-                        };
+                        batch.checkpoint = cp.into();
                         batch.bytes_read = cp.byte_offset;
                         if tx.send(std::mem::take(&mut batch)).is_err() {
                             return Ok(records);
@@ -785,11 +777,7 @@ impl Engine {
                 }
                 let cp = reader.checkpoint();
                 records = records.max(cp.record);
-                batch.checkpoint = Position {
-                    byte_offset: cp.byte_offset,
-                    line: cp.line,
-                    record: cp.record,
-                };
+                batch.checkpoint = cp.into();
                 batch.bytes_read = cp.byte_offset;
                 let _ = tx.send(batch);
                 Ok(records)

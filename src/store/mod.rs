@@ -301,6 +301,17 @@ pub trait BatchWriter: Send {
     fn discard(&mut self) -> StoreResult<()>;
 }
 
+/// Runs blocking database work on the runtime's blocking pool.
+async fn off_runtime<T, F>(f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> StoreResult<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+}
+
 /// Writes each batch `next` yields in a transaction of its own, until `seen` answers true.
 pub fn write_each<W: BatchWriter + ?Sized>(
     writer: &mut W,

@@ -336,6 +336,18 @@ pub struct Batch {
     pub kept_keys: Vec<Vec<Value>>,
 }
 
+impl Batch {
+    /// Records rejected before writing: those stored as errors and those only counted.
+    pub fn invalid_before_writing(&self) -> u64 {
+        self.errors.len() as u64 + self.unstored_invalid
+    }
+
+    /// Records the batch accounts for, valid or not.
+    pub fn processed(&self) -> u64 {
+        self.rows.len() as u64 + self.invalid_before_writing()
+    }
+}
+
 /// What committing a batch did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BatchOutcome {

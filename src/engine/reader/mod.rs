@@ -80,6 +80,26 @@ pub struct Checkpoint {
     pub record: u64,
 }
 
+impl From<Checkpoint> for crate::store::Position {
+    fn from(c: Checkpoint) -> Self {
+        crate::store::Position {
+            byte_offset: c.byte_offset,
+            line: c.line,
+            record: c.record,
+        }
+    }
+}
+
+impl From<crate::store::Position> for Checkpoint {
+    fn from(p: crate::store::Position) -> Self {
+        Checkpoint {
+            byte_offset: p.byte_offset,
+            line: p.line,
+            record: p.record,
+        }
+    }
+}
+
 /// One record of a source: the physical line where it starts (1-based, a header is line 1),
 /// its 1-based data record number, and its content.
 #[derive(Debug, Clone, PartialEq)]

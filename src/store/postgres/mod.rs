@@ -114,7 +114,7 @@ impl PgStore {
         F: FnOnce(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        off_runtime(move || {
             let mut conn = inner.pool.get()?;
             let mut tx = conn
                 .build_transaction()
@@ -126,7 +126,6 @@ impl PgStore {
             Ok(out)
         })
         .await
-        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
     }
 
     /// Runs `f` in a read-committed transaction, off the async runtime.
@@ -136,9 +135,7 @@ impl PgStore {
         F: Fn(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.write_now(f))
-            .await
-            .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+        off_runtime(move || inner.write_now(f)).await
     }
 }
 

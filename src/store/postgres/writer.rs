@@ -200,6 +200,11 @@ impl PgWriter {
                 stage,
             });
         }
+        self.known_names()
+    }
+
+    /// The names [`PgWriter::names`] worked out.
+    fn known_names(&self) -> StoreResult<&Names> {
         self.names
             .as_ref()
             .ok_or_else(|| StoreError::Database("writer names missing".into()))
@@ -212,10 +217,7 @@ impl PgWriter {
             return Ok(());
         }
         self.names()?;
-        let names = self
-            .names
-            .as_ref()
-            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        let names = self.known_names()?;
         let schema = &self.plan.schema;
         let key = &self.key;
         let replace = self.plan.mode == Mode::Replace;
@@ -994,7 +996,7 @@ impl PgWriter {
         let enc = &self.encode(batch, base);
         let mut a = Applied {
             out: BatchOutcome {
-                invalid: batch.errors.len() as u64 + batch.unstored_invalid,
+                invalid: batch.invalid_before_writing(),
                 ..BatchOutcome::default()
             },
             refused: enc.refused.clone(),
@@ -1039,7 +1041,7 @@ impl PgWriter {
             .collect();
         errors.sort_by_key(|e| e.record);
         let tally = Tally {
-            processed: (batch.rows.len() + batch.errors.len()) as u64 + batch.unstored_invalid,
+            processed: batch.processed(),
             created: out.created,
             updated: out.updated,
             unchanged: out.unchanged,
@@ -1191,7 +1193,7 @@ impl PgWriter {
             let mut batch = first;
             loop {
                 let mut out = BatchOutcome {
-                    invalid: batch.errors.len() as u64 + batch.unstored_invalid,
+                    invalid: batch.invalid_before_writing(),
                     ..BatchOutcome::default()
                 };
                 for (i, row) in batch.rows.iter().enumerate() {
@@ -1260,7 +1262,7 @@ impl Tally {
     /// Adds a batch streamed with outcome `out`; its validation errors join `errors` (kept
     /// in the order of their records).
     fn absorb(&mut self, batch: &mut Batch, out: &BatchOutcome, errors: &mut Vec<RowError>) {
-        self.processed += (batch.rows.len() + batch.errors.len()) as u64 + batch.unstored_invalid;
+        self.processed += batch.processed();
         self.created += out.created;
         self.invalid += out.invalid;
         let fields = std::mem::take(&mut batch.warned_fields);
@@ -1351,10 +1353,7 @@ impl BatchWriter for PgWriter {
 
     fn write(&mut self, batch: &Batch) -> StoreResult<BatchOutcome> {
         self.prepare()?;
-        let names = self
-            .names
-            .as_ref()
-            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        let names = self.known_names()?;
         let base = self.next_row(names)?;
         let out = self.inner.write_now(|tx| {
             tx.batch_execute("SET LOCAL synchronous_commit = off")?;
@@ -1374,10 +1373,7 @@ impl BatchWriter for PgWriter {
         if !self.streams() {
             return write_each(self, next, seen);
         }
-        let names = self
-            .names
-            .as_ref()
-            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        let names = self.known_names()?;
         while let Some(first) = next() {
             let base = self.next_row(names)?;
             let end = match self.stream_group(names, first, base, next, seen) {
@@ -1410,10 +1406,7 @@ impl BatchWriter for PgWriter {
 
     fn revert(&mut self) -> StoreResult<()> {
         self.names_ready()?;
-        let names = self
-            .names
-            .as_ref()
-            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        let names = self.known_names()?;
         self.inner.write_now(|tx| {
             check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             if self.plan.mode == Mode::Replace && !self.plan.dry_run {
@@ -1429,10 +1422,7 @@ impl BatchWriter for PgWriter {
 
     fn roll_back(&mut self) -> StoreResult<()> {
         self.names_ready()?;
-        let names = self
-            .names
-            .as_ref()
-            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        let names = self.known_names()?;
         self.inner.write_now(|tx| {
             check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             let position = i64::from(self.plan.position);
@@ -1463,10 +1453,7 @@ impl BatchWriter for PgWriter {
 
     fn finish(&mut self, end: &TableEnd) -> StoreResult<u64> {
         self.prepare()?;
-        let names = self
-            .names
-            .as_ref()
-            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        let names = self.known_names()?;
         self.inner.write_now(|tx| {
             check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             let table = names.table();
@@ -1550,10 +1537,7 @@ impl BatchWriter for PgWriter {
 
     fn discard(&mut self) -> StoreResult<()> {
         self.names_ready()?;
-        let names = self
-            .names
-            .as_ref()
-            .ok_or_else(|| StoreError::Database("writer names missing".into()))?;
+        let names = self.known_names()?;
         self.inner.write_now(|tx| {
             check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             self.drop_side_tables(tx, names)

@@ -117,7 +117,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        off_runtime(move || {
             let n = inner.readers.len();
             let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
             for i in 0..n {
@@ -131,7 +131,6 @@ impl SqliteStore {
             f(&conn)
         })
         .await
-        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
     }
 
     /// Runs a small read (a few rows found by key) on the calling thread when a reader
@@ -161,9 +160,7 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.write_now(f))
-            .await
-            .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+        off_runtime(move || inner.write_now(f)).await
     }
 }
 
@@ -599,11 +596,7 @@ impl Store for SqliteStore {
         let (claim, end) = (claim.clone(), end.clone());
         let inner = self.inner.clone();
         // Durable: the import's sources are deleted once it has ended.
-        tokio::task::spawn_blocking(move || {
-            inner.write_durably(|tx| imports::finish(tx, &claim, &end))
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+        off_runtime(move || inner.write_durably(|tx| imports::finish(tx, &claim, &end))).await
     }
 
     async fn set_step(&self, claim: &Claim, step: Step, error: Option<&str>) -> StoreResult<()> {

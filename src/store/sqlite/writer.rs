@@ -550,7 +550,7 @@ impl BatchWriter for SqliteWriter {
         inner.write_now(|tx| {
             let lease = check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             let mut out = BatchOutcome {
-                invalid: batch.errors.len() as u64 + batch.unstored_invalid,
+                invalid: batch.invalid_before_writing(),
                 cancel_requested: lease.cancel_requested,
                 ..BatchOutcome::default()
             };
@@ -588,8 +588,7 @@ impl BatchWriter for SqliteWriter {
                 )?;
             }
             let warnings = batch.warnings.len() as i64;
-            let processed =
-                (batch.rows.len() + batch.errors.len()) as i64 + batch.unstored_invalid as i64;
+            let processed = batch.processed() as i64;
             let id = self.import_id.to_string();
             tx.prepare_cached(
                 "UPDATE intake_import_tables SET processed = processed + ?3,
