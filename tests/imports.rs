@@ -1255,6 +1255,30 @@ async fn max_errors_lets_abort_tolerate_that_many_bad_rows_and_no_more() {
 }
 
 #[tokio::test]
+async fn batches_of_wide_records_are_cut_by_their_size_as_well_as_their_row_count() {
+    // Rows per batch far above the file's; a batch ends once it holds 40 bytes of source
+    // (each record here is 24 bytes): two records a batch.
+    let s = TestServer::start_with(|c| {
+        c.engine.batch_rows = 5_000;
+        c.engine.batch_bytes = 40;
+    })
+    .await;
+    s.create_table(people("people")).await;
+    let name = "n".repeat(20);
+    let mut csv = String::from("id,name\n");
+    for id in ["1", "x", "3", "y", "5", "6", "7", "8"] {
+        csv.push_str(&format!("{id:0>2},{name}\n"));
+    }
+    // A skipping import stops at the end of the batch that passed max_errors: the batch of
+    // records 3 and 4, so four records are processed, not the whole file.
+    let done = import(&s, "table=people&max_errors=1", "text/csv", csv).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["counts"]["processed"], 4, "{done}");
+    assert_eq!(done["counts"]["invalid"], 2, "{done}");
+    assert_eq!(done["counts"]["created"], 2, "{done}");
+}
+
+#[tokio::test]
 async fn a_dry_run_reports_counts_as_if_written_but_writes_nothing() {
     let s = TestServer::start().await;
     s.create_table(people("empty")).await;
