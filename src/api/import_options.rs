@@ -31,6 +31,9 @@ const KNOWN: &[&str] = &[
     "null_values",
     "mapping",
     "has_header",
+    "create_table",
+    "infer_enums",
+    "add_columns",
     "inputs",
     "records",
 ];
@@ -63,6 +66,12 @@ pub struct ImportSettings {
     pub null_values: Option<Vec<String>>,
     pub mapping: BTreeMap<String, Option<String>>,
     pub has_header: bool,
+    /// A missing table is created from the whole source (the one-step load).
+    pub create_table: bool,
+    /// The one-step load may infer enum columns.
+    pub infer_enums: bool,
+    /// Source fields the table lacks become new nullable columns.
+    pub add_columns: bool,
 }
 
 fn text(v: &Value) -> String {
@@ -264,7 +273,46 @@ impl ImportSettings {
                 .map(|v| flag("has_header", v))
                 .transpose()?
                 .unwrap_or(true),
+            create_table: get("create_table")
+                .map(|v| flag("create_table", v))
+                .transpose()?
+                .unwrap_or(false),
+            infer_enums: get("infer_enums")
+                .map(|v| flag("infer_enums", v))
+                .transpose()?
+                .unwrap_or(false),
+            add_columns: get("add_columns")
+                .map(|v| flag("add_columns", v))
+                .transpose()?
+                .unwrap_or(false),
         })
+    }
+
+    /// Checks the options of an input whose table does not exist yet and will be inferred
+    /// from its source (`create_table=true`).
+    pub fn check_for_new_table(&self, table: &str) -> ApiResult<()> {
+        crate::model::Identifier::parse("table", table)?;
+        if !self.create_table {
+            return Err(ApiError::validation(format!(
+                "table {table:?} does not exist; create it with POST /v1/tables, or pass create_table=true to create it from the file"
+            )));
+        }
+        if self.dry_run {
+            return Err(ApiError::validation(format!(
+                "table {table:?} does not exist, and a dry run creates nothing; POST /v1/schema/infer proposes a schema"
+            )));
+        }
+        if !self.mapping.is_empty() {
+            return Err(ApiError::validation(format!(
+                "table {table:?} does not exist yet: its columns are named after the source fields, so mapping applies only to an existing table"
+            )));
+        }
+        if self.cleanup_records {
+            return Err(ApiError::validation(
+                "cleanup_records works only with mode=upsert on an existing table",
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the combination of options against the table.
@@ -290,6 +338,9 @@ impl ImportSettings {
             delimiter,
             has_header: self.has_header,
             mapping: self.mapping.clone(),
+            create_table: self.create_table,
+            infer_enums: self.infer_enums,
+            add_columns: self.add_columns,
             ..Default::default()
         };
         if let Some(n) = &self.null_values {

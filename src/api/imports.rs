@@ -368,16 +368,14 @@ async fn create_import(
         let table_name = s.table.clone().or_else(|| settings.table.clone()).ok_or_else(|| {
             ApiError::validation("say which table to load: the table option (?table=orders), or a file field named after the table")
         })?;
-        let table = match state.store.get_table(ws, &table_name).await {
-            Ok(t) => t,
+        match state.store.get_table(ws, &table_name).await {
+            Ok(table) => settings.check_against(&table.schema)?,
+            // The worker infers the table from the whole source, then creates and loads it.
             Err(crate::store::StoreError::NotFound(_)) => {
-                return Err(ApiError::validation(format!(
-                    "table {table_name:?} does not exist; create it with POST /v1/tables"
-                )));
+                settings.check_for_new_table(&table_name)?
             }
             Err(e) => return Err(e.into()),
-        };
-        settings.check_against(&table.schema)?;
+        }
         // Undo works per table: two sources for one table would undo each other's changes.
         if inputs
             .iter()
@@ -419,17 +417,13 @@ async fn create_import(
             .table
             .clone()
             .ok_or_else(|| ApiError::validation("say which table to load: the table option"))?;
-        let table = state
-            .store
-            .get_table(ws, &table_name)
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::NotFound(_) => ApiError::validation(format!(
-                    "table {table_name:?} does not exist; create it with POST /v1/tables"
-                )),
-                other => other.into(),
-            })?;
-        settings.check_against(&table.schema)?;
+        match state.store.get_table(ws, &table_name).await {
+            Ok(table) => settings.check_against(&table.schema)?,
+            Err(crate::store::StoreError::NotFound(_)) => {
+                settings.check_for_new_table(&table_name)?
+            }
+            Err(e) => return Err(e.into()),
+        }
         let options = settings.input_options(settings.delimiter.unwrap_or(b','));
         inputs.push(NewImportInput {
             table: table_name,

@@ -11,11 +11,11 @@ use super::auth::{Auth, Viewer};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::engine::reader::{Format, ReaderOptions, RecordBody, SourceReader};
 use crate::engine::staging::{detect, stage};
-use crate::model::infer::{SampleCell, infer_schema};
+use crate::model::infer::{Claims, Inference, InferredSchema};
 
 /// The most bytes of a sample read, and records looked at.
 const SAMPLE_BYTES: u64 = 16 << 20;
-const SAMPLE_RECORDS: usize = 1000;
+const SAMPLE_RECORDS: u64 = 1000;
 
 /// Query of the inference route.
 #[derive(Debug, Deserialize)]
@@ -27,6 +27,15 @@ pub struct InferQuery {
     /// Cells that mean NULL, as for an import (`NA,,null`): they count as missing, so that
     /// a column of numbers with some `NA` is proposed as numbers, and not required.
     null_values: Option<String>,
+    /// Propose enums for short closed sets of values seen in the sample.
+    #[serde(default)]
+    enums: bool,
+    /// Mark columns complete in the sample required.
+    #[serde(default)]
+    required: bool,
+    /// Mark columns distinct in the sample unique, and propose a key.
+    #[serde(default)]
+    unique: bool,
 }
 
 /// Proposes a schema (types, required, unique, candidate key) from a sample of a source.
@@ -104,37 +113,26 @@ pub async fn infer(
                 Some(list) => list.split(',').map(str::to_owned).collect(),
                 None => vec![String::new()],
             };
-            tokio::task::spawn_blocking(move || sample(&p, &opts, &nulls))
+            // A sample says little about the rest of a file: only what is asked is claimed.
+            let claims = Claims {
+                enums: q.enums,
+                required: q.required,
+                unique: q.unique,
+                key: q.unique,
+            };
+            tokio::task::spawn_blocking(move || sample(&p, &opts, &nulls, claims))
                 .await
                 .map_err(ApiError::internal)?
-                .map(|(header, rows)| {
-                    let schema = infer_schema(&header, &rows);
+                .map(|schema| {
                     let name = q.name.unwrap_or_else(|| "my_table".into());
-                    let table = json!({
-                        "name": name,
-                        "columns": schema.columns.iter().map(|c| {
-                            // Values distinct in a sample say little about the whole file: only the key
-                            // (unique by being the key) is proposed as unique.
-                            let mut col = json!({"name": c.name, "type": c.r#type, "required": c.required, "unique": false});
-                            if let Some(v) = &c.values { col["values"] = json!(v); }
-                            col
-                        }).collect::<Vec<_>>(),
-                        "primary_key": schema.primary_key,
-                    });
-                    let mapping: serde_json::Map<String, Value> = schema
-                        .columns
-                        .iter()
-                        .filter(|c| c.source != c.name)
-                        .map(|c| (c.source.clone(), json!(c.name)))
-                        .collect();
                     json!({
                         "format": sn.format.as_str(),
                         "delimiter": (sn.delimiter as char).to_string(),
                         "sampled_rows": schema.sampled_rows,
                         "columns": schema.columns,
                         "primary_key": schema.primary_key,
-                        "mapping": mapping,
-                        "table": table,
+                        "mapping": schema.mapping(),
+                        "table": schema.table(&name),
                     })
                 })
         }
@@ -143,55 +141,26 @@ pub async fn infer(
     result.map(Json)
 }
 
-type Sample = (Vec<String>, Vec<Vec<Option<SampleCell>>>);
-
-fn sample(path: &std::path::Path, opts: &ReaderOptions, nulls: &[String]) -> ApiResult<Sample> {
+/// Profiles the first records of a sample; a record cut off by the sample's end ends it.
+fn sample(
+    path: &std::path::Path,
+    opts: &ReaderOptions,
+    nulls: &[String],
+    claims: Claims,
+) -> ApiResult<InferredSchema> {
     let mut reader = SourceReader::open(path, opts, None)
         .map_err(|e| ApiError::validation(format!("the sample cannot be read: {e}")))?;
-    let mut header: Vec<String> = reader.header().map(|h| h.to_vec()).unwrap_or_default();
-    let mut objects = Vec::new();
-    let mut rows: Vec<Vec<Option<SampleCell>>> = Vec::new();
-    while rows.len() + objects.len() < SAMPLE_RECORDS {
-        let Some(item) = reader.next_item() else {
+    let header: Vec<String> = reader.header().map(|h| h.to_vec()).unwrap_or_default();
+    let mut inference = Inference::new(&header, claims, nulls);
+    while inference.records() < SAMPLE_RECORDS {
+        let Some(Ok(item)) = reader.next_item() else {
             break;
         };
-        // A sample cut mid-record (the client sent the first bytes) ends the sample.
-        let Ok(item) = item else { break };
         match item.body {
-            RecordBody::Fields(rec) => rows.push(
-                rec.iter()
-                    .map(|f| {
-                        let null = f.is_empty() || nulls.iter().any(|n| n == f);
-                        (!null).then(|| SampleCell::Text(f.to_owned()))
-                    })
-                    .collect(),
-            ),
-            RecordBody::Object(obj, _) => objects.push(obj),
+            RecordBody::Fields(rec) => inference.add_fields(rec.iter()),
+            RecordBody::Object(obj, _) => inference.add_object(&obj),
             RecordBody::Bad { .. } => {}
         }
     }
-    if !objects.is_empty() {
-        for obj in &objects {
-            for k in obj.keys() {
-                if !header.contains(k) {
-                    header.push(k.clone());
-                }
-            }
-        }
-        rows = objects
-            .into_iter()
-            .map(|obj| {
-                header
-                    .iter()
-                    .map(|k| match obj.get(k) {
-                        None | Some(Value::Null) => None,
-                        Some(Value::String(s)) if nulls.iter().any(|n| n == s) => None,
-                        Some(Value::String(s)) => Some(SampleCell::Text(s.clone())),
-                        Some(v) => Some(SampleCell::Json(v.clone())),
-                    })
-                    .collect()
-            })
-            .collect();
-    }
-    Ok((header, rows))
+    Ok(inference.finish())
 }

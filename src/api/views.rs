@@ -86,6 +86,12 @@ struct ImportTableView<'a> {
     error: Option<&'a str>,
     started_at: Option<String>,
     completed_at: Option<String>,
+    /// The table this import created from its source (`create_table=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_schema: Option<&'a Value>,
+    /// The cells read as missing in the created table's typed columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missing_tokens: Option<&'a Value>,
 }
 
 impl<'a> ImportTableView<'a> {
@@ -103,9 +109,17 @@ impl<'a> ImportTableView<'a> {
             error: t.error.as_deref(),
             started_at: t.started_at.map(rfc3339),
             completed_at: t.completed_at.map(rfc3339),
+            created_schema: t.options.get("created_schema"),
+            missing_tokens: t
+                .options
+                .get("created_schema")
+                .map(|_| t.options.get("typed_null_values").unwrap_or(&EMPTY_LIST)),
         }
     }
 }
+
+/// The missing tokens of a created table that read none.
+static EMPTY_LIST: Value = Value::Array(Vec::new());
 
 /// The full import resource. Serialized straight to the response (pages of the list and
 /// single imports are read often): no intermediate JSON tree.

@@ -22,9 +22,19 @@ use super::watch::{self, Followed, UploadStats};
 pub struct ImportArgs {
     /// The file to load (CSV, TSV, NDJSON or JSON).
     pub file: PathBuf,
-    /// The table to load it into.
+    /// The table to load it into (default: named after the file). A table that does not
+    /// exist is created from the whole file: its columns' types are those every value fits.
     #[arg(long, short)]
-    pub table: String,
+    pub table: Option<String>,
+    /// Refuse to create a missing table.
+    #[arg(long)]
+    pub no_create: bool,
+    /// A created table may have enum columns (short closed sets of values).
+    #[arg(long)]
+    pub infer_enums: bool,
+    /// Fields the table lacks become new nullable columns.
+    #[arg(long)]
+    pub add_columns: bool,
     /// insert: a key already present is a row error; upsert: match rows by primary key;
     /// replace: the table ends holding exactly the file's valid rows.
     #[arg(long, value_enum)]
@@ -160,9 +170,19 @@ impl ImportArgs {
     /// The query string options of the upload.
     fn query(
         &self,
+        table: &str,
         format: Option<FileFormat>,
     ) -> Result<Vec<(&'static str, String)>, ClientError> {
-        let mut q = vec![("table", self.table.clone())];
+        let mut q = vec![("table", table.to_owned())];
+        if !self.no_create {
+            q.push(("create_table", "true".into()));
+        }
+        if self.infer_enums {
+            q.push(("infer_enums", "true".into()));
+        }
+        if self.add_columns {
+            q.push(("add_columns", "true".into()));
+        }
         if let Some(name) = self.file.file_name().and_then(|n| n.to_str()) {
             q.push(("file_name", name.to_owned()));
         }
@@ -222,7 +242,16 @@ async fn import(args: &ImportArgs) -> Result<Exit, ClientError> {
     let out = Out::new(args.client.json);
     let client = args.client.connect()?;
     let format = args.format.or_else(|| FileFormat::of_path(&args.file));
-    let query = args.query(format)?;
+    let table = match &args.table {
+        Some(t) => t.clone(),
+        None => super::tables::table_name_from(&args.file).ok_or_else(|| {
+            ClientError::Usage(format!(
+                "no table name can be made from {}; name the table with --table",
+                args.file.display()
+            ))
+        })?,
+    };
+    let query = args.query(&table, format)?;
 
     let path = &args.file;
     let file = tokio::fs::File::open(path)
@@ -241,16 +270,20 @@ async fn import(args: &ImportArgs) -> Result<Exit, ClientError> {
     let len = meta.len();
 
     // A missing table would only be reported after the whole upload: ask first.
-    if let Err(e) = client.get(&["v1", "tables", &args.table], &[]).await {
-        if e.code() == Some("not_found") {
+    match client.get(&["v1", "tables", &table], &[]).await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some("not_found") && !args.no_create => {
+            if !out.json {
+                eprintln!("Table {table:?} does not exist: it is created from the whole file.");
+            }
+        }
+        Err(e) if e.code() == Some("not_found") => {
             return Err(ClientError::Usage(format!(
-                "there is no table {:?} in this workspace; propose one with `intake tables infer {} --name {}` and create it with `intake tables create --schema FILE`",
-                args.table,
+                "there is no table {table:?} in this workspace; drop --no-create to create it from the file, or propose one with `intake tables infer {}`",
                 path.display(),
-                args.table
             )));
         }
-        return Err(e);
+        Err(e) => return Err(e),
     }
 
     let bar = out.bar(len, UPLOAD_BAR);

@@ -53,6 +53,19 @@ pub struct InferArgs {
     /// The file's format (default: from its extension, else sniffed by the server).
     #[arg(long, value_enum)]
     pub format: Option<FileFormat>,
+    /// Cells that mean NULL, as a comma list (`NA,,null`): they do not make a number column
+    /// text.
+    #[arg(long)]
+    pub null_values: Option<String>,
+    /// Propose enums for short closed sets of values seen in the sample.
+    #[arg(long)]
+    pub enums: bool,
+    /// Mark columns with no empty cell in the sample required.
+    #[arg(long)]
+    pub required: bool,
+    /// Mark columns without repeats in the sample unique, and propose a key.
+    #[arg(long)]
+    pub unique: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -148,6 +161,18 @@ async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
     if let Some(f) = format {
         query.push(("format", f.as_str()));
     }
+    if let Some(n) = &args.null_values {
+        query.push(("null_values", n.as_str()));
+    }
+    for (asked, name) in [
+        (args.enums, "enums"),
+        (args.required, "required"),
+        (args.unique, "unique"),
+    ] {
+        if asked {
+            query.push((name, "true"));
+        }
+    }
     let request = client
         .request(Method::POST, client.url(&["v1", "schema", "infer"], &query))
         .header(CONTENT_TYPE, FileFormat::content_type(format))
@@ -160,8 +185,8 @@ async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
     out.print_json(&proposal["table"]);
     // Advice goes to stderr so that stdout stays the schema, ready to save to a file.
     eprintln!(
-        "Proposed from {} sampled rows ({}). Review it (`unique` and `required` hold in the sample, not \
-         necessarily in the whole file), save it, then: intake tables create --schema FILE",
+        "Proposed from {} sampled rows ({}). Review it, save it, then: intake tables create --schema FILE \
+         (or let `intake import FILE` infer the table from the whole file)",
         count_of(&proposal["sampled_rows"]),
         output::text(&proposal["format"])
     );
@@ -169,7 +194,7 @@ async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
 }
 
 /// A valid table name made from a file name (`Orders 2024.csv` → `orders_2024`), if any.
-fn table_name_from(path: &Path) -> Option<String> {
+pub(super) fn table_name_from(path: &Path) -> Option<String> {
     let stem = path.file_stem()?.to_str()?.to_lowercase();
     let mut name = String::new();
     for c in stem.chars() {

@@ -190,6 +190,52 @@ pub async fn summary(
         how.push_str(", dry run (nothing written)");
     }
     field("table", format!("{}  ({how})", output::tables_of(import)));
+    for t in import["tables"].as_array().into_iter().flatten() {
+        let Some(created) = t.get("created_schema") else {
+            continue;
+        };
+        let key: Vec<&str> = created["primary_key"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let columns: Vec<String> = created["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let name = c["name"].as_str().unwrap_or("");
+                let mut shown = format!("{name} {}", c["type"].as_str().unwrap_or(""));
+                if key.contains(&name) {
+                    shown.push_str(" (key)");
+                } else if c["required"].as_bool() == Some(true) {
+                    shown.push_str(" (required)");
+                }
+                shown
+            })
+            .collect();
+        field(
+            "created",
+            format!(
+                "table {}: {}",
+                output::text(&t["table"]),
+                columns.join(", ")
+            ),
+        );
+        let tokens: Vec<String> = t["missing_tokens"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| format!("{:?}", v.as_str().unwrap_or("")))
+            .collect();
+        if !tokens.is_empty() {
+            field(
+                "missing",
+                format!("{} read as missing in typed columns", tokens.join(", ")),
+            );
+        }
+    }
     if let Some(upload) = upload {
         let rate = upload.bytes as f64 / upload.elapsed.as_secs_f64().max(0.001);
         field(

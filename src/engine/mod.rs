@@ -1,6 +1,7 @@
 //! The import engine: reader → mapper → validator → writer, the worker pool, leases,
 //! checkpoints and cancellation.
 
+mod create_table;
 pub mod mapper;
 pub mod options;
 pub mod reader;

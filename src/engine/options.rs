@@ -23,6 +23,27 @@ pub struct InputOptions {
     /// from 1 per record).
     #[serde(default)]
     pub records_are_lines: bool,
+    /// A missing table is created from the whole source before it is loaded.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub create_table: bool,
+    /// The inference of a created table may propose enum columns.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub infer_enums: bool,
+    /// Source fields the table lacks are added to it as nullable columns.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub add_columns: bool,
+    /// The table this input's import created, as `POST /v1/tables` takes it: recorded before
+    /// the table is created, so that a resumed import creates the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_schema: Option<serde_json::Value>,
+    /// Cells read as missing in the typed columns of a created table (`NA`, `NULL`…), where
+    /// text columns keep them as text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub typed_null_values: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 fn comma() -> u8 {
@@ -43,6 +64,11 @@ impl Default for InputOptions {
             mapping: BTreeMap::new(),
             null_values: empty_is_null(),
             records_are_lines: false,
+            create_table: false,
+            infer_enums: false,
+            add_columns: false,
+            created_schema: None,
+            typed_null_values: Vec::new(),
         }
     }
 }

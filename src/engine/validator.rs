@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::model::coerce::{CoerceError, ColumnCoercer};
 use crate::model::row_error::SourceRecord;
-use crate::model::{RowError, TableSchema, Value};
+use crate::model::{ColumnType, RowError, TableSchema, Value};
 use crate::store::TypedRow;
 
 use super::mapper::{FieldMapping, KeyMapping};
@@ -15,7 +15,8 @@ use super::reader::{ReadItem, RecordBody};
 pub struct Validator {
     schema: TableSchema,
     coercers: Vec<ColumnCoercer>,
-    null_values: NullValues,
+    /// Each column's cells that mean NULL.
+    null_values: Vec<NullValues>,
     fields: Option<FieldMapping>,
     keys: Option<KeyMapping>,
     header: Arc<Vec<String>>,
@@ -40,6 +41,14 @@ impl NullValues {
         }
     }
 
+    /// The null cells of one column: `typed` ones count only in columns that are not text.
+    fn of_column(ty: ColumnType, all: &[String], typed: &[String]) -> NullValues {
+        if typed.is_empty() || ty == ColumnType::String {
+            return NullValues::new(all);
+        }
+        NullValues::Set(all.iter().chain(typed).cloned().collect())
+    }
+
     fn contains(&self, cell: &str) -> bool {
         match self {
             NullValues::EmptyOnly => cell.is_empty(),
@@ -61,11 +70,17 @@ impl Validator {
     pub fn new(
         schema: TableSchema,
         null_values: &[String],
+        typed_null_values: &[String],
         fields: Option<FieldMapping>,
         keys: Option<KeyMapping>,
         header: Vec<String>,
     ) -> Result<Validator, String> {
         let key = schema.key_indexes();
+        let null_values = schema
+            .columns
+            .iter()
+            .map(|c| NullValues::of_column(c.ty, null_values, typed_null_values))
+            .collect();
         let coercers = schema
             .columns
             .iter()
@@ -74,7 +89,7 @@ impl Validator {
         Ok(Validator {
             schema,
             coercers,
-            null_values: NullValues::new(null_values),
+            null_values,
             fields,
             keys,
             header: Arc::new(header),
@@ -131,7 +146,9 @@ impl Validator {
                 for (i, coercer) in self.coercers.iter().enumerate() {
                     let cell = sources.get(i).copied().flatten().and_then(|j| rec.get(j));
                     let result = match cell {
-                        Some(text) if !self.null_values.contains(text) => coercer.coerce_text(text),
+                        Some(text) if !self.null_values[i].contains(text) => {
+                            coercer.coerce_text(text)
+                        }
                         _ => coercer.missing(),
                     };
                     match result {
@@ -155,7 +172,7 @@ impl Validator {
                 }
                 for (i, coercer) in self.coercers.iter().enumerate() {
                     let result = match cells[i] {
-                        Some(serde_json::Value::String(s)) if self.null_values.contains(s) => {
+                        Some(serde_json::Value::String(s)) if self.null_values[i].contains(s) => {
                             coercer.missing()
                         }
                         Some(v) => coercer.coerce_json(v),

@@ -7,6 +7,7 @@ use std::sync::mpsc::sync_channel;
 use tokio::sync::watch;
 
 use super::Engine;
+use super::create_table::Creation;
 use super::mapper::{map_fields, map_keys, unknown_fields_warning};
 use super::options::InputOptions;
 use super::reader::{Checkpoint, Format, ReaderOptions, SourceReader};
@@ -341,17 +342,7 @@ impl Engine {
                 "the workspace no longer exists".into(),
             ));
         };
-        let schema = match self.store.get_table(&ws, &table.table).await {
-            Ok(t) => t.schema,
-            Err(StoreError::NotFound(_)) => {
-                return Ok(TableOutcome::Failed(format!(
-                    "table {:?} no longer exists",
-                    table.table
-                )));
-            }
-            Err(e) => return Err(e),
-        };
-        let options: InputOptions =
+        let mut options: InputOptions =
             serde_json::from_value(table.options.clone()).unwrap_or_default();
         let Some(format) = Format::parse(&table.format) else {
             return Ok(TableOutcome::Failed(format!(
@@ -376,6 +367,35 @@ impl Engine {
             has_header: options.has_header,
             max_field_bytes: self.config.max_field_bytes,
             max_record_bytes: self.config.max_record_bytes,
+        };
+        let schema = match self.store.get_table(&ws, &table.table).await {
+            Ok(t) => t.schema,
+            Err(StoreError::NotFound(_)) if options.create_table => {
+                let created = self
+                    .create_table_from_source(
+                        claim,
+                        table,
+                        &ws,
+                        &mut options,
+                        &reader_options,
+                        &path,
+                        shutdown,
+                    )
+                    .await?;
+                match created {
+                    Creation::Ready(schema) => schema,
+                    Creation::Cancelled => return Ok(TableOutcome::Cancelled),
+                    Creation::Interrupted => return Ok(TableOutcome::Interrupted),
+                    Creation::Failed(why) => return Ok(TableOutcome::Failed(why)),
+                }
+            }
+            Err(StoreError::NotFound(_)) => {
+                return Ok(TableOutcome::Failed(format!(
+                    "table {:?} no longer exists",
+                    table.table
+                )));
+            }
+            Err(e) => return Err(e),
         };
         let atomic = import.on_error == OnError::Atomic;
         // An atomic import first checks every row; once that pass found none invalid, the
@@ -716,6 +736,7 @@ impl Engine {
         let mut validator = Validator::new(
             schema.clone(),
             &options.null_values,
+            &options.typed_null_values,
             fields,
             keys,
             header.clone().unwrap_or_default(),

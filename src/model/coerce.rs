@@ -180,24 +180,17 @@ impl ColumnCoercer {
                 RowErrorCode::InvalidType,
                 "expected a string, got an object".to_owned(),
             )),
+            // JSON numbers keep the text they were written with, so an integer is read from
+            // that text exactly (`1e5` and `7.0` are integers; no f64 in between).
             (ColumnType::Integer, Json::Number(n)) => {
-                if let Some(i) = n.as_i64() {
-                    self.int_value(i)
-                } else if n.is_u64() {
-                    Err(int_out_of_range(&n.to_string()))
-                } else {
-                    match n.as_f64() {
-                        // The bounds are exactly -2^63 and 2^63, both representable as f64.
-                        Some(x)
-                            if x.fract() == 0.0
-                                && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18)
-                                    .contains(&x) =>
-                        {
-                            self.int_value(x as i64)
-                        }
-                        Some(x) if x.fract() == 0.0 => Err(int_out_of_range(&n.to_string())),
-                        _ => Err(not_a(ColumnType::Integer, &n.to_string())),
-                    }
+                let text = n.to_string();
+                match canonical_decimal(&text) {
+                    Ok(d) if !d.contains('.') => match parse_i64(&d) {
+                        Ok(i) => self.int_value(i),
+                        Err(_) => Err(int_out_of_range(&text)),
+                    },
+                    Err(DecimalError::TooManyDigits) => Err(int_out_of_range(&text)),
+                    _ => Err(not_a(ColumnType::Integer, &text)),
                 }
             }
             (ColumnType::Float, Json::Number(n)) => match n.as_f64() {
@@ -296,10 +289,7 @@ impl ColumnCoercer {
         match canonical_decimal(s) {
             Ok(d) => {
                 if self.ranged {
-                    // Parsing the canonical form can only fail on overflow to infinity,
-                    // which the comparison below handles like any other number.
-                    let x = d.parse::<f64>().unwrap_or(f64::NAN);
-                    self.check_range(x, || d.clone())?;
+                    self.check_decimal_range(&d)?;
                 }
                 Ok(Value::Decimal(d))
             }
@@ -309,6 +299,31 @@ impl ColumnCoercer {
                 format!("{} has more than {MAX_DECIMAL_DIGITS} digits", shown()),
             )),
         }
+    }
+
+    /// Compares a canonical decimal with the bounds exactly: each bound as the shortest
+    /// decimal that reads back as it (`0.1`, not the binary float's 55 digits), so that a
+    /// 30-digit value just above `max` is refused rather than rounded onto it.
+    fn check_decimal_range(&self, d: &str) -> Result<(), CoerceError> {
+        use std::cmp::Ordering;
+        let bound = |b: f64| canonical_decimal(&b.to_string()).ok();
+        if let Some(min) = self.spec.min
+            && bound(min).is_some_and(|m| compare_decimals(d, &m) == Ordering::Less)
+        {
+            return Err(CoerceError::new(
+                RowErrorCode::OutOfRange,
+                format!("{d} is below the minimum of {min}"),
+            ));
+        }
+        if let Some(max) = self.spec.max
+            && bound(max).is_some_and(|m| compare_decimals(d, &m) == Ordering::Greater)
+        {
+            return Err(CoerceError::new(
+                RowErrorCode::OutOfRange,
+                format!("{d} is above the maximum of {max}"),
+            ));
+        }
+        Ok(())
     }
 
     fn check_range(&self, x: f64, shown: impl FnOnce() -> String) -> Result<(), CoerceError> {
@@ -576,6 +591,32 @@ fn canonical_decimal(s: &str) -> Result<String, DecimalError> {
         }
     }
     Ok(out)
+}
+
+/// Orders two canonical decimals (optional `-`, no leading or trailing zeros) by value.
+fn compare_decimals(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (a_neg, a_abs) = a.strip_prefix('-').map_or((false, a), |r| (true, r));
+    let (b_neg, b_abs) = b.strip_prefix('-').map_or((false, b), |r| (true, r));
+    match (a_neg, b_neg) {
+        (false, true) => return Ordering::Greater,
+        (true, false) => return Ordering::Less,
+        _ => {}
+    }
+    let (a_int, a_frac) = a_abs.split_once('.').unwrap_or((a_abs, ""));
+    let (b_int, b_frac) = b_abs.split_once('.').unwrap_or((b_abs, ""));
+    // Without leading zeros a longer integer part is larger; equal lengths compare as text,
+    // and so do fractions once the shorter is read as padded with zeros.
+    let magnitude = a_int
+        .len()
+        .cmp(&b_int.len())
+        .then_with(|| a_int.cmp(b_int))
+        .then_with(|| a_frac.cmp(b_frac));
+    if a_neg {
+        magnitude.reverse()
+    } else {
+        magnitude
+    }
 }
 
 enum DateError {

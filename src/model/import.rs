@@ -97,6 +97,8 @@ string_enum! {
         Waiting = "waiting",
         /// Waiting for a worker.
         Queued = "queued",
+        /// Reading the whole source to infer the table it creates (`create_table=true`).
+        Inferring = "inferring",
         /// Checking every row before writing anything (`on_error=atomic`).
         Validating = "validating",
         /// Reading, validating and writing rows.

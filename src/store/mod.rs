@@ -192,6 +192,16 @@ pub trait Store: Send + Sync + 'static {
         position: u32,
         start: &TableStart,
     ) -> StoreResult<()>;
+    /// Records how far the pass that infers a table from its source has read and, once it
+    /// ends, the input's options holding the inferred schema; renews the lease (which tells
+    /// whether a cancel was asked).
+    async fn note_inference(
+        &self,
+        claim: &Claim,
+        position: u32,
+        bytes_read: u64,
+        options: Option<&serde_json::Value>,
+    ) -> StoreResult<LeaseState>;
     /// Opens the writer that loads one table's batches (blocking; used on a worker thread).
     fn open_writer(&self, claim: &Claim, plan: WritePlan) -> StoreResult<Box<dyn BatchWriter>>;
     /// Ends one table of an import.

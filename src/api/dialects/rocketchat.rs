@@ -135,7 +135,7 @@ fn step(i: &ImportRecord) -> &'static str {
         ImportStatus::Queued => "importer_file_loaded",
         ImportStatus::RollingBack => "importer_finishing",
         ImportStatus::Processing => match i.step {
-            Step::Validating => "importer_preparing_started",
+            Step::Inferring | Step::Validating => "importer_preparing_started",
             Step::Waiting | Step::Queued | Step::Writing => "importer_importing_started",
             // Cleaning up, reverting an aborted import, and whatever step comes last.
             _ => "importer_finishing",

@@ -712,6 +712,28 @@ pub(super) fn release_node_leases(tx: &mut Transaction<'_>, node: &str) -> Store
     )?)
 }
 
+/// Records an inference pass's progress (and, at its end, the input's options).
+pub(super) fn note_inference(
+    tx: &mut Transaction<'_>,
+    claim: &Claim,
+    position: u32,
+    bytes_read: u64,
+    options: Option<&serde_json::Value>,
+) -> StoreResult<LeaseState> {
+    let lease = check_lease(tx, claim.import.id, claim.token, claim.lease_ms)?;
+    tx.execute(
+        "UPDATE intake_import_tables SET bytes_read = $3, options = coalesce($4, options)
+         WHERE import_id = $1 AND position = $2",
+        &[
+            &claim.import.id,
+            &i64::from(position),
+            &(bytes_read as i64),
+            &options,
+        ],
+    )?;
+    Ok(lease)
+}
+
 pub(super) fn start_table(
     tx: &mut Transaction<'_>,
     claim: &Claim,

@@ -621,6 +621,28 @@ pub(super) fn renew(
     check_lease(tx, id, token, lease_ms)
 }
 
+/// Records an inference pass's progress (and, at its end, the input's options).
+pub(super) fn note_inference(
+    tx: &Connection,
+    claim: &Claim,
+    position: u32,
+    bytes_read: u64,
+    options: Option<&serde_json::Value>,
+) -> StoreResult<LeaseState> {
+    let lease = check_lease(tx, claim.import.id, claim.token, claim.lease_ms)?;
+    tx.execute(
+        "UPDATE intake_import_tables SET bytes_read = ?3, options = coalesce(?4, options)
+         WHERE import_id = ?1 AND position = ?2",
+        params![
+            claim.import.id.to_string(),
+            position,
+            bytes_read as i64,
+            options.map(|o| o.to_string())
+        ],
+    )?;
+    Ok(lease)
+}
+
 pub(super) fn start_table(
     tx: &Connection,
     claim: &Claim,

@@ -578,6 +578,20 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn note_inference(
+        &self,
+        claim: &Claim,
+        position: u32,
+        bytes_read: u64,
+        options: Option<&serde_json::Value>,
+    ) -> StoreResult<LeaseState> {
+        let (claim, options) = (claim.clone(), options.cloned());
+        self.write(move |tx| {
+            imports::note_inference(tx, &claim, position, bytes_read, options.as_ref())
+        })
+        .await
+    }
+
     fn open_writer(&self, claim: &Claim, plan: WritePlan) -> StoreResult<Box<dyn BatchWriter>> {
         Ok(Box::new(writer::SqliteWriter::new(
             self.inner.clone(),

@@ -89,19 +89,6 @@ pub fn datetime_text(t: OffsetDateTime) -> String {
     out
 }
 
-/// A decimal with at most 15 significant digits, as the number SQLite's NUMERIC affinity would
-/// turn its text into anyway (binding the number spares SQLite parsing the text).
-fn decimal_number(s: &str) -> Option<SqlValue> {
-    let digits = s.bytes().filter(u8::is_ascii_digit).count();
-    if digits > 15 {
-        return None;
-    }
-    if !s.contains('.') {
-        return s.parse::<i64>().ok().map(SqlValue::Integer);
-    }
-    s.parse::<f64>().ok().map(SqlValue::Real)
-}
-
 /// The SQLite value a column value is stored as.
 pub fn to_sql(v: &Value) -> ToSqlOutput<'_> {
     match v {
@@ -109,24 +96,21 @@ pub fn to_sql(v: &Value) -> ToSqlOutput<'_> {
         Value::Int(i) => ToSqlOutput::Owned(SqlValue::Integer(*i)),
         Value::Float(f) => ToSqlOutput::Owned(SqlValue::Real(*f)),
         Value::Bool(b) => ToSqlOutput::Owned(SqlValue::Integer(i64::from(*b))),
-        Value::Decimal(s) => match decimal_number(s) {
-            Some(n) => ToSqlOutput::Owned(n),
-            None => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-        },
-        Value::Text(s) | Value::Json(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => {
+            ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+        }
         Value::Date(d) => ToSqlOutput::Owned(SqlValue::Text(date_text(*d))),
         Value::Datetime(t) => ToSqlOutput::Owned(SqlValue::Text(datetime_text(*t))),
         Value::Uuid(u) => ToSqlOutput::Owned(SqlValue::Text(u.hyphenated().to_string())),
     }
 }
 
-/// The declared SQLite type of a column. Decimals use NUMERIC affinity: SQLite keeps them as
-/// numbers when that is exact to 15 digits and as text otherwise.
+/// The declared SQLite type of a column. Decimals are their canonical text: SQLite's NUMERIC
+/// affinity would turn any literal past 15 significant digits into a rounded REAL.
 pub fn declared_type(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::Integer | ColumnType::Boolean => "INTEGER",
         ColumnType::Float => "REAL",
-        ColumnType::Decimal => "NUMERIC",
         _ => "TEXT",
     }
 }

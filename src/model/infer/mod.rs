@@ -1,32 +1,52 @@
-//! Schema inference for `POST /v1/schema/infer`: proposes column names, types, flags and a
-//! primary key from a sample of rows.
+//! Schema inference: column names, types, flags and a key for a source, proposed from a
+//! sample (`POST /v1/schema/infer`, previews) or decided from a whole source (the one-step
+//! load, `create_table=true`).
 //!
-//! Every type guess is tried with the same `ColumnCoercer` imports use, so a proposed schema
-//! accepts the rows it was inferred from.
+//! Every cell goes through the same `ColumnCoercer` imports use, so an inferred type accepts
+//! every value it was inferred from. Cells are profiled one at a time in bounded memory: a
+//! whole source is read once, never held.
 
-use std::collections::{BTreeSet, HashSet};
+mod column;
+mod names;
+mod probes;
+
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
+use serde_json::{Map, Value as Json, json};
 
-use super::coerce::{CoerceError, ColumnCoercer};
-use super::{ColumnSpec, ColumnType, Identifier, Value};
+use crate::model::ColumnType;
 
-/// Longest column name (the `Identifier` limit).
-const MAX_NAME: usize = 48;
-/// Most distinct values a column may show to be proposed as an enum.
-const ENUM_MAX_VALUES: usize = 10;
-/// Fewest non-null values a column needs before it may be proposed as an enum.
-const ENUM_MIN_SAMPLE: usize = 20;
-/// Longest enum value (in characters) proposed.
-const ENUM_MAX_VALUE_CHARS: usize = 40;
-/// Most fractional digits a column may show to be proposed as decimal rather than float.
-const DECIMAL_MAX_FRACTION: usize = 6;
+use column::ColumnProfile;
+pub use column::{Cell, MISSING_TOKENS, is_missing_token};
+pub use names::column_name_for;
+use names::{key_rank, unique_names};
+use probes::Probes;
 
-/// One sampled cell: None for a null/empty cell, else text (CSV) or a JSON value (NDJSON/JSON).
-#[derive(Debug, Clone, PartialEq)]
-pub enum SampleCell {
-    Text(String),
-    Json(serde_json::Value),
+/// What a proposal may claim beyond each column's type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// Propose `enum` for short closed sets of text values.
+    pub enums: bool,
+    /// Mark columns without a missing value `required`.
+    pub required: bool,
+    /// Mark columns whose values never repeat `unique`.
+    pub unique: bool,
+    /// Propose a primary key: a complete column of a key type whose values never repeat.
+    pub key: bool,
+}
+
+impl Claims {
+    /// What a whole source proves: every column's completeness and a key checked against
+    /// every value. Uniqueness is claimed only through the key.
+    pub fn whole_source(enums: bool) -> Claims {
+        Claims {
+            enums,
+            required: true,
+            unique: false,
+            key: true,
+        }
+    }
 }
 
 /// A proposed table schema.
@@ -35,8 +55,11 @@ pub struct InferredSchema {
     pub columns: Vec<InferredColumn>,
     /// The proposed key: one column, or empty when no column qualifies.
     pub primary_key: Vec<String>,
-    /// How many rows the proposal is based on.
-    pub sampled_rows: usize,
+    /// How many records the proposal is based on.
+    pub sampled_rows: u64,
+    /// The missing-value tokens (`NA`, `NULL`…) read as missing in typed columns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_tokens: Vec<String>,
 }
 
 /// A proposed column: its name, the source field it reads, its type and flags.
@@ -54,359 +77,272 @@ pub struct InferredColumn {
     pub max_length: Option<u32>,
 }
 
-/// Proposes a schema for a header and sampled rows (rows may be shorter than the header).
-pub fn infer_schema(header: &[String], rows: &[Vec<Option<SampleCell>>]) -> InferredSchema {
-    let probes = Probes::new();
-    let names = unique_names(header);
-    let mut columns = Vec::with_capacity(header.len());
-    for (i, (source, name)) in header.iter().zip(names).enumerate() {
-        let cells: Vec<&SampleCell> = rows
+impl InferredSchema {
+    /// The table as `POST /v1/tables` takes it.
+    pub fn table(&self, name: &str) -> Json {
+        let columns: Vec<Json> = self
+            .columns
             .iter()
-            .filter_map(|row| row.get(i).and_then(Option::as_ref))
-            .filter(|cell| !is_blank(cell))
+            .map(|c| {
+                let mut col = json!({
+                    "name": c.name,
+                    "type": c.r#type,
+                    "required": c.required,
+                    "unique": c.unique,
+                });
+                if let Some(v) = &c.values {
+                    col["values"] = json!(v);
+                }
+                col
+            })
             .collect();
-        let (ty, values) = choose_type(&probes, &cells);
-        let unique = rows.len() >= 2 && !cells.is_empty() && all_distinct(ty, &values, &cells);
-        columns.push(InferredColumn {
-            name,
-            source: source.clone(),
-            r#type: ty,
-            required: !rows.is_empty() && cells.len() == rows.len(),
-            unique,
-            values,
-            max_length: None,
-        });
+        json!({"name": name, "columns": columns, "primary_key": self.primary_key})
     }
-    let primary_key = columns
-        .iter()
-        .filter(|c| {
-            c.required
-                && c.unique
+
+    /// Source field → column name, for the fields whose column is named differently.
+    pub fn mapping(&self) -> Map<String, Json> {
+        self.columns
+            .iter()
+            .filter(|c| c.source != c.name)
+            .map(|c| (c.source.clone(), json!(c.name)))
+            .collect()
+    }
+}
+
+/// Inference over a stream of records: feed every record, then `finish`.
+#[derive(Debug)]
+pub struct Inference {
+    claims: Claims,
+    probes: Probes,
+    /// Cells that the import's null settings read as NULL (besides empty ones).
+    null_values: Vec<String>,
+    columns: Vec<ColumnProfile>,
+    /// Column of each JSON key.
+    keys: HashMap<String, usize>,
+    records: u64,
+    /// Whether a column already remembers its values to find a key.
+    key_tracked: bool,
+    /// The source has a header: it alone makes columns.
+    fixed_header: bool,
+}
+
+impl Inference {
+    /// Starts an inference over a source with this header (empty for JSON sources, whose
+    /// fields are learned from the records).
+    pub fn new(header: &[String], claims: Claims, null_values: &[String]) -> Inference {
+        let mut inference = Inference {
+            claims,
+            probes: Probes::new(),
+            null_values: null_values
+                .iter()
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .collect(),
+            columns: Vec::with_capacity(header.len()),
+            keys: HashMap::new(),
+            records: 0,
+            key_tracked: false,
+            fixed_header: !header.is_empty(),
+        };
+        for source in header {
+            inference.add_column(source.clone());
+        }
+        inference
+    }
+
+    fn add_column(&mut self, source: String) -> usize {
+        // Remembering values costs memory: a whole source remembers them for the likeliest
+        // key alone (`id`, `…_id`, key and code names); integers that only increase need no
+        // memory and are noticed in every column.
+        let distinct = self.claims.unique
+            || (self.claims.key && !self.key_tracked && key_rank(&column_name_for(&source)) < 3);
+        self.key_tracked |= distinct && !self.claims.unique;
+        let profile = ColumnProfile::new(source.clone(), self.records, self.claims.enums, distinct);
+        self.columns.push(profile);
+        let i = self.columns.len() - 1;
+        self.keys.insert(source, i);
+        i
+    }
+
+    fn is_null(&self, text: &str) -> bool {
+        self.null_values.iter().any(|n| n == text)
+    }
+
+    /// Adds a record of a delimited source: its fields in header order. A source without a
+    /// header gains a column per field position.
+    pub fn add_fields<'a>(&mut self, fields: impl IntoIterator<Item = &'a str>) {
+        let mut n = 0;
+        for field in fields {
+            if n == self.columns.len() {
+                if self.fixed_header {
+                    // Fields past the header's are not columns (the import warns of them).
+                    break;
+                }
+                self.add_column(String::new());
+            }
+            let missing = self.is_null(field);
+            self.columns[n].add(&self.probes, Cell::Text(field), missing);
+            n += 1;
+        }
+        for c in &mut self.columns[n..] {
+            c.add_absent();
+        }
+        self.records += 1;
+    }
+
+    /// Adds a JSON record; keys not seen before become columns, missing in earlier records.
+    pub fn add_object(&mut self, object: &Map<String, Json>) {
+        let mut seen = vec![false; self.columns.len()];
+        for (key, value) in object {
+            let i = match self.keys.get(key) {
+                Some(&i) => i,
+                None => {
+                    seen.push(false);
+                    self.add_column(key.clone())
+                }
+            };
+            let missing = matches!(value, Json::String(s) if self.is_null(s));
+            self.columns[i].add(&self.probes, Cell::Json(value), missing);
+            seen[i] = true;
+        }
+        for (c, seen) in self.columns.iter_mut().zip(seen) {
+            if !seen {
+                c.add_absent();
+            }
+        }
+        self.records += 1;
+    }
+
+    /// Records added so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The proposal for everything added.
+    pub fn finish(self) -> InferredSchema {
+        let header: Vec<String> = self.columns.iter().map(|c| c.source.clone()).collect();
+        let names = unique_names(&header);
+        let records = self.records;
+        let mut missing_tokens: BTreeSet<String> = BTreeSet::new();
+        let mut columns = Vec::with_capacity(self.columns.len());
+        let mut key_candidates = Vec::new();
+        for (position, (profile, name)) in self.columns.iter().zip(names).enumerate() {
+            let (ty, values) = profile.choose_type(self.claims.enums);
+            let tokens_missing = ColumnProfile::tokens_are_missing(ty);
+            let missing = profile.blank + if tokens_missing { profile.tokens } else { 0 };
+            if tokens_missing {
+                missing_tokens.extend(profile.token_spellings.iter().cloned());
+            }
+            let complete = records > 0 && missing == 0;
+            // Tokens kept as text are values the distinct check did not see.
+            let distinct = records >= 2
+                && profile.present > 0
+                && (tokens_missing || profile.tokens == 0)
+                && profile.all_distinct(ty);
+            if complete
+                && distinct
                 && matches!(
-                    c.r#type,
+                    ty,
                     ColumnType::Integer | ColumnType::String | ColumnType::Uuid
                 )
-        })
-        // min_by_key keeps the first of equals, so ties go to the leftmost column.
-        .min_by_key(|c| key_rank(&c.name))
-        .map(|c| vec![c.name.clone()])
-        .unwrap_or_default();
-    InferredSchema {
-        columns,
-        primary_key,
-        sampled_rows: rows.len(),
-    }
-}
-
-/// A column name for a source header: lowercase ASCII letters and digits, other runs turned
-/// into one `_`, prefixed with `c_` when it would not start with a letter or would start with
-/// the reserved `intake`, at most 48 characters. A header with no letter or digit gives
-/// `column` (`infer_schema` numbers such columns by position instead).
-pub fn column_name_for(source: &str) -> String {
-    name_base(source).unwrap_or_else(|| "column".to_owned())
-}
-
-/// The name derived from a header, or None when it has no letter or digit.
-fn name_base(source: &str) -> Option<String> {
-    let mut out = String::with_capacity(source.len().min(MAX_NAME + 2));
-    let mut separated = false;
-    for c in source.chars() {
-        if c.is_ascii_alphanumeric() {
-            if separated && !out.is_empty() {
-                out.push('_');
+            {
+                key_candidates.push((key_rank(&name), position, name.clone()));
             }
-            separated = false;
-            out.push(c.to_ascii_lowercase());
+            columns.push(InferredColumn {
+                name,
+                source: profile.source.clone(),
+                r#type: ty,
+                required: self.claims.required && complete,
+                unique: self.claims.unique && distinct,
+                values,
+                max_length: None,
+            });
+        }
+        let primary_key = if self.claims.key {
+            key_candidates
+                .into_iter()
+                .min()
+                .map(|(_, _, name)| vec![name])
+                .unwrap_or_default()
         } else {
-            separated = true;
-        }
-        // Enough to fill a name even after a `c_` prefix; the rest would be cut anyway.
-        if out.len() > MAX_NAME {
-            break;
-        }
-    }
-    if out.is_empty() {
-        return None;
-    }
-    if !out.starts_with(|c: char| c.is_ascii_lowercase()) || out.starts_with("intake") {
-        out.insert_str(0, "c_");
-    }
-    let name = fit(&out, MAX_NAME);
-    // The rules above produce valid names; the check keeps that true if the rules drift.
-    Identifier::parse("column", &name).ok()?;
-    Some(name)
-}
-
-/// `name` cut to `len` bytes (all ASCII) without a trailing `_`.
-fn fit(name: &str, len: usize) -> String {
-    name[..name.len().min(len)].trim_end_matches('_').to_owned()
-}
-
-/// Names for every header, made distinct with `_2`, `_3`… suffixes. A suffix never takes a
-/// name another header derives, so `a, a, a_2` gives `a, a_3, a_2`.
-fn unique_names(header: &[String]) -> Vec<String> {
-    let bases: Vec<String> = header
-        .iter()
-        .enumerate()
-        .map(|(i, h)| name_base(h).unwrap_or_else(|| format!("column_{}", i + 1)))
-        .collect();
-    let derived: HashSet<&str> = bases.iter().map(String::as_str).collect();
-    let mut used: HashSet<String> = HashSet::with_capacity(bases.len());
-    let mut names = Vec::with_capacity(bases.len());
-    for base in &bases {
-        let name = if used.contains(base) {
-            (2..)
-                .map(|k| {
-                    let suffix = format!("_{k}");
-                    format!("{}{suffix}", fit(base, MAX_NAME - suffix.len()))
-                })
-                .find(|n| !used.contains(n) && !derived.contains(n.as_str()))
-                .unwrap_or_else(|| base.clone())
-        } else {
-            base.clone()
+            Vec::new()
         };
-        used.insert(name.clone());
-        names.push(name);
-    }
-    names
-}
-
-/// Lower is a likelier key: `id`, then `…_id`, then key/code names, then anything else.
-fn key_rank(name: &str) -> u8 {
-    if name == "id" {
-        0
-    } else if name.ends_with("_id") {
-        1
-    } else if ["key", "code"]
-        .iter()
-        .any(|w| name == *w || name.strip_suffix(w).is_some_and(|p| p.ends_with('_')))
-    {
-        2
-    } else {
-        3
-    }
-}
-
-/// One plain coercer per type guess, built once per inference.
-struct Probes {
-    integer: ColumnCoercer,
-    float: ColumnCoercer,
-    decimal: ColumnCoercer,
-    boolean: ColumnCoercer,
-    date: ColumnCoercer,
-    datetime: ColumnCoercer,
-    uuid: ColumnCoercer,
-    email: ColumnCoercer,
-    url: ColumnCoercer,
-}
-
-impl Probes {
-    fn new() -> Probes {
-        Probes {
-            integer: probe(ColumnType::Integer, None),
-            float: probe(ColumnType::Float, None),
-            decimal: probe(ColumnType::Decimal, None),
-            boolean: probe(ColumnType::Boolean, None),
-            date: probe(ColumnType::Date, None),
-            datetime: probe(ColumnType::Datetime, None),
-            uuid: probe(ColumnType::Uuid, None),
-            email: probe(ColumnType::Email, None),
-            url: probe(ColumnType::Url, None),
+        InferredSchema {
+            columns,
+            primary_key,
+            sampled_rows: records,
+            missing_tokens: missing_tokens.into_iter().collect(),
         }
     }
-}
-
-/// A coercer for a column with no constraints (and the given enum values).
-fn probe(ty: ColumnType, values: Option<Vec<String>>) -> ColumnCoercer {
-    let spec = ColumnSpec {
-        name: Identifier::parse("column", "sample").expect("\"sample\" is a valid name"),
-        ty,
-        required: false,
-        unique: false,
-        default: None,
-        max_length: None,
-        min_length: None,
-        min: None,
-        max: None,
-        pattern: None,
-        values,
-    };
-    // Without pattern or default only an enum without values can fail, which callers avoid.
-    ColumnCoercer::new(&spec).expect("a column without constraints compiles")
-}
-
-fn coerce(c: &ColumnCoercer, cell: &SampleCell) -> Result<Value, CoerceError> {
-    match cell {
-        SampleCell::Text(s) => c.coerce_text(s),
-        SampleCell::Json(v) => c.coerce_json(v),
-    }
-}
-
-fn all_coerce(c: &ColumnCoercer, cells: &[&SampleCell]) -> bool {
-    cells.iter().all(|cell| coerce(c, cell).is_ok())
-}
-
-/// The cell's text when it has one: text cells and JSON strings, trimmed.
-fn cell_str(cell: &SampleCell) -> Option<&str> {
-    match cell {
-        SampleCell::Text(s) | SampleCell::Json(serde_json::Value::String(s)) => {
-            Some(s.trim_ascii())
-        }
-        SampleCell::Json(_) => None,
-    }
-}
-
-/// Null, empty and blank cells count as missing: every non-string type reads them so, and
-/// calling a column with blanks optional is the safe guess for strings too.
-fn is_blank(cell: &SampleCell) -> bool {
-    match cell {
-        SampleCell::Json(serde_json::Value::Null) => true,
-        _ => cell_str(cell).is_some_and(str::is_empty),
-    }
-}
-
-/// Text like `007` or `-0123`: leading zeros mark codes (postcodes, account numbers) whose
-/// zeros a number column would lose.
-fn has_leading_zero(cell: &SampleCell) -> bool {
-    let Some(s) = cell_str(cell) else {
-        return false;
-    };
-    let digits = s.strip_prefix(['+', '-']).unwrap_or(s).as_bytes();
-    digits.len() >= 2 && digits[0] == b'0' && digits[1].is_ascii_digit()
-}
-
-/// A number written without exponent and with few enough fractional digits for `decimal`.
-fn is_plain_number(cell: &SampleCell) -> bool {
-    let text = match cell {
-        SampleCell::Json(serde_json::Value::Number(n)) => n.to_string(),
-        other => match cell_str(other) {
-            Some(s) => s.to_owned(),
-            None => return false,
-        },
-    };
-    if text.contains(['e', 'E']) {
-        return false;
-    }
-    let fraction = text.split_once('.').map_or(0, |(_, f)| f.len());
-    fraction <= DECIMAL_MAX_FRACTION
-}
-
-fn is_boolean_word(cell: &SampleCell) -> bool {
-    const WORDS: [&str; 8] = ["true", "false", "yes", "no", "t", "f", "y", "n"];
-    match cell {
-        SampleCell::Json(serde_json::Value::Bool(_)) => true,
-        other => cell_str(other).is_some_and(|s| WORDS.iter().any(|w| s.eq_ignore_ascii_case(w))),
-    }
-}
-
-/// Hyphenated UUIDs only: the crate also reads 32 bare hex digits, which are more often
-/// hashes than UUIDs.
-fn is_hyphenated_uuid(cell: &SampleCell) -> bool {
-    cell_str(cell).is_some_and(|s| {
-        let b = s.as_bytes();
-        b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
-    })
-}
-
-fn is_json_container(cell: &SampleCell) -> bool {
-    match cell {
-        SampleCell::Json(v) => v.is_object() || v.is_array(),
-        SampleCell::Text(s) => {
-            let s = s.trim_ascii();
-            (s.starts_with('{') || s.starts_with('['))
-                && serde_json::from_str::<serde_json::Value>(s).is_ok()
-        }
-    }
-}
-
-/// The type for a column's non-blank cells, with the values when it is an enum.
-fn choose_type(p: &Probes, cells: &[&SampleCell]) -> (ColumnType, Option<Vec<String>>) {
-    if cells.is_empty() {
-        return (ColumnType::String, None);
-    }
-    let numeric_looking = !cells.iter().any(|c| has_leading_zero(c));
-    if numeric_looking && all_coerce(&p.integer, cells) {
-        return (ColumnType::Integer, None);
-    }
-    if numeric_looking && all_coerce(&p.float, cells) {
-        if cells.iter().all(|c| is_plain_number(c)) && all_coerce(&p.decimal, cells) {
-            return (ColumnType::Decimal, None);
-        }
-        return (ColumnType::Float, None);
-    }
-    if cells.iter().all(|c| is_boolean_word(c)) && all_coerce(&p.boolean, cells) {
-        return (ColumnType::Boolean, None);
-    }
-    let guesses = [
-        (ColumnType::Date, &p.date),
-        (ColumnType::Datetime, &p.datetime),
-        (ColumnType::Uuid, &p.uuid),
-        (ColumnType::Email, &p.email),
-        (ColumnType::Url, &p.url),
-    ];
-    for (ty, coercer) in guesses {
-        let shaped = ty != ColumnType::Uuid || cells.iter().all(|c| is_hyphenated_uuid(c));
-        if shaped && all_coerce(coercer, cells) {
-            return (ty, None);
-        }
-    }
-    // A string column refuses JSON objects and arrays, so one of them decides.
-    let any_json_container = cells
-        .iter()
-        .any(|c| matches!(c, SampleCell::Json(v) if v.is_object() || v.is_array()));
-    if any_json_container || cells.iter().all(|c| is_json_container(c)) {
-        return (ColumnType::Json, None);
-    }
-    match enum_values(cells) {
-        Some(values) => (ColumnType::Enum, Some(values)),
-        None => (ColumnType::String, None),
-    }
-}
-
-/// The sorted distinct values of a string column that looks like a small closed set.
-fn enum_values(cells: &[&SampleCell]) -> Option<Vec<String>> {
-    if cells.len() < ENUM_MIN_SAMPLE {
-        return None;
-    }
-    let mut distinct: BTreeSet<String> = BTreeSet::new();
-    for cell in cells {
-        // Enum coercion trims text and reads JSON scalars as their text, so values are kept
-        // in that form.
-        let text = match cell {
-            SampleCell::Json(serde_json::Value::Number(n)) => n.to_string(),
-            SampleCell::Json(serde_json::Value::Bool(b)) => b.to_string(),
-            other => cell_str(other)?.to_owned(),
-        };
-        if text.chars().count() > ENUM_MAX_VALUE_CHARS {
-            return None;
-        }
-        distinct.insert(text);
-        if distinct.len() > ENUM_MAX_VALUES {
-            return None;
-        }
-    }
-    let values: Vec<String> = distinct.into_iter().collect();
-    // The proposal must accept its own sample.
-    let check = probe(ColumnType::Enum, Some(values.clone()));
-    all_coerce(&check, cells).then_some(values)
-}
-
-/// Whether the cells hold distinct values once coerced to the chosen type (so `1` and `1.0`
-/// in an integer column are the same value).
-fn all_distinct(ty: ColumnType, values: &Option<Vec<String>>, cells: &[&SampleCell]) -> bool {
-    let c = probe(ty, values.clone());
-    let mut seen: HashSet<String> = HashSet::with_capacity(cells.len());
-    cells.iter().all(|cell| match coerce(&c, cell) {
-        // Debug text is a faithful key for every variant, floats included.
-        Ok(v) => seen.insert(format!("{v:?}")),
-        Err(_) => false,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// One sampled cell: text (CSV) or a JSON value (NDJSON/JSON).
+    #[derive(Debug, Clone, PartialEq)]
+    enum SampleCell {
+        Text(String),
+        Json(serde_json::Value),
+    }
+
+    use crate::model::coerce::ColumnCoercer;
+    use crate::model::{ColumnSpec, Identifier};
+
+    /// A coercer of a type, with enum values.
+    fn probe(ty: ColumnType, values: Option<Vec<String>>) -> ColumnCoercer {
+        let spec = ColumnSpec {
+            name: Identifier::parse("column", "sample").expect("valid"),
+            ty,
+            required: false,
+            unique: false,
+            default: None,
+            max_length: None,
+            min_length: None,
+            min: None,
+            max: None,
+            pattern: None,
+            values,
+        };
+        ColumnCoercer::new(&spec).expect("compiles")
+    }
+
+    /// Infers from rows of optional cells, claiming everything a sample can show.
+    fn infer_schema(header: &[String], rows: &[Vec<Option<SampleCell>>]) -> InferredSchema {
+        let claims = Claims {
+            enums: true,
+            required: true,
+            unique: true,
+            key: true,
+        };
+        let json = rows
+            .iter()
+            .flatten()
+            .any(|c| matches!(c, Some(SampleCell::Json(_))));
+        let mut inference = Inference::new(if json { &[] } else { header }, claims, &[]);
+        for row in rows {
+            if json {
+                let object: Map<String, Json> = header
+                    .iter()
+                    .zip(row)
+                    .filter_map(|(h, c)| match c {
+                        Some(SampleCell::Json(v)) => Some((h.clone(), v.clone())),
+                        Some(SampleCell::Text(s)) => Some((h.clone(), json!(s))),
+                        None => None,
+                    })
+                    .collect();
+                inference.add_object(&object);
+            } else {
+                inference.add_fields(row.iter().map(|c| match c {
+                    Some(SampleCell::Text(s)) => s.as_str(),
+                    _ => "",
+                }));
+            }
+        }
+        inference.finish()
+    }
 
     fn t(s: &str) -> Option<SampleCell> {
         Some(SampleCell::Text(s.to_owned()))

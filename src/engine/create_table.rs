@@ -1,0 +1,235 @@
+//! The one-step load's first step: a table that does not exist yet is inferred from the whole
+//! stored source (step `inferring`), recorded with the import, created, then loaded like any
+//! other. The inferred schema is recorded before the table is created, so that a worker
+//! resuming after a crash creates the same table instead of inferring again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Engine;
+use super::options::InputOptions;
+use super::reader::{ReaderOptions, RecordBody, SourceReader};
+use crate::background::{self, Share};
+use crate::model::infer::{Claims, Inference, InferredSchema};
+use crate::model::schema::RawTableSchema;
+use crate::model::{Mode, Step, TableSchema};
+use crate::store::{Claim, ImportTableRecord, StoreError, TableStart, Workspace};
+
+/// How often the inference pass reports its progress and learns of a cancel.
+const NOTE_EVERY: Duration = Duration::from_millis(500);
+
+/// How creating a table from its source ended.
+pub(super) enum Creation {
+    /// The table exists now (this import created it, or another did meanwhile).
+    Ready(TableSchema),
+    /// The import was cancelled during the inference pass.
+    Cancelled,
+    /// The process is stopping: the import is left to be resumed.
+    Interrupted,
+    /// No table can be made from this source.
+    Failed(String),
+}
+
+/// How the inference pass over a source ended.
+enum PassEnd {
+    /// The proposal, and how many bytes of the source were read.
+    Inferred(InferredSchema, u64),
+    Stopped,
+    Unreadable(String),
+}
+
+impl Engine {
+    /// Infers, records and creates the table of an input with `create_table=true` whose
+    /// table does not exist; `options` gains the recorded schema and missing-value tokens.
+    pub(super) async fn create_table_from_source(
+        &self,
+        claim: &Claim,
+        table: &ImportTableRecord,
+        workspace: &Workspace,
+        options: &mut InputOptions,
+        reader_options: &ReaderOptions,
+        path: &std::path::Path,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Creation, StoreError> {
+        let recorded = match &options.created_schema {
+            Some(schema) => schema.clone(),
+            None => {
+                self.store.set_step(claim, Step::Inferring, None).await?;
+                let size = tokio::fs::metadata(path)
+                    .await
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                let start = TableStart {
+                    header: None,
+                    bytes_total: size,
+                    warnings: Vec::new(),
+                };
+                self.store
+                    .start_table(claim, table.position, &start)
+                    .await?;
+                let (inferred, read) = match self
+                    .infer_source(claim, table, options, reader_options, path, shutdown)
+                    .await?
+                {
+                    PassEnd::Inferred(s, read) => (s, read),
+                    PassEnd::Stopped if *shutdown.borrow() => return Ok(Creation::Interrupted),
+                    PassEnd::Stopped => return Ok(Creation::Cancelled),
+                    PassEnd::Unreadable(why) => return Ok(Creation::Failed(why)),
+                };
+                if inferred.columns.is_empty() {
+                    return Ok(Creation::Failed(
+                        "the source has no fields to make columns of".into(),
+                    ));
+                }
+                if claim.import.mode == Mode::Upsert && inferred.primary_key.is_empty() {
+                    return Ok(Creation::Failed(
+                        "mode=upsert needs a primary key, and no field of the source is complete and free of repeats".into(),
+                    ));
+                }
+                let schema = inferred.table(&table.table);
+                options.created_schema = Some(schema.clone());
+                options.typed_null_values = inferred.missing_tokens;
+                let stored = serde_json::to_value(&*options)
+                    .map_err(|e| StoreError::Database(format!("cannot record options: {e}")))?;
+                self.store
+                    .note_inference(claim, table.position, read, Some(&stored))
+                    .await?;
+                schema
+            }
+        };
+        let schema = match serde_json::from_value::<RawTableSchema>(recorded.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|raw| TableSchema::parse(raw).map_err(|e| e.0))
+        {
+            Ok(s) => s,
+            Err(why) => {
+                return Ok(Creation::Failed(format!(
+                    "the inferred table cannot be created: {why}"
+                )));
+            }
+        };
+        match self.store.create_table(workspace, &schema).await {
+            Ok(_) => {
+                let data = serde_json::json!({
+                    "table_position": table.position,
+                    "table": recorded,
+                    "missing_tokens": options.typed_null_values,
+                });
+                self.store
+                    .append_event(
+                        claim.import.workspace_id,
+                        claim.import.id,
+                        "import.table_created",
+                        &data,
+                    )
+                    .await?;
+            }
+            // Created since the import was queued: by this import before a crash, or by
+            // another one. The rows go into the table as it is.
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        match self.store.get_table(workspace, &table.table).await {
+            Ok(t) => Ok(Creation::Ready(t.schema)),
+            Err(StoreError::NotFound(_)) => Ok(Creation::Failed(format!(
+                "table {:?} was deleted as it was created",
+                table.table
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads the whole source once on a thread of its own, profiling every cell, while this
+    /// task reports its progress and watches for a cancel or a shutdown.
+    async fn infer_source(
+        &self,
+        claim: &Claim,
+        table: &ImportTableRecord,
+        options: &InputOptions,
+        reader_options: &ReaderOptions,
+        path: &std::path::Path,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<PassEnd, StoreError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let claims = Claims::whole_source(options.infer_enums);
+        let nulls = options.null_values.clone();
+        let (path, opts) = (path.to_owned(), reader_options.clone());
+        let (stop2, read2) = (stop.clone(), bytes_read.clone());
+        let pass = background::spawn("intake-infer", Share::Yield, move || {
+            infer_pass(&path, &opts, claims, &nulls, &stop2, &read2)
+        })
+        .map_err(|e| StoreError::Database(format!("cannot start the inference: {e}")))?;
+        tokio::pin!(pass);
+        let mut tick = tokio::time::interval(NOTE_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                ended = &mut pass => {
+                    let ended = ended
+                        .map_err(|e| StoreError::Database(format!("inference task failed: {e}")))?;
+                    return Ok(ended);
+                }
+                _ = tick.tick() => {
+                    let read = bytes_read.load(Ordering::Relaxed);
+                    let lease = self.store.note_inference(claim, table.position, read, None).await;
+                    let cancelled = match lease {
+                        Ok(l) => l.cancel_requested,
+                        Err(e) => {
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    };
+                    if cancelled || *shutdown.borrow() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The blocking pass: every record of the source into the inference.
+fn infer_pass(
+    path: &std::path::Path,
+    opts: &ReaderOptions,
+    claims: Claims,
+    null_values: &[String],
+    stop: &AtomicBool,
+    bytes_read: &AtomicU64,
+) -> PassEnd {
+    let mut reader = match SourceReader::open(path, opts, None) {
+        Ok(r) => r,
+        Err(e) => return PassEnd::Unreadable(e.to_string()),
+    };
+    let header: Vec<String> = if opts.has_header {
+        reader.header().map(|h| h.to_vec()).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut inference = Inference::new(&header, claims, null_values);
+    let mut n = 0u64;
+    while let Some(item) = reader.next_item() {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) => return PassEnd::Unreadable(e.to_string()),
+        };
+        match &item.body {
+            RecordBody::Fields(rec) => inference.add_fields(rec.iter()),
+            RecordBody::Object(obj, _) => inference.add_object(obj),
+            // A record that cannot be read is the load's row error, not a column.
+            RecordBody::Bad { .. } => {}
+        }
+        n += 1;
+        if n.is_multiple_of(4096) {
+            bytes_read.store(reader.checkpoint().byte_offset, Ordering::Relaxed);
+            if stop.load(Ordering::Relaxed) {
+                return PassEnd::Stopped;
+            }
+        }
+    }
+    PassEnd::Inferred(inference.finish(), reader.checkpoint().byte_offset)
+}

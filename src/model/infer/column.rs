@@ -1,0 +1,425 @@
+//! What one column's values have shown so far: which types every value still fits, how many
+//! are missing, and whether they repeat. Built one cell at a time in bounded memory, so the
+//! same profile serves a 1,000-row sample and a whole file.
+
+use std::collections::{BTreeSet, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use serde_json::Value as Json;
+
+use super::probes::Probes;
+use crate::model::coerce::ColumnCoercer;
+use crate::model::{ColumnType, Value};
+
+/// Most distinct values a column may show to be proposed as an enum.
+const ENUM_MAX_VALUES: usize = 10;
+/// Fewest non-null values a column needs before it may be proposed as an enum.
+const ENUM_MIN_VALUES: u64 = 20;
+/// Longest enum value (in characters) proposed.
+const ENUM_MAX_VALUE_CHARS: usize = 40;
+/// Most fractional digits a column may show to be proposed as decimal rather than float.
+const DECIMAL_MAX_FRACTION: usize = 6;
+/// Most significant digits every binary float reads back exactly.
+const FLOAT_EXACT_DIGITS: usize = 15;
+/// Most distinct values remembered (as 64-bit hashes, about 19 MiB) to tell whether a column
+/// repeats; past it the column is not a key unless its integers only increase.
+const DISTINCT_LIMIT: usize = 1 << 20;
+/// Most spellings of missing-value tokens remembered per column.
+const TOKEN_SPELLINGS: usize = 16;
+
+/// Cells that usually mean "no value" in files written by spreadsheets, R, pandas and
+/// databases, compared without case. They count as missing only in a column whose other values
+/// all fit a typed column: in a text column (a country code `NA`) they stay text.
+pub const MISSING_TOKENS: [&str; 6] = ["NA", "N/A", "NULL", "None", "NaN", "#N/A"];
+
+/// One cell, borrowed from the record it was read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Cell<'a> {
+    /// A field of a delimited source.
+    Text(&'a str),
+    /// A value of a JSON record.
+    Json(&'a Json),
+}
+
+impl<'a> Cell<'a> {
+    /// The cell's text when it has one: text cells and JSON strings, trimmed.
+    fn text(self) -> Option<&'a str> {
+        match self {
+            Cell::Text(s) => Some(s.trim_ascii()),
+            Cell::Json(Json::String(s)) => Some(s.trim_ascii()),
+            Cell::Json(_) => None,
+        }
+    }
+
+    /// The text a number cell is written with: JSON numbers keep theirs.
+    fn number_text(self) -> Option<&'a str> {
+        match self {
+            Cell::Json(Json::Number(n)) => Some(n.as_str()),
+            other => other.text(),
+        }
+    }
+
+    fn is_blank(self) -> bool {
+        match self {
+            Cell::Json(Json::Null) => true,
+            other => other.text().is_some_and(str::is_empty),
+        }
+    }
+
+    fn coerce(self, c: &ColumnCoercer) -> Option<Value> {
+        match self {
+            Cell::Text(s) => c.coerce_text(s).ok(),
+            Cell::Json(v) => c.coerce_json(v).ok(),
+        }
+    }
+}
+
+/// Whether a trimmed cell is one of the usual missing-value tokens.
+pub fn is_missing_token(text: &str) -> bool {
+    MISSING_TOKENS.iter().any(|t| text.eq_ignore_ascii_case(t))
+}
+
+/// The types a column's values may still all be, in the order they are preferred.
+#[derive(Debug, Clone, Copy)]
+struct Fits {
+    integer: bool,
+    float: bool,
+    decimal: bool,
+    boolean: bool,
+    date: bool,
+    datetime: bool,
+    uuid: bool,
+    email: bool,
+    url: bool,
+}
+
+impl Fits {
+    const ALL: Fits = Fits {
+        integer: true,
+        float: true,
+        decimal: true,
+        boolean: true,
+        date: true,
+        datetime: true,
+        uuid: true,
+        email: true,
+        url: true,
+    };
+}
+
+/// Whether a column's values are distinct, tracked as hashes of their typed form.
+#[derive(Debug)]
+struct Distinct {
+    seen: HashSet<u64>,
+    /// A value came twice, or more came than are remembered.
+    repeated: bool,
+}
+
+/// The profile of one column.
+#[derive(Debug)]
+pub struct ColumnProfile {
+    /// The field the column reads.
+    pub source: String,
+    /// Values that are not missing.
+    pub present: u64,
+    /// Empty, blank and null cells, and records without the field.
+    pub blank: u64,
+    /// Missing-value tokens (`NA`, `NULL`…), counted apart until the type is known.
+    pub tokens: u64,
+    /// The token spellings seen.
+    pub token_spellings: BTreeSet<String>,
+    fits: Fits,
+    leading_zero: bool,
+    /// Every number is written without exponent and with few fractional digits.
+    plain_numbers: bool,
+    /// Every number has few enough significant digits to read back exactly from a float.
+    float_exact: bool,
+    /// A JSON object or array came as a value.
+    any_container: bool,
+    /// Every value is a JSON object or array (or text holding one).
+    all_containers: bool,
+    /// The distinct values of a text column, while it could be an enum.
+    enum_values: Option<BTreeSet<String>>,
+    distinct: Option<Distinct>,
+    /// Every value so far is an integer larger than the one before (a key in file order).
+    increasing: bool,
+    last_integer: Option<i64>,
+}
+
+impl ColumnProfile {
+    /// A profile for a field first seen after `absent_before` records; `enums` tracks the
+    /// distinct values an enum proposal needs, `distinct` whether values repeat.
+    pub fn new(source: String, absent_before: u64, enums: bool, distinct: bool) -> ColumnProfile {
+        ColumnProfile {
+            source,
+            present: 0,
+            blank: absent_before,
+            tokens: 0,
+            token_spellings: BTreeSet::new(),
+            fits: Fits::ALL,
+            leading_zero: false,
+            plain_numbers: true,
+            float_exact: true,
+            any_container: false,
+            all_containers: true,
+            enum_values: enums.then(BTreeSet::new),
+            distinct: distinct.then(|| Distinct {
+                seen: HashSet::new(),
+                repeated: false,
+            }),
+            increasing: true,
+            last_integer: None,
+        }
+    }
+
+    /// Counts a record that does not have this field.
+    pub fn add_absent(&mut self) {
+        self.blank += 1;
+    }
+
+    /// Adds one cell; `missing` tells whether the caller's null settings read it as NULL.
+    pub fn add(&mut self, probes: &Probes, cell: Cell<'_>, missing: bool) {
+        if missing || cell.is_blank() {
+            self.blank += 1;
+            return;
+        }
+        if let Some(text) = cell.text()
+            && is_missing_token(text)
+        {
+            self.tokens += 1;
+            // Kept as written, spaces included: the load compares cells with them exactly.
+            let raw = match cell {
+                Cell::Text(s) => s,
+                Cell::Json(Json::String(s)) => s.as_str(),
+                Cell::Json(_) => text,
+            };
+            if self.token_spellings.len() < TOKEN_SPELLINGS && !self.token_spellings.contains(raw) {
+                self.token_spellings.insert(raw.to_owned());
+            }
+            return;
+        }
+        self.present += 1;
+        self.check_types(probes, cell);
+        self.track_enum(cell);
+    }
+
+    fn check_types(&mut self, p: &Probes, cell: Cell<'_>) {
+        let container = matches!(cell, Cell::Json(v) if v.is_object() || v.is_array());
+        self.any_container |= container;
+        if self.all_containers && !container {
+            self.all_containers = cell.text().is_some_and(|s| {
+                (s.starts_with('{') || s.starts_with('['))
+                    && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+            });
+        }
+        let mut typed: Option<Value> = None;
+        let f = &mut self.fits;
+        if f.integer || f.float || f.decimal {
+            let text = cell.number_text();
+            if text.is_some_and(has_leading_zero) {
+                self.leading_zero = true;
+            }
+            // An integer is also a float and a decimal: one parse decides all three.
+            match (f.integer, cell.coerce(&p.integer)) {
+                (true, Some(v)) => {
+                    if let Value::Int(n) = v {
+                        self.increasing &= self.last_integer.is_none_or(|last| n > last);
+                        self.last_integer = Some(n);
+                    }
+                    typed = Some(v);
+                }
+                _ => {
+                    f.integer = false;
+                    self.increasing = false;
+                    f.float = f.float && cell.coerce(&p.float).is_some();
+                    f.decimal = f.decimal && cell.coerce(&p.decimal).is_some();
+                }
+            }
+            if let Some(text) = text
+                && (f.float || f.decimal)
+            {
+                self.plain_numbers &= is_plain_number(text);
+                self.float_exact &= significant_digits(text) <= FLOAT_EXACT_DIGITS;
+            }
+        } else {
+            self.increasing = false;
+        }
+        if f.boolean {
+            f.boolean = is_boolean_word(cell) && cell.coerce(&p.boolean).is_some();
+        }
+        if f.date {
+            f.date = cell.coerce(&p.date).is_some();
+        }
+        if f.datetime {
+            match cell.coerce(&p.datetime) {
+                Some(v) => {
+                    typed = typed.or(Some(v));
+                }
+                None => f.datetime = false,
+            }
+        }
+        if f.uuid {
+            match cell
+                .text()
+                .filter(|s| is_hyphenated_uuid(s))
+                .and_then(|_| cell.coerce(&p.uuid))
+            {
+                Some(v) => typed = typed.or(Some(v)),
+                None => f.uuid = false,
+            }
+        }
+        if f.email {
+            f.email = cell.coerce(&p.email).is_some();
+        }
+        if f.url {
+            f.url = cell.coerce(&p.url).is_some();
+        }
+        if let Some(d) = &mut self.distinct
+            && !d.repeated
+        {
+            let mut h = DefaultHasher::new();
+            match (&typed, cell) {
+                // Integers, datetimes and UUIDs equal once typed are the same key.
+                (Some(Value::Int(n)), _) => (0u8, n).hash(&mut h),
+                (Some(Value::Datetime(t)), _) => (1u8, t.unix_timestamp_nanos()).hash(&mut h),
+                (Some(Value::Uuid(u)), _) => (2u8, u).hash(&mut h),
+                (_, Cell::Text(s)) => (3u8, s).hash(&mut h),
+                (_, Cell::Json(Json::String(s))) => (3u8, s.as_str()).hash(&mut h),
+                (_, Cell::Json(v)) => (4u8, v.to_string()).hash(&mut h),
+            }
+            if !d.seen.insert(h.finish()) || d.seen.len() > DISTINCT_LIMIT {
+                d.repeated = true;
+                d.seen = HashSet::new();
+            }
+        }
+    }
+
+    fn track_enum(&mut self, cell: Cell<'_>) {
+        let Some(values) = &mut self.enum_values else {
+            return;
+        };
+        // Enum coercion trims text and reads JSON scalars as their text, so values are kept
+        // in that form.
+        let text = match cell {
+            Cell::Json(Json::Number(n)) => Some(n.as_str()),
+            Cell::Json(Json::Bool(b)) => Some(if *b { "true" } else { "false" }),
+            other => other.text(),
+        };
+        match text {
+            Some(t) if t.chars().count() <= ENUM_MAX_VALUE_CHARS => {
+                if !values.contains(t) {
+                    values.insert(t.to_owned());
+                }
+                if values.len() > ENUM_MAX_VALUES {
+                    self.enum_values = None;
+                }
+            }
+            _ => self.enum_values = None,
+        }
+    }
+
+    /// The narrowest type every present value fits, with the values when it is an enum
+    /// (`enums` allows one).
+    pub fn choose_type(&self, enums: bool) -> (ColumnType, Option<Vec<String>>) {
+        let f = &self.fits;
+        if self.present == 0 {
+            return (ColumnType::String, None);
+        }
+        if !self.leading_zero && f.integer {
+            return (ColumnType::Integer, None);
+        }
+        if !self.leading_zero && (f.float || f.decimal) {
+            // A float reads short numbers back exactly; longer ones stay exact as decimals.
+            return if f.decimal && (self.plain_numbers || !self.float_exact || !f.float) {
+                (ColumnType::Decimal, None)
+            } else {
+                (ColumnType::Float, None)
+            };
+        }
+        if f.boolean {
+            return (ColumnType::Boolean, None);
+        }
+        for (fits, ty) in [
+            (f.date, ColumnType::Date),
+            (f.datetime, ColumnType::Datetime),
+            (f.uuid, ColumnType::Uuid),
+            (f.email, ColumnType::Email),
+            (f.url, ColumnType::Url),
+        ] {
+            if fits {
+                return (ty, None);
+            }
+        }
+        // A string column refuses JSON objects and arrays, so one of them decides.
+        if self.any_container || self.all_containers {
+            return (ColumnType::Json, None);
+        }
+        if enums
+            && self.present >= ENUM_MIN_VALUES
+            && let Some(values) = &self.enum_values
+        {
+            return (ColumnType::Enum, Some(values.iter().cloned().collect()));
+        }
+        (ColumnType::String, None)
+    }
+
+    /// Whether the missing-value tokens of a column of this type are missing values (any
+    /// typed column, enums included since their values leave tokens out) or text (strings).
+    pub fn tokens_are_missing(ty: ColumnType) -> bool {
+        ty != ColumnType::String
+    }
+
+    /// Whether the present values never repeat: known exactly while they are remembered,
+    /// and for integers that only increase, however many.
+    pub fn all_distinct(&self, ty: ColumnType) -> bool {
+        if ty == ColumnType::Integer && self.increasing {
+            return true;
+        }
+        self.distinct.as_ref().is_some_and(|d| !d.repeated)
+    }
+}
+
+/// Text like `007` or `-0123`: leading zeros mark codes (postcodes, account numbers) whose
+/// zeros a number column would lose.
+fn has_leading_zero(s: &str) -> bool {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s).as_bytes();
+    digits.len() >= 2 && digits[0] == b'0' && digits[1].is_ascii_digit()
+}
+
+/// A number written without exponent and with few enough fractional digits for `decimal`.
+fn is_plain_number(text: &str) -> bool {
+    if text.contains(['e', 'E']) {
+        return false;
+    }
+    let fraction = text.split_once('.').map_or(0, |(_, f)| f.len());
+    fraction <= DECIMAL_MAX_FRACTION
+}
+
+/// Digits from the first non-zero one to the last non-zero one of the mantissa.
+fn significant_digits(text: &str) -> usize {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let first = digits.iter().position(|&d| d != b'0');
+    let last = digits.iter().rposition(|&d| d != b'0');
+    match (first, last) {
+        (Some(a), Some(b)) => b - a + 1,
+        _ => 0,
+    }
+}
+
+fn is_boolean_word(cell: Cell<'_>) -> bool {
+    const WORDS: [&str; 8] = ["true", "false", "yes", "no", "t", "f", "y", "n"];
+    match cell {
+        Cell::Json(Json::Bool(_)) => true,
+        other => other
+            .text()
+            .is_some_and(|s| WORDS.iter().any(|w| s.eq_ignore_ascii_case(w))),
+    }
+}
+
+/// Hyphenated UUIDs only: the crate also reads 32 bare hex digits, which are more often
+/// hashes than UUIDs.
+fn is_hyphenated_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+}
