@@ -307,7 +307,7 @@ async fn tables_infer_output_creates_a_table_the_file_then_loads_into() {
         "Id,E-mail,Joined\n1,a@example.com,2024-01-02\n2,b@example.com,2024-02-03\n3,c@example.com,2024-03-04\n",
     )
     .unwrap();
-    let infer = run(&s, &["tables", "infer", path_str(&path)]).await;
+    let infer = run(&s, &["tables", "infer", path_str(&path), "--unique"]).await;
     assert_eq!(infer.code, 0, "{infer:?}");
     let table = infer.json();
     assert_eq!(table["name"], "sign_ups_2024");
@@ -365,10 +365,51 @@ async fn tables_infer_output_creates_a_table_the_file_then_loads_into() {
     assert!(show.stdout.contains("3 rows"), "{show:?}");
     assert!(show.stdout.contains("e_mail"), "{show:?}");
 
-    // Importing into a table that does not exist stops before the upload.
-    let missing = run(&s, &["import", path_str(&path), "--table", "nope"]).await;
+    // Refusing to create a missing table stops before the upload.
+    let missing = run(
+        &s,
+        &["import", path_str(&path), "--table", "nope", "--no-create"],
+    )
+    .await;
     assert_eq!(missing.code, 1, "{missing:?}");
     assert!(missing.stderr.contains("tables infer"), "{missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_of_a_file_alone_creates_its_table_from_the_whole_file() {
+    let s = TestServer::start().await;
+    let path = s.dir.path().join("Orders 2024.csv");
+    let mut body = String::from("id,amount,country,when\n");
+    for i in 1..=2000 {
+        let country = if i == 2000 { "NA" } else { "FR" };
+        body.push_str(&format!("{i},{i}.25,{country},2024-01-02\n"));
+    }
+    std::fs::write(&path, body).unwrap();
+    let r = run(&s, &["import", path_str(&path)]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("created from the whole file"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("table orders_2024: id integer (key), amount decimal (required), country string (required), when date (required)"),
+        "{r:?}"
+    );
+    assert_eq!(s.all_records("orders_2024").await.len(), 2000);
+    // The next file goes into the table as it is.
+    let again = run(
+        &s,
+        &[
+            "import",
+            path_str(&path),
+            "--table",
+            "orders_2024",
+            "--mode",
+            "upsert",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.json()["counts"]["unchanged"], 2000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

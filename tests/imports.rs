@@ -2194,7 +2194,7 @@ async fn an_import_into_a_table_that_does_not_exist_is_refused_with_422() {
     assert_eq!(
         body,
         json!({"error": {"code": "validation_failed",
-            "message": "table \"nope\" does not exist; create it with POST /v1/tables"}})
+            "message": "table \"nope\" does not exist; create it with POST /v1/tables, or pass create_table=true to create it from the file"}})
     );
 }
 

@@ -353,3 +353,70 @@ async fn every_real_file_loads_in_one_step_with_every_row_and_typed_columns() {
         );
     }
 }
+
+#[tokio::test]
+async fn add_columns_adds_new_fields_as_nullable_typed_columns_and_never_retypes_old_ones() {
+    let s = TestServer::start().await;
+    s.create_table(json!({
+        "name": "people",
+        "columns": [
+            {"name": "id", "type": "integer", "required": true},
+            {"name": "name", "type": "string"}
+        ],
+        "primary_key": ["id"]
+    }))
+    .await;
+    let body = "id,name,Age,joined\n1,Ann,31,2024-01-02\n2,Bob,,2024-02-03\nx,Cy,40,2024-03-04\n";
+    // Without add_columns the new fields are ignored, with a warning.
+    let (status, created) = s.upload("table=people", "text/csv", body).await;
+    assert_eq!(status, 202, "{created}");
+    let done = s.wait_done(created["id"].as_str().expect("id")).await;
+    assert_eq!(done["counts"]["warnings"], 1, "{done}");
+    let (_, table) = send(s.get("/v1/tables/people")).await;
+    assert_eq!(table["columns"].as_array().map(Vec::len), Some(2));
+
+    let done = load(
+        &s,
+        "people",
+        "&add_columns=true&mode=upsert",
+        "text/csv",
+        body.into(),
+    )
+    .await;
+    assert_eq!(done["status"], "partially_complete", "{done}");
+    assert_eq!(
+        done["counts"]["invalid"], 1,
+        "x is still not an integer: {done}"
+    );
+    assert_eq!(done["counts"]["warnings"], 0, "{done}");
+    let (_, table) = send(s.get("/v1/tables/people")).await;
+    let got: Vec<(String, String, bool)> = table["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or("").to_owned(),
+                c["type"].as_str().unwrap_or("").to_owned(),
+                c["required"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            col("id", "integer", true),
+            col("name", "string", false),
+            col("age", "integer", false),
+            col("joined", "date", false),
+        ]
+    );
+    let records = s.all_records("people").await;
+    assert_eq!(
+        records,
+        [
+            json!({"id": 1, "name": "Ann", "age": 31, "joined": "2024-01-02"}),
+            json!({"id": 2, "name": "Bob", "age": null, "joined": "2024-02-03"}),
+        ]
+    );
+}

@@ -119,6 +119,7 @@ pub async fn infer(
                 required: q.required,
                 unique: q.unique,
                 key: q.unique,
+                missing_tokens: false,
             };
             tokio::task::spawn_blocking(move || sample(&p, &opts, &nulls, claims))
                 .await

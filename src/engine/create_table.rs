@@ -10,12 +10,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Engine;
+use super::mapper::column_for;
 use super::options::InputOptions;
 use super::reader::{ReaderOptions, RecordBody, SourceReader};
 use crate::background::{self, Share};
 use crate::model::infer::{Claims, Inference, InferredSchema};
-use crate::model::schema::RawTableSchema;
-use crate::model::{Mode, Step, TableSchema};
+use crate::model::schema::{RawColumn, RawTableSchema};
+use crate::model::{ColumnSpec, Mode, Step, TableSchema};
 use crate::store::{Claim, ImportTableRecord, StoreError, TableStart, Workspace};
 
 /// How often the inference pass reports its progress and learns of a cancel.
@@ -140,6 +141,102 @@ impl Engine {
             ))),
             Err(e) => Err(e),
         }
+    }
+
+    /// Adds to an existing table the fields of an input with `add_columns=true` that match no
+    /// column, as nullable columns of the type every value of the source fits. The columns
+    /// are recorded with the import before they are added, so a resumed import adds the same.
+    pub(super) async fn add_columns_from_source(
+        &self,
+        claim: &Claim,
+        table: &ImportTableRecord,
+        workspace: &Workspace,
+        schema: TableSchema,
+        options: &mut InputOptions,
+        reader_options: &ReaderOptions,
+        path: &std::path::Path,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Creation, StoreError> {
+        let added = match &options.added_columns {
+            Some(columns) => columns.clone(),
+            None => {
+                self.store.set_step(claim, Step::Inferring, None).await?;
+                let (inferred, read) = match self
+                    .infer_source(claim, table, options, reader_options, path, shutdown)
+                    .await?
+                {
+                    PassEnd::Inferred(s, read) => (s, read),
+                    PassEnd::Stopped if *shutdown.borrow() => return Ok(Creation::Interrupted),
+                    PassEnd::Stopped => return Ok(Creation::Cancelled),
+                    PassEnd::Unreadable(why) => return Ok(Creation::Failed(why)),
+                };
+                let proposed = inferred.table(&table.table);
+                let new: Vec<serde_json::Value> = inferred
+                    .columns
+                    .iter()
+                    .zip(proposed["columns"].as_array().into_iter().flatten())
+                    .filter(|(c, _)| column_for(&schema, options, &c.source).is_none())
+                    .map(|(_, json)| {
+                        let mut json = json.clone();
+                        json["required"] = false.into();
+                        json
+                    })
+                    .collect();
+                options.added_columns = Some(new.clone());
+                let stored = serde_json::to_value(&*options)
+                    .map_err(|e| StoreError::Database(format!("cannot record options: {e}")))?;
+                self.store
+                    .note_inference(claim, table.position, read, Some(&stored))
+                    .await?;
+                new
+            }
+        };
+        if added.is_empty() {
+            return Ok(Creation::Ready(schema));
+        }
+        let mut columns = Vec::with_capacity(added.len());
+        for json in &added {
+            let column = serde_json::from_value::<RawColumn>(json.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|raw| ColumnSpec::parse(raw).map_err(|e| e.0));
+            match column {
+                Ok(c) => columns.push(c),
+                Err(why) => {
+                    return Ok(Creation::Failed(format!(
+                        "a new column cannot be added: {why}"
+                    )));
+                }
+            }
+        }
+        let updated = match self
+            .store
+            .add_columns(workspace, &table.table, &columns)
+            .await
+        {
+            Ok(t) => t.schema,
+            Err(StoreError::NotFound(_)) => {
+                return Ok(Creation::Failed(format!(
+                    "table {:?} no longer exists",
+                    table.table
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        let data = serde_json::json!({
+            "table_position": table.position,
+            "columns": added,
+        });
+        self.store
+            .append_event(
+                claim.import.workspace_id,
+                claim.import.id,
+                "import.columns_added",
+                &data,
+            )
+            .await?;
+        tracing::info!(import = %claim.import.id, table = %table.table, columns = ?names, "columns added");
+        Ok(Creation::Ready(updated))
     }
 
     /// Reads the whole source once on a thread of its own, profiling every cell, while this

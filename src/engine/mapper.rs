@@ -47,7 +47,7 @@ pub fn check_mapping(schema: &TableSchema, options: &InputOptions) -> Result<(),
 
 /// The column a source name feeds: an explicit mapping, the same name, or the name made
 /// into a column name ("Full Name" → full_name). `None` when it feeds nothing.
-fn column_for(schema: &TableSchema, options: &InputOptions, source: &str) -> Option<usize> {
+pub fn column_for(schema: &TableSchema, options: &InputOptions, source: &str) -> Option<usize> {
     if let Some(target) = options.mapping.get(source) {
         return target.as_deref().and_then(|c| schema.column_index(c));
     }

@@ -40,6 +40,10 @@ pub struct InputOptions {
     /// text columns keep them as text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub typed_null_values: Vec<String>,
+    /// The columns `add_columns` decided to add (as `POST /v1/tables` takes columns): recorded
+    /// before they are added, so that a resumed import adds the same ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_columns: Option<Vec<serde_json::Value>>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -69,6 +73,7 @@ impl Default for InputOptions {
             add_columns: false,
             created_schema: None,
             typed_null_values: Vec::new(),
+            added_columns: None,
         }
     }
 }

@@ -369,6 +369,26 @@ impl Engine {
             max_record_bytes: self.config.max_record_bytes,
         };
         let schema = match self.store.get_table(&ws, &table.table).await {
+            Ok(t) if options.add_columns => {
+                let added = self
+                    .add_columns_from_source(
+                        claim,
+                        table,
+                        &ws,
+                        t.schema,
+                        &mut options,
+                        &reader_options,
+                        &path,
+                        shutdown,
+                    )
+                    .await?;
+                match added {
+                    Creation::Ready(schema) => schema,
+                    Creation::Cancelled => return Ok(TableOutcome::Cancelled),
+                    Creation::Interrupted => return Ok(TableOutcome::Interrupted),
+                    Creation::Failed(why) => return Ok(TableOutcome::Failed(why)),
+                }
+            }
             Ok(t) => t.schema,
             Err(StoreError::NotFound(_)) if options.create_table => {
                 let created = self

@@ -86,6 +86,14 @@ pub trait Store: Send + Sync + 'static {
         workspace: &Workspace,
         schema: &TableSchema,
     ) -> StoreResult<TableRecord>;
+    /// Adds nullable columns to a table (those it already has are left as they are) and
+    /// answers the table as it is now.
+    async fn add_columns(
+        &self,
+        workspace: &Workspace,
+        table: &str,
+        columns: &[crate::model::ColumnSpec],
+    ) -> StoreResult<TableRecord>;
     /// Lists a workspace's tables by name.
     async fn list_tables(&self, workspace: &Workspace) -> StoreResult<Vec<TableRecord>>;
     /// One table, with its row count.

@@ -128,6 +128,8 @@ pub struct ColumnProfile {
     pub tokens: u64,
     /// The token spellings seen.
     pub token_spellings: BTreeSet<String>,
+    /// Whether tokens are told apart at all (else they are values like any other).
+    read_tokens: bool,
     fits: Fits,
     leading_zero: bool,
     /// Every number is written without exponent and with few fractional digits.
@@ -149,13 +151,20 @@ pub struct ColumnProfile {
 impl ColumnProfile {
     /// A profile for a field first seen after `absent_before` records; `enums` tracks the
     /// distinct values an enum proposal needs, `distinct` whether values repeat.
-    pub fn new(source: String, absent_before: u64, enums: bool, distinct: bool) -> ColumnProfile {
+    pub fn new(
+        source: String,
+        absent_before: u64,
+        enums: bool,
+        distinct: bool,
+        read_tokens: bool,
+    ) -> ColumnProfile {
         ColumnProfile {
             source,
             present: 0,
             blank: absent_before,
             tokens: 0,
             token_spellings: BTreeSet::new(),
+            read_tokens,
             fits: Fits::ALL,
             leading_zero: false,
             plain_numbers: true,
@@ -183,7 +192,8 @@ impl ColumnProfile {
             self.blank += 1;
             return;
         }
-        if let Some(text) = cell.text()
+        if self.read_tokens
+            && let Some(text) = cell.text()
             && is_missing_token(text)
         {
             self.tokens += 1;

@@ -34,6 +34,9 @@ pub struct Claims {
     pub unique: bool,
     /// Propose a primary key: a complete column of a key type whose values never repeat.
     pub key: bool,
+    /// Read the usual missing-value tokens (`NA`, `NULL`…) as missing in typed columns; the
+    /// load must then be told so (`typed_null_values`), which a sample's caller is not.
+    pub missing_tokens: bool,
 }
 
 impl Claims {
@@ -45,6 +48,7 @@ impl Claims {
             required: true,
             unique: false,
             key: true,
+            missing_tokens: true,
         }
     }
 }
@@ -157,7 +161,13 @@ impl Inference {
         let distinct = self.claims.unique
             || (self.claims.key && !self.key_tracked && key_rank(&column_name_for(&source)) < 3);
         self.key_tracked |= distinct && !self.claims.unique;
-        let profile = ColumnProfile::new(source.clone(), self.records, self.claims.enums, distinct);
+        let profile = ColumnProfile::new(
+            source.clone(),
+            self.records,
+            self.claims.enums,
+            distinct,
+            self.claims.missing_tokens,
+        );
         self.columns.push(profile);
         let i = self.columns.len() - 1;
         self.keys.insert(source, i);
@@ -316,6 +326,7 @@ mod tests {
             required: true,
             unique: true,
             key: true,
+            missing_tokens: false,
         };
         let json = rows
             .iter()

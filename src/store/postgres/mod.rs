@@ -467,6 +467,17 @@ impl Store for PgStore {
         self.write(move |tx| tables::create(tx, &ws, &schema)).await
     }
 
+    async fn add_columns(
+        &self,
+        workspace: &Workspace,
+        table: &str,
+        columns: &[crate::model::ColumnSpec],
+    ) -> StoreResult<TableRecord> {
+        let (ws, table, columns) = (workspace.clone(), table.to_owned(), columns.to_vec());
+        self.write(move |tx| tables::add_columns(tx, &ws, &table, &columns))
+            .await
+    }
+
     async fn list_tables(&self, workspace: &Workspace) -> StoreResult<Vec<TableRecord>> {
         let ws = workspace.clone();
         self.read(move |tx| tables::list(tx, &ws)).await

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::values::{cell_to_json, declared_type, qualified, quote, read_expr};
 use super::{StoreError, StoreResult, now};
-use crate::model::{ColumnType, TableSchema};
+use crate::model::{ColumnSpec, ColumnType, TableSchema};
 use crate::store::{RecordsPage, TableRecord, Workspace};
 
 /// The column holding the number of the import that last wrote each row.
@@ -202,6 +202,55 @@ pub(super) fn create(
 pub(super) fn db_message(e: &::postgres::Error) -> String {
     e.as_db_error()
         .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+}
+
+/// Adds nullable columns to a table, in one transaction with its stored schema.
+pub(super) fn add_columns(
+    tx: &mut Transaction<'_>,
+    ws: &Workspace,
+    name: &str,
+    columns: &[ColumnSpec],
+) -> StoreResult<TableRecord> {
+    let Some(row) = tx.query_opt(
+        "SELECT schema, created_at FROM intake_tables WHERE workspace_id = $1 AND name = $2
+         FOR UPDATE",
+        &[&ws.id, &name],
+    )?
+    else {
+        return Err(StoreError::NotFound("table"));
+    };
+    let mut schema = schema_from_json(row.try_get(0)?)?;
+    let created_at = row.try_get(1)?;
+    for column in columns {
+        if schema.column_index(column.name.as_str()).is_some() {
+            continue;
+        }
+        let column = ColumnSpec {
+            required: false,
+            unique: false,
+            default: None,
+            ..column.clone()
+        };
+        tx.batch_execute(&format!(
+            "ALTER TABLE {} ADD COLUMN {} {}",
+            qualified(&ws.slug, name),
+            quote(column.name.as_str()),
+            declared_type(&column)
+        ))?;
+        schema.columns.push(column);
+    }
+    let schema_json = serde_json::to_value(&schema)
+        .map_err(|e| StoreError::Database(format!("schema encoding: {e}")))?;
+    tx.execute(
+        "UPDATE intake_tables SET schema = $3 WHERE workspace_id = $1 AND name = $2",
+        &[&ws.id, &name, &schema_json],
+    )?;
+    Ok(TableRecord {
+        schema,
+        physical_name: display_name(&ws.slug, name),
+        created_at,
+        row_count: None,
+    })
 }
 
 fn schema_from_json(value: serde_json::Value) -> StoreResult<TableSchema> {

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::values::{cell_to_json, declared_type, parse_ts, quote, ts};
 use super::{StoreError, StoreResult, now};
-use crate::model::TableSchema;
+use crate::model::{ColumnSpec, TableSchema};
 use crate::store::{RecordsPage, TableRecord, Workspace};
 
 /// The column holding the number of the import that last wrote each row.
@@ -98,6 +98,57 @@ pub(super) fn create(
         physical_name: physical,
         created_at,
         row_count: Some(0),
+    })
+}
+
+/// Adds nullable columns to a table, in one transaction with its stored schema.
+pub(super) fn add_columns(
+    tx: &Connection,
+    ws: &Workspace,
+    name: &str,
+    columns: &[ColumnSpec],
+) -> StoreResult<TableRecord> {
+    let stored: Option<(String, String)> = tx
+        .query_row(
+            "SELECT schema, created_at FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
+            params![ws.id.to_string(), name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((text, created_at)) = stored else {
+        return Err(StoreError::NotFound("table"));
+    };
+    let mut schema = schema_from_json(&text)?;
+    let physical = physical_name(ws, name);
+    for column in columns {
+        if schema.column_index(column.name.as_str()).is_some() {
+            continue;
+        }
+        let column = ColumnSpec {
+            required: false,
+            unique: false,
+            default: None,
+            ..column.clone()
+        };
+        tx.execute_batch(&format!(
+            "ALTER TABLE {} ADD COLUMN {} {}",
+            quote(&physical),
+            quote(column.name.as_str()),
+            declared_type(column.ty)
+        ))?;
+        schema.columns.push(column);
+    }
+    let schema_json = serde_json::to_string(&schema)
+        .map_err(|e| StoreError::Database(format!("schema encoding: {e}")))?;
+    tx.execute(
+        "UPDATE intake_tables SET schema = ?3 WHERE workspace_id = ?1 AND name = ?2",
+        params![ws.id.to_string(), name, schema_json],
+    )?;
+    Ok(TableRecord {
+        schema,
+        physical_name: physical,
+        created_at: parse_ts(&created_at),
+        row_count: None,
     })
 }
 
