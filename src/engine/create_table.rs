@@ -22,6 +22,14 @@ use crate::store::{Claim, ImportTableRecord, StoreError, TableStart, Workspace};
 /// How often the inference pass reports its progress and learns of a cancel.
 const NOTE_EVERY: Duration = Duration::from_millis(500);
 
+/// The input whose source a table is inferred from.
+pub(super) struct Input<'a> {
+    pub table: &'a ImportTableRecord,
+    pub workspace: &'a Workspace,
+    pub reader_options: &'a ReaderOptions,
+    pub path: &'a std::path::Path,
+}
+
 /// How creating a table from its source ended.
 pub(super) enum Creation {
     /// The table exists now (this import created it, or another did meanwhile).
@@ -48,13 +56,16 @@ impl Engine {
     pub(super) async fn create_table_from_source(
         &self,
         claim: &Claim,
-        table: &ImportTableRecord,
-        workspace: &Workspace,
+        input: &Input<'_>,
         options: &mut InputOptions,
-        reader_options: &ReaderOptions,
-        path: &std::path::Path,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Creation, StoreError> {
+        let Input {
+            table,
+            workspace,
+            path,
+            ..
+        } = *input;
         let recorded = match &options.created_schema {
             Some(schema) => schema.clone(),
             None => {
@@ -71,15 +82,13 @@ impl Engine {
                 self.store
                     .start_table(claim, table.position, &start)
                     .await?;
-                let (inferred, read) = match self
-                    .infer_source(claim, table, options, reader_options, path, shutdown)
-                    .await?
-                {
-                    PassEnd::Inferred(s, read) => (s, read),
-                    PassEnd::Stopped if *shutdown.borrow() => return Ok(Creation::Interrupted),
-                    PassEnd::Stopped => return Ok(Creation::Cancelled),
-                    PassEnd::Unreadable(why) => return Ok(Creation::Failed(why)),
-                };
+                let (inferred, read) =
+                    match self.infer_source(claim, input, options, shutdown).await? {
+                        PassEnd::Inferred(s, read) => (s, read),
+                        PassEnd::Stopped if *shutdown.borrow() => return Ok(Creation::Interrupted),
+                        PassEnd::Stopped => return Ok(Creation::Cancelled),
+                        PassEnd::Unreadable(why) => return Ok(Creation::Failed(why)),
+                    };
                 if inferred.columns.is_empty() {
                     return Ok(Creation::Failed(
                         "the source has no fields to make columns of".into(),
@@ -149,27 +158,25 @@ impl Engine {
     pub(super) async fn add_columns_from_source(
         &self,
         claim: &Claim,
-        table: &ImportTableRecord,
-        workspace: &Workspace,
+        input: &Input<'_>,
         schema: TableSchema,
         options: &mut InputOptions,
-        reader_options: &ReaderOptions,
-        path: &std::path::Path,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Creation, StoreError> {
+        let Input {
+            table, workspace, ..
+        } = *input;
         let added = match &options.added_columns {
             Some(columns) => columns.clone(),
             None => {
                 self.store.set_step(claim, Step::Inferring, None).await?;
-                let (inferred, read) = match self
-                    .infer_source(claim, table, options, reader_options, path, shutdown)
-                    .await?
-                {
-                    PassEnd::Inferred(s, read) => (s, read),
-                    PassEnd::Stopped if *shutdown.borrow() => return Ok(Creation::Interrupted),
-                    PassEnd::Stopped => return Ok(Creation::Cancelled),
-                    PassEnd::Unreadable(why) => return Ok(Creation::Failed(why)),
-                };
+                let (inferred, read) =
+                    match self.infer_source(claim, input, options, shutdown).await? {
+                        PassEnd::Inferred(s, read) => (s, read),
+                        PassEnd::Stopped if *shutdown.borrow() => return Ok(Creation::Interrupted),
+                        PassEnd::Stopped => return Ok(Creation::Cancelled),
+                        PassEnd::Unreadable(why) => return Ok(Creation::Failed(why)),
+                    };
                 let proposed = inferred.table(&table.table);
                 let new: Vec<serde_json::Value> = inferred
                     .columns
@@ -244,17 +251,16 @@ impl Engine {
     async fn infer_source(
         &self,
         claim: &Claim,
-        table: &ImportTableRecord,
+        input: &Input<'_>,
         options: &InputOptions,
-        reader_options: &ReaderOptions,
-        path: &std::path::Path,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<PassEnd, StoreError> {
+        let table = input.table;
         let stop = Arc::new(AtomicBool::new(false));
         let bytes_read = Arc::new(AtomicU64::new(0));
         let claims = Claims::whole_source(options.infer_enums);
         let nulls = options.null_values.clone();
-        let (path, opts) = (path.to_owned(), reader_options.clone());
+        let (path, opts) = (input.path.to_owned(), input.reader_options.clone());
         let (stop2, read2) = (stop.clone(), bytes_read.clone());
         let pass = background::spawn("intake-infer", Share::Yield, move || {
             infer_pass(&path, &opts, claims, &nulls, &stop2, &read2)

@@ -7,7 +7,7 @@ use std::sync::mpsc::sync_channel;
 use tokio::sync::watch;
 
 use super::Engine;
-use super::create_table::Creation;
+use super::create_table::{Creation, Input};
 use super::mapper::{map_fields, map_keys, unknown_fields_warning};
 use super::options::InputOptions;
 use super::reader::{Checkpoint, Format, ReaderOptions, SourceReader};
@@ -368,19 +368,16 @@ impl Engine {
             max_field_bytes: self.config.max_field_bytes,
             max_record_bytes: self.config.max_record_bytes,
         };
+        let input = Input {
+            table,
+            workspace: &ws,
+            reader_options: &reader_options,
+            path: &path,
+        };
         let schema = match self.store.get_table(&ws, &table.table).await {
             Ok(t) if options.add_columns => {
                 let added = self
-                    .add_columns_from_source(
-                        claim,
-                        table,
-                        &ws,
-                        t.schema,
-                        &mut options,
-                        &reader_options,
-                        &path,
-                        shutdown,
-                    )
+                    .add_columns_from_source(claim, &input, t.schema, &mut options, shutdown)
                     .await?;
                 match added {
                     Creation::Ready(schema) => schema,
@@ -392,15 +389,7 @@ impl Engine {
             Ok(t) => t.schema,
             Err(StoreError::NotFound(_)) if options.create_table => {
                 let created = self
-                    .create_table_from_source(
-                        claim,
-                        table,
-                        &ws,
-                        &mut options,
-                        &reader_options,
-                        &path,
-                        shutdown,
-                    )
+                    .create_table_from_source(claim, &input, &mut options, shutdown)
                     .await?;
                 match created {
                     Creation::Ready(schema) => schema,
