@@ -1332,6 +1332,54 @@ async fn max_errors_with_skip_stops_at_the_row_that_passes_it_whatever_the_batch
 }
 
 #[tokio::test]
+async fn an_import_resumed_after_the_row_that_passed_max_errors_committed_reads_no_further() {
+    // The state a kill leaves between committing the batch that ends at the third bad row
+    // (record 300) and failing the table: made by hand, as the import's checkpoint and counts.
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().join("data");
+    let d = dir.clone();
+    let s = TestServer::start_with(move |c| {
+        c.data_dir = d;
+        c.engine.workers = 0;
+    })
+    .await;
+    s.create_table(people("spread_bad")).await;
+    let csv = people_with_bad_ids(50_000, |r| r % 100 == 0);
+    let (status, created) = s
+        .upload("table=spread_bad&max_errors=2", "text/csv", csv.clone())
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let id = id_of(&created);
+    s.stop().await;
+    let offset: usize = csv.split_inclusive('\n').take(301).map(str::len).sum();
+    common::sql_execute(
+        &dir,
+        &format!(
+            "UPDATE intake_imports SET status = 'processing', step = 'writing', processed = 300,
+             created = 297, invalid = 3 WHERE id = '{id}';
+             UPDATE intake_import_tables SET status = 'processing', header = '[\"id\",\"name\"]',
+             processed = 300, created = 297, invalid = 3, bytes_read = {offset},
+             checkpoint_offset = {offset}, checkpoint_line = 301, checkpoint_record = 300
+             WHERE import_id = '{id}';"
+        ),
+    );
+
+    let d = dir.clone();
+    let s = TestServer::start_with(move |c| c.data_dir = d).await;
+    let done = s.wait_done(&id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(
+        done["error"], "stopped after 3 invalid row(s) (max_errors is 2)",
+        "{done}"
+    );
+    assert_eq!(done["counts"]["processed"], 300, "{done}");
+    assert_eq!(done["counts"]["invalid"], 3, "{done}");
+    // Nothing after record 300 was written (the rows before it were not, in this made-up
+    // state, so the table is empty).
+    assert_eq!(s.all_records("spread_bad").await.len(), 0);
+}
+
+#[tokio::test]
 async fn max_errors_with_abort_undoes_everything_when_the_third_bad_row_passes_it() {
     let s = TestServer::start().await;
     for (table, bad) in [
