@@ -350,6 +350,15 @@ async fn show_groups_the_row_errors_and_warns_when_rejected_rows_were_not_all_st
     );
     // The header and the 100 stored rows: the warning is not in the file.
     assert_eq!(csv.stdout.lines().count(), 101, "{csv:?}");
+    let listed = run(&s, &["imports", "errors", &id, "--json"]).await;
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert_eq!(listed.json()["data"].as_array().map(Vec::len), Some(100));
+    assert!(
+        listed
+            .stderr
+            .contains("Warning: only 100 of 250 rejected rows are stored"),
+        "{listed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -193,6 +193,16 @@ async fn errors(args: &ErrorsArgs) -> Result<Exit, ClientError> {
             break more;
         }
     };
+    // As with the CSV: stdout holds the errors, stderr says when they are not all of them.
+    let import = client.get(&["v1", "imports", &args.id], &[]).await?;
+    if import["errors_truncated"].as_bool() == Some(true) {
+        eprintln!(
+            "Warning: only {} of {} rejected rows are stored: the others were counted but \
+             not stored (the server's --max-stored-errors).",
+            count_of(&import["errors_stored"]),
+            count_of(&import["counts"]["invalid"])
+        );
+    }
     if out.json {
         // The API's error objects, every page in one list.
         out.print_json(&json!({"data": all, "has_more": has_more}));
