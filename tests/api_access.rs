@@ -406,6 +406,19 @@ async fn a_viewer_reads_imports_and_tables_but_cannot_change_anything() {
     let (status, body) =
         send(s.req_as(&viewer, Method::GET, &format!("/v1/imports/{import_id}"))).await;
     assert_eq!(status, 200, "{body}");
+    let (status, body) = send(s.req_as(
+        &viewer,
+        Method::GET,
+        &format!("/v1/imports/{import_id}/errors/summary"),
+    ))
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"invalid": 0, "stored": 0, "truncated": false, "groups": []})
+        )
+    );
     let (status, body) = send(s.req_as(&viewer, Method::GET, "/v1/tables")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"][0]["name"], "people");
@@ -545,6 +558,19 @@ async fn a_key_of_another_workspace_sees_none_of_this_workspaces_data() {
         (status, body),
         (404, error_body("not_found", "import not found"))
     );
+    for path in ["errors/summary", "errors?format=csv"] {
+        let (status, body) = send(s.req_as(
+            &other,
+            Method::GET,
+            &format!("/v1/imports/{import_id}/{path}"),
+        ))
+        .await;
+        assert_eq!(
+            (status, body),
+            (404, error_body("not_found", "import not found")),
+            "{path}"
+        );
+    }
     let (status, body) = send(s.req_as(&other, Method::GET, "/v1/imports")).await;
     assert_eq!(status, 200);
     assert_eq!(body["data"], json!([]));

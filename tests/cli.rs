@@ -299,6 +299,69 @@ async fn imports_list_show_errors_cancel_and_rollback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_groups_the_row_errors_and_warns_when_rejected_rows_were_not_all_stored() {
+    let s = TestServer::start_with(|c| c.engine.max_stored_errors = 100).await;
+    s.create_table(people()).await;
+    // 300 people; of the first 250, every fifth has a negative age, the others a bad email.
+    let mut text = String::from("id,email,age\n");
+    for i in 1..=300 {
+        let line = match i {
+            ..=250 if i % 5 == 0 => format!("{i},p{i}@example.com,-1"),
+            ..=250 => format!("{i},p{i}.example.com,30"),
+            _ => format!("{i},p{i}@example.com,30"),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let file = s.dir.path().join("people.csv");
+    std::fs::write(&file, text).expect("write csv");
+    let import = run(
+        &s,
+        &["import", path_str(&file), "--table", "people", "--json"],
+    )
+    .await;
+    assert_eq!(import.code, 3, "{import:?}");
+    let id = import.json()["id"].as_str().expect("id").to_owned();
+
+    let show = run(&s, &["imports", "show", &id]).await;
+    assert_eq!(show.code, 0, "{show:?}");
+    let out = &show.stdout;
+    assert!(
+        out.contains("Warning: only 100 of 250 rejected rows are stored"),
+        "{out}"
+    );
+    assert!(out.contains("Row errors by kind:"), "{out}");
+    // The 100 stored errors: 80 bad emails (the first on line 2), 20 negative ages (line 6).
+    let group = |count: &str, column: &str, code: &str, line: &str| {
+        out.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.len() > 5 && words[..6] == [count, "people", column, code, "line", line]
+        })
+    };
+    assert!(group("80", "email", "invalid_email", "2:"), "{out}");
+    assert!(group("20", "age", "out_of_range", "6:"), "{out}");
+
+    let csv = run(&s, &["imports", "errors", &id, "--csv"]).await;
+    assert_eq!(csv.code, 0, "{csv:?}");
+    assert!(
+        csv.stderr
+            .contains("Warning: this CSV holds 100 of 250 rejected rows"),
+        "{csv:?}"
+    );
+    // The header and the 100 stored rows: the warning is not in the file.
+    assert_eq!(csv.stdout.lines().count(), 101, "{csv:?}");
+    let listed = run(&s, &["imports", "errors", &id, "--json"]).await;
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert_eq!(listed.json()["data"].as_array().map(Vec::len), Some(100));
+    assert!(
+        listed
+            .stderr
+            .contains("Warning: only 100 of 250 rejected rows are stored"),
+        "{listed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_infer_output_creates_a_table_the_file_then_loads_into() {
     let s = TestServer::start().await;
     let path = s.dir.path().join("Sign-ups 2024.csv");

@@ -1263,19 +1263,148 @@ async fn batches_of_wide_records_are_cut_by_their_size_as_well_as_their_row_coun
         c.engine.batch_bytes = 40;
     })
     .await;
-    s.create_table(people("people")).await;
+    three_people(&s, "people").await;
     let name = "n".repeat(20);
     let mut csv = String::from("id,name\n");
-    for id in ["1", "x", "3", "y", "5", "6", "7", "8"] {
+    for id in ["1", "2", "4", "5", "6", "7", "8", "9"] {
         csv.push_str(&format!("{id:0>2},{name}\n"));
     }
-    // A skipping import stops at the end of the batch that passed max_errors: the batch of
-    // records 3 and 4, so four records are processed, not the whole file.
+    // Keys the table already holds are refused by the database, which the writer counts at
+    // the end of each batch: a skipping import past max_errors stops at the end of the batch
+    // of records 1 and 2, so two records are processed, not the whole file.
     let done = import(&s, "table=people&max_errors=1", "text/csv", csv).await;
     assert_eq!(done["status"], "failed", "{done}");
-    assert_eq!(done["counts"]["processed"], 4, "{done}");
+    assert_eq!(done["counts"]["processed"], 2, "{done}");
     assert_eq!(done["counts"]["invalid"], 2, "{done}");
-    assert_eq!(done["counts"]["created"], 2, "{done}");
+    assert_eq!(done["counts"]["created"], 0, "{done}");
+}
+
+/// A CSV of `rows` people whose records in `bad` have an id that is not an integer.
+fn people_with_bad_ids(rows: u64, bad: impl Fn(u64) -> bool) -> String {
+    let mut csv = String::from("id,name\n");
+    for r in 1..=rows {
+        if bad(r) {
+            csv.push_str(&format!("bad{r},N{r}\n"));
+        } else {
+            csv.push_str(&format!("{r},N{r}\n"));
+        }
+    }
+    csv
+}
+
+#[tokio::test]
+async fn max_errors_with_skip_stops_at_the_row_that_passes_it_whatever_the_batch_size() {
+    let s = TestServer::start().await;
+    // 50,000 rows, the first ten bad; batches hold 5,000 rows. The third bad row passes
+    // max_errors=2: the import stops there and nothing after it is written.
+    s.create_table(people("first_bad")).await;
+    let csv = people_with_bad_ids(50_000, |r| r <= 10);
+    let done = import(&s, "table=first_bad&max_errors=2", "text/csv", csv).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(
+        done["error"], "stopped after 3 invalid row(s) (max_errors is 2)",
+        "{done}"
+    );
+    assert_eq!(done["counts"]["processed"], 3, "{done}");
+    assert_eq!(done["counts"]["invalid"], 3, "{done}");
+    assert_eq!(done["counts"]["created"], 0, "{done}");
+    assert_eq!(s.all_records("first_bad").await.len(), 0);
+
+    // Bad rows spread out: the rows before the third bad one (record 300) are written, the
+    // 4,700 after it in the same batch are not.
+    s.create_table(people("spread_bad")).await;
+    let csv = people_with_bad_ids(50_000, |r| r % 100 == 0);
+    let done = import(&s, "table=spread_bad&max_errors=2", "text/csv", csv).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["counts"]["processed"], 300, "{done}");
+    assert_eq!(done["counts"]["invalid"], 3, "{done}");
+    assert_eq!(done["counts"]["created"], 297, "{done}");
+    let rows = s.all_records("spread_bad").await;
+    assert_eq!(rows.len(), 297);
+    let max_id = rows.iter().filter_map(|r| r["id"].as_i64()).max();
+    assert_eq!(max_id, Some(299));
+    let lines: Vec<u64> = error_list(&s, &id_of(&done))
+        .await
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(lines, vec![101, 201, 301], "the bad rows' lines");
+}
+
+#[tokio::test]
+async fn an_import_resumed_after_the_row_that_passed_max_errors_committed_reads_no_further() {
+    // The state a kill leaves between committing the batch that ends at the third bad row
+    // (record 300) and failing the table: made by hand, as the import's checkpoint and counts.
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().join("data");
+    let d = dir.clone();
+    let s = TestServer::start_with(move |c| {
+        c.data_dir = d;
+        c.engine.workers = 0;
+    })
+    .await;
+    s.create_table(people("spread_bad")).await;
+    let csv = people_with_bad_ids(50_000, |r| r % 100 == 0);
+    let (status, created) = s
+        .upload("table=spread_bad&max_errors=2", "text/csv", csv.clone())
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let id = id_of(&created);
+    s.stop().await;
+    let offset: usize = csv.split_inclusive('\n').take(301).map(str::len).sum();
+    common::sql_execute(
+        &dir,
+        &format!(
+            "UPDATE intake_imports SET status = 'processing', step = 'writing', processed = 300,
+             created = 297, invalid = 3 WHERE id = '{id}';
+             UPDATE intake_import_tables SET status = 'processing', header = '[\"id\",\"name\"]',
+             processed = 300, created = 297, invalid = 3, bytes_read = {offset},
+             checkpoint_offset = {offset}, checkpoint_line = 301, checkpoint_record = 300
+             WHERE import_id = '{id}';"
+        ),
+    );
+
+    let d = dir.clone();
+    let s = TestServer::start_with(move |c| c.data_dir = d).await;
+    let done = s.wait_done(&id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(
+        done["error"], "stopped after 3 invalid row(s) (max_errors is 2)",
+        "{done}"
+    );
+    assert_eq!(done["counts"]["processed"], 300, "{done}");
+    assert_eq!(done["counts"]["invalid"], 3, "{done}");
+    // Nothing after record 300 was written (the rows before it were not, in this made-up
+    // state, so the table is empty).
+    assert_eq!(s.all_records("spread_bad").await.len(), 0);
+}
+
+#[tokio::test]
+async fn max_errors_with_abort_undoes_everything_when_the_third_bad_row_passes_it() {
+    let s = TestServer::start().await;
+    for (table, bad) in [
+        ("first_bad", (|r| r <= 10) as fn(u64) -> bool),
+        // Rows are written before the third bad row (record 300), then undone.
+        ("spread_bad", |r| r % 100 == 0),
+    ] {
+        s.create_table(people(table)).await;
+        let csv = people_with_bad_ids(50_000, bad);
+        let done = import(
+            &s,
+            &format!("table={table}&on_error=abort&max_errors=2"),
+            "text/csv",
+            csv,
+        )
+        .await;
+        assert_eq!(done["status"], "failed", "{done}");
+        assert_eq!(
+            done["error"],
+            "stopped after 3 invalid row(s) (max_errors is 2); every change was undone",
+            "{done}"
+        );
+        assert_eq!(done["counts"]["invalid"], 3, "{done}");
+        assert_eq!(s.all_records(table).await.len(), 0, "{table}: undone");
+    }
 }
 
 #[tokio::test]
@@ -1742,6 +1871,168 @@ async fn progress_of_a_running_import_stays_between_0_and_100() {
 // ---------------------------------------------------------------------------------------------
 // 11. The rejected rows as CSV
 // ---------------------------------------------------------------------------------------------
+
+/// A table of orders: an integer key, a decimal amount, an email.
+fn orders(name: &str) -> Value {
+    json!({
+        "name": name,
+        "columns": [
+            {"name": "id", "type": "integer", "required": true},
+            {"name": "amount", "type": "decimal"},
+            {"name": "email", "type": "email"}
+        ],
+        "primary_key": ["id"]
+    })
+}
+
+/// A CSV of `rows` orders. Records that are multiples of 5 are valid; of the others, those
+/// at 1 and 2 (mod 5) have a bad amount, those at 3 a bad email, those at 4 no id.
+fn orders_csv(rows: u64) -> String {
+    let mut csv = String::from("id,amount,email\n");
+    for r in 1..=rows {
+        let line = match r % 5 {
+            0 => format!("{r},{r}.50,o{r}@example.com"),
+            1 | 2 => format!("{r},abc{r},o{r}@example.com"),
+            3 => format!("{r},{r}.50,o{r}.example.com"),
+            _ => format!(",{r}.50,o{r}@example.com"),
+        };
+        csv.push_str(&line);
+        csv.push('\n');
+    }
+    csv
+}
+
+/// The rejected-rows CSV of an import: the truncation header (if any) and the data rows.
+async fn rejected_csv(s: &TestServer, id: &str) -> (Option<String>, Vec<csv::StringRecord>) {
+    let resp = s
+        .get(&format!("/v1/imports/{id}/errors?format=csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let truncated = resp
+        .headers()
+        .get("intake-errors-truncated")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = resp.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["id", "amount", "email", "line", "error"]
+    );
+    let rows = reader.records().map(|r| r.unwrap()).collect();
+    (truncated, rows)
+}
+
+async fn error_summary(s: &TestServer, id: &str) -> Value {
+    let (status, body) = send(s.get(&format!("/v1/imports/{id}/errors/summary"))).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn every_one_of_19748_rejected_rows_downloads_and_the_summary_groups_them_in_three_lines() {
+    let s = TestServer::start().await;
+    s.create_table(orders("orders")).await;
+    // 24,685 records, 4,937 valid: 19,748 rejected.
+    let done = import(&s, "table=orders", "text/csv", orders_csv(24_685)).await;
+    assert_eq!(done["status"], "partially_complete", "{done}");
+    assert_eq!(done["counts"]["invalid"], 19_748, "{done}");
+    assert_eq!(done["counts"]["created"], 4_937, "{done}");
+    assert_eq!(done["errors_stored"], 19_748, "{done}");
+    assert_eq!(done["errors_truncated"], false, "{done}");
+    let id = id_of(&done);
+
+    let (truncated, rows) = rejected_csv(&s, &id).await;
+    assert_eq!(truncated, None);
+    assert_eq!(rows.len(), 19_748);
+    // Each rejected record once, at its line (record r is on line r + 1), in source order.
+    let lines: Vec<u64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
+    let expected: Vec<u64> = (1..=24_685u64)
+        .filter(|r| r % 5 != 0)
+        .map(|r| r + 1)
+        .collect();
+    assert_eq!(lines, expected);
+
+    let errors = s.all_errors(&id).await;
+    let first = |code: &str| {
+        errors
+            .iter()
+            .find(|e| e["code"] == code)
+            .unwrap_or_else(|| panic!("an error {code}"))
+            .clone()
+    };
+    let summary = error_summary(&s, &id).await;
+    let group = |column: Value, code: &str, count: u64| {
+        let e = first(code);
+        json!({"table": "orders", "column": column, "code": code, "count": count,
+               "first_line": e["line"], "example": e["message"]})
+    };
+    // Largest first; the two groups of equal size by their first line.
+    assert_eq!(
+        summary,
+        json!({"invalid": 19_748, "stored": 19_748, "truncated": false, "groups": [
+            group(json!("amount"), "invalid_decimal", 9_874),
+            group(json!("email"), "invalid_email", 4_937),
+            group(json!("id"), "missing_required", 4_937),
+        ]})
+    );
+    assert_eq!(summary["groups"][0]["first_line"], 2);
+    assert_eq!(summary["groups"][1]["first_line"], 4);
+    assert_eq!(summary["groups"][2]["first_line"], 5);
+}
+
+#[tokio::test]
+async fn errors_past_max_stored_errors_are_counted_and_the_import_the_csv_and_the_summary_say_so() {
+    let s = TestServer::start_with(|c| c.engine.max_stored_errors = 100).await;
+    s.create_table(orders("orders")).await;
+    for policy in ["skip", "atomic"] {
+        // 500 records, 400 rejected: 100 stored.
+        let done = import(
+            &s,
+            &format!("table=orders&on_error={policy}"),
+            "text/csv",
+            orders_csv(500),
+        )
+        .await;
+        assert_eq!(done["counts"]["invalid"], 400, "{policy}: {done}");
+        assert_eq!(done["errors_stored"], 100, "{policy}: {done}");
+        assert_eq!(done["errors_truncated"], true, "{policy}: {done}");
+        let id = id_of(&done);
+
+        let (truncated, rows) = rejected_csv(&s, &id).await;
+        assert_eq!(truncated.as_deref(), Some("100 of 400"), "{policy}");
+        // The stored rows only: no row was added to say so.
+        assert_eq!(rows.len(), 100, "{policy}");
+        assert_eq!(&rows[0][3], "2", "{policy}");
+
+        let summary = error_summary(&s, &id).await;
+        assert_eq!(summary["invalid"], 400, "{policy}: {summary}");
+        assert_eq!(summary["stored"], 100, "{policy}: {summary}");
+        assert_eq!(summary["truncated"], true, "{policy}: {summary}");
+        let counted: u64 = summary["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, 100, "{policy}: the groups are of stored errors");
+    }
+    // An import without rejected rows has nothing to summarise.
+    let done = import(
+        &s,
+        "table=orders",
+        "text/csv",
+        "id,amount,email\n9001,1,a@b.co\n",
+    )
+    .await;
+    assert_eq!(done["errors_stored"], 0, "{done}");
+    assert_eq!(done["errors_truncated"], false, "{done}");
+    assert_eq!(
+        error_summary(&s, &id_of(&done)).await,
+        json!({"invalid": 0, "stored": 0, "truncated": false, "groups": []})
+    );
+}
 
 #[tokio::test]
 async fn rejected_rows_download_as_csv_with_line_and_error_and_formulas_neutralised() {

@@ -275,6 +275,9 @@ async fn past_the_retention_period_errors_and_undo_are_pruned_and_rollback_is_re
     assert_eq!(errors["data"], json!([]));
     let (_, import) = send(s.get(&format!("/v1/imports/{}", id_of(&first)))).await;
     assert_eq!(import["counts"]["invalid"], 1, "counts stay after pruning");
+    // The rejected rows are gone, and the import says so.
+    assert_eq!(import["errors_stored"], 0, "{import}");
+    assert_eq!(import["errors_truncated"], true, "{import}");
     assert!(import["rollback_available_until"].is_null());
     let (status, body) = roll_back(&s, &id_of(&first)).await;
     assert_eq!(status, 409, "{body}");

@@ -16,7 +16,7 @@ use super::auth::{Admin, Auth, Member, Viewer};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use super::import_options::{ImportSettings, RawOptions};
 use super::pagination::{Cursor, page_limit};
-use super::views::{ImportView, import_view, progress_view, row_error_view};
+use super::views::{ImportView, error_summary_view, import_view, progress_view, row_error_view};
 use crate::engine::reader::Format;
 use crate::engine::staging::{StageError, Staged, detect, stage};
 use crate::model::{ImportStatus, Source};
@@ -736,6 +736,22 @@ pub async fn errors(
         "has_more": has_more,
     }))
     .into_response())
+}
+
+/// An import's row errors grouped by table, column and code, the largest groups first, with
+/// how many rejected rows were counted and how many stored.
+pub async fn error_summary(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let import = state.store.get_import(auth.workspace.id, id).await?;
+    let groups = state
+        .store
+        .summarize_row_errors(auth.workspace.id, id)
+        .await?;
+    Ok(Json(error_summary_view(&import, &groups)))
 }
 
 /// An import's lifecycle events, oldest first.

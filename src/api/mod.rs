@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/imports/{id}/rollback", post(imports::rollback))
         .route("/imports/{id}/progress", get(imports::progress))
         .route("/imports/{id}/errors", get(imports::errors))
+        .route("/imports/{id}/errors/summary", get(imports::error_summary))
         .route("/imports/{id}/events", get(imports::events))
         .route("/imports/{id}/cancel", post(imports::cancel))
         .route(

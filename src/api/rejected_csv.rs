@@ -1,13 +1,17 @@
 //! The rejected rows of an import as a CSV, ready to fix and upload again: the original
 //! fields plus `line` and `error`. Cells that a spreadsheet would run as a formula are
-//! neutralised with a leading apostrophe.
+//! neutralised with a leading apostrophe. When some rejected rows were counted but not
+//! stored, the `Intake-Errors-Truncated` header says how many the file holds.
 
-use axum::http::header;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use crate::store::StoredRowError;
 
 /// Makes a cell safe to open in a spreadsheet.
 /// A plain number (`-4`, `+1.5e3`) is shown as a number by spreadsheets and runs nothing, so it
@@ -32,47 +36,66 @@ fn cell_text(v: &serde_json::Value) -> String {
     }
 }
 
-/// Answers the CSV of an import's stored row errors.
+/// Row errors read from the store at a time, both to find the columns and to stream rows.
+const PAGE: u32 = 1000;
+
+/// The response header that says the download holds fewer rows than were rejected.
+pub const TRUNCATED_HEADER: &str = "intake-errors-truncated";
+
+/// Answers the CSV of an import's stored row errors, streamed page by page: an import may
+/// have a million rejected rows, which must not be held in memory at once.
 pub async fn download(state: &AppState, workspace_id: Uuid, id: Uuid) -> ApiResult<Response> {
-    let mut all = Vec::new();
+    let import = state.store.get_import(workspace_id, id).await?;
+    // Columns: the source header of each table with rejected rows, in the file's order (the
+    // stored rows are maps, which lose it), then any other field in order of first appearance.
+    // Finding them takes a first pass over the errors, keeping only their field names; the
+    // rows streamed stop at the last error that pass saw, so every row has its columns.
+    let mut tables: Vec<&str> = Vec::new();
+    let mut extra: Vec<String> = Vec::new();
     let mut after = None;
     loop {
         let page = state
             .store
-            .list_row_errors(workspace_id, id, after, 1000)
+            .list_row_errors(workspace_id, id, after, PAGE)
             .await?;
+        for e in &page {
+            if !tables.contains(&e.table.as_str())
+                && let Some(t) = import.tables.iter().find(|t| t.table == e.table)
+            {
+                tables.push(&t.table);
+            }
+            if let serde_json::Value::Object(obj) = &e.error.row {
+                for k in obj.keys() {
+                    if !extra.contains(k) {
+                        extra.push(k.clone());
+                    }
+                }
+            }
+        }
         let Some(last) = page.last() else { break };
         after = Some(last.id);
-        let done = page.len() < 1000;
-        all.extend(page);
-        if done {
+        if page.len() < PAGE as usize {
             break;
         }
     }
-    // Columns: the source header of each table with rejected rows, in the file's order (the
-    // stored rows are maps, which lose it), then any other field in order of first appearance.
-    let import = state.store.get_import(workspace_id, id).await?;
+    let last_id = after.unwrap_or(0);
     let mut columns: Vec<String> = Vec::new();
-    for t in &import.tables {
-        if !all.iter().any(|e| e.table == t.table) {
-            continue;
-        }
+    for t in import
+        .tables
+        .iter()
+        .filter(|t| tables.contains(&t.table.as_str()))
+    {
         for name in t.header.iter().flatten() {
             if !columns.contains(name) {
                 columns.push(name.clone());
             }
         }
     }
-    for e in &all {
-        if let serde_json::Value::Object(obj) = &e.error.row {
-            for k in obj.keys() {
-                if !columns.contains(k) {
-                    columns.push(k.clone());
-                }
-            }
+    for k in extra {
+        if !columns.contains(&k) {
+            columns.push(k);
         }
     }
-    let mut out = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = columns.iter().map(|c| neutralise(c).into_owned()).collect();
     // The added columns never take the name of an original one.
     for added in ["line", "error"] {
@@ -82,27 +105,41 @@ pub async fn download(state: &AppState, workspace_id: Uuid, id: Uuid) -> ApiResu
         }
         header.push(name);
     }
-    out.write_record(&header).map_err(ApiError::internal)?;
-    for e in &all {
-        let mut record: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                neutralise(&cell_text(
-                    e.error.row.get(c).unwrap_or(&serde_json::Value::Null),
-                ))
-                .into_owned()
-            })
-            .collect();
-        record.push(e.error.line.to_string());
-        let what = match &e.error.column {
-            Some(c) => format!("{}: {} ({})", c, e.error.message, e.error.code.as_str()),
-            None => format!("{} ({})", e.error.message, e.error.code.as_str()),
-        };
-        record.push(neutralise(&what).into_owned());
-        out.write_record(&record).map_err(ApiError::internal)?;
-    }
-    let body = out.into_inner().map_err(ApiError::internal)?;
-    Ok((
+    let first = csv_bytes(std::iter::once(header)).map_err(ApiError::internal)?;
+
+    let store = state.store.clone();
+    let rows = futures_util::stream::unfold(Some(None), move |cursor: Option<Option<i64>>| {
+        let (store, columns) = (store.clone(), columns.clone());
+        async move {
+            let after = cursor?;
+            if after.is_some_and(|a| a >= last_id) || last_id == 0 {
+                return None;
+            }
+            let page = match store.list_row_errors(workspace_id, id, after, PAGE).await {
+                Ok(p) => p,
+                // The response has begun: a failure can only cut it short, which the client
+                // sees as an incomplete body, never as a complete file.
+                Err(e) => {
+                    tracing::error!(error = %e, import = %id, "rejected rows download failed");
+                    return Some((Err(std::io::Error::other(e.to_string())), None));
+                }
+            };
+            let next = page.last().map(|l| l.id);
+            let records = page
+                .iter()
+                .filter(|e| e.id <= last_id)
+                .map(|e| rejected_record(&columns, e));
+            let chunk = csv_bytes(records);
+            let cursor = match (&chunk, next) {
+                (Ok(_), Some(n)) if page.len() == PAGE as usize => Some(Some(n)),
+                _ => None,
+            };
+            Some((chunk, cursor))
+        }
+    });
+    let body = futures_util::stream::once(async move { Ok(first) }).chain(rows);
+
+    let mut response = (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (
@@ -110,9 +147,50 @@ pub async fn download(state: &AppState, workspace_id: Uuid, id: Uuid) -> ApiResu
                 format!("attachment; filename=\"import-{id}-rejected.csv\""),
             ),
         ],
-        body,
+        Body::from_stream(body),
     )
-        .into_response())
+        .into_response();
+    // Some rejected rows were counted but not stored: the file says how many it holds.
+    if import.errors_truncated()
+        && let Ok(value) = HeaderValue::from_str(&format!(
+            "{} of {}",
+            import.errors_stored, import.counts.invalid
+        ))
+    {
+        response.headers_mut().insert(TRUNCATED_HEADER, value);
+    }
+    Ok(response)
+}
+
+/// One rejected row: its original fields in `columns` order, then its line and error.
+fn rejected_record(columns: &[String], e: &StoredRowError) -> Vec<String> {
+    let mut record: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            neutralise(&cell_text(
+                e.error.row.get(c).unwrap_or(&serde_json::Value::Null),
+            ))
+            .into_owned()
+        })
+        .collect();
+    record.push(e.error.line.to_string());
+    let what = match &e.error.column {
+        Some(c) => format!("{}: {} ({})", c, e.error.message, e.error.code.as_str()),
+        None => format!("{} ({})", e.error.message, e.error.code.as_str()),
+    };
+    record.push(neutralise(&what).into_owned());
+    record
+}
+
+/// CSV text of some records.
+fn csv_bytes(records: impl Iterator<Item = Vec<String>>) -> std::io::Result<Bytes> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    for r in records {
+        out.write_record(&r)?;
+    }
+    out.into_inner()
+        .map(Bytes::from)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 #[cfg(test)]

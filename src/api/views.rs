@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::model::{Counts, ImportStatus, Mode, OnError, Source, Step};
-use crate::store::{ImportRecord, ImportTableRecord, StoredRowError, TableRecord};
+use crate::store::{ErrorGroup, ImportRecord, ImportTableRecord, StoredRowError, TableRecord};
 
 /// RFC 3339 text of a timestamp (UTC).
 pub fn rfc3339(t: OffsetDateTime) -> String {
@@ -149,6 +149,10 @@ pub struct ImportView<'a> {
     platform: Option<&'a str>,
     error: Option<&'a str>,
     counts: &'a Counts,
+    /// Row errors stored and downloadable; below `counts.invalid` when truncated.
+    errors_stored: u64,
+    /// Some rejected rows were counted but not stored (past `--max-stored-errors`, or pruned).
+    errors_truncated: bool,
     tables: Vec<ImportTableView<'a>>,
     created_at: String,
     started_at: Option<String>,
@@ -188,6 +192,8 @@ impl<'a> ImportView<'a> {
             platform: i.platform.as_deref(),
             error: i.error.as_deref(),
             counts: &i.counts,
+            errors_stored: i.errors_stored,
+            errors_truncated: i.errors_truncated(),
             tables: i.tables.iter().map(ImportTableView::of).collect(),
             created_at: rfc3339(i.created_at),
             started_at: i.started_at.map(rfc3339),
@@ -232,6 +238,23 @@ pub fn row_error_view(e: &StoredRowError) -> Value {
         "code": e.error.code,
         "message": e.error.message,
         "row": e.error.row,
+    })
+}
+
+/// The summary of an import's row errors: counted, stored, and grouped.
+pub fn error_summary_view(i: &ImportRecord, groups: &[ErrorGroup]) -> Value {
+    json!({
+        "invalid": i.counts.invalid,
+        "stored": i.errors_stored,
+        "truncated": i.errors_truncated(),
+        "groups": groups.iter().map(|g| json!({
+            "table": g.table,
+            "column": g.column,
+            "code": g.code,
+            "count": g.count,
+            "first_line": g.first_line,
+            "example": g.example,
+        })).collect::<Vec<_>>(),
     })
 }
 

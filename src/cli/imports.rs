@@ -20,7 +20,7 @@ pub struct ImportsArgs {
 pub enum ImportsCommand {
     /// List imports, newest first.
     List(ListArgs),
-    /// Show one import and its first row errors.
+    /// Show one import, its row errors grouped by kind, and the first ones.
     Show(IdArgs),
     /// Print an import's row errors (or, with --csv, the rejected rows as CSV).
     Errors(ErrorsArgs),
@@ -193,6 +193,16 @@ async fn errors(args: &ErrorsArgs) -> Result<Exit, ClientError> {
             break more;
         }
     };
+    // As with the CSV: stdout holds the errors, stderr says when they are not all of them.
+    let import = client.get(&["v1", "imports", &args.id], &[]).await?;
+    if import["errors_truncated"].as_bool() == Some(true) {
+        eprintln!(
+            "Warning: only {} of {} rejected rows are stored: the others were counted but \
+             not stored (the server's --max-stored-errors).",
+            count_of(&import["errors_stored"]),
+            count_of(&import["counts"]["invalid"])
+        );
+    }
     if out.json {
         // The API's error objects, every page in one list.
         out.print_json(&json!({"data": all, "has_more": has_more}));
@@ -224,6 +234,18 @@ async fn download_csv(client: &Client, id: &str) -> Result<(), ClientError> {
     let mut response = client
         .send(client.request(Method::GET, url.clone()))
         .await?;
+    // The file goes to stdout; the warning that it is not every rejected row, to stderr.
+    if let Some(v) = response.headers().get("intake-errors-truncated") {
+        let (stored, invalid) = v
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(" of "))
+            .unwrap_or(("some", "all"));
+        eprintln!(
+            "Warning: this CSV holds {stored} of {invalid} rejected rows: the others were \
+             counted but not stored (the server's --max-stored-errors)."
+        );
+    }
     while let Some(chunk) = response.chunk().await.map_err(|e| transport(&url, e))? {
         if !output::write_stdout(&chunk) {
             break; // the reader has gone (`| head`): the rest is not wanted

@@ -112,8 +112,9 @@ pub struct NodeArgs {
     /// take every worker).
     #[arg(long, env = "INTAKE_WORKSPACE_CONCURRENCY", default_value_t = 2)]
     pub workspace_concurrency: u32,
-    /// Row errors stored per import (all are counted).
-    #[arg(long, env = "INTAKE_MAX_STORED_ERRORS", default_value_t = 10_000)]
+    /// Row errors stored per import, each downloadable with its original row (all are
+    /// counted; an import with more says so in `errors_truncated`).
+    #[arg(long, env = "INTAKE_MAX_STORED_ERRORS", default_value_t = 1_000_000)]
     pub max_stored_errors: u64,
     /// Days a finished import keeps its undo journal and row errors (and can be rolled back).
     #[arg(long, env = "INTAKE_RETENTION_DAYS", default_value_t = 30)]

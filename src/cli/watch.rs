@@ -291,6 +291,13 @@ pub async fn summary(
 
     let invalid = counts["invalid"].as_u64().unwrap_or(0);
     if invalid > 0
+        && let Err(e) = print_error_groups(client, id, out).await
+    {
+        // As below: the summary is a help, not the outcome.
+        say!();
+        say!("The row errors could not be summarised: {e}");
+    }
+    if invalid > 0
         && let Err(e) = print_first_errors(client, id, invalid, out).await
     {
         // The outcome is known: a failure to show examples must not change the exit code.
@@ -301,6 +308,63 @@ pub async fn summary(
         );
     }
     Ok(Exit::of_status(status))
+}
+
+/// Error groups shown in the summary (the largest; the API answers them all).
+const ERROR_GROUPS: usize = 5;
+
+/// Prints the row errors grouped by table, column and code (so that thousands of errors read
+/// as a few lines), and a warning when some rejected rows were counted but not stored.
+async fn print_error_groups(client: &Client, id: &str, out: Out) -> Result<(), ClientError> {
+    let summary = client
+        .get(&["v1", "imports", id, "errors", "summary"], &[])
+        .await?;
+    let groups = summary["groups"].as_array().cloned().unwrap_or_default();
+    if summary["truncated"].as_bool() == Some(true) {
+        say!();
+        say!("{}", out.bold(&truncation_warning(&summary)));
+    }
+    if groups.is_empty() {
+        return Ok(());
+    }
+    say!();
+    say!("{}", out.bold("Row errors by kind:"));
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .take(ERROR_GROUPS)
+        .map(|g| {
+            vec![
+                format!("  {}", count_of(&g["count"])),
+                output::text(&g["table"]),
+                output::text(&g["column"]),
+                output::text(&g["code"]),
+                format!(
+                    "line {}: {}",
+                    output::text(&g["first_line"]),
+                    output::text(&g["example"])
+                ),
+            ]
+        })
+        .collect();
+    output::print_table(&["  rows", "table", "column", "code", "first"], &rows);
+    if groups.len() > ERROR_GROUPS {
+        say!(
+            "  ... and {} more kinds (GET {})",
+            groups.len() - ERROR_GROUPS,
+            client.url(&["v1", "imports", id, "errors", "summary"], &[])
+        );
+    }
+    Ok(())
+}
+
+/// The warning printed when an import stored fewer row errors than it rejected rows.
+fn truncation_warning(summary: &Value) -> String {
+    format!(
+        "Warning: only {} of {} rejected rows are stored (the server's --max-stored-errors); \
+         the rejected-rows CSV holds only those.",
+        count_of(&summary["stored"]),
+        count_of(&summary["invalid"])
+    )
 }
 
 async fn print_first_errors(

@@ -35,7 +35,7 @@ pub struct EngineConfig {
     pub max_field_bytes: usize,
     /// Largest record, in bytes.
     pub max_record_bytes: usize,
-    /// Row errors stored per import (all are counted).
+    /// Row errors stored per import (all are counted; an import with more says so).
     pub max_stored_errors: u64,
     /// How long an idle worker waits before looking for work again.
     pub poll_interval: Duration,
@@ -63,7 +63,7 @@ impl Default for EngineConfig {
             batch_bytes: 2 << 20,
             max_field_bytes: 1 << 20,
             max_record_bytes: 8 << 20,
-            max_stored_errors: 10_000,
+            max_stored_errors: 1_000_000,
             poll_interval: Duration::from_millis(500),
             retention: Duration::from_secs(30 * 24 * 3600),
             webhook_backoff: Duration::from_secs(1),

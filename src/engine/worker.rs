@@ -31,6 +31,10 @@ pub enum Ran {
 /// How many times in a row a table's pass may be sent again from the same checkpoint.
 const MAX_REPLAYS: u32 = 5;
 
+/// Row errors an atomic import's validation pass holds in memory (about 70 MB of wide rows)
+/// until it records them in one commit; past it, errors are counted, not stored.
+const VALIDATION_ERRORS_KEPT: u64 = 100_000;
+
 /// How one table's load ended.
 enum TableOutcome {
     Done {
@@ -761,6 +765,20 @@ impl Engine {
         let (tx, rx) = sync_channel::<Batch>(2);
         let table_name = schema.name.as_str().to_owned();
         let json_source = !delimited;
+        let invalid_before = if start.is_some() {
+            table.counts.invalid
+        } else {
+            0
+        };
+        // The reader enforces `max_errors` row by row, so that no row past the one that
+        // passes the limit reaches the writer, whatever the batch size. It starts from the
+        // invalid rows counted before the checkpoint (a resumed pass). A validation pass has
+        // no limit: it counts every invalid row.
+        let error_limit = if validate_only {
+            None
+        } else {
+            claim.import.on_error.error_limit(claim.import.max_errors)
+        };
         let parse = background::spawn(
             "intake-read",
             Share::Yield,
@@ -771,7 +789,11 @@ impl Engine {
                 };
                 let mut records = 0u64;
                 let mut batch_start = reader.checkpoint().byte_offset;
-                loop {
+                let mut invalid_read = invalid_before;
+                // A pass resumed after the batch that passed the limit committed reads no
+                // further: its empty last batch lets the writer see the limit again.
+                let mut over_limit = error_limit.is_some_and(|m| invalid_read > m);
+                while !over_limit {
                     let item = match reader.next_item() {
                         None => break,
                         Some(Ok(item)) => item,
@@ -790,7 +812,14 @@ impl Engine {
                         Checked::Invalid(e, key) => {
                             batch.errors.push(e);
                             batch.kept_keys.extend(key);
+                            invalid_read += 1;
+                            over_limit = error_limit.is_some_and(|m| invalid_read > m);
                         }
+                    }
+                    // The row that passed the limit ends the last batch: the rows before it
+                    // are written, none after it is read.
+                    if over_limit {
+                        break;
                     }
                     // Wide records make a batch of fewer rows: memory follows bytes, not rows.
                     let cp = reader.checkpoint();
@@ -815,14 +844,7 @@ impl Engine {
         )
         .map_err(|e| StoreError::Database(format!("cannot start the reader: {e}")))?;
 
-        let max_errors = claim.import.max_errors;
         let max_stored_errors = self.config.max_stored_errors;
-        let policy = claim.import.on_error;
-        let invalid_before = if start.is_some() {
-            table.counts.invalid
-        } else {
-            0
-        };
         let shutdown = shutdown.clone();
         let store = self.store.clone();
         let claim2 = std::sync::Arc::new(claim.clone());
@@ -839,11 +861,9 @@ impl Engine {
                     if out.cancel_requested {
                         stop = Some(Stop::Cancelled);
                     }
-                    let limit_hit = match (policy, max_errors) {
-                        (OnError::Abort, m) => invalid > m.unwrap_or(0),
-                        (OnError::Skip, Some(m)) => invalid > m,
-                        _ => false,
-                    };
+                    // Rows the database refused (a taken key) are counted here, at the end
+                    // of the batch holding them; the reader stops at the rows it rejects.
+                    let limit_hit = error_limit.is_some_and(|m| invalid > m);
                     if stop.is_none() && limit_hit {
                         stop = Some(Stop::TooManyErrors);
                     }
@@ -858,8 +878,10 @@ impl Engine {
                     Err(e) => Err((writer, e)),
                 };
             }
-            // A validation pass keeps only the errors that will be stored; it counts the rest.
-            let keep = max_stored_errors as usize;
+            // A validation pass keeps only the errors that will be stored; it counts the rest
+            // (and the import says its stored errors are fewer than its invalid rows). They
+            // wait in memory until the pass ends, hence the bound below the store's cap.
+            let keep = max_stored_errors.min(VALIDATION_ERRORS_KEPT) as usize;
             let mut pending_errors: Vec<crate::model::RowError> = Vec::new();
             let mut unstored = 0u64;
             for mut batch in rx {

@@ -138,6 +138,18 @@ string_enum! {
     }
 }
 
+impl OnError {
+    /// The invalid rows an import with this policy tolerates while it writes; one more stops
+    /// it. None: no limit (an atomic import checks every row before writing).
+    pub fn error_limit(self, max_errors: Option<u64>) -> Option<u64> {
+        match self {
+            OnError::Abort => Some(max_errors.unwrap_or(0)),
+            OnError::Skip => max_errors,
+            OnError::Atomic => None,
+        }
+    }
+}
+
 string_enum! {
     /// Where an import's rows came from.
     Source {

@@ -130,6 +130,13 @@ pub trait Store: Send + Sync + 'static {
         after: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<StoredRowError>>;
+    /// An import's stored row errors grouped by table, column and code, the largest groups
+    /// first.
+    async fn summarize_row_errors(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Vec<ErrorGroup>>;
     /// An import's lifecycle events after `after` (an event id), oldest first.
     async fn list_events(
         &self,

@@ -5,8 +5,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::model::{
-    Counts, ImportStatus, Mode, OnError, Role, RowError, Source, Step, TableSchema, Value,
-    row_error::SourceRecord,
+    Counts, ImportStatus, Mode, OnError, Role, RowError, RowErrorCode, Source, Step, TableSchema,
+    Value, row_error::SourceRecord,
 };
 
 /// A tenant.
@@ -183,7 +183,18 @@ pub struct ImportRecord {
     /// Until when the import can be rolled back; None once its undo journal is pruned, and
     /// for imports that wrote nothing.
     pub rollback_until: Option<OffsetDateTime>,
+    /// Row errors stored (downloadable); fewer than `counts.invalid` once past
+    /// `--max-stored-errors`, or once retention pruned them.
+    pub errors_stored: u64,
     pub tables: Vec<ImportTableRecord>,
+}
+
+impl ImportRecord {
+    /// Whether some of its rejected rows were counted but not stored: the download of its
+    /// rejected rows is then not all of them.
+    pub fn errors_truncated(&self) -> bool {
+        self.errors_stored < self.counts.invalid
+    }
 }
 
 /// Sort orders of the import list.
@@ -240,6 +251,20 @@ pub struct StoredRowError {
     pub id: i64,
     pub table: String,
     pub error: RowError,
+}
+
+/// An import's stored row errors of one table, column and code, counted.
+#[derive(Debug, Clone)]
+pub struct ErrorGroup {
+    pub table: String,
+    /// None for errors about the whole record (a malformed record, a taken key).
+    pub column: Option<String>,
+    pub code: RowErrorCode,
+    pub count: u64,
+    /// The line of the group's first error (in the order errors are listed).
+    pub first_line: u64,
+    /// The message of that first error.
+    pub example: String,
 }
 
 /// A stored lifecycle event.

@@ -15,7 +15,7 @@ const IMPORT_COLUMNS: &str = "id, workspace_id, number, status, step, source, mo
     max_errors, dry_run, cleanup_records, reference, reference_origin, metadata, note, platform, \
     error, bytes_total, bytes_read, inputs, processed, created, updated, unchanged, invalid, \
     destroyed, warnings, cancel_requested, created_at, started_at, completed_at, cancelled_at, \
-    rolled_back_at, updated_at, rollback_until";
+    rolled_back_at, updated_at, rollback_until, errors_stored";
 
 const TABLE_COLUMNS: &str = "position, table_name, status, format, options, blob_key, file_name, \
     file_size, header, bytes_total, bytes_read, checkpoint_offset, checkpoint_line, \
@@ -73,6 +73,7 @@ fn import_from_row(r: &Row) -> StoreResult<ImportRecord> {
         rolled_back_at: r.try_get(32)?,
         updated_at: r.try_get(33)?,
         rollback_until: r.try_get(34)?,
+        errors_stored: count(r, 35)?,
         tables: Vec::new(),
     })
 }
@@ -503,6 +504,38 @@ pub(super) fn row_errors(
                     message: r.try_get(6)?,
                     row: r.try_get(7)?,
                 },
+            })
+        })
+        .collect()
+}
+
+/// The first error of each group is the one listed first (lowest id: source order).
+pub(super) fn error_groups(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Vec<ErrorGroup>> {
+    get(tx, workspace_id, id)?;
+    let rows = tx.query(
+        "SELECT t.table_name, g.column_name, g.code, g.n, e.line, e.message
+         FROM (SELECT position, column_name, code, count(*) AS n, min(id) AS first
+               FROM intake_row_errors WHERE import_id = $1
+               GROUP BY position, column_name, code) g
+         JOIN intake_row_errors e ON e.id = g.first
+         JOIN intake_import_tables t ON t.import_id = $1 AND t.position = g.position
+         ORDER BY g.n DESC, e.line, g.position",
+        &[&id],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let code: String = r.try_get(2)?;
+            Ok(ErrorGroup {
+                table: r.try_get(0)?,
+                column: r.try_get(1)?,
+                code: code_from_str(&code),
+                count: count(r, 3)?,
+                first_line: count(r, 4)?,
+                example: r.try_get(5)?,
             })
         })
         .collect()
@@ -1131,7 +1164,8 @@ pub(super) fn prune(tx: &mut Transaction<'_>, at: OffsetDateTime) -> StoreResult
         tx.execute("DELETE FROM intake_undo WHERE import_id = $1", &[id])?;
         tx.execute("DELETE FROM intake_row_errors WHERE import_id = $1", &[id])?;
         tx.execute(
-            "UPDATE intake_imports SET rollback_until = NULL WHERE id = $1",
+            // The row errors are gone: the import no longer claims them as stored.
+            "UPDATE intake_imports SET rollback_until = NULL, errors_stored = 0 WHERE id = $1",
             &[id],
         )?;
     }

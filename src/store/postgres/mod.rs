@@ -542,6 +542,15 @@ impl Store for PgStore {
             .await
     }
 
+    async fn summarize_row_errors(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Vec<ErrorGroup>> {
+        self.read(move |tx| imports::error_groups(tx, workspace_id, id))
+            .await
+    }
+
     async fn list_events(
         &self,
         workspace_id: Uuid,

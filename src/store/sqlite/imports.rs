@@ -13,7 +13,7 @@ const IMPORT_COLUMNS: &str = "id, workspace_id, number, status, step, source, mo
     max_errors, dry_run, cleanup_records, reference, reference_origin, metadata, note, platform, \
     error, bytes_total, bytes_read, inputs, processed, created, updated, unchanged, invalid, \
     destroyed, warnings, cancel_requested, created_at, started_at, completed_at, cancelled_at, \
-    rolled_back_at, updated_at, rollback_until";
+    rolled_back_at, updated_at, rollback_until, errors_stored";
 
 const TABLE_COLUMNS: &str = "position, table_name, status, format, options, blob_key, file_name, \
     file_size, header, bytes_total, bytes_read, checkpoint_offset, checkpoint_line, \
@@ -68,6 +68,7 @@ fn import_from_row(r: &Row<'_>) -> rusqlite::Result<ImportRecord> {
         rolled_back_at: parse_ts_opt(r.get(32)?),
         updated_at: parse_ts(&r.get::<_, String>(33)?),
         rollback_until: parse_ts_opt(r.get(34)?),
+        errors_stored: r.get::<_, i64>(35)? as u64,
         tables: Vec::new(),
     })
 }
@@ -431,6 +432,36 @@ pub(super) fn row_errors(
             })
         },
     )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The first error of each group is the one listed first (lowest id: source order).
+pub(super) fn error_groups(
+    c: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> StoreResult<Vec<ErrorGroup>> {
+    get(c, workspace_id, id)?;
+    let mut stmt = c.prepare_cached(
+        "SELECT t.table_name, g.column_name, g.code, g.n, e.line, e.message
+         FROM (SELECT position, column_name, code, count(*) AS n, min(id) AS first
+               FROM intake_row_errors WHERE import_id = ?1
+               GROUP BY position, column_name, code) g
+         JOIN intake_row_errors e ON e.id = g.first
+         JOIN intake_import_tables t ON t.import_id = ?1 AND t.position = g.position
+         ORDER BY g.n DESC, e.line, g.position",
+    )?;
+    let rows = stmt.query_map([id.to_string()], |r| {
+        let code: String = r.get(2)?;
+        Ok(ErrorGroup {
+            table: r.get(0)?,
+            column: r.get(1)?,
+            code: code_from_str(&code),
+            count: r.get::<_, i64>(3)?.max(0) as u64,
+            first_line: r.get::<_, i64>(4)?.max(0) as u64,
+            example: r.get(5)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
@@ -1049,7 +1080,8 @@ pub(super) fn prune(tx: &Connection, at: OffsetDateTime) -> StoreResult<u64> {
         tx.execute("DELETE FROM intake_undo WHERE import_id = ?1", [id])?;
         tx.execute("DELETE FROM intake_row_errors WHERE import_id = ?1", [id])?;
         tx.execute(
-            "UPDATE intake_imports SET rollback_until = NULL WHERE id = ?1",
+            // The row errors are gone: the import no longer claims them as stored.
+            "UPDATE intake_imports SET rollback_until = NULL, errors_stored = 0 WHERE id = ?1",
             [id],
         )?;
     }

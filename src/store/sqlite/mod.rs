@@ -494,6 +494,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn summarize_row_errors(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Vec<ErrorGroup>> {
+        self.read(move |c| imports::error_groups(c, workspace_id, id))
+            .await
+    }
+
     async fn list_events(
         &self,
         workspace_id: Uuid,
