@@ -263,7 +263,8 @@ impl Inference {
                 source: profile.source.clone(),
                 r#type: ty,
                 required: self.claims.required && complete,
-                unique: self.claims.unique && distinct,
+                // JSON values have no order a unique index could use (on PostgreSQL).
+                unique: self.claims.unique && distinct && ty != ColumnType::Json,
                 values,
                 max_length: None,
             });
