@@ -642,7 +642,9 @@ fn date_prefix(b: &[u8]) -> Result<Date, DateError> {
     ) else {
         return Err(DateError::Format);
     };
-    if b[4] != b'-' || b[7] != b'-' {
+    // Year first is unambiguous whatever the separator (`2024-01-31`, `2024/01/31`,
+    // `2024.01.31`), as long as both are the same.
+    if b[4] != b[7] || !matches!(b[4], b'-' | b'/' | b'.') {
         return Err(DateError::Format);
     }
     let month = Month::try_from(m).map_err(|_| DateError::Calendar)?;

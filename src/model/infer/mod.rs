@@ -517,6 +517,10 @@ mod tests {
             ColumnType::Datetime
         );
         assert_eq!(ty(&["2024-02-30", "2024-01-01"]), ColumnType::String);
+        assert_eq!(ty(&["2016/01/31", "2016.02.01"]), ColumnType::Date);
+        assert_eq!(ty(&["2016/01/01 00:47:36"]), ColumnType::Datetime);
+        assert_eq!(ty(&["01/31/2016", "2016-01-02"]), ColumnType::String);
+        assert_eq!(ty(&["2016/01-31"]), ColumnType::String);
     }
 
     #[test]
@@ -756,5 +760,89 @@ mod tests {
                 "sampled_rows": 2,
             })
         );
+    }
+
+    // whole sources
+
+    /// Infers from text rows as the one-step load does.
+    fn whole(names: &[&str], rows: &[&[&str]]) -> InferredSchema {
+        let mut inference = Inference::new(&header(names), Claims::whole_source(false), &[]);
+        for row in rows {
+            inference.add_fields(row.iter().copied());
+        }
+        inference.finish()
+    }
+
+    fn types_of(s: &InferredSchema) -> Vec<(&str, ColumnType, bool)> {
+        s.columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.r#type, c.required))
+            .collect()
+    }
+
+    #[test]
+    fn missing_tokens_are_missing_in_typed_columns_and_text_in_text_columns() {
+        let s = whole(
+            &["n", "country", "day"],
+            &[
+                &["1", "FR", "2024-01-01"],
+                &["NA", "NA", "n/a"],
+                &["3", "DE", "2024-01-03"],
+            ],
+        );
+        assert_eq!(
+            types_of(&s),
+            [
+                ("n", ColumnType::Integer, false),
+                ("country", ColumnType::String, true),
+                ("day", ColumnType::Date, false),
+            ]
+        );
+        assert_eq!(s.missing_tokens, ["NA", "n/a"]);
+        assert!(s.columns.iter().all(|c| !c.unique));
+    }
+
+    #[test]
+    fn long_numbers_are_decimals_and_short_exponent_numbers_floats() {
+        let s = whole(
+            &["pi", "sci", "money"],
+            &[
+                &["3.14159265358979323846", "1.5e3", "12.50"],
+                &["2.5", "2.25e-7", "3"],
+            ],
+        );
+        assert_eq!(
+            types_of(&s),
+            [
+                ("pi", ColumnType::Decimal, true),
+                ("sci", ColumnType::Float, true),
+                ("money", ColumnType::Decimal, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_key_of_a_whole_source_is_checked_against_every_value() {
+        let rows: Vec<Vec<String>> = (1..=3000)
+            .map(|i| vec![(3001 - i).to_string(), format!("c{}", i % 7), i.to_string()])
+            .collect();
+        let refs: Vec<Vec<&str>> = rows
+            .iter()
+            .map(|r| r.iter().map(String::as_str).collect())
+            .collect();
+        let slices: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+        // `id` counts down (remembered values prove it distinct); `customer_id` repeats.
+        let s = whole(&["id", "customer_id", "n"], &slices);
+        assert_eq!(s.primary_key, ["id"]);
+        let s = whole(&["amount", "label", "n"], &slices);
+        assert_eq!(
+            s.primary_key,
+            ["n"],
+            "integers that only increase make a key"
+        );
+        let mut repeated = slices.clone();
+        repeated.push(&["5", "c1", "5"]);
+        let s = whole(&["id", "customer_id", "n"], &repeated);
+        assert!(s.primary_key.is_empty(), "{:?}", s.primary_key);
     }
 }
