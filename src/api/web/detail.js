@@ -1,5 +1,6 @@
-// One import: its progress (live), counts per table, actions (cancel, roll back), rejected
-// rows with paging and a CSV download, and the timeline of its events.
+// One import: its progress (live), counts per table, the tables it created (their schema and
+// what was read as missing), actions (cancel, roll back), rejected rows summed up by column
+// and code, page by page, and as a CSV download, and the timeline of its events.
 
 import { api, downloadRejected, qs } from './api.js';
 import {
@@ -34,19 +35,28 @@ const EVENT_TEXT = {
   'import.unsupported': 'Unsupported format',
   'import.rolling_back': 'Rolling back',
   'import.rolled_back': 'Rolled back',
+  'table.created': 'Table created',
+};
+
+/** Steps worth more words than their name. */
+const STEP_TEXT = {
+  inferring: 'reading the whole file to choose the new table\'s column types',
 };
 
 export async function renderDetail(main, ctx, id) {
   const path = `/v1/imports/${encodeURIComponent(id)}`;
+  const { signal } = ctx;
   replace(main, h('p', { class: 'muted' }, 'Loading the import…'));
   let imp;
   try {
-    imp = await api(path);
+    imp = await ctx.api(path);
   } catch (e) {
+    if (signal.aborted) return undefined;
     replace(main, h('h1', {}, 'Import'), errorBox(e, e.status === 404 ? 'No such import' : 'The import could not be loaded'),
       h('p', {}, h('a', { href: '#/imports' }, 'Back to the imports')));
     return undefined;
   }
+  if (signal.aborted) return undefined;
 
   const title = h('h1', {}, `Import #${imp.number}`);
   const statusEl = h('span', { id: 'import-status', 'aria-live': 'polite' });
@@ -57,6 +67,7 @@ export async function renderDetail(main, ctx, id) {
   const actions = h('div', { class: 'actions', id: 'import-actions' });
   const actionStatus = h('div', { id: 'action-status', tabindex: -1 });
   const counts = h('div', { id: 'counts' });
+  const created = h('div', { id: 'created-tables' });
   const errorsSection = h('section', { id: 'errors', 'aria-labelledby': 'errors-title' });
   const timeline = h('ol', { class: 'timeline', id: 'timeline' });
 
@@ -68,17 +79,17 @@ export async function renderDetail(main, ctx, id) {
       h('h2', { id: 'progress-title' }, 'Progress'),
       progressBar, progressText, actions, actionStatus),
     h('section', { 'aria-labelledby': 'counts-title' }, h('h2', { id: 'counts-title' }, 'Rows'), counts),
+    created,
     errorsSection,
     h('div', { class: 'columns' },
       h('section', { 'aria-labelledby': 'details-title' }, h('h2', { id: 'details-title' }, 'Details'), meta),
       h('section', { 'aria-labelledby': 'timeline-title' }, h('h2', { id: 'timeline-title' }, 'Timeline'), timeline)));
 
-  let disposed = false;
   let pending = false;
   let stopWatch = null;
   let lastEventId = null;
   const seenEvents = new Set();
-  const errorsState = { cursor: null, previous: [], shownInvalid: -1, shownLive: null };
+  const errorsState = { cursor: null, previous: [], shownInvalid: -1, shownLive: null, summary: null, summaryFor: -1 };
 
   function show(next) {
     const before = imp;
@@ -96,13 +107,16 @@ export async function renderDetail(main, ctx, id) {
     }
     setBar(progressBar, imp.progress);
     const live = LIVE.has(imp.status);
-    const parts = [words(imp.step)];
+    const parts = [STEP_TEXT[imp.step] || words(imp.step)];
     if (imp.bytes_total) parts.push(`${bytes(imp.bytes_read)} of ${bytes(imp.bytes_total)} read`);
     if (imp.rows_per_second) parts.push(`${num(Math.round(imp.rows_per_second))} rows/s`);
     if (live && imp.eta_seconds) parts.push(`about ${duration(imp.eta_seconds)} left`);
     progressText.textContent = parts.join(' · ');
     renderCounts(counts, imp);
-    if (imp.tables) renderMeta(meta, imp);
+    if (imp.tables) {
+      renderMeta(meta, imp);
+      renderCreated(created, imp);
+    }
     renderActions();
   }
 
@@ -172,10 +186,10 @@ export async function renderDetail(main, ctx, id) {
 
   /** Follows the import live until it ends (again after a cancel or rollback). */
   function follow() {
-    if (disposed) return;
+    if (signal.aborted) return;
     if (stopWatch) stopWatch();
     stopWatch = watchImport(imp.id, (type, data) => {
-      if (disposed) return;
+      if (signal.aborted) return;
       if (type === 'progress') show({ ...imp, ...data });
       else if (type === 'end') {
         show(data);
@@ -185,13 +199,13 @@ export async function renderDetail(main, ctx, id) {
       } else if (data && typeof data === 'object' && data.type) {
         addEvent(data);
       }
-    }, { first: true, lastEventId });
+    }, { first: true, lastEventId, signal });
   }
 
   async function loadEvents() {
     let cursor = null;
     for (let i = 0; i < 20; i += 1) {
-      const page = await api(`${path}/events${qs({ limit: 500, cursor })}`);
+      const page = await ctx.api(`${path}/events${qs({ limit: 500, cursor })}`);
       for (const ev of page.data) addEvent(ev);
       if (!page.has_more) break;
       cursor = page.next_cursor;
@@ -227,15 +241,21 @@ export async function renderDetail(main, ctx, id) {
       }
       download.disabled = false;
     });
-    head.append(h('div', { class: 'head-actions' }, download, downloadStatus));
     let page;
+    let summary;
     try {
-      page = await api(`${path}/errors${qs({ limit: ERRORS_PAGE, cursor: errorsState.cursor })}`);
+      [page, summary] = await Promise.all([
+        ctx.api(`${path}/errors${qs({ limit: ERRORS_PAGE, cursor: errorsState.cursor })}`),
+        loadSummary(invalid),
+      ]);
     } catch (e) {
+      if (signal.aborted) return;
+      head.append(h('div', { class: 'head-actions' }, download, downloadStatus));
       replace(errorsSection, head, errorBox(e, 'The rejected rows could not be loaded'));
       return;
     }
-    if (disposed) return;
+    if (signal.aborted) return;
+    head.append(h('div', { class: 'head-actions' }, download, truncationWarning(summary), downloadStatus));
     const multi = (imp.tables || []).length > 1;
     const table = h('table', { class: 'list errors stack' },
       h('caption', { class: 'visually-hidden' }, 'Rejected rows, in file order'),
@@ -260,7 +280,27 @@ export async function renderDetail(main, ctx, id) {
         type: 'button', class: 'btn small', id: 'errors-next',
         onclick: () => { errorsState.previous.push(errorsState.cursor); errorsState.cursor = page.next_cursor; loadErrors(false).then(() => focusErrors()); },
       }, 'Next ›') : null);
-    replace(errorsSection, head, tableWrap('Rejected rows', table), pager);
+    replace(errorsSection, head, summaryTable(summary, multi), tableWrap('Rejected rows', table), pager);
+  }
+
+  /**
+   * The rejected rows summed up by table, column and code, or null when the server has no
+   * summary (an older server answers 404) or it could not be read: the rows below still show.
+   * Fetched again only when the count of invalid rows changed.
+   */
+  async function loadSummary(invalid) {
+    if (errorsState.summaryFor === invalid) return errorsState.summary;
+    let summary = null;
+    try {
+      summary = await ctx.api(`${path}/errors/summary`);
+    } catch (e) {
+      if (signal.aborted) throw e;
+      summary = null;
+    }
+    if (!summary || typeof summary !== 'object' || !Array.isArray(summary.groups)) summary = null;
+    errorsState.summary = summary;
+    errorsState.summaryFor = invalid;
+    return summary;
   }
 
   function focusErrors() {
@@ -270,21 +310,90 @@ export async function renderDetail(main, ctx, id) {
   }
 
   show(imp);
-  await Promise.all([
-    loadEvents().catch((e) => timeline.after(errorBox(e, 'The timeline could not be loaded'))),
-    loadErrors(false),
-  ]);
-  if (!disposed) follow();
-
-  const stopEvents = ctx.onWorkspaceEvent((type, ev) => {
+  // Subscribed at once, so that leaving the page (ctx.signal) ends it with everything else.
+  ctx.onWorkspaceEvent((type, ev) => {
     // A change made elsewhere (another tab, the API) to a finished import: follow it again.
     if (ev && ev.import_id === imp.id && !stopWatch) follow();
   });
-  return () => {
-    disposed = true;
-    stopEvents();
-    if (stopWatch) stopWatch();
-  };
+  await Promise.all([
+    loadEvents().catch((e) => {
+      if (!signal.aborted) timeline.after(errorBox(e, 'The timeline could not be loaded'));
+    }),
+    loadErrors(false),
+  ]);
+  follow();
+  return undefined;
+}
+
+/** "Created table orders: 9 columns", with the columns' types and what was read as missing. */
+function renderCreated(el, imp) {
+  const made = (imp.tables || []).filter((t) => t && t.created_schema && typeof t.created_schema === 'object');
+  // Progress events arrive many times a second: redraw only when this part changed.
+  const key = JSON.stringify(made.map((t) => [t.table, t.created_schema, t.missing_tokens]));
+  if (el.dataset.key === key) return;
+  el.dataset.key = key;
+  replace(el, made.map((t, i) => {
+    const schema = t.created_schema;
+    const name = schema.name || t.table;
+    const columns = Array.isArray(schema.columns) ? schema.columns : [];
+    const pk = Array.isArray(schema.primary_key) ? schema.primary_key : [];
+    const missing = Array.isArray(t.missing_tokens) ? t.missing_tokens : [];
+    const id = `created-title-${i}`;
+    return h('section', { class: 'card created', 'aria-labelledby': id, dataset: { table: name } },
+      h('h2', { id }, 'Created table ', h('a', { href: `#/tables/${encodeURIComponent(name)}` }, name),
+        `: ${num(columns.length)} ${columns.length === 1 ? 'column' : 'columns'}`),
+      h('p', { class: 'help' }, 'The import created this table, with column types chosen from the whole file.'),
+      tableWrap(`Columns of ${name}`, h('table', { class: 'list schema created-columns stack' },
+        h('caption', { class: 'visually-hidden' }, `Columns of the created table ${name}`),
+        h('thead', {}, h('tr', {}, ['Column', 'Type', 'Required', 'Constraints'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, columns.map((c) => h('tr', {},
+          h('th', { scope: 'row', 'data-label': 'Column' }, h('code', {}, c.name), pk.includes(c.name) ? h('span', { class: 'tag' }, 'key') : null),
+          h('td', { 'data-label': 'Type' }, c.type),
+          h('td', { 'data-label': 'Required' }, c.required ? 'yes' : 'no'),
+          h('td', { 'data-label': 'Constraints' }, columnConstraints(c) || h('span', { class: 'muted' }, '–'))))))),
+      missing.length ? h('p', { class: 'missing-tokens' }, h('strong', {}, 'Read as missing: '),
+        missing.map((m, j) => [j ? ', ' : '', m === '' ? 'empty cells' : h('code', {}, m)])) : null);
+  }));
+}
+
+function columnConstraints(c) {
+  const parts = [];
+  if (c.unique) parts.push('unique');
+  if (Array.isArray(c.values)) parts.push(`one of ${c.values.map((v) => JSON.stringify(v)).join(', ')}`);
+  if (c.max_length !== undefined && c.max_length !== null) parts.push(`at most ${c.max_length} characters`);
+  return parts.join('; ');
+}
+
+/** The groups of rejected rows ("amount · invalid_decimal · 19,702 rows · first at line 3"). */
+function summaryTable(summary, multi) {
+  if (!summary || !summary.groups.length) return null;
+  const groups = [...summary.groups].sort((a, b) => (b.count || 0) - (a.count || 0));
+  return h('div', { id: 'errors-summary' },
+    tableWrap('Rejected rows by column and reason', h('table', { class: 'list error-groups stack' },
+      h('caption', {}, 'By column and reason'),
+      h('thead', {}, h('tr', {},
+        (multi ? ['Table'] : []).concat(['Column', 'Code', 'Rows', 'First at line', 'Example'])
+          .map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, groups.map((g) => h('tr', {},
+        multi ? h('td', { 'data-label': 'Table' }, g.table) : null,
+        h('td', { 'data-label': 'Column' }, g.column ? h('code', {}, g.column) : h('span', { class: 'muted' }, '–')),
+        h('td', { 'data-label': 'Code' }, h('code', { class: 'code' }, g.code)),
+        h('td', { 'data-label': 'Rows', class: 'num' }, `${num(g.count)} ${g.count === 1 ? 'row' : 'rows'}`),
+        h('td', { 'data-label': 'First at line', class: 'num' }, g.first_line ? `line ${num(g.first_line)}` : '–'),
+        h('td', { 'data-label': 'Example', class: 'example' }, exampleText(g.example))))))));
+}
+
+function exampleText(v) {
+  if (v === null || v === undefined) return h('span', { class: 'muted' }, '–');
+  const text = typeof v === 'object' ? recordText(v) : String(v);
+  return text.length > 80 ? `${text.slice(0, 77)}…` : text;
+}
+
+/** Said next to the download when the server kept only some of the rejected rows. */
+function truncationWarning(summary) {
+  if (!summary || summary.truncated !== true) return null;
+  return h('p', { class: 'notice warn small', id: 'errors-truncated' },
+    `The download holds ${num(summary.stored)} of the ${num(summary.invalid)} rejected rows: only that many were kept.`);
 }
 
 /** The original row: short ones in full, long ones folded behind their beginning. */
