@@ -60,7 +60,9 @@ export async function renderUpload(main, ctx) {
     fileSection.before(errorBox(e, 'The tables could not be loaded'));
   }
   if (ctx.signal.aborted) return;
-  if (st.table && !st.tables.some((t) => t.name === st.table)) st.table = '';
+  // A table asked for that does not exist (yet) is the name of the one to create.
+  const requestedNew = st.table && !st.tables.some((t) => t.name === st.table) ? st.table : '';
+  if (requestedNew) st.table = '';
 
   // ---- 1. the file, and how to read it -------------------------------------------------
   // Built once: the reading settings keep their focus while the proposal is asked again.
@@ -149,14 +151,14 @@ export async function renderUpload(main, ctx) {
     st.overrides = {};
     st.columns = [];
     st.edits = new Map();
-    st.nameEdited = false;
+    st.nameEdited = Boolean(requestedNew);
     st.proposedWith = null;
     zoneTitle.textContent = `Reading ${file.name}…`;
     const text = await sample(file);
     if (ctx.signal.aborted || st.file !== file) return;
     st.sample = text;
     st.format = formatFromName(file.name) || sniff(st.sample.text).format;
-    st.newName = tableNameFor(file.name);
+    st.newName = requestedNew || tableNameFor(file.name);
     const done = await propose({ quiet: true });
     if (!done || ctx.signal.aborted || st.file !== file) return;
     // A table named like the file is the likely target; otherwise admins start a new one,
