@@ -39,6 +39,7 @@ export async function renderUpload(main, ctx) {
     // What was edited by hand, by file column: {field: value}, kept over new proposals.
     edits: new Map(),
     overrides: {}, // source field → column name or IGNORE, chosen by hand
+    shown: false, // whether the steps after the file are shown for this file
   };
 
   const fileSection = h('section', { class: 'card step', 'aria-labelledby': 'step-file' });
@@ -153,14 +154,21 @@ export async function renderUpload(main, ctx) {
     st.edits = new Map();
     st.nameEdited = Boolean(requestedNew);
     st.proposedWith = null;
+    st.shown = false;
+    // Another file may have another delimiter; the cells that mean null are kept.
+    delimiter.value = '';
     zoneTitle.textContent = `Reading ${file.name}…`;
     const text = await sample(file);
     if (ctx.signal.aborted || st.file !== file) return;
     st.sample = text;
     st.format = formatFromName(file.name) || sniff(st.sample.text).format;
     st.newName = requestedNew || tableNameFor(file.name);
-    const done = await propose({ quiet: true });
-    if (!done || ctx.signal.aborted || st.file !== file) return;
+    await propose({ force: true });
+  }
+
+  /** The steps after the file, once its first proposal is in. */
+  function showSteps() {
+    st.shown = true;
     // A table named like the file is the likely target; otherwise admins start a new one,
     // which the server makes from the whole file unless they choose to check a schema first.
     if (!st.table) {
@@ -172,26 +180,27 @@ export async function renderUpload(main, ctx) {
     renderOptions();
     renderSubmit();
     renderMapping();
-    announce(`${file.name} read: ${st.parsed.header.length} columns found.`);
+    announce(`${st.file.name} read: ${st.parsed.header.length} columns found.`);
   }
 
   /**
    * Asks the server for a schema proposal from the sample with the reading settings, and
    * re-parses the preview with them. A proposal asked again keeps what was edited by hand.
-   * Resolves false when a newer proposal (or another file, or leaving the page) replaced it.
+   * A newer proposal, another file or leaving the page drops it. `force` asks even when the
+   * settings did not change (a new file).
    */
-  async function propose({ quiet = false } = {}) {
-    if (!st.file || !st.sample) return false;
+  async function propose({ force = false } = {}) {
+    if (!st.file || !st.sample) return;
     const settings = readingSettings();
     const key = JSON.stringify(settings);
-    if (!quiet && key === st.proposedWith) return true;
+    if (!force && key === st.proposedWith) return;
     st.proposedWith = key;
     if (st.proposing) st.proposing.abort();
     const ctl = new AbortController();
     st.proposing = ctl;
     const signal = AbortSignal.any([ctx.signal, ctl.signal]);
     const file = st.file;
-    renderFile(quiet ? null : 'Proposing the schema again with these settings…');
+    renderFile(st.shown ? 'Proposing the schema again with these settings…' : null);
     const guess = formatFromName(file.name) || sniff(st.sample.text).format;
     let infer = null;
     let error = null;
@@ -200,10 +209,10 @@ export async function renderUpload(main, ctx) {
         method: 'POST', body: st.sample.text, headers: { 'Content-Type': MIME[guess] || 'text/plain' }, signal,
       });
     } catch (e) {
-      if (signal.aborted) return false;
+      if (signal.aborted) return;
       error = e;
     }
-    if (signal.aborted || st.file !== file) return false;
+    if (signal.aborted || st.file !== file) return;
     st.proposing = null;
     st.infer = infer;
     st.inferError = error;
@@ -214,12 +223,13 @@ export async function renderUpload(main, ctx) {
     if (infer && !st.nameEdited && infer.table && infer.table.name) st.newName = infer.table.name;
     if (!infer && st.target === 'new') st.target = ctx.can('admin') ? 'create' : 'existing';
     renderFile(null);
-    if (!quiet) {
-      renderTable();
-      renderMapping();
-      announce(infer ? 'The schema was proposed again.' : 'The schema could not be proposed.');
+    if (!st.shown) {
+      showSteps();
+      return;
     }
-    return true;
+    renderTable();
+    renderMapping();
+    announce(infer ? 'The schema was proposed again.' : 'The schema could not be proposed.');
   }
 
   // ---- 2. the table -----------------------------------------------------------------
