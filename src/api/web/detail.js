@@ -234,8 +234,9 @@ export async function renderDetail(main, ctx, id) {
       download.disabled = true;
       downloadStatus.textContent = 'Preparing the file…';
       try {
-        const size = await downloadRejected(imp.id, imp.number);
-        downloadStatus.textContent = `Saved import-${imp.number}-rejected.csv (${bytes(size)}): fix the rows and upload it again.`;
+        const { size, truncated } = await downloadRejected(imp.id, imp.number);
+        const part = /^(\d+) of (\d+)$/.exec(truncated || '');
+        downloadStatus.textContent = `Saved import-${imp.number}-rejected.csv (${bytes(size)}${part ? `, ${num(Number(part[1]))} of the ${num(Number(part[2]))} rejected rows` : ''}): fix the rows and upload it again.`;
       } catch (e) {
         replace(downloadStatus, errorBox(e, 'The download failed'));
       }
@@ -255,7 +256,7 @@ export async function renderDetail(main, ctx, id) {
       return;
     }
     if (signal.aborted) return;
-    head.append(h('div', { class: 'head-actions' }, download, truncationWarning(summary), downloadStatus));
+    head.append(h('div', { class: 'head-actions' }, download, truncationWarning(summary, imp), downloadStatus));
     const multi = (imp.tables || []).length > 1;
     const table = h('table', { class: 'list errors stack' },
       h('caption', { class: 'visually-hidden' }, 'Rejected rows, in file order'),
@@ -280,6 +281,12 @@ export async function renderDetail(main, ctx, id) {
         type: 'button', class: 'btn small', id: 'errors-next',
         onclick: () => { errorsState.previous.push(errorsState.cursor); errorsState.cursor = page.next_cursor; loadErrors(false).then(() => focusErrors()); },
       }, 'Next ›') : null);
+    if (!page.data.length && !errorsState.cursor) {
+      // Counted but not stored (retention removed them): nothing to list or download.
+      replace(errorsSection, head, h('p', { class: 'empty' },
+        live ? 'No rejected row is stored yet.' : 'None of these rows is stored any more: they are counted only.'));
+      return;
+    }
     replace(errorsSection, head, summaryTable(summary, multi), tableWrap('Rejected rows', table), pager);
   }
 
@@ -389,11 +396,25 @@ function exampleText(v) {
   return text.length > 80 ? `${text.slice(0, 77)}…` : text;
 }
 
-/** Said next to the download when the server kept only some of the rejected rows. */
-function truncationWarning(summary) {
-  if (!summary || summary.truncated !== true) return null;
-  return h('p', { class: 'notice warn small', id: 'errors-truncated' },
-    `The download holds ${num(summary.stored)} of the ${num(summary.invalid)} rejected rows: only that many were kept.`);
+/**
+ * Said next to the download when the server kept only some of the rejected rows: from the
+ * summary, else from the import's own errors_stored / errors_truncated.
+ */
+function truncationWarning(summary, imp) {
+  let stored;
+  let invalid;
+  if (summary && summary.truncated === true) {
+    ({ stored, invalid } = summary);
+  } else if (!summary && imp.errors_truncated === true) {
+    stored = imp.errors_stored;
+    invalid = imp.counts && imp.counts.invalid;
+  } else {
+    return null;
+  }
+  const text = stored === 0
+    ? `The download holds none of the ${num(invalid)} rejected rows: they are no longer stored.`
+    : `The download holds ${num(stored)} of the ${num(invalid)} rejected rows: only that many were kept.`;
+  return h('p', { class: 'notice warn small', id: 'errors-truncated' }, text);
 }
 
 /** The original row: short ones in full, long ones folded behind their beginning. */

@@ -109,6 +109,8 @@ export async function renderUpload(main, ctx) {
   ctx.signal.addEventListener('abort', () => clearTimeout(typingTimer));
   delimiter.addEventListener('change', () => propose());
   nullValues.addEventListener('input', () => {
+    // The preview shows the new null cells at once; the proposal follows when typing pauses.
+    if (st.shown) renderMapping();
     clearTimeout(typingTimer);
     typingTimer = setTimeout(() => propose(), REPROPOSE_MS);
   });
