@@ -246,7 +246,7 @@ test('the progress bar reaches 100 % and the rows are counted per table', async 
 test('the rejected rows are listed with paging and download as CSV', async () => {
   const errors = page.locator('#errors');
   await errors.getByRole('heading', { name: /Rejected rows \(200\)/ }).waitFor();
-  const rows = errors.locator('tbody tr');
+  const rows = errors.locator('table.errors tbody tr');
   assert.equal(await rows.count(), 25);
   const first = rows.first();
   assert.equal(await first.locator('td[data-label="Line"]').textContent(), manifestLines.map(Number).sort((a, b) => a - b)[0].toLocaleString('en-US'));

@@ -10,6 +10,8 @@ import {
 import { watchImport } from './sse.js';
 
 const ERRORS_PAGE = 25;
+/** Groups of rejected rows shown in the summary, largest first. */
+const SUMMARY_GROUPS = 12;
 const FINISHED = new Set(['complete', 'partially_complete', 'failed', 'cancelled']);
 
 /** What a finished cancel or rollback left. */
@@ -374,7 +376,10 @@ function columnConstraints(c) {
 /** The groups of rejected rows ("amount · invalid_decimal · 19,702 rows · first at line 3"). */
 function summaryTable(summary, multi) {
   if (!summary || !summary.groups.length) return null;
-  const groups = [...summary.groups].sort((a, b) => (b.count || 0) - (a.count || 0));
+  const all = [...summary.groups].sort((a, b) => (b.count || 0) - (a.count || 0));
+  // The largest groups tell what to fix; a long tail would push the rows out of sight.
+  const groups = all.slice(0, SUMMARY_GROUPS);
+  const rest = all.slice(SUMMARY_GROUPS);
   return h('div', { id: 'errors-summary' },
     tableWrap('Rejected rows by column and reason', h('table', { class: 'list error-groups stack' },
       h('caption', {}, 'By column and reason'),
@@ -387,7 +392,9 @@ function summaryTable(summary, multi) {
         h('td', { 'data-label': 'Code' }, h('code', { class: 'code' }, g.code)),
         h('td', { 'data-label': 'Rows', class: 'num' }, `${num(g.count)} ${g.count === 1 ? 'row' : 'rows'}`),
         h('td', { 'data-label': 'First at line', class: 'num' }, g.first_line ? `line ${num(g.first_line)}` : '–'),
-        h('td', { 'data-label': 'Example', class: 'example' }, exampleText(g.example))))))));
+        h('td', { 'data-label': 'Example', class: 'example' }, exampleText(g.example))))))),
+    rest.length ? h('p', { class: 'muted small' },
+      `And ${num(rest.length)} smaller groups: ${num(rest.reduce((n, g) => n + (g.count || 0), 0))} rows.`) : null);
 }
 
 function exampleText(v) {
