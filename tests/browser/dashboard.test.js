@@ -201,9 +201,11 @@ test('a table is created from the inferred schema with edited types, and the fil
   // Every field but notes is required in this file; the sample happened to have them all.
   await page.getByLabel('amount is required').check();
   await page.getByLabel('created_at is required').check();
-  // Unique in the sample, not in the whole file.
-  await page.getByLabel('email is unique').uncheck();
-  assert.ok(await page.getByLabel('id is part of the primary key').isChecked());
+  // Unique in the sample is not unique in the whole file: the proposal leaves it unchecked.
+  assert.equal(await page.getByLabel('email is unique').isChecked(), false);
+  // The key, whether or not the proposal offers it.
+  await page.getByLabel('id is part of the primary key').check();
+  assert.ok(await page.getByLabel('id is required').isChecked(), 'a key column is required');
   // The mapping preview shows the first rows parsed in the browser.
   const preview = page.locator('#preview');
   await preview.waitFor();
