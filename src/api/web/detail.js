@@ -37,7 +37,8 @@ const EVENT_TEXT = {
   'import.unsupported': 'Unsupported format',
   'import.rolling_back': 'Rolling back',
   'import.rolled_back': 'Rolled back',
-  'table.created': 'Table created',
+  'import.table_created': 'Table created',
+  'import.columns_added': 'Columns added',
 };
 
 /** Steps worth more words than their name. */
@@ -478,7 +479,17 @@ function eventItem(ev, imp) {
   if (typeof d.table_position === 'number' && tables.length > 1 && tables[d.table_position]) {
     details.push(tables[d.table_position].table);
   }
-  if (d.table) details.push(d.table);
+  if (typeof d.table === 'string') details.push(d.table);
+  // A table created by the import: its schema, and the cells read as missing.
+  if (d.table && typeof d.table === 'object' && Array.isArray(d.table.columns)) {
+    details.push(`${d.table.name}: ${num(d.table.columns.length)} columns`);
+  }
+  if (Array.isArray(d.missing_tokens) && d.missing_tokens.length) {
+    details.push(`read as missing: ${d.missing_tokens.map((m) => (m === '' ? 'empty cells' : m)).join(', ')}`);
+  }
+  if (Array.isArray(d.columns) && d.columns.length) {
+    details.push(d.columns.map((c) => (c && typeof c === 'object' ? `${c.name} (${c.type})` : String(c))).join(', '));
+  }
   if (d.destroyed) details.push(`${num(d.destroyed)} rows absent from the source deleted`);
   if (d.message) details.push(d.message);
   if (d.error) details.push(d.error);

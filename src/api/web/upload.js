@@ -178,8 +178,8 @@ export async function renderUpload(main, ctx) {
       if (same) st.table = same.name;
     }
     st.target = st.table || !ctx.can('admin') ? 'existing' : 'create';
-    renderTable();
     renderOptions();
+    renderTable();
     renderSubmit();
     renderMapping();
     announce(`${st.file.name} read: ${st.parsed.header.length} columns found.`);
@@ -285,6 +285,19 @@ export async function renderUpload(main, ctx) {
       parts.push(schemaEditor());
     }
     replace(tableSection, parts);
+    syncOptions();
+  }
+
+  /** Options the one-step load refuses: a dry run needs an existing table. */
+  function syncOptions() {
+    const dry = document.getElementById('dry_run');
+    if (!dry) return;
+    const create = st.target === 'create';
+    if (create) dry.checked = false;
+    dry.disabled = create;
+    document.getElementById('dry-help').textContent = create
+      ? 'Not with a table created from the file: to preview one, choose "A new table, from a schema I check first".'
+      : 'Validate every row and count what would change, writing nothing.';
   }
 
   function nameField() {
