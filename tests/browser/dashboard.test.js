@@ -140,8 +140,11 @@ before(async () => {
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
     // A refused key (401) and the role probe of a viewer key (403 on /v1/keys) are logged by
-    // the browser as failed resources: both expected.
-    if (m.type() === 'error' && !/status of 40[13]/.test(m.text())) problems.push(`console: ${m.text()}`);
+    // the browser as failed resources: both expected. So is a 404 from a server that has no
+    // error summary yet (the page then shows none).
+    if (m.type() !== 'error' || /status of 40[13]/.test(m.text())) return;
+    if (/status of 404/.test(m.text()) && /\/errors\/summary$/.test(m.location().url || '')) return;
+    problems.push(`console: ${m.text()}`);
   });
 });
 
@@ -187,17 +190,23 @@ test('a table is created from the inferred schema with edited types, and the fil
   await page.setInputFiles('#file', dataFile);
   await page.locator('#new-table-name').waitFor();
   assert.equal(await page.locator('#new-table-name').inputValue(), 'orders');
-  assert.ok(await page.locator('#target-new').isChecked());
+  // A new table is made by the server from the whole file unless the schema is checked here.
+  assert.ok(await page.locator('#target-create').isChecked());
+  await page.locator('#target-new').check();
+  assert.equal(await page.locator('#new-table-name').inputValue(), 'orders');
   // The sample holds a few bad values, so some columns are proposed as strings: make them strict.
   await page.getByLabel('Type of email').selectOption('email');
   await page.getByLabel('Type of amount').selectOption('decimal');
   await page.getByLabel('Type of created_at').selectOption('datetime');
-  // Every field but notes is required in this file; the sample happened to have them all.
-  await page.getByLabel('amount is required').check();
-  await page.getByLabel('created_at is required').check();
-  // Unique in the sample, not in the whole file.
-  await page.getByLabel('email is unique').uncheck();
-  assert.ok(await page.getByLabel('id is part of the primary key').isChecked());
+  // Every field but notes is required in this file: said here, as a sample cannot tell.
+  for (const c of ['email', 'full_name', 'country', 'amount', 'quantity', 'active', 'created_at']) {
+    await page.getByLabel(`${c} is required`).check();
+  }
+  // Unique in the sample is not unique in the whole file: the proposal leaves it unchecked.
+  assert.equal(await page.getByLabel('email is unique').isChecked(), false);
+  // The key, whether or not the proposal offers it.
+  await page.getByLabel('id is part of the primary key').check();
+  assert.ok(await page.getByLabel('id is required').isChecked(), 'a key column is required');
   // The mapping preview shows the first rows parsed in the browser.
   const preview = page.locator('#preview');
   await preview.waitFor();
@@ -240,7 +249,7 @@ test('the progress bar reaches 100 % and the rows are counted per table', async 
 test('the rejected rows are listed with paging and download as CSV', async () => {
   const errors = page.locator('#errors');
   await errors.getByRole('heading', { name: /Rejected rows \(200\)/ }).waitFor();
-  const rows = errors.locator('tbody tr');
+  const rows = errors.locator('table.errors tbody tr');
   assert.equal(await rows.count(), 25);
   const first = rows.first();
   assert.equal(await first.locator('td[data-label="Line"]').textContent(), manifestLines.map(Number).sort((a, b) => a - b)[0].toLocaleString('en-US'));
@@ -426,6 +435,320 @@ test('the pages fit a phone screen', async () => {
   assert.ok(await overflow() <= 0, 'the new import page does not scroll sideways');
   await shot('16-phone-new-import', p);
   await phone.close();
+});
+
+// ---- Issue 12: the schema editor, the proposal's settings, the one-step path, the error
+// summary, and pages left before they load. These run after the session above (their imports
+// come after its numbered ones) and sign in again.
+
+/** Signs in as the owner on the shared page, unless already signed in. */
+async function ownerSignedIn() {
+  await page.goto('about:blank');
+  await page.goto(`${base}/#/imports`);
+  await page.waitForFunction(() => /^(Sign in to Intake|Imports)$/.test(document.querySelector('main h1')?.textContent || ''));
+  if (await page.getByRole('heading', { name: 'Sign in to Intake' }).isVisible()) {
+    await page.getByLabel('API key').fill(KEY);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+  }
+  await page.getByRole('heading', { name: 'Imports' }).waitFor();
+}
+
+/**
+ * Makes the page see an import as `patch(import)` returns it, from GET and from the `end` event
+ * of its stream (a contract the server in this tree may not answer yet).
+ */
+async function patchImport(id, patch) {
+  await page.route(`**/v1/imports/${id}`, async (route) => {
+    const res = await route.fetch();
+    await route.fulfill({ response: res, json: patch(await res.json()) });
+  });
+  await page.route(`**/v1/imports/${id}/stream`, async (route) => {
+    const res = await route.fetch();
+    const blocks = (await res.text()).split('\n\n').map((b) => {
+      if (!/^event: end$/m.test(b)) return b;
+      return b.replace(/^data: (.*)$/m, (_, json) => `data: ${JSON.stringify(patch(JSON.parse(json)))}`);
+    });
+    await route.fulfill({ response: res, body: blocks.join('\n\n') });
+  });
+}
+
+/** An import run through the API from CSV text; resolves once it has ended. */
+async function importThroughApi(table, csv, options = {}) {
+  const res = await fetch(`${base}/v1/imports${'?' + new URLSearchParams({ table, ...options })}`, {
+    method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'text/csv' }, body: csv,
+  });
+  const body = await res.json();
+  assert.equal(res.status, 202, JSON.stringify(body));
+  for (let i = 0; i < 600; i += 1) {
+    const got = await apiCall('GET', `/v1/imports/${body.id}`);
+    if (!['new', 'queued', 'processing'].includes(got.body.status)) return got.body;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the import did not end');
+}
+
+test('an enum value holding a comma survives the schema editor into the created table', async () => {
+  await ownerSignedIn();
+  // Fewer rows than a sample needs to propose an enum: the values are typed by hand.
+  const rows = 16;
+  const names = ['Smith, John', 'Doe, Jane'];
+  const csv = ['id,customer,score']
+    .concat(Array.from({ length: rows }, (_, i) => `${i + 1},"${names[i % 2]}",${(i + 1) * 7}`)).join('\n') + '\n';
+  const file = path.join(tmp, 'people.csv');
+  writeFileSync(file, csv);
+  await page.goto(`${base}/#/new`);
+  await page.setInputFiles('#file', file);
+  await page.locator('#target-create:checked').waitFor();
+  await page.locator('#target-new').check();
+  assert.equal(await page.locator('#new-table-name').inputValue(), 'people');
+  // Distinct in the sample is not unique in the table: nothing is checked the proposal did not say.
+  assert.equal(await page.getByLabel('score is unique').isChecked(), false);
+  assert.equal(await page.getByLabel('customer is unique').isChecked(), false);
+  assert.equal(await page.getByLabel('Type of customer').inputValue(), 'string', 'no enum guessed from the sample');
+
+  await page.getByLabel('Type of customer').selectOption('enum');
+  const first = page.getByLabel('Value 1 of customer', { exact: true });
+  await first.fill('Smith, John');
+  // Enter adds the next value (it does not submit the form).
+  await first.press('Enter');
+  const second = page.getByLabel('Value 2 of customer', { exact: true });
+  assert.ok(await second.evaluate((el) => el === document.activeElement), 'the new value has focus');
+  await second.fill('Doe, Jane');
+  // A value added and removed again leaves no trace.
+  await page.getByRole('button', { name: 'Add a value to customer' }).click();
+  await page.getByLabel('Value 3 of customer', { exact: true }).fill('Someone, Else');
+  await page.getByRole('button', { name: 'Remove value 3 of customer', exact: true }).click();
+  assert.equal(await page.locator('#col-1-values input.enum-value').count(), 2);
+  await shot('17-enum-values');
+
+  await page.getByRole('button', { name: 'Start import' }).click();
+  await page.waitForURL(/#\/imports\/[0-9a-f-]{36}$/, { timeout: 60000 });
+  const table = await apiCall('GET', '/v1/tables/people');
+  assert.equal(table.status, 200);
+  const customer = table.body.columns.find((c) => c.name === 'customer');
+  assert.equal(customer.type, 'enum');
+  assert.deepEqual([...customer.values].sort(), ['Doe, Jane', 'Smith, John']);
+  assert.equal(table.body.columns.find((c) => c.name === 'score').unique, false);
+  await page.locator('#import-status .chip[data-status="complete"]').waitFor({ timeout: 60000 });
+  const loaded = await apiCall('GET', '/v1/tables/people');
+  assert.equal(loaded.body.row_count, rows, 'no row was lost to a split value');
+});
+
+test('changing the cells that mean null, or the delimiter, proposes the schema again', async () => {
+  await ownerSignedIn();
+  const csv = ['id,amount']
+    .concat(Array.from({ length: 40 }, (_, i) => `${i + 1},${i % 5 === 1 ? 'NA' : `${i + 1}.25`}`)).join('\n') + '\n';
+  const file = path.join(tmp, 'measures.csv');
+  writeFileSync(file, csv);
+  await page.goto(`${base}/#/new`);
+  await page.setInputFiles('#file', file);
+  await page.locator('#target-create:checked').waitFor();
+  await page.locator('#target-new').check();
+  // NA is text until it is said to mean null.
+  assert.equal(await page.getByLabel('Type of amount').inputValue(), 'string');
+  // An edit by hand is kept when the schema is proposed again.
+  await page.getByLabel('Column name for id').fill('measure_id');
+  await page.getByLabel('Column name for id').press('Tab');
+
+  const asked = page.waitForRequest((r) => r.url().includes('/v1/schema/infer') && new URL(r.url()).searchParams.get('null_values') === 'NA');
+  await page.locator('#null_values').fill('NA');
+  await asked;
+  await page.waitForFunction(() => document.querySelector('#col-1-type').value === 'decimal');
+  assert.equal(await page.getByLabel('Column name for id').inputValue(), 'measure_id');
+  // The preview reads NA as null too.
+  assert.equal(await page.locator('#preview tbody tr').nth(1).locator('td').nth(1).textContent(), 'null');
+  await shot('18-null-values-reproposed');
+
+  // The delimiter: read as ;-separated, the file has one column; detected again, two.
+  const semicolon = page.waitForRequest((r) => r.url().includes('/v1/schema/infer') && new URL(r.url()).searchParams.get('delimiter') === ';');
+  await page.locator('#delimiter').selectOption(';');
+  await semicolon;
+  await page.waitForFunction(() => document.querySelectorAll('table.editor tbody tr').length === 1);
+  await page.locator('#delimiter').selectOption('');
+  await page.waitForFunction(() => document.querySelectorAll('table.editor tbody tr').length === 2);
+  assert.equal(await page.getByLabel('Type of amount').inputValue(), 'decimal');
+});
+
+test('a file loads into a new table in one step, and its page shows the schema it was created with', async (t) => {
+  await ownerSignedIn();
+  const rows = 100;
+  const csv = ['Id,Region,Amount,Sold On']
+    .concat(Array.from({ length: rows }, (_, i) => `${i + 1},${['north', 'south', 'east'][i % 3]},${i % 7 === 3 ? (i % 2 ? 'NA' : 'N/A') : `${i}.50`},2024-03-${String((i % 28) + 1).padStart(2, '0')}`))
+    .join('\n') + '\n';
+  const file = path.join(tmp, 'Sales Report.csv');
+  writeFileSync(file, csv);
+  await page.goto(`${base}/#/new`);
+  await page.setInputFiles('#file', file);
+  await page.locator('#target-create:checked').waitFor();
+  assert.equal(await page.locator('#new-table-name').inputValue(), 'sales_report');
+  assert.equal(await page.locator('table.editor').count(), 0, 'no schema to fill in');
+  assert.ok(await page.locator('#dry_run').isDisabled(), 'no dry run of a table not made yet');
+  await shot('19-one-step');
+  const seenProblems = problems.length;
+  const answered = page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/v1/imports');
+  await page.getByRole('button', { name: 'Start import' }).click();
+  const response = await answered;
+  const query = new URL(response.url()).searchParams;
+  assert.equal(query.get('create_table'), 'true');
+  assert.equal(query.get('table'), 'sales_report');
+  assert.equal(query.get('mapping'), null);
+  assert.equal(query.get('dry_run'), null);
+  if (response.status() !== 202) {
+    // The server side of create_table is built in parallel: a server without it refuses the
+    // option, and the page says so. The rest waits for that server.
+    const alert = page.locator('#upload-status [role=alert]');
+    await alert.waitFor();
+    assert.match(await alert.textContent(), /The import could not start: .*create_table/);
+    // The browser logs the refusal as a failed resource: expected here.
+    const logged = problems.splice(seenProblems);
+    problems.push(...logged.filter((p) => !/status of 422/.test(p)));
+    t.skip(`this server does not take create_table yet (${response.status()}: ${await alert.textContent()})`);
+    return;
+  }
+  await page.waitForURL(/#\/imports\/[0-9a-f-]{36}$/, { timeout: 60000 });
+  const id = page.url().split('/').pop();
+  await page.locator('#import-status .chip[data-status="complete"]').waitFor({ timeout: 60000 });
+  const imp = (await apiCall('GET', `/v1/imports/${id}`)).body;
+  const schema = imp.tables[0].created_schema;
+  assert.ok(schema, 'the import says which table it created');
+  const created = page.locator('#created-tables section');
+  await created.waitFor();
+  assert.match(await created.locator('h2').textContent(), new RegExp(`^Created table sales_report: ${schema.columns.length} columns$`));
+  assert.deepEqual(await created.locator('tbody tr td[data-label="Type"]').allTextContents(), schema.columns.map((c) => c.type));
+  // NA and N/A are missing-value spellings the server knows in a typed column.
+  const missing = await created.locator('.missing-tokens code').allTextContents();
+  assert.deepEqual([...missing].sort(), [...imp.tables[0].missing_tokens].sort());
+  assert.ok(missing.includes('NA') && missing.includes('N/A'), `read as missing: ${missing}`);
+  await page.locator('#timeline li', { hasText: 'Table created' }).waitFor();
+  const table = await apiCall('GET', '/v1/tables/sales_report');
+  assert.equal(table.body.row_count, rows);
+  assert.notEqual(table.body.columns.find((c) => c.name === 'amount').type, 'string', 'NA and N/A were read as missing');
+  await shot('20-one-step-created');
+});
+
+test('the error summary groups the rejected rows, warns when the download holds only some, and is absent without the route', async () => {
+  await ownerSignedIn();
+  const made = await apiCall('POST', '/v1/tables', {
+    name: 'summary_check',
+    columns: [{ name: 'id', type: 'integer', required: true }, { name: 'amount', type: 'decimal' }, { name: 'email', type: 'email' }],
+    primary_key: ['id'],
+  });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const csv = ['id,amount,email']
+    .concat(Array.from({ length: 50 }, (_, i) => `${i + 1},${i % 10 === 2 ? 'abc' : '1.00'},${i % 10 === 5 ? 'not-an-email' : `u${i}@example.com`}`))
+    .join('\n') + '\n';
+  const imp = await importThroughApi('summary_check', csv);
+  assert.equal(imp.counts.invalid, 10);
+  const detail = `${base}/#/imports/${imp.id}`;
+  const summaryUrl = `**/v1/imports/${imp.id}/errors/summary`;
+
+  // As the server answers: a summary when it has the route, nothing when it answers 404.
+  const answer = await fetch(`${base}/v1/imports/${imp.id}/errors/summary`, { headers: { Authorization: `Bearer ${KEY}` } });
+  const real = { status: answer.status, body: answer.status === 200 ? await answer.json() : null };
+  await page.goto(detail);
+  await page.locator('#errors table.errors').waitFor();
+  if (real.status === 200) {
+    await page.locator('#errors-summary').waitFor();
+    assert.equal(await page.locator('#errors-summary tbody tr').count(), real.body.groups.length);
+  } else {
+    assert.equal(real.status, 404);
+    assert.equal(await page.locator('#errors-summary').count(), 0);
+    assert.equal(await page.locator('#errors-truncated').count(), 0);
+  }
+
+  // The contract, with a truncated store: groups and a warning next to the download.
+  await page.route(summaryUrl, (route) => route.fulfill({
+    status: 200,
+    contentType: 'application/json',
+    body: JSON.stringify({
+      invalid: 19748, stored: 10000, truncated: true,
+      groups: [
+        { table: 'summary_check', column: 'email', code: 'invalid_email', count: 46, first_line: 7, example: 'not-an-email' },
+        { table: 'summary_check', column: 'amount', code: 'invalid_decimal', count: 19702, first_line: 3, example: 'abc' },
+      ],
+    }),
+  }));
+  await page.reload();
+  const groups = page.locator('#errors-summary tbody tr');
+  await groups.first().waitFor();
+  assert.deepEqual((await groups.first().locator('td').allTextContents()).slice(0, 4),
+    ['amount', 'invalid_decimal', '19,702 rows', 'line 3'], 'largest group first');
+  assert.equal(await groups.count(), 2);
+  const warning = page.locator('#errors .head-actions #errors-truncated');
+  assert.equal(await warning.textContent(), 'The download holds 10,000 of the 19,748 rejected rows: only that many were kept.');
+  await page.locator('#errors-summary').scrollIntoViewIfNeeded();
+  await shot('21-error-summary');
+
+  // A server without the route: no summary, no warning, the rows as before.
+  await page.unroute(summaryUrl);
+  await page.route(summaryUrl, (route) => route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":{"code":"not_found","message":"no such route"}}' }));
+  await page.reload();
+  await page.locator('#errors table.errors').waitFor();
+  assert.equal(await page.locator('#errors table.errors tbody tr').count(), 10);
+  assert.equal(await page.locator('#errors-summary').count(), 0);
+  assert.equal(await page.locator('#errors-truncated').count(), 0);
+  // Without the summary, the import's own errors_stored / errors_truncated still warn.
+  await patchImport(imp.id, (v) => ({ ...v, errors_stored: 4, errors_truncated: true }));
+  await page.reload();
+  await page.locator('#errors-truncated').waitFor();
+  assert.equal(await page.locator('#errors-truncated').textContent(), 'The download holds 4 of the 10 rejected rows: only that many were kept.');
+  await page.unrouteAll({ behavior: 'wait' });
+});
+
+test('an import that created its table shows the columns and the cells read as missing (contract, answered here)', async () => {
+  await ownerSignedIn();
+  const imp = (await apiCall('GET', '/v1/imports?table=summary_check&limit=1')).body.data[0];
+  const createdSchema = {
+    name: 'summary_check',
+    columns: [
+      { name: 'id', type: 'integer', required: true },
+      { name: 'amount', type: 'decimal', required: false },
+      { name: 'email', type: 'email', required: false },
+    ],
+    primary_key: ['id'],
+  };
+  const patch = (v) => ({
+    ...v,
+    tables: (v.tables || []).map((t) => ({ ...t, created_schema: createdSchema, missing_tokens: ['NA', 'N/A'] })),
+  });
+  await patchImport(imp.id, patch);
+  await page.goto(`${base}/#/imports/${imp.id}`);
+  const created = page.locator('#created-tables section');
+  await created.waitFor();
+  assert.equal(await created.locator('h2').textContent(), 'Created table summary_check: 3 columns');
+  assert.deepEqual(await created.locator('tbody tr td[data-label="Type"]').allTextContents(), ['integer', 'decimal', 'email']);
+  assert.equal(await created.locator('.missing-tokens').textContent(), 'Read as missing: NA, N/A');
+  // The stream's end (the whole import) keeps it shown.
+  await page.locator('#timeline li').first().waitFor();
+  await page.waitForTimeout(300);
+  assert.equal(await page.locator('#created-tables section').count(), 1);
+  await shot('22-created-table');
+  await page.unrouteAll({ behavior: 'wait' });
+});
+
+test('a page left before it loads paints nothing and opens no event stream', async () => {
+  await ownerSignedIn();
+  const imp = (await apiCall('GET', '/v1/imports?table=summary_check&limit=1')).body.data[0];
+  // The import answers slowly: the user moves on before it arrives.
+  await page.route(`**/v1/imports/${imp.id}`, async (route) => {
+    await new Promise((r) => setTimeout(r, 800));
+    await route.continue().catch(() => {});
+  });
+  const later = [];
+  const onRequest = (r) => {
+    if (r.url().includes(`/v1/imports/${imp.id}/`)) later.push(r.url());
+  };
+  page.on('request', onRequest);
+  await page.evaluate((id) => { location.hash = `#/imports/${id}`; }, imp.id);
+  await page.getByText('Loading the import…').waitFor();
+  await page.evaluate(() => { location.hash = '#/tables'; });
+  await page.getByRole('heading', { name: 'Tables' }).waitFor();
+  await page.waitForTimeout(1500);
+  page.off('request', onRequest);
+  await page.unrouteAll({ behavior: 'wait' });
+  assert.equal(await page.locator('h1').textContent(), 'Tables');
+  assert.equal(await page.locator('#import-status').count(), 0, 'the import page did not paint over the tables');
+  assert.deepEqual(later, [], 'no stream, events or errors were asked for the page left');
 });
 
 test('the browser reported no script error', () => {

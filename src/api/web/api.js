@@ -154,7 +154,11 @@ export function uploadImport(file, options, onProgress) {
   return { promise, abort: () => xhr.abort() };
 }
 
-/** Downloads the rejected rows of an import as CSV and saves them as a file. */
+/**
+ * Downloads the rejected rows of an import as CSV and saves them as a file. Resolves to its
+ * size and, when the server kept only some of the rows, its `Intake-Errors-Truncated` header
+ * ("10000 of 19748"), else null.
+ */
 export async function downloadRejected(id, number) {
   const res = await api(`/v1/imports/${encodeURIComponent(id)}/errors?format=csv`, {
     raw: true, headers: { Accept: 'text/csv' },
@@ -169,5 +173,5 @@ export async function downloadRejected(id, number) {
   a.remove();
   // Late enough for the browser to have started reading it.
   setTimeout(() => URL.revokeObjectURL(url), 10000);
-  return blob.size;
+  return { size: blob.size, truncated: res.headers.get('Intake-Errors-Truncated') };
 }

@@ -1,8 +1,13 @@
 // The dashboard's shell: sign-in state, the hash router (#/imports, #/imports/<id>, #/new,
 // #/tables, #/tables/<name>), the navigation, and the workspace's event stream that pages
 // subscribe to for live updates.
+//
+// Each page gets an AbortController's signal, aborted before the next page renders: its
+// fetches and event streams end with it, and an answer arriving after the user moved on
+// paints nothing. (A cleanup function returned by the render came too late: a page left
+// before its render resolved had none yet, and could paint over the next one.)
 
-import { atLeast, clearKey, getKey, whoAmI } from './api.js';
+import { api, atLeast, clearKey, getKey, whoAmI } from './api.js';
 import { announce, errorBox, h, replace } from './dom.js';
 import { renderSignIn } from './signin.js';
 import { renderImports } from './imports.js';
@@ -15,22 +20,39 @@ const main = document.getElementById('main');
 const session = { role: null, name: null };
 const listeners = new Set();
 let workspaceStream = null;
-let cleanup = null;
+let page = null; // the current page's AbortController
 let firstRender = true;
 
-/** What a page gets: the caller's role, the route's query, and the workspace's events. */
-function context(params) {
+/**
+ * What a page gets: the caller's role, the route's query, the workspace's events, and the
+ * page's `signal`, aborted when the page is left. `api` is the API with that signal.
+ */
+function context(params, signal) {
   return {
     role: session.role,
     can: (role) => atLeast(session.role, role),
     params,
+    signal,
+    api: (path, options = {}) => api(path, { signal, ...options }),
     navigate: (hash) => { location.hash = hash; },
-    /** Calls fn(type, event) for each lifecycle event of the workspace; returns an unsubscribe. */
+    /**
+     * Calls fn(type, event) for each lifecycle event of the workspace until the page is left;
+     * returns an unsubscribe.
+     */
     onWorkspaceEvent: (fn) => {
+      if (signal.aborted) return () => {};
+      const off = () => listeners.delete(fn);
       listeners.add(fn);
-      return () => listeners.delete(fn);
+      signal.addEventListener('abort', off, { once: true });
+      return off;
     },
   };
+}
+
+/** Ends the current page: its requests, streams and subscriptions. */
+function leavePage() {
+  if (page) page.abort();
+  page = null;
 }
 
 const routes = [
@@ -45,10 +67,7 @@ function route() {
   if (!session.role) return;
   const raw = location.hash.replace(/^#/, '') || '/imports';
   const [path, query = ''] = raw.split('?');
-  if (cleanup) {
-    cleanup();
-    cleanup = null;
-  }
+  leavePage();
   for (const a of document.querySelectorAll('[data-nav]')) {
     const current = path === `/${a.dataset.nav}` || (a.dataset.nav === 'imports' && path.startsWith('/imports'))
       || (a.dataset.nav === 'tables' && path.startsWith('/tables'));
@@ -64,10 +83,22 @@ function route() {
     return;
   }
   const [re, render] = found;
-  const result = render(context(new URLSearchParams(query)), path.match(re));
+  const ctl = new AbortController();
+  page = ctl;
+  const { signal } = ctl;
+  let result;
+  try {
+    result = render(context(new URLSearchParams(query), signal), path.match(re));
+  } catch (e) {
+    result = Promise.reject(e);
+  }
   Promise.resolve(result).then((done) => {
-    cleanup = typeof done === 'function' ? done : null;
+    // A page may still return a cleanup: it runs when the page is left (at once if it was).
+    if (typeof done !== 'function') return;
+    if (signal.aborted) done();
+    else signal.addEventListener('abort', done, { once: true });
   }).catch((e) => {
+    if (signal.aborted || (e && e.name === 'AbortError')) return;
     main.append(errorBox(e, 'This page could not be shown'));
   });
   focusHeading();
@@ -109,10 +140,7 @@ function signedIn(who) {
 function signOut(message) {
   clearKey();
   session.role = null;
-  if (cleanup) {
-    cleanup();
-    cleanup = null;
-  }
+  leavePage();
   if (workspaceStream) workspaceStream.close();
   workspaceStream = null;
   stopAllWatches();

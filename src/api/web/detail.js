@@ -1,5 +1,6 @@
-// One import: its progress (live), counts per table, actions (cancel, roll back), rejected
-// rows with paging and a CSV download, and the timeline of its events.
+// One import: its progress (live), counts per table, the tables it created (their schema and
+// what was read as missing), actions (cancel, roll back), rejected rows summed up by column
+// and code, page by page, and as a CSV download, and the timeline of its events.
 
 import { api, downloadRejected, qs } from './api.js';
 import {
@@ -9,6 +10,8 @@ import {
 import { watchImport } from './sse.js';
 
 const ERRORS_PAGE = 25;
+/** Groups of rejected rows shown in the summary, largest first. */
+const SUMMARY_GROUPS = 12;
 const FINISHED = new Set(['complete', 'partially_complete', 'failed', 'cancelled']);
 
 /** What a finished cancel or rollback left. */
@@ -34,19 +37,29 @@ const EVENT_TEXT = {
   'import.unsupported': 'Unsupported format',
   'import.rolling_back': 'Rolling back',
   'import.rolled_back': 'Rolled back',
+  'import.table_created': 'Table created',
+  'import.columns_added': 'Columns added',
+};
+
+/** Steps worth more words than their name. */
+const STEP_TEXT = {
+  inferring: 'reading the whole file to choose the new table\'s column types',
 };
 
 export async function renderDetail(main, ctx, id) {
   const path = `/v1/imports/${encodeURIComponent(id)}`;
+  const { signal } = ctx;
   replace(main, h('p', { class: 'muted' }, 'Loading the import…'));
   let imp;
   try {
-    imp = await api(path);
+    imp = await ctx.api(path);
   } catch (e) {
+    if (signal.aborted) return undefined;
     replace(main, h('h1', {}, 'Import'), errorBox(e, e.status === 404 ? 'No such import' : 'The import could not be loaded'),
       h('p', {}, h('a', { href: '#/imports' }, 'Back to the imports')));
     return undefined;
   }
+  if (signal.aborted) return undefined;
 
   const title = h('h1', {}, `Import #${imp.number}`);
   const statusEl = h('span', { id: 'import-status', 'aria-live': 'polite' });
@@ -57,6 +70,7 @@ export async function renderDetail(main, ctx, id) {
   const actions = h('div', { class: 'actions', id: 'import-actions' });
   const actionStatus = h('div', { id: 'action-status', tabindex: -1 });
   const counts = h('div', { id: 'counts' });
+  const created = h('div', { id: 'created-tables' });
   const errorsSection = h('section', { id: 'errors', 'aria-labelledby': 'errors-title' });
   const timeline = h('ol', { class: 'timeline', id: 'timeline' });
 
@@ -68,17 +82,17 @@ export async function renderDetail(main, ctx, id) {
       h('h2', { id: 'progress-title' }, 'Progress'),
       progressBar, progressText, actions, actionStatus),
     h('section', { 'aria-labelledby': 'counts-title' }, h('h2', { id: 'counts-title' }, 'Rows'), counts),
+    created,
     errorsSection,
     h('div', { class: 'columns' },
       h('section', { 'aria-labelledby': 'details-title' }, h('h2', { id: 'details-title' }, 'Details'), meta),
       h('section', { 'aria-labelledby': 'timeline-title' }, h('h2', { id: 'timeline-title' }, 'Timeline'), timeline)));
 
-  let disposed = false;
   let pending = false;
   let stopWatch = null;
   let lastEventId = null;
   const seenEvents = new Set();
-  const errorsState = { cursor: null, previous: [], shownInvalid: -1, shownLive: null };
+  const errorsState = { cursor: null, previous: [], shownInvalid: -1, shownLive: null, summary: null, summaryFor: -1 };
 
   function show(next) {
     const before = imp;
@@ -96,13 +110,16 @@ export async function renderDetail(main, ctx, id) {
     }
     setBar(progressBar, imp.progress);
     const live = LIVE.has(imp.status);
-    const parts = [words(imp.step)];
+    const parts = [STEP_TEXT[imp.step] || words(imp.step)];
     if (imp.bytes_total) parts.push(`${bytes(imp.bytes_read)} of ${bytes(imp.bytes_total)} read`);
     if (imp.rows_per_second) parts.push(`${num(Math.round(imp.rows_per_second))} rows/s`);
     if (live && imp.eta_seconds) parts.push(`about ${duration(imp.eta_seconds)} left`);
     progressText.textContent = parts.join(' · ');
     renderCounts(counts, imp);
-    if (imp.tables) renderMeta(meta, imp);
+    if (imp.tables) {
+      renderMeta(meta, imp);
+      renderCreated(created, imp);
+    }
     renderActions();
   }
 
@@ -172,10 +189,10 @@ export async function renderDetail(main, ctx, id) {
 
   /** Follows the import live until it ends (again after a cancel or rollback). */
   function follow() {
-    if (disposed) return;
+    if (signal.aborted) return;
     if (stopWatch) stopWatch();
     stopWatch = watchImport(imp.id, (type, data) => {
-      if (disposed) return;
+      if (signal.aborted) return;
       if (type === 'progress') show({ ...imp, ...data });
       else if (type === 'end') {
         show(data);
@@ -185,13 +202,13 @@ export async function renderDetail(main, ctx, id) {
       } else if (data && typeof data === 'object' && data.type) {
         addEvent(data);
       }
-    }, { first: true, lastEventId });
+    }, { first: true, lastEventId, signal });
   }
 
   async function loadEvents() {
     let cursor = null;
     for (let i = 0; i < 20; i += 1) {
-      const page = await api(`${path}/events${qs({ limit: 500, cursor })}`);
+      const page = await ctx.api(`${path}/events${qs({ limit: 500, cursor })}`);
       for (const ev of page.data) addEvent(ev);
       if (!page.has_more) break;
       cursor = page.next_cursor;
@@ -220,22 +237,29 @@ export async function renderDetail(main, ctx, id) {
       download.disabled = true;
       downloadStatus.textContent = 'Preparing the file…';
       try {
-        const size = await downloadRejected(imp.id, imp.number);
-        downloadStatus.textContent = `Saved import-${imp.number}-rejected.csv (${bytes(size)}): fix the rows and upload it again.`;
+        const { size, truncated } = await downloadRejected(imp.id, imp.number);
+        const part = /^(\d+) of (\d+)$/.exec(truncated || '');
+        downloadStatus.textContent = `Saved import-${imp.number}-rejected.csv (${bytes(size)}${part ? `, ${num(Number(part[1]))} of the ${num(Number(part[2]))} rejected rows` : ''}): fix the rows and upload it again.`;
       } catch (e) {
         replace(downloadStatus, errorBox(e, 'The download failed'));
       }
       download.disabled = false;
     });
-    head.append(h('div', { class: 'head-actions' }, download, downloadStatus));
     let page;
+    let summary;
     try {
-      page = await api(`${path}/errors${qs({ limit: ERRORS_PAGE, cursor: errorsState.cursor })}`);
+      [page, summary] = await Promise.all([
+        ctx.api(`${path}/errors${qs({ limit: ERRORS_PAGE, cursor: errorsState.cursor })}`),
+        loadSummary(invalid),
+      ]);
     } catch (e) {
+      if (signal.aborted) return;
+      head.append(h('div', { class: 'head-actions' }, download, downloadStatus));
       replace(errorsSection, head, errorBox(e, 'The rejected rows could not be loaded'));
       return;
     }
-    if (disposed) return;
+    if (signal.aborted) return;
+    head.append(h('div', { class: 'head-actions' }, download, truncationWarning(summary, imp), downloadStatus));
     const multi = (imp.tables || []).length > 1;
     const table = h('table', { class: 'list errors stack' },
       h('caption', { class: 'visually-hidden' }, 'Rejected rows, in file order'),
@@ -260,7 +284,33 @@ export async function renderDetail(main, ctx, id) {
         type: 'button', class: 'btn small', id: 'errors-next',
         onclick: () => { errorsState.previous.push(errorsState.cursor); errorsState.cursor = page.next_cursor; loadErrors(false).then(() => focusErrors()); },
       }, 'Next ›') : null);
-    replace(errorsSection, head, tableWrap('Rejected rows', table), pager);
+    if (!page.data.length && !errorsState.cursor) {
+      // Counted but not stored (retention removed them): nothing to list or download.
+      replace(errorsSection, head, h('p', { class: 'empty' },
+        live ? 'No rejected row is stored yet.' : 'None of these rows is stored any more: they are counted only.'));
+      return;
+    }
+    replace(errorsSection, head, summaryTable(summary, multi), tableWrap('Rejected rows', table), pager);
+  }
+
+  /**
+   * The rejected rows summed up by table, column and code, or null when the server has no
+   * summary (an older server answers 404) or it could not be read: the rows below still show.
+   * Fetched again only when the count of invalid rows changed.
+   */
+  async function loadSummary(invalid) {
+    if (errorsState.summaryFor === invalid) return errorsState.summary;
+    let summary = null;
+    try {
+      summary = await ctx.api(`${path}/errors/summary`);
+    } catch (e) {
+      if (signal.aborted) throw e;
+      summary = null;
+    }
+    if (!summary || typeof summary !== 'object' || !Array.isArray(summary.groups)) summary = null;
+    errorsState.summary = summary;
+    errorsState.summaryFor = invalid;
+    return summary;
   }
 
   function focusErrors() {
@@ -270,21 +320,109 @@ export async function renderDetail(main, ctx, id) {
   }
 
   show(imp);
-  await Promise.all([
-    loadEvents().catch((e) => timeline.after(errorBox(e, 'The timeline could not be loaded'))),
-    loadErrors(false),
-  ]);
-  if (!disposed) follow();
-
-  const stopEvents = ctx.onWorkspaceEvent((type, ev) => {
+  // Subscribed at once, so that leaving the page (ctx.signal) ends it with everything else.
+  ctx.onWorkspaceEvent((type, ev) => {
     // A change made elsewhere (another tab, the API) to a finished import: follow it again.
     if (ev && ev.import_id === imp.id && !stopWatch) follow();
   });
-  return () => {
-    disposed = true;
-    stopEvents();
-    if (stopWatch) stopWatch();
-  };
+  await Promise.all([
+    loadEvents().catch((e) => {
+      if (!signal.aborted) timeline.after(errorBox(e, 'The timeline could not be loaded'));
+    }),
+    loadErrors(false),
+  ]);
+  follow();
+  return undefined;
+}
+
+/** "Created table orders: 9 columns", with the columns' types and what was read as missing. */
+function renderCreated(el, imp) {
+  const made = (imp.tables || []).filter((t) => t && t.created_schema && typeof t.created_schema === 'object');
+  // Progress events arrive many times a second: redraw only when this part changed.
+  const key = JSON.stringify(made.map((t) => [t.table, t.created_schema, t.missing_tokens]));
+  if (el.dataset.key === key) return;
+  el.dataset.key = key;
+  replace(el, made.map((t, i) => {
+    const schema = t.created_schema;
+    const name = schema.name || t.table;
+    const columns = Array.isArray(schema.columns) ? schema.columns : [];
+    const pk = Array.isArray(schema.primary_key) ? schema.primary_key : [];
+    const missing = Array.isArray(t.missing_tokens) ? t.missing_tokens : [];
+    const id = `created-title-${i}`;
+    return h('section', { class: 'card created', 'aria-labelledby': id, dataset: { table: name } },
+      h('h2', { id }, 'Created table ', h('a', { href: `#/tables/${encodeURIComponent(name)}` }, name),
+        `: ${num(columns.length)} ${columns.length === 1 ? 'column' : 'columns'}`),
+      h('p', { class: 'help' }, 'The import created this table, with column types chosen from the whole file.'),
+      tableWrap(`Columns of ${name}`, h('table', { class: 'list schema created-columns stack' },
+        h('caption', { class: 'visually-hidden' }, `Columns of the created table ${name}`),
+        h('thead', {}, h('tr', {}, ['Column', 'Type', 'Required', 'Constraints'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, columns.map((c) => h('tr', {},
+          h('th', { scope: 'row', 'data-label': 'Column' }, h('code', {}, c.name), pk.includes(c.name) ? h('span', { class: 'tag' }, 'key') : null),
+          h('td', { 'data-label': 'Type' }, c.type),
+          h('td', { 'data-label': 'Required' }, c.required ? 'yes' : 'no'),
+          h('td', { 'data-label': 'Constraints' }, columnConstraints(c) || h('span', { class: 'muted' }, '–'))))))),
+      missing.length ? h('p', { class: 'missing-tokens' }, h('strong', {}, 'Read as missing: '),
+        missing.map((m, j) => [j ? ', ' : '', m === '' ? 'empty cells' : h('code', {}, m)])) : null);
+  }));
+}
+
+function columnConstraints(c) {
+  const parts = [];
+  if (c.unique) parts.push('unique');
+  if (Array.isArray(c.values)) parts.push(`one of ${c.values.map((v) => JSON.stringify(v)).join(', ')}`);
+  if (c.max_length !== undefined && c.max_length !== null) parts.push(`at most ${c.max_length} characters`);
+  return parts.join('; ');
+}
+
+/** The groups of rejected rows ("amount · invalid_decimal · 19,702 rows · first at line 3"). */
+function summaryTable(summary, multi) {
+  if (!summary || !summary.groups.length) return null;
+  const all = [...summary.groups].sort((a, b) => (b.count || 0) - (a.count || 0));
+  // The largest groups tell what to fix; a long tail would push the rows out of sight.
+  const groups = all.slice(0, SUMMARY_GROUPS);
+  const rest = all.slice(SUMMARY_GROUPS);
+  return h('div', { id: 'errors-summary' },
+    tableWrap('Rejected rows by column and reason', h('table', { class: 'list error-groups stack' },
+      h('caption', {}, 'By column and reason'),
+      h('thead', {}, h('tr', {},
+        (multi ? ['Table'] : []).concat(['Column', 'Code', 'Rows', 'First at line', 'Example'])
+          .map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, groups.map((g) => h('tr', {},
+        multi ? h('td', { 'data-label': 'Table' }, g.table) : null,
+        h('td', { 'data-label': 'Column' }, g.column ? h('code', {}, g.column) : h('span', { class: 'muted' }, '–')),
+        h('td', { 'data-label': 'Code' }, h('code', { class: 'code' }, g.code)),
+        h('td', { 'data-label': 'Rows', class: 'num' }, `${num(g.count)} ${g.count === 1 ? 'row' : 'rows'}`),
+        h('td', { 'data-label': 'First at line', class: 'num' }, g.first_line ? `line ${num(g.first_line)}` : '–'),
+        h('td', { 'data-label': 'Example', class: 'example' }, exampleText(g.example))))))),
+    rest.length ? h('p', { class: 'muted small' },
+      `And ${num(rest.length)} smaller groups: ${num(rest.reduce((n, g) => n + (g.count || 0), 0))} rows.`) : null);
+}
+
+function exampleText(v) {
+  if (v === null || v === undefined) return h('span', { class: 'muted' }, '–');
+  const text = typeof v === 'object' ? recordText(v) : String(v);
+  return text.length > 80 ? `${text.slice(0, 77)}…` : text;
+}
+
+/**
+ * Said next to the download when the server kept only some of the rejected rows: from the
+ * summary, else from the import's own errors_stored / errors_truncated.
+ */
+function truncationWarning(summary, imp) {
+  let stored;
+  let invalid;
+  if (summary && summary.truncated === true) {
+    ({ stored, invalid } = summary);
+  } else if (!summary && imp.errors_truncated === true) {
+    stored = imp.errors_stored;
+    invalid = imp.counts && imp.counts.invalid;
+  } else {
+    return null;
+  }
+  const text = stored === 0
+    ? `The download holds none of the ${num(invalid)} rejected rows: they are no longer stored.`
+    : `The download holds ${num(stored)} of the ${num(invalid)} rejected rows: only that many were kept.`;
+  return h('p', { class: 'notice warn small', id: 'errors-truncated' }, text);
 }
 
 /** The original row: short ones in full, long ones folded behind their beginning. */
@@ -341,7 +479,17 @@ function eventItem(ev, imp) {
   if (typeof d.table_position === 'number' && tables.length > 1 && tables[d.table_position]) {
     details.push(tables[d.table_position].table);
   }
-  if (d.table) details.push(d.table);
+  if (typeof d.table === 'string') details.push(d.table);
+  // A table created by the import: its schema, and the cells read as missing.
+  if (d.table && typeof d.table === 'object' && Array.isArray(d.table.columns)) {
+    details.push(`${d.table.name}: ${num(d.table.columns.length)} columns`);
+  }
+  if (Array.isArray(d.missing_tokens) && d.missing_tokens.length) {
+    details.push(`read as missing: ${d.missing_tokens.map((m) => (m === '' ? 'empty cells' : m)).join(', ')}`);
+  }
+  if (Array.isArray(d.columns) && d.columns.length) {
+    details.push(d.columns.map((c) => (c && typeof c === 'object' ? `${c.name} (${c.type})` : String(c))).join(', '));
+  }
   if (d.destroyed) details.push(`${num(d.destroyed)} rows absent from the source deleted`);
   if (d.message) details.push(d.message);
   if (d.error) details.push(d.error);

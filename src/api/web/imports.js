@@ -1,7 +1,7 @@
 // The imports list: newest first, filters by status and table, cursor paging, and live
 // progress on running imports from their event streams.
 
-import { api, qs } from './api.js';
+import { qs } from './api.js';
 import {
   LIVE, STATUSES, bar, bytes, chip, errorBox, h, num, replace, setBar, tableWrap, when, words,
 } from './dom.js';
@@ -53,7 +53,7 @@ export async function renderImports(main, ctx) {
     filters, body);
 
   // The table filter lists the workspace's tables (a failure leaves just "All tables").
-  api('/v1/tables').then((res) => {
+  ctx.api('/v1/tables').then((res) => {
     for (const t of res.data) {
       if (t.name !== table) tableSelect.append(h('option', { value: t.name }, t.name));
     }
@@ -61,11 +61,11 @@ export async function renderImports(main, ctx) {
 
   const rows = new Map();
   const unwatch = new Map();
-  let disposed = false;
   let reloadTimer = null;
+  ctx.signal.addEventListener('abort', () => clearTimeout(reloadTimer));
 
   const watch = (imp) => {
-    if (unwatch.has(imp.id)) return;
+    if (unwatch.has(imp.id) || ctx.signal.aborted) return;
     unwatch.set(imp.id, watchImport(imp.id, (type, data) => {
       const row = rows.get(imp.id);
       if (!row) return;
@@ -76,7 +76,7 @@ export async function renderImports(main, ctx) {
         unwatch.delete(imp.id);
         if (stop) stop();
       }
-    }));
+    }, { signal: ctx.signal }));
   };
 
   async function load() {
@@ -85,13 +85,14 @@ export async function renderImports(main, ctx) {
     };
     let page;
     try {
-      page = await api(`/v1/imports${qs(query)}`);
+      page = await ctx.api(`/v1/imports${qs(query)}`);
     } catch (e) {
+      if (ctx.signal.aborted) return;
       replace(body, errorBox(e, 'The imports could not be loaded'));
       body.removeAttribute('aria-busy');
       return;
     }
-    if (disposed) return;
+    if (ctx.signal.aborted) return;
     for (const stop of unwatch.values()) stop();
     unwatch.clear();
     rows.clear();
@@ -129,7 +130,7 @@ export async function renderImports(main, ctx) {
     clearTimeout(reloadTimer);
     reloadTimer = setTimeout(load, 400);
   };
-  const stopEvents = ctx.onWorkspaceEvent((type, ev) => {
+  ctx.onWorkspaceEvent((type, ev) => {
     if (!ev || !ev.import_id) return;
     const row = rows.get(ev.import_id);
     if (row) {
@@ -141,13 +142,8 @@ export async function renderImports(main, ctx) {
     }
   });
 
+  // Leaving the page ends the subscription and the watches (through ctx.signal).
   await load();
-  return () => {
-    disposed = true;
-    clearTimeout(reloadTimer);
-    stopEvents();
-    for (const stop of unwatch.values()) stop();
-  };
 }
 
 function emptyState(ctx, filtered) {

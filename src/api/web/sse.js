@@ -9,9 +9,9 @@ import { getKey } from './api.js';
 /**
  * Opens an event stream. `onEvent(type, data, id)` gets each event with its data parsed as
  * JSON when it is JSON. The stream ends by itself after an `end` event; any other end is
- * retried with growing delays. Returns {close()}.
+ * retried with growing delays. Aborting `signal` closes it. Returns {close()}.
  */
-export function openStream(path, { onEvent, onState = () => {}, onClose = () => {}, lastEventId = null }) {
+export function openStream(path, { onEvent, onState = () => {}, onClose = () => {}, lastEventId = null, signal = null }) {
   const ctl = new AbortController();
   let closed = false;
   let lastId = lastEventId;
@@ -21,8 +21,17 @@ export function openStream(path, { onEvent, onState = () => {}, onClose = () => 
     if (closed) return;
     closed = true;
     ctl.abort();
+    if (signal) signal.removeEventListener('abort', finish);
     onClose();
   };
+  if (signal) {
+    if (signal.aborted) {
+      // Opened for a page already left: nothing to connect.
+      queueMicrotask(finish);
+      return { close: finish };
+    }
+    signal.addEventListener('abort', finish);
+  }
 
   async function connect() {
     while (!closed) {
@@ -50,6 +59,7 @@ export function openStream(path, { onEvent, onState = () => {}, onClose = () => 
         finish();
         return;
       }
+      if (closed) return;
       onState('reconnecting');
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 15000);
@@ -115,10 +125,12 @@ let active = 0;
 
 /**
  * Watches an import: `handler(type, data, id)` gets its `progress`, lifecycle and `end`
- * events. Watchers of one import share a connection. Returns a function that stops watching.
+ * events. Watchers of one import share a connection. Returns a function that stops watching;
+ * aborting `signal` (the page's, when it is left) stops it too.
  * `first` puts the import ahead of others waiting for a connection (the page's main one).
  */
-export function watchImport(id, handler, { first = false, lastEventId = null } = {}) {
+export function watchImport(id, handler, { first = false, lastEventId = null, signal = null } = {}) {
+  if (signal && signal.aborted) return () => {};
   let w = watches.get(id);
   if (!w) {
     w = { id, handlers: new Set(), stream: null, lastEventId };
@@ -131,10 +143,13 @@ export function watchImport(id, handler, { first = false, lastEventId = null } =
   }
   w.handlers.add(handler);
   pump();
-  return () => {
-    w.handlers.delete(handler);
+  const unwatch = () => {
+    if (signal) signal.removeEventListener('abort', unwatch);
+    if (!w.handlers.delete(handler)) return;
     if (w.handlers.size === 0) stop(w);
   };
+  if (signal) signal.addEventListener('abort', unwatch);
+  return unwatch;
 }
 
 function stop(w) {

@@ -14,11 +14,12 @@ export async function renderTables(main, ctx) {
     body);
   let res;
   try {
-    res = await api('/v1/tables');
+    res = await ctx.api('/v1/tables');
   } catch (e) {
-    replace(body, errorBox(e, 'The tables could not be loaded'));
+    if (!ctx.signal.aborted) replace(body, errorBox(e, 'The tables could not be loaded'));
     return;
   }
+  if (ctx.signal.aborted) return;
   body.removeAttribute('aria-busy');
   if (!res.data.length) {
     replace(body, h('div', { class: 'empty' },
@@ -45,12 +46,14 @@ export async function renderTable(main, ctx, name) {
   replace(main, h('p', { class: 'muted' }, 'Loading the table…'));
   let t;
   try {
-    t = await api(path);
+    t = await ctx.api(path);
   } catch (e) {
+    if (ctx.signal.aborted) return;
     replace(main, h('h1', {}, name), errorBox(e, e.status === 404 ? 'No such table' : 'The table could not be loaded'),
       h('p', {}, h('a', { href: '#/tables' }, 'Back to the tables')));
     return;
   }
+  if (ctx.signal.aborted) return;
   const actionStatus = h('div', { tabindex: -1 });
   const records = h('section', { 'aria-labelledby': 'rows-title' });
   const del = ctx.can('admin') ? h('button', { type: 'button', class: 'btn danger', onclick: remove }, 'Delete table') : null;
@@ -87,11 +90,13 @@ export async function renderTable(main, ctx, name) {
   async function loadRows() {
     let page;
     try {
-      page = await api(`${path}/records${qs({ limit: ROWS_PAGE, cursor })}`);
+      page = await ctx.api(`${path}/records${qs({ limit: ROWS_PAGE, cursor })}`);
     } catch (e) {
+      if (ctx.signal.aborted) return;
       replace(records, h('h2', { id: 'rows-title' }, 'Rows'), errorBox(e, 'The rows could not be loaded'));
       return;
     }
+    if (ctx.signal.aborted) return;
     const names = t.columns.map((c) => c.name);
     const first = previous.length * ROWS_PAGE;
     replace(records,
@@ -118,6 +123,7 @@ export async function renderTable(main, ctx, name) {
     if (!ok) return;
     try {
       await api(path, { method: 'DELETE' });
+      if (ctx.signal.aborted) return;
       replace(main, h('h1', {}, t.name), noticeBox(`The table ${t.name} was deleted.`),
         h('p', {}, h('a', { href: '#/tables' }, 'Back to the tables')));
     } catch (e) {
