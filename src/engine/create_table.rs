@@ -84,10 +84,8 @@ impl Engine {
                     .await?;
                 let (inferred, read) =
                     match self.infer_source(claim, input, options, shutdown).await? {
-                        PassEnd::Inferred(s, read) => (s, read),
-                        PassEnd::Stopped if *shutdown.borrow() => return Ok(Creation::Interrupted),
-                        PassEnd::Stopped => return Ok(Creation::Cancelled),
-                        PassEnd::Unreadable(why) => return Ok(Creation::Failed(why)),
+                        Ok(inferred) => inferred,
+                        Err(stopped) => return Ok(stopped),
                     };
                 if inferred.columns.is_empty() {
                     return Ok(Creation::Failed(
@@ -172,10 +170,8 @@ impl Engine {
                 self.store.set_step(claim, Step::Inferring, None).await?;
                 let (inferred, read) =
                     match self.infer_source(claim, input, options, shutdown).await? {
-                        PassEnd::Inferred(s, read) => (s, read),
-                        PassEnd::Stopped if *shutdown.borrow() => return Ok(Creation::Interrupted),
-                        PassEnd::Stopped => return Ok(Creation::Cancelled),
-                        PassEnd::Unreadable(why) => return Ok(Creation::Failed(why)),
+                        Ok(inferred) => inferred,
+                        Err(stopped) => return Ok(stopped),
                     };
                 let proposed = inferred.table(&table.table);
                 let new: Vec<serde_json::Value> = inferred
@@ -246,9 +242,28 @@ impl Engine {
         Ok(Creation::Ready(updated))
     }
 
+    /// The schema inferred from the whole source and the bytes read, or how the import stops
+    /// instead.
+    async fn infer_source(
+        &self,
+        claim: &Claim,
+        input: &Input<'_>,
+        options: &InputOptions,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Result<(InferredSchema, u64), Creation>, StoreError> {
+        Ok(
+            match self.run_inference(claim, input, options, shutdown).await? {
+                PassEnd::Inferred(s, read) => Ok((s, read)),
+                PassEnd::Stopped if *shutdown.borrow() => Err(Creation::Interrupted),
+                PassEnd::Stopped => Err(Creation::Cancelled),
+                PassEnd::Unreadable(why) => Err(Creation::Failed(why)),
+            },
+        )
+    }
+
     /// Reads the whole source once on a thread of its own, profiling every cell, while this
     /// task reports its progress and watches for a cancel or a shutdown.
-    async fn infer_source(
+    async fn run_inference(
         &self,
         claim: &Claim,
         input: &Input<'_>,

@@ -299,26 +299,8 @@ mod tests {
         Json(serde_json::Value),
     }
 
-    use crate::model::coerce::ColumnCoercer;
-    use crate::model::{ColumnSpec, Identifier};
-
-    /// A coercer of a type, with enum values.
-    fn probe(ty: ColumnType, values: Option<Vec<String>>) -> ColumnCoercer {
-        let spec = ColumnSpec {
-            name: Identifier::parse("column", "sample").expect("valid"),
-            ty,
-            required: false,
-            unique: false,
-            default: None,
-            max_length: None,
-            min_length: None,
-            min: None,
-            max: None,
-            pattern: None,
-            values,
-        };
-        ColumnCoercer::new(&spec).expect("compiles")
-    }
+    use super::probes::probe;
+    use crate::model::Identifier;
 
     /// Infers from rows of optional cells, claiming everything a sample can show.
     fn infer_schema(header: &[String], rows: &[Vec<Option<SampleCell>>]) -> InferredSchema {

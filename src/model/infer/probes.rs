@@ -22,21 +22,21 @@ impl Probes {
     /// Coercers of every guessable type, without constraints.
     pub fn new() -> Probes {
         Probes {
-            integer: probe(ColumnType::Integer),
-            float: probe(ColumnType::Float),
-            decimal: probe(ColumnType::Decimal),
-            boolean: probe(ColumnType::Boolean),
-            date: probe(ColumnType::Date),
-            datetime: probe(ColumnType::Datetime),
-            uuid: probe(ColumnType::Uuid),
-            email: probe(ColumnType::Email),
-            url: probe(ColumnType::Url),
+            integer: probe(ColumnType::Integer, None),
+            float: probe(ColumnType::Float, None),
+            decimal: probe(ColumnType::Decimal, None),
+            boolean: probe(ColumnType::Boolean, None),
+            date: probe(ColumnType::Date, None),
+            datetime: probe(ColumnType::Datetime, None),
+            uuid: probe(ColumnType::Uuid, None),
+            email: probe(ColumnType::Email, None),
+            url: probe(ColumnType::Url, None),
         }
     }
 }
 
-/// A coercer for a column of a type with no constraints.
-fn probe(ty: ColumnType) -> ColumnCoercer {
+/// A coercer for a column of a type with no constraints (and the given enum values).
+pub fn probe(ty: ColumnType, values: Option<Vec<String>>) -> ColumnCoercer {
     let spec = ColumnSpec {
         name: Identifier::parse("column", "sample").expect("\"sample\" is a valid name"),
         ty,
@@ -48,8 +48,8 @@ fn probe(ty: ColumnType) -> ColumnCoercer {
         min: None,
         max: None,
         pattern: None,
-        values: None,
+        values,
     };
-    // Without pattern, default or enum values nothing can fail to compile.
+    // Without pattern or default only an enum without values can fail, which callers avoid.
     ColumnCoercer::new(&spec).expect("a column without constraints compiles")
 }
