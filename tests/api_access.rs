@@ -106,6 +106,13 @@ async fn a_schema_with_an_unknown_field_is_422() {
 #[tokio::test]
 async fn a_request_without_a_key_is_401() {
     let s = TestServer::start().await;
+    let resp = s.client.get(s.url("/v1/tables")).send().await.unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer realm=\"intake\"")
+    );
     let (status, body) = send(s.client.get(s.url("/v1/tables"))).await;
     assert_eq!(status, 401);
     assert_eq!(

@@ -541,6 +541,23 @@ async fn a_multipart_upload_with_a_file_field_and_a_table_field_is_loaded() {
 }
 
 #[tokio::test]
+async fn a_multipart_file_name_past_255_characters_is_refused() {
+    let s = TestServer::start().await;
+    s.create_table(people("people")).await;
+    let form = Form::new().text("table", "people").part(
+        "file",
+        Part::bytes(b"id,name\n1,Ann\n".to_vec())
+            .file_name(format!("{}.csv", "n".repeat(10_000)))
+            .mime_str("text/csv")
+            .unwrap(),
+    );
+    let (status, body) = send(s.post("/v1/imports").multipart(form)).await;
+    assert_eq!(status, 422, "{body}");
+    let (_, list) = send(s.get("/v1/imports")).await;
+    assert_eq!(list["data"], json!([]), "nothing was created");
+}
+
+#[tokio::test]
 async fn a_multipart_upload_of_two_tables_is_one_import_with_counts_per_table() {
     let s = TestServer::start().await;
     s.create_table(json!({

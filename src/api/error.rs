@@ -123,7 +123,15 @@ impl IntoResponse for ApiError {
         body.insert("code".into(), json!(self.code.as_str()));
         body.insert("message".into(), json!(self.message));
         body.extend(self.extra);
-        (self.code.status(), Json(json!({ "error": body }))).into_response()
+        let mut response = (self.code.status(), Json(json!({ "error": body }))).into_response();
+        if self.code == ErrorCode::Unauthenticated {
+            // RFC 9110: a 401 names the scheme that would be accepted.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"intake\""),
+            );
+        }
+        response
     }
 }
 

@@ -284,6 +284,12 @@ async fn read_multipart(
     })? {
         let name = field.name().unwrap_or("").to_owned();
         if let Some(file_name) = field.file_name().map(str::to_owned) {
+            // The same bound as the file_name option: a name is shown, not stored at any size.
+            if file_name.chars().count() > 255 {
+                return Err(ApiError::validation(format!(
+                    "the file name of field {name:?} is longer than 255 characters"
+                )));
+            }
             let settings = ImportSettings::parse(raw)?;
             let declared = field.content_type().and_then(|ct| match ct {
                 "text/csv" => Some(Format::Csv),

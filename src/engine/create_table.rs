@@ -330,6 +330,33 @@ fn infer_pass(
     };
     let mut inference = Inference::new(&header, claims, null_values);
     let mut n = 0u64;
+    if opts.format.is_delimited() {
+        while let Some(record) = reader.next_fields() {
+            match record {
+                // A record that is not UTF-8 is the load's row error, not a value. The record
+                // is checked once; its fields are then slices of it (a field cut inside a
+                // character, possible only in a record the load refuses, reads as empty).
+                Ok(Some(record)) => {
+                    if let Ok(text) = std::str::from_utf8(record.as_slice()) {
+                        let fields = (0..record.len()).map(|i| {
+                            record.range(i).and_then(|r| text.get(r)).unwrap_or("")
+                        });
+                        inference.add_fields(fields);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return PassEnd::Unreadable(e.to_string()),
+            }
+            n += 1;
+            if n.is_multiple_of(4096) {
+                bytes_read.store(reader.checkpoint().byte_offset, Ordering::Relaxed);
+                if stop.load(Ordering::Relaxed) {
+                    return PassEnd::Stopped;
+                }
+            }
+        }
+        return PassEnd::Inferred(inference.finish(), reader.checkpoint().byte_offset);
+    }
     while let Some(item) = reader.next_item() {
         let item = match item {
             Ok(item) => item,

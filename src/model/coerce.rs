@@ -367,6 +367,30 @@ impl ColumnCoercer {
     }
 }
 
+/// The integer a trimmed text cell holds, as an `integer` column reads it.
+pub fn integer_text(s: &str) -> Option<i64> {
+    parse_i64(s).ok()
+}
+
+/// Whether a trimmed, non-empty text cell is a value of a column of this type with no
+/// constraints: what `coerce_text` accepts, checked without building the value or an error
+/// (schema inference asks it of every cell of a file).
+pub fn accepts_text(ty: ColumnType, s: &str) -> bool {
+    match ty {
+        ColumnType::String | ColumnType::Enum => true,
+        ColumnType::Integer => parse_i64(s).is_ok(),
+        ColumnType::Float => s.parse::<f64>().is_ok_and(f64::is_finite),
+        ColumnType::Decimal => decimal_parts(s).is_ok(),
+        ColumnType::Boolean => parse_bool(s).is_some(),
+        ColumnType::Date => parse_date(s.as_bytes()).is_ok(),
+        ColumnType::Datetime => parse_datetime(s.as_bytes()).is_some(),
+        ColumnType::Email => is_email(s),
+        ColumnType::Url => is_url(s),
+        ColumnType::Uuid => uuid::Uuid::parse_str(s).is_ok(),
+        ColumnType::Json => serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok(),
+    }
+}
+
 /// The error for a value that is not of the column's type at all.
 #[cold]
 fn not_a(ty: ColumnType, shown: &str) -> CoerceError {
@@ -496,6 +520,24 @@ enum DecimalError {
 
 /// Rewrites `[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?` in the canonical form of `Value::Decimal`.
 fn canonical_decimal(s: &str) -> Result<String, DecimalError> {
+    decimal_parts(s).map(|p| p.render())
+}
+
+/// A decimal literal read: its sign, digits, and where the point goes.
+struct DecimalParts<'a> {
+    negative: bool,
+    int: &'a [u8],
+    frac: &'a [u8],
+    /// Leading zeros of the digits.
+    lead: usize,
+    /// Significant digits (0 for zero).
+    sig: usize,
+    /// The value is 0.D × 10^point, D being the significant digits.
+    point: i64,
+}
+
+/// Reads a decimal literal without building its canonical form.
+fn decimal_parts(s: &str) -> Result<DecimalParts<'_>, DecimalError> {
     // Larger exponents only matter for zero, whose canonical form ignores them.
     const EXPONENT_CAP: i64 = 1_000_000_000;
     let b = s.as_bytes();
@@ -547,11 +589,17 @@ fn canonical_decimal(s: &str) -> Result<String, DecimalError> {
         return Err(DecimalError::Syntax);
     }
 
-    // The value is 0.D × 10^point, D being the significant digits.
     let lead = int.iter().chain(frac).take_while(|&&c| c == b'0').count();
     let all = int.len() + frac.len();
     if lead == all {
-        return Ok("0".to_owned());
+        return Ok(DecimalParts {
+            negative,
+            int,
+            frac,
+            lead,
+            sig: 0,
+            point: 0,
+        });
     }
     let trail = int
         .iter()
@@ -569,28 +617,51 @@ fn canonical_decimal(s: &str) -> Result<String, DecimalError> {
     if written > MAX_DECIMAL_DIGITS as i64 {
         return Err(DecimalError::TooManyDigits);
     }
-    let significant = int.iter().chain(frac).skip(lead).take(sig).copied();
-    let mut out = String::with_capacity(written as usize + 2);
-    if negative {
-        out.push('-');
-    }
-    if point <= 0 {
-        out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', (-point) as usize));
-        out.extend(significant.map(char::from));
-    } else {
-        let point = point as usize;
-        for (k, c) in significant.enumerate() {
-            if k == point {
-                out.push('.');
+    Ok(DecimalParts {
+        negative,
+        int,
+        frac,
+        lead,
+        sig,
+        point,
+    })
+}
+
+impl DecimalParts<'_> {
+    /// The canonical text: optional `-`, no leading or trailing zeros, no exponent.
+    fn render(&self) -> String {
+        let (sig, point) = (self.sig, self.point);
+        if sig == 0 {
+            return "0".to_owned();
+        }
+        let significant = self.int.iter().chain(self.frac).skip(self.lead).take(sig).copied();
+        let written = if point <= 0 {
+            1 - point + sig as i64
+        } else {
+            point.max(sig as i64)
+        };
+        let mut out = String::with_capacity(written as usize + 2);
+        if self.negative {
+            out.push('-');
+        }
+        if point <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-point) as usize));
+            out.extend(significant.map(char::from));
+        } else {
+            let point = point as usize;
+            for (k, c) in significant.enumerate() {
+                if k == point {
+                    out.push('.');
+                }
+                out.push(char::from(c));
             }
-            out.push(char::from(c));
+            if point > sig {
+                out.extend(std::iter::repeat_n('0', point - sig));
+            }
         }
-        if point > sig {
-            out.extend(std::iter::repeat_n('0', point - sig));
-        }
+        out
     }
-    Ok(out)
 }
 
 /// Orders two canonical decimals (optional `-`, no leading or trailing zeros) by value.
@@ -612,11 +683,7 @@ fn compare_decimals(a: &str, b: &str) -> std::cmp::Ordering {
         .cmp(&b_int.len())
         .then_with(|| a_int.cmp(b_int))
         .then_with(|| a_frac.cmp(b_frac));
-    if a_neg {
-        magnitude.reverse()
-    } else {
-        magnitude
-    }
+    if a_neg { magnitude.reverse() } else { magnitude }
 }
 
 enum DateError {

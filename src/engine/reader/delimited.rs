@@ -231,6 +231,34 @@ impl DelimitedReader {
     }
 
     pub(super) fn next_item(&mut self) -> Option<Result<ReadItem, ReadError>> {
+        let line = match self.advance()? {
+            Ok(line) => line,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(ReadItem {
+            line,
+            record: self.checkpoint.record,
+            body: self.body(),
+        }))
+    }
+
+    /// The next record's fields as read, not copied (schema inference reads every record of
+    /// a file); `Ok(None)` for a record the load refuses whole (wrong field count, a field
+    /// over the size limit).
+    pub(super) fn next_fields(&mut self) -> Option<Result<Option<&ByteRecord>, ReadError>> {
+        if let Err(e) = self.advance()? {
+            return Some(Err(e));
+        }
+        let record = &self.scratch;
+        let refused = self.expected_fields.is_some_and(|n| n != record.len())
+            || (record.as_slice().len() > self.max_field
+                && record.iter().any(|f| f.len() > self.max_field));
+        Some(Ok((!refused).then_some(record)))
+    }
+
+    /// Reads the next record into `scratch`, passing over blank lines; answers the line it
+    /// starts at, None at the end of the file.
+    fn advance(&mut self) -> Option<Result<u64, ReadError>> {
         if self.empty {
             return None;
         }
@@ -254,11 +282,7 @@ impl DelimitedReader {
             {
                 return Some(Err(e));
             }
-            return Some(Ok(ReadItem {
-                line,
-                record: self.checkpoint.record,
-                body: self.body(),
-            }));
+            return Some(Ok(line));
         }
     }
 

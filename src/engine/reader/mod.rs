@@ -224,6 +224,23 @@ impl SourceReader {
         next
     }
 
+    /// For a delimited source, the next record's fields as read (`Ok(None)` for a record the
+    /// load refuses whole), without the copy `next_item` makes; None at the end of the file
+    /// and for other formats.
+    pub fn next_fields(&mut self) -> Option<Result<Option<&csv::ByteRecord>, ReadError>> {
+        if self.finished {
+            return None;
+        }
+        let Inner::Delimited(r) = &mut self.inner else {
+            return None;
+        };
+        let next = r.next_fields();
+        if !matches!(next, Some(Ok(_))) {
+            self.finished = true;
+        }
+        next
+    }
+
     /// The position just after the last item returned; reopening there yields the following
     /// items with identical line and record numbers.
     pub fn checkpoint(&self) -> Checkpoint {

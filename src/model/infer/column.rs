@@ -3,12 +3,12 @@
 //! same profile serves a 1,000-row sample and a whole file.
 
 use std::collections::{BTreeSet, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 
 use serde_json::Value as Json;
 
 use super::probes::Probes;
-use crate::model::coerce::ColumnCoercer;
+use crate::model::coerce::{ColumnCoercer, accepts_text, integer_text};
 use crate::model::{ColumnType, Value};
 
 /// Most distinct values a column may show to be proposed as an enum.
@@ -72,11 +72,21 @@ impl<'a> Cell<'a> {
             Cell::Json(v) => c.coerce_json(v).ok(),
         }
     }
+
+    /// Whether the cell is a value of `c`'s type (`c` has no constraints). Text is checked
+    /// without building a value or an error: every cell of a file goes through here.
+    fn fits(self, c: &ColumnCoercer) -> bool {
+        match self.text() {
+            Some(text) => accepts_text(c.spec().ty, text),
+            None => self.coerce(c).is_some(),
+        }
+    }
 }
 
 /// Whether a trimmed cell is one of the usual missing-value tokens.
 pub fn is_missing_token(text: &str) -> bool {
-    MISSING_TOKENS.iter().any(|t| text.eq_ignore_ascii_case(t))
+    // Every token is 2 to 4 bytes: most cells are passed over on their length.
+    (2..=4).contains(&text.len()) && MISSING_TOKENS.iter().any(|t| text.eq_ignore_ascii_case(t))
 }
 
 /// The types a column's values may still all be, in the order they are preferred.
@@ -107,10 +117,29 @@ impl Fits {
     };
 }
 
+/// Hashes that are already 64-bit hashes: stored as they are, not hashed again.
+#[derive(Debug, Default, Clone, Copy)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are written; anything else is folded in all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Whether a column's values are distinct, tracked as hashes of their typed form.
 #[derive(Debug)]
 struct Distinct {
-    seen: HashSet<u64>,
+    seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
     /// A value came twice, or more came than are remembered.
     repeated: bool,
 }
@@ -173,7 +202,7 @@ impl ColumnProfile {
             all_containers: true,
             enum_values: enums.then(BTreeSet::new),
             distinct: distinct.then(|| Distinct {
-                seen: HashSet::new(),
+                seen: HashSet::default(),
                 repeated: false,
             }),
             increasing: true,
@@ -223,6 +252,7 @@ impl ColumnProfile {
             });
         }
         let mut typed: Option<Value> = None;
+        let tracked = self.distinct.as_ref().is_some_and(|d| !d.repeated);
         let f = &mut self.fits;
         if f.integer || f.float || f.decimal {
             let text = cell.number_text();
@@ -230,23 +260,27 @@ impl ColumnProfile {
                 self.leading_zero = true;
             }
             // An integer is also a float and a decimal: one parse decides all three.
-            match (f.integer, cell.coerce(&p.integer)) {
-                (true, Some(v)) => {
-                    if let Value::Int(n) = v {
-                        self.increasing &= self.last_integer.is_none_or(|last| n > last);
-                        self.last_integer = Some(n);
-                    }
-                    typed = Some(v);
-                }
-                _ => {
-                    f.integer = false;
-                    self.increasing = false;
-                    f.float = f.float && cell.coerce(&p.float).is_some();
-                    f.decimal = f.decimal && cell.coerce(&p.decimal).is_some();
-                }
+            let integer = match cell.text() {
+                Some(text) if f.integer => integer_text(text),
+                _ if f.integer => match cell.coerce(&p.integer) {
+                    Some(Value::Int(n)) => Some(n),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(n) = integer {
+                self.increasing &= self.last_integer.is_none_or(|last| n > last);
+                self.last_integer = Some(n);
+                typed = Some(Value::Int(n));
+            } else {
+                f.integer = false;
+                self.increasing = false;
+                f.float = f.float && cell.fits(&p.float);
+                f.decimal = f.decimal && cell.fits(&p.decimal);
             }
             if let Some(text) = text
                 && (f.float || f.decimal)
+                && (self.plain_numbers || self.float_exact)
             {
                 self.plain_numbers &= is_plain_number(text);
                 self.float_exact &= significant_digits(text) <= FLOAT_EXACT_DIGITS;
@@ -255,51 +289,49 @@ impl ColumnProfile {
             self.increasing = false;
         }
         if f.boolean {
-            f.boolean = is_boolean_word(cell) && cell.coerce(&p.boolean).is_some();
+            f.boolean = is_boolean_word(cell) && cell.fits(&p.boolean);
         }
         if f.date {
-            f.date = cell.coerce(&p.date).is_some();
+            f.date = cell.fits(&p.date);
         }
         if f.datetime {
-            match cell.coerce(&p.datetime) {
-                Some(v) => {
-                    typed = typed.or(Some(v));
-                }
-                None => f.datetime = false,
+            f.datetime = cell.fits(&p.datetime);
+            if f.datetime && tracked {
+                typed = typed.or_else(|| cell.coerce(&p.datetime));
             }
         }
         if f.uuid {
-            match cell
-                .text()
-                .filter(|s| is_hyphenated_uuid(s))
-                .and_then(|_| cell.coerce(&p.uuid))
-            {
-                Some(v) => typed = typed.or(Some(v)),
-                None => f.uuid = false,
+            f.uuid = cell.text().is_some_and(is_hyphenated_uuid) && cell.fits(&p.uuid);
+            if f.uuid && tracked {
+                typed = typed.or_else(|| cell.coerce(&p.uuid));
             }
         }
         if f.email {
-            f.email = cell.coerce(&p.email).is_some();
+            f.email = cell.fits(&p.email);
         }
         if f.url {
-            f.url = cell.coerce(&p.url).is_some();
+            f.url = cell.fits(&p.url);
         }
         if let Some(d) = &mut self.distinct
             && !d.repeated
         {
-            let mut h = DefaultHasher::new();
-            match (&typed, cell) {
-                // Integers, datetimes and UUIDs equal once typed are the same key.
-                (Some(Value::Int(n)), _) => (0u8, n).hash(&mut h),
-                (Some(Value::Datetime(t)), _) => (1u8, t.unix_timestamp_nanos()).hash(&mut h),
-                (Some(Value::Uuid(u)), _) => (2u8, u).hash(&mut h),
-                (_, Cell::Text(s)) => (3u8, s).hash(&mut h),
-                (_, Cell::Json(Json::String(s))) => (3u8, s.as_str()).hash(&mut h),
-                (_, Cell::Json(v)) => (4u8, v.to_string()).hash(&mut h),
-            }
-            if !d.seen.insert(h.finish()) || d.seen.len() > DISTINCT_LIMIT {
+            let key = match (&typed, cell) {
+                // An integer is its own key, mixed by a bijection so that the set's buckets
+                // spread: two integers collide only when equal.
+                (Some(Value::Int(n)), _) => {
+                    (*n as u64 ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+                }
+                // Datetimes and UUIDs equal once typed are the same key; other values are
+                // hashed (a collision only costs a key, never a row).
+                (Some(Value::Datetime(t)), _) => hash_of((1u8, t.unix_timestamp_nanos())),
+                (Some(Value::Uuid(u)), _) => hash_of((2u8, u)),
+                (_, Cell::Text(s)) => hash_of((3u8, s)),
+                (_, Cell::Json(Json::String(s))) => hash_of((3u8, s.as_str())),
+                (_, Cell::Json(v)) => hash_of((4u8, v.to_string())),
+            };
+            if !d.seen.insert(key) || d.seen.len() > DISTINCT_LIMIT {
                 d.repeated = true;
-                d.seen = HashSet::new();
+                d.seen = HashSet::default();
             }
         }
     }
@@ -389,6 +421,12 @@ impl ColumnProfile {
     }
 }
 
+fn hash_of(value: impl Hash) -> u64 {
+    let mut h = DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
 /// Text like `007` or `-0123`: leading zeros mark codes (postcodes, account numbers) whose
 /// zeros a number column would lose.
 fn has_leading_zero(s: &str) -> bool {
@@ -408,13 +446,10 @@ fn is_plain_number(text: &str) -> bool {
 /// Digits from the first non-zero one to the last non-zero one of the mantissa.
 fn significant_digits(text: &str) -> usize {
     let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
-    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-    let first = digits.iter().position(|&d| d != b'0');
-    let last = digits.iter().rposition(|&d| d != b'0');
-    match (first, last) {
-        (Some(a), Some(b)) => b - a + 1,
-        _ => 0,
-    }
+    let digits = || mantissa.bytes().filter(u8::is_ascii_digit);
+    let lead = digits().take_while(|&d| d == b'0').count();
+    let trail = digits().rev().take_while(|&d| d == b'0').count();
+    digits().count().saturating_sub(lead + trail)
 }
 
 fn is_boolean_word(cell: Cell<'_>) -> bool {
