@@ -10,11 +10,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Engine;
+use super::inference_pass::{self, Progress};
 use super::mapper::column_for;
 use super::options::InputOptions;
-use super::reader::{ReaderOptions, RecordBody, SourceReader};
+use super::reader::ReaderOptions;
 use crate::background::{self, Share};
-use crate::model::infer::{Claims, Inference, InferredSchema};
+use crate::model::infer::{Claims, InferredSchema};
 use crate::model::schema::{RawColumn, RawTableSchema};
 use crate::model::{ColumnSpec, Mode, Step, TableSchema};
 use crate::store::{Claim, ImportTableRecord, StoreError, TableStart, Workspace};
@@ -278,7 +279,15 @@ impl Engine {
         let (path, opts) = (input.path.to_owned(), input.reader_options.clone());
         let (stop2, read2) = (stop.clone(), bytes_read.clone());
         let pass = background::spawn("intake-infer", Share::Yield, move || {
-            infer_pass(&path, &opts, claims, &nulls, &stop2, &read2)
+            let progress = Progress {
+                stop: &stop2,
+                bytes_read: &read2,
+            };
+            match inference_pass::run(&path, &opts, claims, &nulls, &progress) {
+                Ok(Some((schema, read))) => PassEnd::Inferred(schema, read),
+                Ok(None) => PassEnd::Stopped,
+                Err(why) => PassEnd::Unreadable(why),
+            }
         })
         .map_err(|e| StoreError::Database(format!("cannot start the inference: {e}")))?;
         tokio::pin!(pass);
@@ -308,73 +317,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// The blocking pass: every record of the source into the inference.
-fn infer_pass(
-    path: &std::path::Path,
-    opts: &ReaderOptions,
-    claims: Claims,
-    null_values: &[String],
-    stop: &AtomicBool,
-    bytes_read: &AtomicU64,
-) -> PassEnd {
-    let mut reader = match SourceReader::open(path, opts, None) {
-        Ok(r) => r,
-        Err(e) => return PassEnd::Unreadable(e.to_string()),
-    };
-    let header: Vec<String> = if opts.has_header {
-        reader.header().map(|h| h.to_vec()).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let mut inference = Inference::new(&header, claims, null_values);
-    let mut n = 0u64;
-    if opts.format.is_delimited() {
-        while let Some(record) = reader.next_fields() {
-            match record {
-                // A record that is not UTF-8 is the load's row error, not a value. The record
-                // is checked once; its fields are then slices of it (a field cut inside a
-                // character, possible only in a record the load refuses, reads as empty).
-                Ok(Some(record)) => {
-                    if let Ok(text) = std::str::from_utf8(record.as_slice()) {
-                        let fields = (0..record.len()).map(|i| {
-                            record.range(i).and_then(|r| text.get(r)).unwrap_or("")
-                        });
-                        inference.add_fields(fields);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => return PassEnd::Unreadable(e.to_string()),
-            }
-            n += 1;
-            if n.is_multiple_of(4096) {
-                bytes_read.store(reader.checkpoint().byte_offset, Ordering::Relaxed);
-                if stop.load(Ordering::Relaxed) {
-                    return PassEnd::Stopped;
-                }
-            }
-        }
-        return PassEnd::Inferred(inference.finish(), reader.checkpoint().byte_offset);
-    }
-    while let Some(item) = reader.next_item() {
-        let item = match item {
-            Ok(item) => item,
-            Err(e) => return PassEnd::Unreadable(e.to_string()),
-        };
-        match &item.body {
-            RecordBody::Fields(rec) => inference.add_fields(rec.iter()),
-            RecordBody::Object(obj, _) => inference.add_object(obj),
-            // A record that cannot be read is the load's row error, not a column.
-            RecordBody::Bad { .. } => {}
-        }
-        n += 1;
-        if n.is_multiple_of(4096) {
-            bytes_read.store(reader.checkpoint().byte_offset, Ordering::Relaxed);
-            if stop.load(Ordering::Relaxed) {
-                return PassEnd::Stopped;
-            }
-        }
-    }
-    PassEnd::Inferred(inference.finish(), reader.checkpoint().byte_offset)
 }

@@ -2,6 +2,7 @@
 //! checkpoints and cancellation.
 
 mod create_table;
+mod inference_pass;
 pub mod mapper;
 pub mod options;
 pub mod reader;

@@ -634,7 +634,13 @@ impl DecimalParts<'_> {
         if sig == 0 {
             return "0".to_owned();
         }
-        let significant = self.int.iter().chain(self.frac).skip(self.lead).take(sig).copied();
+        let significant = self
+            .int
+            .iter()
+            .chain(self.frac)
+            .skip(self.lead)
+            .take(sig)
+            .copied();
         let written = if point <= 0 {
             1 - point + sig as i64
         } else {
@@ -683,7 +689,11 @@ fn compare_decimals(a: &str, b: &str) -> std::cmp::Ordering {
         .cmp(&b_int.len())
         .then_with(|| a_int.cmp(b_int))
         .then_with(|| a_frac.cmp(b_frac));
-    if a_neg { magnitude.reverse() } else { magnitude }
+    if a_neg {
+        magnitude.reverse()
+    } else {
+        magnitude
+    }
 }
 
 enum DateError {
@@ -790,25 +800,27 @@ fn is_email(s: &str) -> bool {
     if s.len() > 254 {
         return false;
     }
-    let Some((local, domain)) = s.split_once('@') else {
+    // Byte by byte: '@' and '.' are ASCII, and this runs on every cell of an email column.
+    let Some(at) = s.bytes().position(|c| c == b'@') else {
         return false;
     };
+    let (local, domain) = (&s[..at], &s.as_bytes()[at + 1..]);
     if local.is_empty()
         || local.len() > 64
         || local.chars().any(|c| c.is_whitespace() || c.is_control())
-        || !domain.contains('.')
+        || !domain.contains(&b'.')
     {
         return false;
     }
     // Also refuses a second '@', which is not a label character.
-    domain.split('.').all(|label| {
+    domain.split(|&c| c == b'.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
+            && label.first() != Some(&b'-')
+            && label.last() != Some(&b'-')
             && label
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
     })
 }
 

@@ -174,6 +174,7 @@ pub struct ColumnProfile {
     distinct: Option<Distinct>,
     /// Every value so far is an integer larger than the one before (a key in file order).
     increasing: bool,
+    first_integer: Option<i64>,
     last_integer: Option<i64>,
 }
 
@@ -206,6 +207,7 @@ impl ColumnProfile {
                 repeated: false,
             }),
             increasing: true,
+            first_integer: None,
             last_integer: None,
         }
     }
@@ -270,6 +272,7 @@ impl ColumnProfile {
             };
             if let Some(n) = integer {
                 self.increasing &= self.last_integer.is_none_or(|last| n > last);
+                self.first_integer.get_or_insert(n);
                 self.last_integer = Some(n);
                 typed = Some(Value::Int(n));
             } else {
@@ -282,8 +285,9 @@ impl ColumnProfile {
                 && (f.float || f.decimal)
                 && (self.plain_numbers || self.float_exact)
             {
-                self.plain_numbers &= is_plain_number(text);
-                self.float_exact &= significant_digits(text) <= FLOAT_EXACT_DIGITS;
+                let (plain, significant) = number_shape(text);
+                self.plain_numbers &= plain;
+                self.float_exact &= significant <= FLOAT_EXACT_DIGITS;
             }
         } else {
             self.increasing = false;
@@ -334,6 +338,63 @@ impl ColumnProfile {
                 d.seen = HashSet::default();
             }
         }
+    }
+
+    /// Adds the profile of the same column over the records that follow.
+    pub fn merge(&mut self, later: ColumnProfile) {
+        self.present += later.present;
+        self.blank += later.blank;
+        self.tokens += later.tokens;
+        for t in later.token_spellings {
+            if self.token_spellings.len() < TOKEN_SPELLINGS {
+                self.token_spellings.insert(t);
+            }
+        }
+        let (f, g) = (&mut self.fits, later.fits);
+        f.integer &= g.integer;
+        f.float &= g.float;
+        f.decimal &= g.decimal;
+        f.boolean &= g.boolean;
+        f.date &= g.date;
+        f.datetime &= g.datetime;
+        f.uuid &= g.uuid;
+        f.email &= g.email;
+        f.url &= g.url;
+        self.leading_zero |= later.leading_zero;
+        self.plain_numbers &= later.plain_numbers;
+        self.float_exact &= later.float_exact;
+        self.any_container |= later.any_container;
+        self.all_containers &= later.all_containers;
+        self.enum_values = match (self.enum_values.take(), later.enum_values) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.extend(theirs);
+                (mine.len() <= ENUM_MAX_VALUES).then_some(mine)
+            }
+            _ => None,
+        };
+        self.distinct = match (self.distinct.take(), later.distinct) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.repeated |= theirs.repeated;
+                if !mine.repeated {
+                    for key in theirs.seen {
+                        if !mine.seen.insert(key) || mine.seen.len() > DISTINCT_LIMIT {
+                            mine.repeated = true;
+                            mine.seen = HashSet::default();
+                            break;
+                        }
+                    }
+                }
+                Some(mine)
+            }
+            _ => None,
+        };
+        let joined = match (self.last_integer, later.first_integer) {
+            (Some(last), Some(first)) => first > last,
+            _ => true,
+        };
+        self.increasing = self.increasing && later.increasing && joined;
+        self.first_integer = self.first_integer.or(later.first_integer);
+        self.last_integer = later.last_integer.or(self.last_integer);
     }
 
     fn track_enum(&mut self, cell: Cell<'_>) {
@@ -434,22 +495,35 @@ fn has_leading_zero(s: &str) -> bool {
     digits.len() >= 2 && digits[0] == b'0' && digits[1].is_ascii_digit()
 }
 
-/// A number written without exponent and with few enough fractional digits for `decimal`.
-fn is_plain_number(text: &str) -> bool {
-    if text.contains(['e', 'E']) {
-        return false;
+/// Of a number's text: whether it is written without exponent and with few enough fractional
+/// digits for `decimal`, and its significant digits (from the first non-zero digit to the
+/// last of the mantissa). One pass over the bytes: this runs on every cell of a number column.
+fn number_shape(text: &str) -> (bool, usize) {
+    let (mut exponent, mut in_fraction, mut fraction) = (false, false, 0usize);
+    let (mut first, mut last, mut digits) = (None, None, 0usize);
+    for &c in text.as_bytes() {
+        match c {
+            b'e' | b'E' => {
+                exponent = true;
+                break;
+            }
+            b'.' => in_fraction = true,
+            b'0'..=b'9' => {
+                fraction += usize::from(in_fraction);
+                if c != b'0' {
+                    first.get_or_insert(digits);
+                    last = Some(digits);
+                }
+                digits += 1;
+            }
+            _ => {}
+        }
     }
-    let fraction = text.split_once('.').map_or(0, |(_, f)| f.len());
-    fraction <= DECIMAL_MAX_FRACTION
-}
-
-/// Digits from the first non-zero one to the last non-zero one of the mantissa.
-fn significant_digits(text: &str) -> usize {
-    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
-    let digits = || mantissa.bytes().filter(u8::is_ascii_digit);
-    let lead = digits().take_while(|&d| d == b'0').count();
-    let trail = digits().rev().take_while(|&d| d == b'0').count();
-    digits().count().saturating_sub(lead + trail)
+    let significant = match (first, last) {
+        (Some(a), Some(b)) => b - a + 1,
+        _ => 0,
+    };
+    (!exponent && fraction <= DECIMAL_MAX_FRACTION, significant)
 }
 
 fn is_boolean_word(cell: Cell<'_>) -> bool {

@@ -223,6 +223,15 @@ impl Inference {
         self.records += 1;
     }
 
+    /// Adds what another inference over the records that follow this one's saw (the same
+    /// header, the same claims): the result is that of one inference over both.
+    pub fn merge(&mut self, later: Inference) {
+        for (mine, theirs) in self.columns.iter_mut().zip(later.columns) {
+            mine.merge(theirs);
+        }
+        self.records += later.records;
+    }
+
     /// Records added so far.
     pub fn records(&self) -> u64 {
         self.records
@@ -826,5 +835,82 @@ mod tests {
         repeated.push(&["5", "c1", "5"]);
         let s = whole(&["id", "customer_id", "n"], &repeated);
         assert!(s.primary_key.is_empty(), "{:?}", s.primary_key);
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    fn rows(n: usize) -> Vec<Vec<String>> {
+        (0..n)
+            .map(|i| {
+                vec![
+                    (i * 3 + 1).to_string(),
+                    if i % 11 == 0 {
+                        "NA".into()
+                    } else {
+                        format!("{}.5", i)
+                    },
+                    if i % 4 == 0 {
+                        "yes".into()
+                    } else {
+                        "no".into()
+                    },
+                    format!("c{}", i % 5),
+                    if i == n - 1 {
+                        String::new()
+                    } else {
+                        "2024-01-02".into()
+                    },
+                ]
+            })
+            .collect()
+    }
+
+    fn infer(header: &[String], rows: &[Vec<String>], claims: Claims) -> Inference {
+        let mut inference = Inference::new(header, claims, &[]);
+        for row in rows {
+            inference.add_fields(row.iter().map(String::as_str));
+        }
+        inference
+    }
+
+    #[test]
+    fn two_halves_merged_infer_what_the_whole_infers_wherever_the_split() {
+        let header: Vec<String> = ["id", "amount", "paid", "code", "day"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let all = rows(200);
+        for claims in [
+            Claims::whole_source(false),
+            Claims::whole_source(true),
+            Claims {
+                enums: true,
+                required: true,
+                unique: true,
+                key: true,
+                missing_tokens: false,
+            },
+        ] {
+            let whole = serde_json::to_value(infer(&header, &all, claims).finish()).unwrap();
+            for split in [0, 1, 57, 199, 200] {
+                let mut first = infer(&header, &all[..split], claims);
+                first.merge(infer(&header, &all[split..], claims));
+                let merged = serde_json::to_value(first.finish()).unwrap();
+                assert_eq!(merged, whole, "split at {split}");
+            }
+        }
+        // A key that is distinct in each half but not in the whole is no key.
+        let mut repeated = rows(100);
+        repeated.extend(rows(100));
+        let mut first = infer(&header, &repeated[..100], Claims::whole_source(false));
+        first.merge(infer(
+            &header,
+            &repeated[100..],
+            Claims::whole_source(false),
+        ));
+        assert!(first.finish().primary_key.is_empty());
     }
 }
