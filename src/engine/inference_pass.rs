@@ -137,19 +137,16 @@ fn profile(
 /// Adds the next record to the inference; false at the end of the source.
 fn next_record(reader: &mut SourceReader, inference: &mut Inference) -> Result<bool, String> {
     if let Some(record) = reader.next_fields() {
-        match record.map_err(|e| e.to_string())? {
-            // A record that is not UTF-8 is the load's row error, not a value. It is checked
-            // once; its fields are then slices of it (a field cut inside a character, possible
-            // only in a record the load refuses, reads as empty).
-            Some(record) => {
-                if let Ok(text) = std::str::from_utf8(record.as_slice()) {
-                    let fields = (0..record.len())
-                        .map(|i| record.range(i).and_then(|r| text.get(r)).unwrap_or(""));
-                    inference.add_fields(fields);
-                }
-            }
-            // A record the load refuses whole (wrong field count, oversized field).
-            None => {}
+        // A record the load refuses whole (wrong field count, oversized field) is passed
+        // over, and so is one that is not UTF-8: both are the load's row errors, not values.
+        // A record is checked once; its fields are then slices of it (a field cut inside a
+        // character, possible only in a record the load refuses, reads as empty).
+        if let Some(record) = record.map_err(|e| e.to_string())?
+            && let Ok(text) = std::str::from_utf8(record.as_slice())
+        {
+            let fields =
+                (0..record.len()).map(|i| record.range(i).and_then(|r| text.get(r)).unwrap_or(""));
+            inference.add_fields(fields);
         }
         return Ok(true);
     }
