@@ -132,7 +132,9 @@ impl Hasher for Prehashed {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        // A bijection, so that integers (stored as themselves) spread over the buckets and
+        // two of them collide only when equal.
+        self.0 = (n ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     }
 }
 
@@ -142,6 +144,20 @@ struct Distinct {
     seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
     /// A value came twice, or more came than are remembered.
     repeated: bool,
+    /// The range of the integers that only increased from the first value on: they are
+    /// distinct without being remembered (a sorted key costs no memory); once the run ends,
+    /// a later integer inside it counts as a repeat.
+    run: Option<(i64, i64)>,
+}
+
+impl Distinct {
+    /// Remembers a key, noting a repeat (or one too many to remember).
+    fn insert(&mut self, key: u64) {
+        if !self.seen.insert(key) || self.seen.len() > DISTINCT_LIMIT {
+            self.repeated = true;
+            self.seen = HashSet::default();
+        }
+    }
 }
 
 /// The profile of one column.
@@ -205,6 +221,7 @@ impl ColumnProfile {
             distinct: distinct.then(|| Distinct {
                 seen: HashSet::default(),
                 repeated: false,
+                run: None,
             }),
             increasing: true,
             first_integer: None,
@@ -245,6 +262,10 @@ impl ColumnProfile {
     }
 
     fn check_types(&mut self, p: &Probes, cell: Cell<'_>) {
+        let run_before = self
+            .increasing
+            .then_some(())
+            .and(self.first_integer.zip(self.last_integer));
         let container = matches!(cell, Cell::Json(v) if v.is_object() || v.is_array());
         self.any_container |= container;
         if self.all_containers && !container {
@@ -319,11 +340,21 @@ impl ColumnProfile {
         if let Some(d) = &mut self.distinct
             && !d.repeated
         {
+            if self.increasing {
+                // Still in the run of increasing integers: nothing to remember.
+                return;
+            }
+            if d.run.is_none() {
+                d.run = run_before;
+            }
             let key = match (&typed, cell) {
-                // An integer is its own key, mixed by a bijection so that the set's buckets
-                // spread: two integers collide only when equal.
                 (Some(Value::Int(n)), _) => {
-                    (*n as u64 ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+                    if d.run.is_some_and(|(lo, hi)| (lo..=hi).contains(n)) {
+                        d.repeated = true;
+                        d.seen = HashSet::default();
+                        return;
+                    }
+                    *n as u64
                 }
                 // Datetimes and UUIDs equal once typed are the same key; other values are
                 // hashed (a collision only costs a key, never a row).
@@ -333,10 +364,7 @@ impl ColumnProfile {
                 (_, Cell::Json(Json::String(s))) => hash_of((3u8, s.as_str())),
                 (_, Cell::Json(v)) => hash_of((4u8, v.to_string())),
             };
-            if !d.seen.insert(key) || d.seen.len() > DISTINCT_LIMIT {
-                d.repeated = true;
-                d.seen = HashSet::default();
-            }
+            d.insert(key);
         }
     }
 
@@ -372,18 +400,45 @@ impl ColumnProfile {
             }
             _ => None,
         };
+        // Each side's integers are its run (remembered as a range) and its set.
+        let my_run = self.distinct.as_ref().and_then(|d| d.run).or(self
+            .increasing
+            .then_some(())
+            .and(self.first_integer.zip(self.last_integer)));
+        let their_run = later.distinct.as_ref().and_then(|d| d.run).or(later
+            .increasing
+            .then_some(())
+            .and(later.first_integer.zip(later.last_integer)));
         self.distinct = match (self.distinct.take(), later.distinct) {
             (Some(mut mine), Some(theirs)) => {
                 mine.repeated |= theirs.repeated;
+                let inside = |run: Option<(i64, i64)>, key: u64| {
+                    run.is_some_and(|(lo, hi)| (lo..=hi).contains(&(key as i64)))
+                };
+                // Runs that overlap, or a remembered value inside the other side's run, may
+                // repeat: counted as a repeat (which costs a key at most).
+                let overlap = match (my_run, their_run) {
+                    (Some((a, b)), Some((c, d))) => a <= d && c <= b,
+                    _ => false,
+                };
+                if overlap
+                    || mine.seen.iter().any(|&k| inside(their_run, k))
+                    || theirs.seen.iter().any(|&k| inside(my_run, k))
+                {
+                    mine.repeated = true;
+                }
                 if !mine.repeated {
                     for key in theirs.seen {
-                        if !mine.seen.insert(key) || mine.seen.len() > DISTINCT_LIMIT {
-                            mine.repeated = true;
-                            mine.seen = HashSet::default();
+                        mine.insert(key);
+                        if mine.repeated {
                             break;
                         }
                     }
                 }
+                mine.run = match (my_run, their_run) {
+                    (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+                    (run, None) | (None, run) => run,
+                };
                 Some(mine)
             }
             _ => None,

@@ -831,6 +831,19 @@ mod tests {
             ["n"],
             "integers that only increase make a key"
         );
+        // A sorted run of integers is remembered as its range: values below it still count.
+        let sorted: Vec<Vec<String>> = (100..=200)
+            .chain(5..=7)
+            .map(|i| vec![i.to_string()])
+            .collect();
+        let sorted_refs: Vec<Vec<&str>> = sorted
+            .iter()
+            .map(|r| r.iter().map(String::as_str).collect())
+            .collect();
+        let mut sorted_slices: Vec<&[&str]> = sorted_refs.iter().map(Vec::as_slice).collect();
+        assert_eq!(whole(&["id"], &sorted_slices).primary_key, ["id"]);
+        sorted_slices.push(&["150"]);
+        assert!(whole(&["id"], &sorted_slices).primary_key.is_empty());
         let mut repeated = slices.clone();
         repeated.push(&["5", "c1", "5"]);
         let s = whole(&["id", "customer_id", "n"], &repeated);
