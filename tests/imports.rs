@@ -2540,3 +2540,28 @@ async fn errors_after_multi_line_records_are_reported_at_their_physical_line() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_import_that_fails_on_a_database_error_leaves_no_source_behind() {
+    let s = TestServer::start().await;
+    s.create_table(people("gone")).await;
+    // A column renamed behind the service's back: every write fails in the database.
+    common::sql_execute(
+        &s.data_dir(),
+        &format!(
+            "ALTER TABLE {} RENAME COLUMN name TO renamed",
+            common::physical_table("gone")
+        ),
+    );
+    let done = import(&s, "table=gone", "text/csv", "id,name\n1,Ann\n").await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let remote = std::env::var("INTAKE_TEST_BLOB_URL").is_ok_and(|u| !u.is_empty());
+    if remote {
+        eprintln!("sources are in the object store: the data directory is not checked");
+        return;
+    }
+    let left: Vec<_> = std::fs::read_dir(s.data_dir().join("sources"))
+        .expect("sources directory")
+        .collect();
+    assert!(left.is_empty(), "sources left behind: {left:?}");
+}

@@ -201,3 +201,21 @@ async fn numbers_that_do_not_fit_are_refused_at_their_row_never_rounded() {
     assert_eq!(records[0]["d"], "100");
     assert_eq!(records[0]["n"].as_i64(), Some(100));
 }
+
+#[tokio::test]
+async fn a_record_naming_a_field_twice_is_refused_not_half_kept() {
+    let s = TestServer::start().await;
+    s.create_table(exact_table("twice")).await;
+    let body = "{\"id\": 1, \"s\": \"a\"}\n{\"id\": 2, \"s\": \"b\", \"s\": \"c\"}\n";
+    let (status, created) = s.upload("table=twice", "application/x-ndjson", body).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let done = s.wait_done(id).await;
+    assert_eq!(done["counts"]["invalid"], 1, "{done}");
+    let errors = s.all_errors(id).await;
+    assert_eq!(errors[0]["line"], 2);
+    assert_eq!(errors[0]["code"], "duplicate_key");
+    let message = errors[0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("\"s\""), "{message}");
+    assert_eq!(s.all_records("twice").await.len(), 1);
+}

@@ -98,8 +98,10 @@ impl Engine {
                     rollback_until: wrote
                         .then(|| time::OffsetDateTime::now_utc() + self.config.retention),
                 };
-                if let Err(e2) = self.store.finish_import(&claim, &end).await {
-                    tracing::error!(error = %e2, "could not end a failing import");
+                match self.store.finish_import(&claim, &end).await {
+                    // Ended for good: its sources are not needed any more.
+                    Ok(()) => self.delete_sources(import).await,
+                    Err(e2) => tracing::error!(error = %e2, "could not end a failing import"),
                 }
                 Err(e)
             }
@@ -208,12 +210,17 @@ impl Engine {
             )
             .await?;
         // The sources are not needed once the import has ended.
+        self.delete_sources(import).await;
+        Ok(())
+    }
+
+    /// Deletes the stored sources of an import that has ended.
+    async fn delete_sources(&self, import: &crate::store::ImportRecord) {
         for key in import.tables.iter().filter_map(|t| t.blob_key.as_deref()) {
             if let Err(e) = self.blobs.delete(key).await {
                 tracing::warn!(error = %e, key, "could not delete a finished import's source");
             }
         }
-        Ok(())
     }
 
     /// One table of the claimed import as the store has it now (its last checkpoint and

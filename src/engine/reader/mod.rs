@@ -6,6 +6,7 @@ mod delimited;
 pub mod encoding;
 mod json_array;
 mod ndjson;
+mod record;
 pub mod sniff;
 
 use std::fs::File;
@@ -324,6 +325,17 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The body of a record that names a field twice: refused, whatever its values.
+fn repeated_field(field: &str, bytes: &[u8]) -> RecordBody {
+    RecordBody::Bad {
+        code: RowErrorCode::DuplicateKey,
+        message: format!(
+            "field {field:?} appears more than once in the object (which value is meant cannot be told)"
+        ),
+        row: raw_row(bytes),
     }
 }
 

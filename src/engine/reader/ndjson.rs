@@ -4,9 +4,10 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 
+use super::record::{RecordError, parse_record};
 use super::{
     Checkpoint, ReadError, ReadItem, ReaderOptions, RecordBody, human_size, object_body, raw_row,
-    skip_bom, split_json_error,
+    repeated_field, skip_bom, split_json_error,
 };
 use crate::model::RowErrorCode;
 
@@ -131,9 +132,10 @@ fn parse_line(content: &[u8]) -> RecordBody {
             };
         }
     };
-    match serde_json::from_str::<serde_json::Value>(text) {
+    match parse_record(text) {
         Ok(value) => object_body(value, text),
-        Err(e) => {
+        Err(RecordError::Repeated(field)) => repeated_field(&field, content),
+        Err(RecordError::Json(e)) => {
             let (msg, _, column) = split_json_error(&e);
             RecordBody::Bad {
                 code: RowErrorCode::InvalidJson,
@@ -257,7 +259,11 @@ mod tests {
             let is_object = serde_json::from_slice::<serde_json::Value>(&content)
                 .map(|v| v.is_object())
                 .unwrap_or(false);
-            if name.starts_with("y_") && is_object {
+            if name.starts_with("y_object_duplicated_key") {
+                // Valid JSON, but which value is meant cannot be told: that row's error.
+                assert_eq!(items.len(), 1, "{name}");
+                assert_eq!(bad(&items[0]).0, RowErrorCode::DuplicateKey, "{name}");
+            } else if name.starts_with("y_") && is_object {
                 assert_eq!(items.len(), 1, "{name}");
                 assert!(matches!(items[0].body, RecordBody::Object(..)), "{name}");
             } else if name.starts_with("n_") {
