@@ -2565,3 +2565,39 @@ async fn an_import_that_fails_on_a_database_error_leaves_no_source_behind() {
         .collect();
     assert!(left.is_empty(), "sources left behind: {left:?}");
 }
+
+#[tokio::test]
+async fn an_empty_file_of_any_format_is_refused_with_empty_file() {
+    let s = TestServer::start().await;
+    s.create_table(people("people")).await;
+    for content_type in ["text/csv", "application/x-ndjson", "application/json"] {
+        let (status, body) = s.upload("table=people", content_type, "").await;
+        assert_eq!(status, 422, "{content_type}: {body}");
+        assert_eq!(
+            body["error"]["code"], "empty_file",
+            "{content_type}: {body}"
+        );
+    }
+    let (_, list) = send(s.get("/v1/imports")).await;
+    assert_eq!(list["data"], json!([]), "nothing was created");
+}
+
+#[tokio::test]
+async fn a_header_that_matches_no_column_fails_instead_of_loading_rows_of_nulls() {
+    let s = TestServer::start().await;
+    s.create_table(json!({
+        "name": "loose",
+        "columns": [{"name": "a", "type": "string"}, {"name": "b", "type": "string"}]
+    }))
+    .await;
+    for body in [" \n \n", "x,y\n1,2\n"] {
+        let done = import(&s, "table=loose", "text/csv", body).await;
+        assert_eq!(done["status"], "failed", "{body:?}: {done}");
+        let error = done["error"].as_str().unwrap_or("");
+        assert!(
+            error.contains("no field of the source matches a column"),
+            "{error}"
+        );
+    }
+    assert_eq!(s.all_records("loose").await, Vec::<Value>::new());
+}

@@ -22,6 +22,7 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     UnsupportedFormat,
     Validation,
+    EmptyFile,
     IdempotencyKeyReused,
     Internal,
 }
@@ -41,6 +42,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::UnsupportedFormat => "unsupported_format",
             ErrorCode::Validation => "validation_failed",
+            ErrorCode::EmptyFile => "empty_file",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::Internal => "internal",
         }
@@ -59,7 +61,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType | ErrorCode::UnsupportedFormat => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            ErrorCode::Validation | ErrorCode::IdempotencyKeyReused => {
+            ErrorCode::Validation | ErrorCode::EmptyFile | ErrorCode::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -203,6 +203,11 @@ pub async fn upload(
     )
     .await
     .map_err(stage_error)?;
+    if staged.size == 0 {
+        let _ = tokio::fs::remove_file(&staged.path).await;
+        let _ = blobs.delete_part(id).await;
+        return Err(super::imports::empty_file());
+    }
     let declared = settings.format.or_else(|| Format::parse(&input.format));
     let sniffed = detect(
         &staged,

@@ -196,6 +196,14 @@ pub(super) fn check_length(state: &AppState, headers: &HeaderMap) -> ApiResult<(
     }
 }
 
+/// The answer to a file of 0 bytes, whatever its format.
+pub(super) fn empty_file() -> ApiError {
+    ApiError::new(
+        ErrorCode::EmptyFile,
+        "the file is empty (0 bytes): there is nothing to import",
+    )
+}
+
 pub(super) fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
@@ -371,6 +379,11 @@ async fn create_import(
     let mut unsupported: Option<String> = None;
     let mut first_format = None;
     for s in staged.iter() {
+        // One policy for every format: an empty file is a mistake to report, not an import of
+        // nothing (records sent inline may be none).
+        if s.staged.size == 0 && !matches!(source, Some(Source::Inline | Source::Api)) {
+            return Err(empty_file());
+        }
         let table_name = s.table.clone().or_else(|| settings.table.clone()).ok_or_else(|| {
             ApiError::validation("say which table to load: the table option (?table=orders), or a file field named after the table")
         })?;

@@ -701,7 +701,21 @@ impl Engine {
             } else {
                 None
             };
-            match map_fields(schema, options, header_ref) {
+            // A header none of whose fields is a column would load rows of nothing but NULLs.
+            let mapped = map_fields(schema, options, header_ref).and_then(|m| {
+                match header_ref {
+                    Some(names) if !m.sources.iter().any(Option::is_some) => {
+                        Err(super::mapper::MappingError(format!(
+                            "no field of the source matches a column of table {:?} (its fields: {}; its columns: {})",
+                            schema.name.as_str(),
+                            quoted_list(names.iter().map(String::as_str)),
+                            quoted_list(schema.columns.iter().map(|c| c.name.as_str())),
+                        )))
+                    }
+                    _ => Ok(m),
+                }
+            });
+            match mapped {
                 Ok(m) => (Some(m), None),
                 Err(e) => {
                     return Ok((
@@ -960,4 +974,14 @@ impl Engine {
             },
         ))
     }
+}
+
+/// Names as a message lists them: quoted, the first ten, then how many more.
+fn quoted_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    let mut shown: Vec<String> = names.iter().take(10).map(|n| format!("{n:?}")).collect();
+    if names.len() > 10 {
+        shown.push(format!("and {} more", names.len() - 10));
+    }
+    shown.join(", ")
 }
