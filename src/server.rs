@@ -44,6 +44,7 @@ impl Config {
             api: ApiConfig {
                 max_upload_bytes: 10 << 30,
                 max_inline_bytes: 64 << 20,
+                limits: api::serve::Limits::default(),
             },
         }
     }
@@ -108,11 +109,8 @@ pub async fn launch(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let mut stopped = stop_rx;
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        })
+    let limits = config.api.limits.clone();
+    api::serve::serve(listener, api::router(state), limits, stop_rx)
         .await
         .context("server error")?;
     for w in workers {

@@ -1614,3 +1614,87 @@ fn records_source(n: u32) -> (String, Vec<Value>) {
     }
     (csv, rows)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Slow and greedy clients
+// ---------------------------------------------------------------------------------------------
+
+/// Reads what the server sends until it closes the connection (or 10 s pass: then None).
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut got),
+    )
+    .await
+    .ok()?;
+    // A reset also closes it.
+    let _ = read;
+    Some(got)
+}
+
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_request_head_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start_with(|c| {
+        c.api.limits.header_read_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = until_closed(&mut slow).await;
+    assert!(
+        answer.is_some(),
+        "a head never finished held its connection"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // A client that sends its head in time is served as usual.
+    let (status, _) = send(s.client.get(s.url("/healthz"))).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_per_address_are_closed_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start_with(|c| c.api.limits.max_connections_per_ip = 3).await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut fourth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let answer = until_closed(&mut fourth).await.expect("closed");
+    assert!(answer.is_empty(), "the fourth got an answer: {answer:?}");
+    // A held connection is served; once they close, new ones are accepted again.
+    held[0]
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut held[0]).await.expect("closed");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut again = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = again
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let answer = until_closed(&mut again).await.unwrap_or_default();
+        if answer.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slots were never freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

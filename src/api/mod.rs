@@ -11,6 +11,7 @@ mod keys;
 mod pagination;
 mod rejected_csv;
 mod schema_infer;
+pub mod serve;
 mod stream;
 mod tables;
 mod views;
@@ -37,6 +38,8 @@ pub struct ApiConfig {
     pub max_upload_bytes: u64,
     /// Largest JSON request body (inline records), in bytes.
     pub max_inline_bytes: u64,
+    /// Deadlines and connection caps against slow or greedy clients.
+    pub limits: serve::Limits,
 }
 
 /// What every handler can reach.

@@ -78,6 +78,19 @@ pub struct ServeArgs {
     /// Largest JSON request body (inline records), in bytes.
     #[arg(long, env = "INTAKE_MAX_INLINE_BYTES", default_value_t = 64 << 20)]
     pub max_inline_bytes: u64,
+    /// Seconds a client has to send a request's head (and an idle connection waits for its
+    /// next request) before the connection is closed.
+    #[arg(long, env = "INTAKE_HEADER_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub header_timeout_seconds: u64,
+    /// Seconds a request body may pause between two pieces before the request fails.
+    #[arg(long, env = "INTAKE_BODY_IDLE_SECONDS", default_value_t = 60)]
+    pub body_idle_seconds: u64,
+    /// Open connections at most (more are closed at once).
+    #[arg(long, env = "INTAKE_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    #[arg(long, env = "INTAKE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -138,6 +151,12 @@ impl ServeArgs {
         c.bootstrap_key = self.bootstrap_key.clone();
         c.api.max_upload_bytes = self.max_upload_bytes;
         c.api.max_inline_bytes = self.max_inline_bytes;
+        c.api.limits = crate::api::serve::Limits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_timeout_seconds.max(1)),
+            body_idle_timeout: std::time::Duration::from_secs(self.body_idle_seconds.max(1)),
+            max_connections: self.max_connections.max(1),
+            max_connections_per_ip: self.max_connections_per_ip.max(1),
+        };
         c
     }
 }
