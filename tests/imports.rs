@@ -1199,6 +1199,10 @@ async fn on_error_atomic_writes_nothing_when_a_row_is_bad() {
     assert_eq!(done["status"], "failed", "{done}");
     let error = done["error"].as_str().expect("error text");
     assert!(error.contains("1 invalid row"), "{error}");
+    // Every row was read and checked, though none was written.
+    assert_eq!(done["counts"]["processed"], 3, "{done}");
+    assert_eq!(done["counts"]["invalid"], 1, "{done}");
+    assert_eq!(done["counts"]["created"], 0, "{done}");
     assert_eq!(people_rows(&s, "people").await, abc());
     assert_eq!(
         error_list(&s, &id_of(&done)).await,

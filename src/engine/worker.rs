@@ -905,8 +905,10 @@ impl Engine {
             let keep = max_stored_errors.min(VALIDATION_ERRORS_KEPT) as usize;
             let mut pending_errors: Vec<crate::model::RowError> = Vec::new();
             let mut unstored = 0u64;
+            let mut valid = 0u64;
             for mut batch in rx {
                 invalid += batch.errors.len() as u64;
+                valid += batch.rows.len() as u64;
                 let room = keep.saturating_sub(pending_errors.len());
                 unstored += batch.errors.len().saturating_sub(room) as u64;
                 batch.errors.truncate(room);
@@ -940,6 +942,7 @@ impl Engine {
                 let batch = Batch {
                     errors: pending_errors,
                     unstored_invalid: unstored,
+                    checked_valid: valid,
                     ..Batch::default()
                 };
                 if let Err(e) = writer.write(&batch) {

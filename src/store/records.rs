@@ -356,6 +356,9 @@ pub struct Batch {
     pub warned_fields: Vec<String>,
     /// Rejected records counted (as processed and invalid) but not stored, beyond the cap.
     pub unstored_invalid: u64,
+    /// Valid records a validation pass checked without writing them (counted as processed,
+    /// so that a refused atomic import says how many rows it read).
+    pub checked_valid: u64,
     /// Keys of rejected records: with `cleanup_records`, the table's rows of these keys are
     /// kept (a typo in one cell must not delete the row).
     pub kept_keys: Vec<Vec<Value>>,
@@ -369,7 +372,7 @@ impl Batch {
 
     /// Records the batch accounts for, valid or not.
     pub fn processed(&self) -> u64 {
-        self.rows.len() as u64 + self.invalid_before_writing()
+        self.rows.len() as u64 + self.checked_valid + self.invalid_before_writing()
     }
 }
 
