@@ -219,3 +219,20 @@ async fn a_record_naming_a_field_twice_is_refused_not_half_kept() {
     assert!(message.contains("\"s\""), "{message}");
     assert_eq!(s.all_records("twice").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_nul_character_in_text_is_that_rows_error_on_every_backend() {
+    let s = TestServer::start().await;
+    s.create_table(exact_table("nul")).await;
+    let body = "{\"id\": 1, \"s\": \"a\\u0000b\"}\n{\"id\": 2, \"s\": \"ok\"}\n";
+    let (status, created) = s.upload("table=nul", "application/x-ndjson", body).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let done = s.wait_done(id).await;
+    assert_eq!(done["status"], "partially_complete", "{done}");
+    let errors = s.all_errors(id).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["line"], 1);
+    assert_eq!(errors[0]["code"], "invalid_encoding");
+    assert_eq!(s.all_records("nul").await.len(), 1);
+}

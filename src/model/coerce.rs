@@ -226,6 +226,17 @@ impl ColumnCoercer {
 
     /// Checks a textual value's length and pattern, then stores it.
     fn text_value(&self, s: &str) -> Result<Value, CoerceError> {
+        // PostgreSQL text cannot hold U+0000: refused on every backend, so that a file means
+        // the same wherever it is loaded.
+        if s.as_bytes().contains(&0) {
+            return Err(CoerceError::new(
+                RowErrorCode::InvalidEncoding,
+                format!(
+                    "{} holds a NUL character (U+0000), which a text value cannot hold",
+                    quote(s)
+                ),
+            ));
+        }
         if let Some(max) = self.spec.max_length {
             let max = max as usize;
             // Bytes bound characters from above, so short values skip the count.
