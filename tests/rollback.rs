@@ -267,7 +267,10 @@ async fn past_the_retention_period_errors_and_undo_are_pruned_and_rollback_is_re
     // store directly.
     let store = common::open_store(&s.data_dir()).await;
     let pruned = store
-        .prune(time::OffsetDateTime::now_utc())
+        .prune(
+            time::OffsetDateTime::now_utc(),
+            std::time::Duration::from_secs(86_400),
+        )
         .await
         .expect("prune");
     assert_eq!(pruned, 1);
@@ -280,6 +283,32 @@ async fn past_the_retention_period_errors_and_undo_are_pruned_and_rollback_is_re
     assert_eq!(import["errors_truncated"], true, "{import}");
     assert!(import["rollback_available_until"].is_null());
     let (status, body) = roll_back(&s, &id_of(&first)).await;
+    assert_eq!(status, 409, "{body}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_lowered_retention_reaches_imports_that_ended_under_the_longer_one() {
+    // The import ends with a deadline 30 days away; the retention is then lowered to none.
+    let s = TestServer::start().await;
+    s.create_table(people()).await;
+    let done = load(&s, "table=people", "id,name,score\n1,Ann,x\n2,Bob,2\n").await;
+    assert!(done["rollback_available_until"].is_string(), "{done}");
+    let store = common::open_store(&s.data_dir()).await;
+    let now = time::OffsetDateTime::now_utc();
+    let kept = store
+        .prune(now, std::time::Duration::from_secs(30 * 86_400))
+        .await
+        .expect("prune");
+    assert_eq!(kept, 0, "within 30 days nothing is pruned");
+    let pruned = store
+        .prune(now + time::Duration::seconds(1), std::time::Duration::ZERO)
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    let (_, import) = send(s.get(&format!("/v1/imports/{}", id_of(&done)))).await;
+    assert!(import["rollback_available_until"].is_null(), "{import}");
+    let (status, body) = roll_back(&s, &id_of(&done)).await;
     assert_eq!(status, 409, "{body}");
     s.stop().await;
 }

@@ -114,9 +114,13 @@ impl Engine {
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
+        let retention = self.config.retention;
         tokio::spawn(async move {
             loop {
-                match store.prune(time::OffsetDateTime::now_utc()).await {
+                match store
+                    .prune(time::OffsetDateTime::now_utc(), retention)
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(imports = n, "pruned expired undo journals"),
                     Err(e) => tracing::warn!(error = %e, "pruning failed"),

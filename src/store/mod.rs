@@ -186,9 +186,14 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets a finished import (record, row errors, events, undo journal; its rows stay);
     /// returns the keys of its stored sources.
     async fn delete_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Vec<String>>;
-    /// Drops the undo journals and row errors of imports whose rollback window has ended;
-    /// returns how many imports were pruned.
-    async fn prune(&self, now: time::OffsetDateTime) -> StoreResult<u64>;
+    /// Drops the undo journals and row errors of imports whose rollback window has ended: the
+    /// deadline they ended with, or `retention` after they ended, whichever is sooner (so a
+    /// lowered retention reaches imports that ended before it); returns how many were pruned.
+    async fn prune(
+        &self,
+        now: time::OffsetDateTime,
+        retention: std::time::Duration,
+    ) -> StoreResult<u64>;
 
     /// Claims the oldest runnable import (queued, or whose lease expired) for `worker`, from
     /// a workspace running fewer than `per_workspace` imports.

@@ -1146,12 +1146,17 @@ pub(super) fn delete(
         .collect())
 }
 
-pub(super) fn prune(tx: &mut Transaction<'_>, at: OffsetDateTime) -> StoreResult<u64> {
+pub(super) fn prune(
+    tx: &mut Transaction<'_>,
+    at: OffsetDateTime,
+    ended_before: OffsetDateTime,
+) -> StoreResult<u64> {
     let ids: Vec<Uuid> = tx
         .query(
             "SELECT id FROM intake_imports
-             WHERE rollback_until IS NOT NULL AND rollback_until < $1 FOR NO KEY UPDATE SKIP LOCKED",
-            &[&ms(at)],
+             WHERE rollback_until IS NOT NULL AND (rollback_until < $1 OR completed_at < $2)
+             FOR NO KEY UPDATE SKIP LOCKED",
+            &[&ms(at), &ms(ended_before)],
         )?
         .iter()
         .map(|r| r.try_get(0))

@@ -1061,12 +1061,17 @@ pub(super) fn delete(tx: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResu
         .collect())
 }
 
-pub(super) fn prune(tx: &Connection, at: OffsetDateTime) -> StoreResult<u64> {
+pub(super) fn prune(
+    tx: &Connection,
+    at: OffsetDateTime,
+    ended_before: OffsetDateTime,
+) -> StoreResult<u64> {
     let ids: Vec<String> = {
         let mut stmt = tx.prepare(
-            "SELECT id FROM intake_imports WHERE rollback_until IS NOT NULL AND rollback_until < ?1",
+            "SELECT id FROM intake_imports WHERE rollback_until IS NOT NULL
+             AND (rollback_until < ?1 OR completed_at < ?2)",
         )?;
-        let rows = stmt.query_map([ts(at)], |r| r.get(0))?;
+        let rows = stmt.query_map([ts(at), ts(ended_before)], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
     for id in &ids {

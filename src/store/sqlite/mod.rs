@@ -649,8 +649,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn prune(&self, now: OffsetDateTime) -> StoreResult<u64> {
-        self.write(move |tx| imports::prune(tx, now)).await
+    async fn prune(&self, now: OffsetDateTime, retention: std::time::Duration) -> StoreResult<u64> {
+        let ended_before = now - retention;
+        self.write(move |tx| imports::prune(tx, now, ended_before))
+            .await
     }
 
     async fn append_event(
