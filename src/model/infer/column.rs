@@ -274,8 +274,7 @@ impl ColumnProfile {
                     && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
             });
         }
-        let mut typed: Option<Value> = None;
-        let tracked = self.distinct.as_ref().is_some_and(|d| !d.repeated);
+        let mut integer: Option<i64> = None;
         let f = &mut self.fits;
         if f.integer || f.float || f.decimal {
             let text = cell.number_text();
@@ -283,7 +282,7 @@ impl ColumnProfile {
                 self.leading_zero = true;
             }
             // An integer is also a float and a decimal: one parse decides all three.
-            let integer = match cell.text() {
+            let read = match cell.text() {
                 Some(text) if f.integer => integer_text(text),
                 _ if f.integer => match cell.coerce(&p.integer) {
                     Some(Value::Int(n)) => Some(n),
@@ -291,11 +290,11 @@ impl ColumnProfile {
                 },
                 _ => None,
             };
-            if let Some(n) = integer {
+            if let Some(n) = read {
                 self.increasing &= self.last_integer.is_none_or(|last| n > last);
                 self.first_integer.get_or_insert(n);
                 self.last_integer = Some(n);
-                typed = Some(Value::Int(n));
+                integer = Some(n);
             } else {
                 f.integer = false;
                 self.increasing = false;
@@ -321,15 +320,9 @@ impl ColumnProfile {
         }
         if f.datetime {
             f.datetime = cell.fits(&p.datetime);
-            if f.datetime && tracked {
-                typed = typed.or_else(|| cell.coerce(&p.datetime));
-            }
         }
         if f.uuid {
             f.uuid = cell.text().is_some_and(is_hyphenated_uuid) && cell.fits(&p.uuid);
-            if f.uuid && tracked {
-                typed = typed.or_else(|| cell.coerce(&p.uuid));
-            }
         }
         if f.email {
             f.email = cell.fits(&p.email);
@@ -347,22 +340,28 @@ impl ColumnProfile {
             if d.run.is_none() {
                 d.run = run_before;
             }
-            let key = match (&typed, cell) {
-                (Some(Value::Int(n)), _) => {
-                    if d.run.is_some_and(|(lo, hi)| (lo..=hi).contains(n)) {
+            // The key's form depends on the value alone, never on which types are still
+            // possible when it comes: `1` read as an integer early and `"1"` read as text
+            // later (or a JSON 1) are the same key.
+            let integer = integer.or_else(|| cell.number_text().and_then(integer_text));
+            let key = match integer {
+                Some(n) => {
+                    if d.run.is_some_and(|(lo, hi)| (lo..=hi).contains(&n)) {
                         d.repeated = true;
                         d.seen = HashSet::default();
                         return;
                     }
-                    *n as u64
+                    n as u64
                 }
                 // Datetimes and UUIDs equal once typed are the same key; other values are
                 // hashed (a collision only costs a key, never a row).
-                (Some(Value::Datetime(t)), _) => hash_of((1u8, t.unix_timestamp_nanos())),
-                (Some(Value::Uuid(u)), _) => hash_of((2u8, u)),
-                (_, Cell::Text(s)) => hash_of((3u8, s)),
-                (_, Cell::Json(Json::String(s))) => hash_of((3u8, s.as_str())),
-                (_, Cell::Json(v)) => hash_of((4u8, v.to_string())),
+                None => match (cell.coerce(&p.datetime), cell.coerce(&p.uuid), cell) {
+                    (Some(Value::Datetime(t)), _, _) => hash_of((1u8, t.unix_timestamp_nanos())),
+                    (_, Some(Value::Uuid(u)), _) => hash_of((2u8, u)),
+                    (_, _, Cell::Text(s)) => hash_of((3u8, s)),
+                    (_, _, Cell::Json(Json::String(s))) => hash_of((3u8, s.as_str())),
+                    (_, _, Cell::Json(v)) => hash_of((4u8, v.to_string())),
+                },
             };
             d.insert(key);
         }

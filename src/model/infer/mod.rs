@@ -844,6 +844,9 @@ mod tests {
         assert_eq!(whole(&["id"], &sorted_slices).primary_key, ["id"]);
         sorted_slices.push(&["150"]);
         assert!(whole(&["id"], &sorted_slices).primary_key.is_empty());
+        // A value read as an integer early and as text once the column is text is one key.
+        let mixed: Vec<&[&str]> = vec![&["1"], &["x"], &["1"]];
+        assert!(whole(&["id"], &mixed).primary_key.is_empty());
         let mut repeated = slices.clone();
         repeated.push(&["5", "c1", "5"]);
         let s = whole(&["id", "customer_id", "n"], &repeated);
