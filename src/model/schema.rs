@@ -280,6 +280,23 @@ impl TableSchema {
         self.columns.iter().position(|c| c.name.0 == name)
     }
 
+    /// The columns of `proposed` this table lacks, as they are added to it: nullable, not
+    /// unique and without default, whatever was proposed (rows already in the table have no
+    /// value for them).
+    pub fn columns_to_add(&self, proposed: &[ColumnSpec]) -> Vec<ColumnSpec> {
+        let mut named = std::collections::HashSet::new();
+        proposed
+            .iter()
+            .filter(|c| self.column_index(c.name.as_str()).is_none() && named.insert(&c.name))
+            .map(|c| ColumnSpec {
+                required: false,
+                unique: false,
+                default: None,
+                ..c.clone()
+            })
+            .collect()
+    }
+
     /// Positions of the key columns, in key order.
     pub fn key_indexes(&self) -> Vec<usize> {
         self.primary_key

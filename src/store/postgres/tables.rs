@@ -221,16 +221,7 @@ pub(super) fn add_columns(
     };
     let mut schema = schema_from_json(row.try_get(0)?)?;
     let created_at = row.try_get(1)?;
-    for column in columns {
-        if schema.column_index(column.name.as_str()).is_some() {
-            continue;
-        }
-        let column = ColumnSpec {
-            required: false,
-            unique: false,
-            default: None,
-            ..column.clone()
-        };
+    for column in schema.columns_to_add(columns) {
         tx.batch_execute(&format!(
             "ALTER TABLE {} ADD COLUMN {} {}",
             qualified(&ws.slug, name),

@@ -120,16 +120,7 @@ pub(super) fn add_columns(
     };
     let mut schema = schema_from_json(&text)?;
     let physical = physical_name(ws, name);
-    for column in columns {
-        if schema.column_index(column.name.as_str()).is_some() {
-            continue;
-        }
-        let column = ColumnSpec {
-            required: false,
-            unique: false,
-            default: None,
-            ..column.clone()
-        };
+    for column in schema.columns_to_add(columns) {
         tx.execute_batch(&format!(
             "ALTER TABLE {} ADD COLUMN {} {}",
             quote(&physical),
