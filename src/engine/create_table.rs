@@ -120,6 +120,7 @@ impl Engine {
                 )));
             }
         };
+        let mut refused = None;
         match self.store.create_table(workspace, &schema).await {
             Ok(_) => {
                 let data = serde_json::json!({
@@ -138,15 +139,16 @@ impl Engine {
             }
             // Created since the import was queued: by this import before a crash, or by
             // another one. The rows go into the table as it is.
-            Err(StoreError::Conflict(_)) => {}
+            Err(StoreError::Conflict(why)) => refused = Some(why),
             Err(e) => return Err(e),
         }
         match self.store.get_table(workspace, &table.table).await {
             Ok(t) => Ok(Creation::Ready(t.schema)),
-            Err(StoreError::NotFound(_)) => Ok(Creation::Failed(format!(
-                "table {:?} was deleted as it was created",
-                table.table
-            ))),
+            // Refused for another reason (a table of that name left in the database by
+            // something else), or deleted as soon as created: say which.
+            Err(StoreError::NotFound(_)) => Ok(Creation::Failed(refused.unwrap_or_else(|| {
+                format!("table {:?} was deleted as it was created", table.table)
+            }))),
             Err(e) => Err(e),
         }
     }
