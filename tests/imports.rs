@@ -2499,6 +2499,33 @@ async fn an_unterminated_quote_that_runs_past_the_record_limit_fails_the_import(
 }
 
 #[tokio::test]
+async fn a_record_over_the_size_limit_is_one_row_error_and_the_rows_after_it_load() {
+    let s = TestServer::start().await;
+    s.create_table(people("people")).await;
+    // 10 MiB fields, over the default 8 MiB record limit: one quoted (holding line ends and
+    // quotes), one not.
+    let big = "x".repeat(10 << 20);
+    let body = format!("id,name\r\n1,A\r\n2,\"{big}\r\n\"\"{big}\"\r\n3,B\r\n4,{big}\r\n5,C\r\n");
+    let done = import(&s, "table=people&on_error=skip", "text/csv", body).await;
+    assert_eq!(done["status"], "partially_complete", "{done}");
+    assert_eq!(done["counts"]["created"], 3, "{done}");
+    assert_eq!(done["counts"]["invalid"], 2, "{done}");
+    assert_eq!(
+        error_list(&s, &id_of(&done)).await,
+        vec![
+            (3, 2, "record_too_large".to_owned()),
+            (6, 4, "record_too_large".to_owned())
+        ]
+    );
+    let names: Vec<_> = rows_by_id(&s, "people")
+        .await
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("A"), json!("B"), json!("C")]);
+}
+
+#[tokio::test]
 async fn an_import_into_a_table_that_does_not_exist_is_refused_with_422() {
     let s = TestServer::start().await;
     let (status, body) = s.upload("table=nope", "text/csv", "id\n1\n").await;
@@ -2564,10 +2591,21 @@ async fn an_import_that_fails_on_a_database_error_leaves_no_source_behind() {
         eprintln!("sources are in the object store: the data directory is not checked");
         return;
     }
-    let left: Vec<_> = std::fs::read_dir(s.data_dir().join("sources"))
-        .expect("sources directory")
-        .collect();
-    assert!(left.is_empty(), "sources left behind: {left:?}");
+    // The source is deleted once the failure is recorded: awaited, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left: Vec<_> = std::fs::read_dir(s.data_dir().join("sources"))
+            .expect("sources directory")
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sources left behind: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

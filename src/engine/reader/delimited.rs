@@ -13,9 +13,10 @@ use std::io::{self, Read, Seek, SeekFrom};
 use csv::{ByteRecord, StringRecord};
 use serde_json::{Map, Value};
 
+use super::oversized::find_record_end;
 use super::{
     Checkpoint, Format, RAW_KEEP_CHARS, ReadError, ReadItem, ReaderOptions, RecordBody, human_size,
-    skip_bom, truncate_chars,
+    raw_row, skip_bom, truncate_chars,
 };
 use crate::model::RowErrorCode;
 
@@ -133,6 +134,8 @@ pub(super) struct DelimitedReader {
     /// File offsets of the record just read.
     span: (u64, u64),
     delimiter: u8,
+    /// The record just read was over the size limit and passed over: its first bytes.
+    oversized: Option<Vec<u8>>,
 }
 
 impl DelimitedReader {
@@ -157,12 +160,7 @@ impl DelimitedReader {
         };
         let file_len = file.metadata().map_err(ReadError::Io)?.len();
         let (byte_base, line_base) = csv_start(&mut file, start, line)?;
-        let csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(delimiter)
-            .buffer_capacity(CSV_BUFFER)
-            .from_reader(ChunkReader::new(file, byte_base));
+        let csv = csv_reader(file, byte_base, delimiter);
         let mut reader = DelimitedReader {
             csv,
             byte_base,
@@ -182,6 +180,7 @@ impl DelimitedReader {
             file_len,
             span: (start, start),
             delimiter,
+            oversized: None,
         };
         if opts.has_header {
             let header = match resume {
@@ -208,6 +207,12 @@ impl DelimitedReader {
         let Some(line) = self.read_raw()? else {
             return Ok(Vec::new());
         };
+        if self.oversized.is_some() {
+            return Err(ReadError::Malformed(format!(
+                "line {line}: the header is larger than the {} record size limit",
+                human_size(self.max_record)
+            )));
+        }
         let mut names = Vec::with_capacity(self.scratch.len());
         for (i, field) in self.scratch.iter().enumerate() {
             if field.len() > self.max_field {
@@ -250,7 +255,8 @@ impl DelimitedReader {
             return Some(Err(e));
         }
         let record = &self.scratch;
-        let refused = self.expected_fields.is_some_and(|n| n != record.len())
+        let refused = self.oversized.is_some()
+            || self.expected_fields.is_some_and(|n| n != record.len())
             || (record.as_slice().len() > self.max_field
                 && record.iter().any(|f| f.len() > self.max_field));
         Some(Ok((!refused).then_some(record)))
@@ -269,6 +275,10 @@ impl DelimitedReader {
                 Err(e) => return Some(Err(e)),
             };
             let found = self.scratch.len();
+            if self.oversized.is_some() {
+                self.checkpoint.record += 1;
+                return Some(Ok(line));
+            }
             // A blank line reads as one empty field: not a record when more are expected.
             if found == 1
                 && self.expected_fields.is_some_and(|n| n > 1)
@@ -288,6 +298,16 @@ impl DelimitedReader {
 
     /// Checks the record just read: field count, field sizes, then encoding.
     fn body(&self) -> RecordBody {
+        if let Some(head) = &self.oversized {
+            return RecordBody::Bad {
+                code: RowErrorCode::RecordTooLarge,
+                message: format!(
+                    "the record is larger than the {} record size limit",
+                    human_size(self.max_record)
+                ),
+                row: raw_row(head),
+            };
+        }
         let record = &self.scratch;
         let found = record.len();
         if let Some(n) = self.expected_fields.filter(|&n| n != found) {
@@ -353,6 +373,7 @@ impl DelimitedReader {
     /// Reads the next record into `scratch` and moves the checkpoint past it; returns the
     /// physical line where the record starts, None at the end of the file.
     fn read_raw(&mut self) -> Result<Option<u64>, ReadError> {
+        self.oversized = None;
         let before = self.csv.position().clone();
         let start = self.byte_base + before.byte();
         self.csv.get_mut().limit = start
@@ -360,6 +381,7 @@ impl DelimitedReader {
             .saturating_add(1);
         let more = match self.csv.read_byte_record(&mut self.scratch) {
             Ok(more) => more,
+            Err(_) if self.csv.get_ref().limit_hit => return self.pass_oversized(),
             Err(e) => return Err(self.read_failure(e)),
         };
         if !more {
@@ -367,7 +389,7 @@ impl DelimitedReader {
         }
         let after = self.csv.position().clone();
         if after.byte().saturating_sub(before.byte()) > self.max_record as u64 {
-            return Err(self.too_large());
+            return self.pass_oversized();
         }
         let end = self.byte_base + after.byte();
         self.span = (start, end);
@@ -401,6 +423,39 @@ impl DelimitedReader {
         Ok(Some(line))
     }
 
+    /// Passes over the next record, found to be over the size limit: finds where it ends
+    /// and starts the `csv` reader again after it, so that the record is one row error and
+    /// the rows after it load. A record that never ends (the file ends inside its quotes)
+    /// fails the read.
+    fn pass_oversized(&mut self) -> Result<Option<u64>, ReadError> {
+        let too_large = self.too_large();
+        // From the checkpoint, not the `csv` reader's position: that one is before the LF
+        // of a CRLF, which the checkpoint has stepped over.
+        let start = self.checkpoint.byte_offset;
+        let mut file = self.csv.get_ref().file.try_clone()?;
+        file.seek(SeekFrom::Start(start))?;
+        let mut input = io::BufReader::with_capacity(CHUNK, file);
+        let keep = super::RAW_KEEP_CHARS * 4;
+        let Some(end) = find_record_end(&mut input, self.delimiter, keep)? else {
+            return Err(too_large);
+        };
+        let line = self.checkpoint.line + end.leading_lines;
+        let next = Checkpoint {
+            byte_offset: start + end.len,
+            line: self.checkpoint.line + end.lines,
+            record: self.checkpoint.record,
+        };
+        let mut file = input.into_inner();
+        let (byte_base, line_base) = csv_start(&mut file, next.byte_offset, next.line)?;
+        self.csv = csv_reader(file, byte_base, self.delimiter);
+        (self.byte_base, self.line_base) = (byte_base, line_base);
+        self.span = (start, next.byte_offset);
+        self.checkpoint = next;
+        self.scratch.clear();
+        self.oversized = Some(end.head);
+        Ok(Some(line))
+    }
+
     /// The `csv` reader ends a quoted field left open at the end of the file as if it were
     /// closed, swallowing every line after the quote into one field. The last record is read
     /// again raw and refused when the file ends inside quotes.
@@ -423,9 +478,6 @@ impl DelimitedReader {
     }
 
     fn read_failure(&self, e: csv::Error) -> ReadError {
-        if self.csv.get_ref().limit_hit {
-            return self.too_large();
-        }
         let message = format!("line {}: {e}", self.checkpoint.line);
         match e.into_kind() {
             csv::ErrorKind::Io(e) => ReadError::Io(e),
@@ -503,6 +555,16 @@ fn to_string_record(record: &ByteRecord) -> Result<StringRecord, usize> {
 /// `csv` drops a UTF-8 BOM at the very start of its input. A record resumed at an offset
 /// whose first field begins with U+FEFF would lose it, so the reader then starts one byte
 /// earlier, on the previous record's line terminator, which it skips as a blank line.
+/// A `csv` reader of `file` from file offset `base` (where the file is positioned).
+fn csv_reader(file: File, base: u64, delimiter: u8) -> csv::Reader<ChunkReader> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .buffer_capacity(CSV_BUFFER)
+        .from_reader(ChunkReader::new(file, base))
+}
+
 fn csv_start(file: &mut File, start: u64, line: u64) -> Result<(u64, u64), ReadError> {
     let mut base = (start, line);
     if start > 0 {
@@ -763,7 +825,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_just_over_the_limit_fails_and_one_at_the_limit_passes() {
+    fn a_record_just_over_the_limit_is_refused_and_one_at_the_limit_passes() {
         for (len, ok) in [(100usize, true), (101, false)] {
             let mut data = b"a\n".to_vec();
             data.extend(std::iter::repeat_n(b'x', len - 1));
@@ -771,9 +833,59 @@ mod tests {
             let f = TempFile::with(&data);
             let mut opts = csv_opts();
             opts.max_record_bytes = 100;
-            let mut r = SourceReader::open(f.path(), &opts, None).unwrap();
-            assert_eq!(matches!(r.next_item(), Some(Ok(_))), ok, "{len}");
+            let (_, items) = read_all(f.path(), &opts, None);
+            assert_eq!(items.len(), 2, "{len}");
+            let fields = matches!(items[0].body, RecordBody::Fields(_));
+            assert_eq!(fields, ok, "{len}: {:?}", items[0].body);
+            assert!(matches!(&items[1].body, RecordBody::Fields(r) if r == &vec!["y"]));
+            assert_eq!((items[1].line, items[1].record), (3, 2), "{len}");
         }
+    }
+
+    #[test]
+    fn an_oversized_record_is_a_row_error_and_the_reader_goes_on_after_it() {
+        let mut data = b"id,note\r\n1,a\r\n\r\n2,\"".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 5000));
+        data.extend(b"\r\nstill, inside \"\"quotes\"\"\",z\r\n3,b\r\n4,");
+        data.extend(std::iter::repeat_n(b'y', 5000));
+        data.extend(b"\r\n5,c");
+        let f = TempFile::with(&data);
+        let mut opts = csv_opts();
+        opts.max_record_bytes = 1000;
+        let (_, items) = read_all(f.path(), &opts, None);
+        let got: Vec<_> = items
+            .iter()
+            .map(|it| {
+                let what = match &it.body {
+                    RecordBody::Fields(r) => r.iter().collect::<Vec<_>>().join("|"),
+                    RecordBody::Bad { code, row, .. } => {
+                        let raw = row["_raw"].as_str().unwrap_or("");
+                        format!("{}:{}", code.as_str(), &raw[..raw.len().min(4)])
+                    }
+                    other => format!("{other:?}"),
+                };
+                (it.line, it.record, what)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, 1, "1|a".to_owned()),
+                (4, 2, "record_too_large:2,\"x".to_owned()),
+                (6, 3, "3|b".to_owned()),
+                (7, 4, "record_too_large:4,yy".to_owned()),
+                (8, 5, "5|c".to_owned()),
+            ]
+        );
+        // A resume from the checkpoint after an oversized record reads on from there.
+        let mut r = SourceReader::open(f.path(), &opts, None).unwrap();
+        r.next_item();
+        r.next_item();
+        let cp = r.checkpoint();
+        assert_eq!(cp.line, 6);
+        let (_, rest) = read_all(f.path(), &opts, Some((cp, strs(&["id", "note"]))));
+        assert_eq!(rest.len(), 3);
+        assert_eq!((rest[0].line, rest[0].record), (6, 3));
     }
 
     #[test]

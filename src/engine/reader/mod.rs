@@ -6,6 +6,7 @@ mod delimited;
 pub mod encoding;
 mod json_array;
 mod ndjson;
+mod oversized;
 mod record;
 pub mod sniff;
 
