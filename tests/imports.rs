@@ -2499,6 +2499,25 @@ async fn an_unterminated_quote_that_runs_past_the_record_limit_fails_the_import(
 }
 
 #[tokio::test]
+async fn text_after_a_closing_quote_is_the_rows_error_not_joined_to_the_field() {
+    let s = TestServer::start().await;
+    s.create_table(people("people")).await;
+    let body = "id,name\n1,\"ab\"c\n2,\"say \"\"hi\"\"\"\n3,5\" screen\n";
+    let done = import(&s, "table=people", "text/csv", body).await;
+    assert_eq!(done["status"], "partially_complete", "{done}");
+    assert_eq!(
+        error_list(&s, &id_of(&done)).await,
+        vec![(2, 1, "malformed_record".to_owned())]
+    );
+    let names: Vec<_> = rows_by_id(&s, "people")
+        .await
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("say \"hi\""), json!("5\" screen")]);
+}
+
+#[tokio::test]
 async fn a_record_over_the_size_limit_is_one_row_error_and_the_rows_after_it_load() {
     let s = TestServer::start().await;
     s.create_table(people("people")).await;

@@ -221,6 +221,26 @@ async fn a_record_naming_a_field_twice_is_refused_not_half_kept() {
 }
 
 #[tokio::test]
+async fn a_raw_nul_byte_in_a_csv_is_that_rows_error_not_the_files() {
+    let s = TestServer::start().await;
+    s.create_table(exact_table("nul")).await;
+    let (status, created) = s
+        .upload("table=nul", "text/csv", b"id,s\n1,a\0b\n2,ok\n".to_vec())
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let done = s.wait_done(id).await;
+    assert_eq!(done["status"], "partially_complete", "{done}");
+    let errors = s.all_errors(id).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["line"], 2);
+    assert_eq!(errors[0]["code"], "invalid_encoding");
+    let records = s.all_records("nul").await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["s"], "ok");
+}
+
+#[tokio::test]
 async fn a_nul_character_in_text_is_that_rows_error_on_every_backend() {
     let s = TestServer::start().await;
     s.create_table(exact_table("nul")).await;

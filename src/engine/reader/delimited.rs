@@ -14,6 +14,7 @@ use csv::{ByteRecord, StringRecord};
 use serde_json::{Map, Value};
 
 use super::oversized::find_record_end;
+use super::stray_quotes::StrayQuotes;
 use super::{
     Checkpoint, Format, RAW_KEEP_CHARS, ReadError, ReadItem, ReaderOptions, RecordBody, human_size,
     raw_row, skip_bom, truncate_chars,
@@ -39,10 +40,12 @@ struct ChunkReader {
     /// No byte at or past this file offset is handed out (the record size guard).
     limit: u64,
     limit_hit: bool,
+    /// Watches what is handed out for text after a closing quote.
+    stray_quotes: StrayQuotes,
 }
 
 impl ChunkReader {
-    fn new(file: File, start: u64) -> ChunkReader {
+    fn new(file: File, start: u64, delimiter: u8) -> ChunkReader {
         ChunkReader {
             file,
             buf: vec![0; CHUNK].into_boxed_slice(),
@@ -52,6 +55,7 @@ impl ChunkReader {
             prev_last: None,
             limit: u64::MAX,
             limit_hit: false,
+            stray_quotes: StrayQuotes::new(delimiter),
         }
     }
 
@@ -107,6 +111,7 @@ impl Read for ChunkReader {
             .min(out.len())
             .min(usize::try_from(room).unwrap_or(usize::MAX));
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.stray_quotes.feed(&out[..n], handed);
         self.pos += n;
         Ok(n)
     }
@@ -136,6 +141,8 @@ pub(super) struct DelimitedReader {
     delimiter: u8,
     /// The record just read was over the size limit and passed over: its first bytes.
     oversized: Option<Vec<u8>>,
+    /// The record just read has text after a closing quote.
+    stray_quote: bool,
 }
 
 impl DelimitedReader {
@@ -181,6 +188,7 @@ impl DelimitedReader {
             span: (start, start),
             delimiter,
             oversized: None,
+            stray_quote: false,
         };
         if opts.has_header {
             let header = match resume {
@@ -211,6 +219,11 @@ impl DelimitedReader {
             return Err(ReadError::Malformed(format!(
                 "line {line}: the header is larger than the {} record size limit",
                 human_size(self.max_record)
+            )));
+        }
+        if self.stray_quote {
+            return Err(ReadError::Malformed(format!(
+                "line {line}: a header field has text after its closing quote"
             )));
         }
         let mut names = Vec::with_capacity(self.scratch.len());
@@ -256,6 +269,7 @@ impl DelimitedReader {
         }
         let record = &self.scratch;
         let refused = self.oversized.is_some()
+            || self.stray_quote
             || self.expected_fields.is_some_and(|n| n != record.len())
             || (record.as_slice().len() > self.max_field
                 && record.iter().any(|f| f.len() > self.max_field));
@@ -317,6 +331,15 @@ impl DelimitedReader {
                 record,
             );
         }
+        if self.stray_quote {
+            return self.bad(
+                RowErrorCode::MalformedRecord,
+                "a quoted field has text after its closing quote (quote the whole field, and \
+                 double the quotes inside it)"
+                    .to_owned(),
+                record,
+            );
+        }
         // Only a record longer than the field limit can hold a field that is.
         let oversized = (record.as_slice().len() > self.max_field)
             .then(|| record.iter().position(|f| f.len() > self.max_field))
@@ -374,6 +397,7 @@ impl DelimitedReader {
     /// physical line where the record starts, None at the end of the file.
     fn read_raw(&mut self) -> Result<Option<u64>, ReadError> {
         self.oversized = None;
+        self.stray_quote = false;
         let before = self.csv.position().clone();
         let start = self.byte_base + before.byte();
         self.csv.get_mut().limit = start
@@ -393,6 +417,7 @@ impl DelimitedReader {
         }
         let end = self.byte_base + after.byte();
         self.span = (start, end);
+        self.stray_quote = self.csv.get_mut().stray_quotes.take_in(start, end);
         let newlines = after.line().saturating_sub(before.line());
         let last = end
             .checked_sub(1)
@@ -562,7 +587,7 @@ fn csv_reader(file: File, base: u64, delimiter: u8) -> csv::Reader<ChunkReader> 
         .flexible(true)
         .delimiter(delimiter)
         .buffer_capacity(CSV_BUFFER)
-        .from_reader(ChunkReader::new(file, base))
+        .from_reader(ChunkReader::new(file, base, delimiter))
 }
 
 fn csv_start(file: &mut File, start: u64, line: u64) -> Result<(u64, u64), ReadError> {
@@ -789,6 +814,27 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(items[1].body, RecordBody::Fields(_)));
+    }
+
+    #[test]
+    fn text_after_a_closing_quote_is_a_malformed_record_not_joined_text() {
+        let f = TempFile::with(b"a,b\n1,\"ab\"c\n2,\"o\"\"k\"\n3,x\"y\"\n");
+        let (_, items) = read_all(f.path(), &csv_opts(), None);
+        match &items[0].body {
+            RecordBody::Bad { code, row, .. } => {
+                assert_eq!(*code, RowErrorCode::MalformedRecord);
+                assert_eq!(row, &serde_json::json!({"a": "1", "b": "abc"}));
+            }
+            other => panic!("{other:?}"),
+        }
+        let rest: Vec<_> = items[1..]
+            .iter()
+            .map(|it| match &it.body {
+                RecordBody::Fields(r) => r.iter().map(String::from).collect::<Vec<_>>(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(rest, vec![strs(&["2", "o\"k"]), strs(&["3", "x\"y\""])]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod ndjson;
 mod oversized;
 mod record;
 pub mod sniff;
+mod stray_quotes;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

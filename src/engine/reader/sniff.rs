@@ -26,6 +26,15 @@ const MAGIC: &[(&[u8], &str)] = &[
 /// Delimiters tried, in order of preference.
 const DELIMITERS: [u8; 4] = [b',', b'\t', b';', b'|'];
 
+/// Whether a sample is binary data rather than text. Other encodings were converted to UTF-8
+/// at upload, so text holds NUL bytes only by accident: a stray one is the error of the row
+/// holding it (`invalid_encoding`), not a reason to refuse the file. Binary data is full of
+/// them.
+fn looks_binary(sample: &[u8]) -> bool {
+    let nuls = sample.iter().filter(|&&b| b == 0).count();
+    nuls >= 4 && nuls * 100 > sample.len()
+}
+
 /// How many complete lines the delimiter count looks at.
 const SNIFF_LINES: usize = 20;
 
@@ -42,8 +51,7 @@ pub fn sniff(
             "the file looks like {kind}, not text: upload CSV, TSV, NDJSON or JSON"
         ));
     }
-    // Other encodings were converted to UTF-8 at upload, so a NUL byte means binary data.
-    if sample.contains(&0) {
+    if looks_binary(sample) {
         return Err(
             "the file contains NUL bytes: it looks like a binary file, not CSV, TSV, NDJSON or \
              JSON text"
@@ -189,8 +197,14 @@ mod tests {
                 "{err}"
             );
         }
-        let err = sniff(b"id,name\n1,a\0b\n", Some(Format::Csv), None, None).unwrap_err();
+        let blob: Vec<u8> = (0..4096u32).map(|i| (i % 7) as u8).collect();
+        let err = sniff(&blob, Some(Format::Csv), None, None).unwrap_err();
         assert!(err.contains("NUL bytes"), "{err}");
+        // A stray NUL in text is its row's error, read like any other byte.
+        let mut text = b"id,name\n".to_vec();
+        text.extend(b"1,abc\n".repeat(100));
+        text.extend(b"2,\0\0\0\0\n");
+        assert_eq!(ok(&text, None, None, None), (Format::Csv, b','));
     }
 
     #[test]
