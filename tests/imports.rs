@@ -1178,6 +1178,10 @@ async fn on_error_abort_fails_at_a_bad_row_and_undoes_everything() {
     let error = done["error"].as_str().expect("error text");
     assert!(error.contains("1 invalid row"), "{error}");
     assert!(error.contains("undone"), "{error}");
+    // What was undone is not reported as created: the counts say what the table holds.
+    assert_eq!(done["counts"]["created"], 0, "{done}");
+    assert_eq!(done["tables"][0]["counts"]["created"], 0, "{done}");
+    assert_eq!(done["counts"]["invalid"], 1, "{done}");
     assert_eq!(people_rows(&s, "people").await, abc());
     assert_eq!(
         error_list(&s, &id_of(&done)).await,

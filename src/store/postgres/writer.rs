@@ -903,6 +903,25 @@ impl PgWriter {
 
     /// Puts back the rows this import updated or destroyed (each key's oldest version, as
     /// undoing the journal newest first would) and deletes the rows it created.
+    /// Takes the table's counts of changes off the import's and sets them to none, with the
+    /// undo: rows that were undone are not reported as created (or updated).
+    fn forget_changes(&self, tx: &mut impl GenericClient) -> StoreResult<()> {
+        let position = i64::from(self.plan.position);
+        tx.execute(
+            "UPDATE intake_imports i SET created = i.created - t.created,
+             updated = i.updated - t.updated, unchanged = i.unchanged - t.unchanged
+             FROM intake_import_tables t
+             WHERE i.id = $1 AND t.import_id = $1 AND t.position = $2",
+            &[&self.import_id, &position],
+        )?;
+        tx.execute(
+            "UPDATE intake_import_tables SET created = 0, updated = 0, unchanged = 0
+             WHERE import_id = $1 AND position = $2",
+            &[&self.import_id, &position],
+        )?;
+        Ok(())
+    }
+
     fn undo_rows(&self, tx: &mut impl GenericClient, names: &Names) -> StoreResult<()> {
         let table = names.table();
         let owner = quote(IMPORT_COLUMN);
@@ -1411,12 +1430,13 @@ impl BatchWriter for PgWriter {
             check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             if self.plan.mode == Mode::Replace && !self.plan.dry_run {
                 // A table of a stacked import may already have been swapped in: swap back.
-                return self.swap_back_or_drop(tx, names);
+                self.swap_back_or_drop(tx, names)?;
+            } else if self.plan.dry_run {
+                self.drop_side_tables(tx, names)?;
+            } else {
+                self.undo_rows(tx, names)?;
             }
-            if self.plan.dry_run {
-                return self.drop_side_tables(tx, names);
-            }
-            self.undo_rows(tx, names)
+            self.forget_changes(tx)
         })
     }
 

@@ -391,6 +391,26 @@ impl SqliteWriter {
 
     /// Puts back the rows this import updated or destroyed (newest change first, so a row
     /// changed twice gets its oldest version) and deletes the rows it created.
+    /// Takes the table's counts of changes off the import's and sets them to none, with the
+    /// undo: rows that were undone are not reported as created (or updated).
+    fn forget_changes(&self, tx: &Connection) -> StoreResult<()> {
+        let id = self.import_id.to_string();
+        tx.execute(
+            "UPDATE intake_imports SET created = intake_imports.created - t.created,
+             updated = intake_imports.updated - t.updated,
+             unchanged = intake_imports.unchanged - t.unchanged
+             FROM intake_import_tables AS t
+             WHERE intake_imports.id = ?1 AND t.import_id = ?1 AND t.position = ?2",
+            params![id, self.plan.position],
+        )?;
+        tx.execute(
+            "UPDATE intake_import_tables SET created = 0, updated = 0, unchanged = 0
+             WHERE import_id = ?1 AND position = ?2",
+            params![id, self.plan.position],
+        )?;
+        Ok(())
+    }
+
     fn undo_rows(&self, tx: &Connection) -> StoreResult<()> {
         let entries: Vec<(String, String)> = {
             let mut stmt = tx.prepare(
@@ -639,12 +659,13 @@ impl BatchWriter for SqliteWriter {
             check_lease(tx, self.import_id, self.token, self.lease_ms)?;
             if self.plan.mode == Mode::Replace && !self.plan.dry_run {
                 // A table of a stacked import may already have been swapped in: swap back.
-                return self.swap_back_or_drop(tx);
+                self.swap_back_or_drop(tx)?;
+            } else if self.plan.dry_run {
+                self.drop_side_tables(tx)?;
+            } else {
+                self.undo_rows(tx)?;
             }
-            if self.plan.dry_run {
-                return self.drop_side_tables(tx);
-            }
-            self.undo_rows(tx)
+            self.forget_changes(tx)
         })
     }
 
