@@ -221,6 +221,30 @@ async fn a_record_naming_a_field_twice_is_refused_not_half_kept() {
 }
 
 #[tokio::test]
+async fn an_inline_record_naming_a_field_twice_is_refused_like_a_files() {
+    let s = TestServer::start().await;
+    s.create_table(exact_table("twice")).await;
+    // Written by hand, over several lines, with exact numbers: each record lands as written.
+    let body = "{\"table\": \"twice\", \"inputs\": [\n  {\"id\": 1, \"d\": 0.1000000000000000000000001},\n  {\"id\": 2, \"s\": \"b\",\n   \"s\": \"c\"}\n]}";
+    let (status, created) = send(
+        s.post("/v1/imports")
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let done = s.wait_done(id).await;
+    assert_eq!(done["counts"]["invalid"], 1, "{done}");
+    let errors = s.all_errors(id).await;
+    assert_eq!(errors[0]["line"], 2);
+    assert_eq!(errors[0]["code"], "duplicate_key");
+    let records = s.all_records("twice").await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["d"], "0.1000000000000000000000001");
+}
+
+#[tokio::test]
 async fn a_raw_nul_byte_in_a_csv_is_that_rows_error_not_the_files() {
     let s = TestServer::start().await;
     s.create_table(exact_table("nul")).await;

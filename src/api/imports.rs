@@ -1,12 +1,14 @@
 //! `/v1/imports`: create (upload, raw body, inline records), list, read, errors, cancel.
 
-use axum::Json;
+use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -67,13 +69,15 @@ pub async fn create(
         } else if mime == "application/json" && !raw.contains_key("table") {
             // A JSON request object: options and inline records together.
             let body = read_json_body(&state, request).await?;
-            let Value::Object(obj) = body else {
-                return Err(ApiError::validation(
+            let mut obj = json_members(&body).ok_or_else(|| {
+                ApiError::validation(
                     "a JSON request must be an object {\"table\", \"inputs\": [...]} (to upload a JSON file, pass ?table=)",
-                ));
-            };
-            raw.extend(obj);
-            let records = raw.remove("inputs");
+                )
+            })??;
+            let records = obj.remove("inputs");
+            for (key, value) in obj {
+                raw.insert(key, json_value(&value)?);
+            }
             let settings = ImportSettings::parse(&raw)?;
             match records {
                 Some(records) => {
@@ -149,20 +153,17 @@ pub async fn create_from_records(
         .collect();
     check_length(&state, &headers)?;
     let body = read_json_body(&state, request).await?;
-    let records = match body {
-        Value::Array(_) => body,
-        Value::Object(mut obj) => {
-            let records = obj.remove("records").ok_or_else(|| {
-                ApiError::validation("send a list of records, or an object with \"records\": [...]")
-            })?;
-            raw.extend(obj);
-            records
+    let wrong =
+        || ApiError::validation("send a list of records, or an object with \"records\": [...]");
+    let records = if body.get().starts_with('[') {
+        body
+    } else {
+        let mut obj = json_members(&body).ok_or_else(wrong)??;
+        let records = obj.remove("records").ok_or_else(wrong)?;
+        for (key, value) in obj {
+            raw.insert(key, json_value(&value)?);
         }
-        _ => {
-            return Err(ApiError::validation(
-                "send a list of records, or an object with \"records\": [...]",
-            ));
-        }
+        records
     };
     raw.insert("table".into(), Value::String(table));
     let settings = ImportSettings::parse(&raw)?;
@@ -221,7 +222,9 @@ pub(super) fn stage_error(e: StageError) -> ApiError {
 }
 
 /// Reads a JSON body of at most the inline limit.
-async fn read_json_body(state: &AppState, request: Request) -> ApiResult<Value> {
+/// Reads a JSON request body, kept as its text: records in it are read as an NDJSON
+/// source's are (a field named twice is that record's error, not a value silently kept).
+async fn read_json_body(state: &AppState, request: Request) -> ApiResult<Box<RawValue>> {
     let limit = state.config.max_inline_bytes;
     let bytes = axum::body::to_bytes(request.into_body(), limit as usize)
         .await
@@ -233,33 +236,50 @@ async fn read_json_body(state: &AppState, request: Request) -> ApiResult<Value> 
                 ),
             )
         })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidJson,
-            format!("the body is not valid JSON: {e}"),
-        )
-    })
+    serde_json::from_slice(&bytes).map_err(invalid_body)
+}
+
+/// The members of a JSON object, each kept as its text; None when `body` is not an object.
+fn json_members(body: &RawValue) -> Option<ApiResult<BTreeMap<String, Box<RawValue>>>> {
+    body.get()
+        .starts_with('{')
+        .then(|| serde_json::from_str(body.get()).map_err(invalid_body))
+}
+
+/// A JSON request member as a value.
+fn json_value(raw: &RawValue) -> ApiResult<Value> {
+    serde_json::from_str(raw.get()).map_err(invalid_body)
+}
+
+fn invalid_body(e: serde_json::Error) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidJson,
+        format!("the body is not valid JSON: {e}"),
+    )
 }
 
 /// Writes inline records as an NDJSON source.
 async fn stage_records(
     state: &AppState,
     settings: &ImportSettings,
-    records: Value,
+    records: Box<RawValue>,
 ) -> ApiResult<StagedInput> {
-    let Value::Array(items) = records else {
-        return Err(ApiError::validation(
-            "records must be a JSON list of objects",
-        ));
-    };
+    let items: Vec<Box<RawValue>> = serde_json::from_str(records.get())
+        .map_err(|_| ApiError::validation("records must be a JSON list of objects"))?;
     if items.is_empty() {
         return Err(ApiError::validation(
             "records is empty: send at least one record",
         ));
     }
+    // Each record as it was written, on a line of its own: line ends in JSON text are
+    // whitespace between tokens (never inside a string), so spaces take their place.
     let mut text = Vec::new();
     for item in &items {
-        serde_json::to_writer(&mut text, item).map_err(ApiError::internal)?;
+        text.extend(
+            item.get()
+                .bytes()
+                .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
         text.push(b'\n');
     }
     let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(text)]);
