@@ -1357,6 +1357,55 @@ async fn max_errors_with_skip_stops_at_the_row_that_passes_it_whatever_the_batch
 }
 
 #[tokio::test]
+async fn a_stacked_atomic_import_resumed_between_tables_still_checks_the_next_table_first() {
+    // The state a kill leaves after the first table of a stacked atomic import ended (its
+    // `writing` step still on the import) and before the second table's validation pass
+    // began: made by hand, since no kill can be timed to land there.
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().join("data");
+    let d = dir.clone();
+    let s = TestServer::start_with(move |c| {
+        c.data_dir = d;
+        c.engine.workers = 0;
+    })
+    .await;
+    s.create_table(people("first")).await;
+    s.create_table(people("second")).await;
+    let form = Form::new()
+        .part(
+            "first",
+            Part::bytes(b"id,name\n1,A\n".to_vec()).file_name("first.csv"),
+        )
+        .part(
+            "second",
+            Part::bytes(b"id,name\n2,B\nthree,C\n".to_vec()).file_name("second.csv"),
+        );
+    let (status, created) = send(s.post("/v1/imports?on_error=atomic").multipart(form)).await;
+    assert_eq!(status, 202, "{created}");
+    let id = id_of(&created);
+    s.stop().await;
+    common::sql_execute(
+        &dir,
+        &format!(
+            "UPDATE intake_imports SET status = 'processing', step = 'writing' WHERE id = '{id}';
+             UPDATE intake_import_tables SET status = 'complete'
+             WHERE import_id = '{id}' AND position = 0;"
+        ),
+    );
+
+    let d = dir.clone();
+    let s = TestServer::start_with(move |c| c.data_dir = d).await;
+    let done = s.wait_done(&id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(
+        done["error"], "1 invalid row(s); with on_error=atomic nothing was written",
+        "the second table's validation pass ran: {done}"
+    );
+    assert_eq!(done["counts"]["created"], 0, "{done}");
+    assert!(s.all_records("second").await.is_empty());
+}
+
+#[tokio::test]
 async fn an_import_resumed_after_the_row_that_passed_max_errors_committed_reads_no_further() {
     // The state a kill leaves between committing the batch that ends at the third bad row
     // (record 300) and failing the table: made by hand, as the import's checkpoint and counts.

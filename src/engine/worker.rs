@@ -419,7 +419,10 @@ impl Engine {
         };
         let atomic = import.on_error == OnError::Atomic;
         // An atomic import first checks every row; once that pass found none invalid, the
-        // step says so, and a resumed worker goes straight to writing.
+        // step says so, and a resumed worker goes straight to writing. The step is the
+        // import's: in a stacked import it may still say `writing` from the table before,
+        // so it speaks for this table only once this table was started.
+        let validated = import.step == Step::Writing && table.started_at.is_some();
         // A validation pass records its invalid rows in one commit, then fails the import: a
         // worker resuming after that commit fails it without counting them again.
         if atomic && import.step == Step::Validating && table.counts.invalid > 0 && !import.dry_run
@@ -431,7 +434,7 @@ impl Engine {
                 table.counts.invalid
             )));
         }
-        if atomic && import.step != Step::Writing && !import.dry_run {
+        if atomic && !validated && !import.dry_run {
             self.store.set_step(claim, Step::Validating, None).await?;
             let writer = self.open_writer(claim, table, &schema, import.mode)?;
             let (writer, end) = self
@@ -469,7 +472,7 @@ impl Engine {
         }
         self.store.set_step(claim, Step::Writing, None).await?;
         let mut writer = self.open_writer(claim, table, &schema, import.mode)?;
-        let mut resume = !atomic || import.step == Step::Writing;
+        let mut resume = !atomic || validated;
         let mut table = table.clone();
         let mut replays = 0;
         let (mut writer, end) = loop {
