@@ -406,6 +406,47 @@ async fn windows_1252_and_latin1_bytes_become_the_right_characters() {
 }
 
 #[tokio::test]
+async fn any_whatwg_encoding_is_converted_and_bytes_it_lacks_are_a_warning() {
+    let s = TestServer::start().await;
+    s.create_table(people("sjis")).await;
+    s.create_table(people("cut")).await;
+    let done = import(
+        &s,
+        "table=sjis&encoding=shift_jis",
+        "text/csv",
+        b"id,name\n1,\x93\x8C\x8B\x9E\n2,\x83\x65\x83\x58\x83\x67\n".to_vec(),
+    )
+    .await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(done["counts"]["warnings"], 0, "{done}");
+    assert_eq!(
+        people_rows(&s, "sjis").await,
+        vec![(1, json!("東京")), (2, json!("テスト"))]
+    );
+    // UTF-16 with an unpaired surrogate: the character cannot be read, and the import says so.
+    let mut body = vec![0xFF, 0xFE];
+    for unit in "id,name\n1,a"
+        .encode_utf16()
+        .chain([0xD800])
+        .chain("b\n".encode_utf16())
+    {
+        body.extend(unit.to_le_bytes());
+    }
+    let done = import(&s, "table=cut", "text/csv", body).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(done["counts"]["warnings"], 1, "{done}");
+    assert_eq!(people_rows(&s, "cut").await, vec![(1, json!("a\u{FFFD}b"))]);
+    let (_, events) = send(s.get(&format!("/v1/imports/{}/events", id_of(&done)))).await;
+    let warned = events["data"].as_array().expect("events").iter().any(|e| {
+        e["type"] == "import.warning"
+            && e["data"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("1 byte sequence(s) of the source are not valid"))
+    });
+    assert!(warned, "{events}");
+}
+
+#[tokio::test]
 async fn ndjson_skips_blank_lines_and_reports_a_broken_line_where_it_is() {
     let s = TestServer::start().await;
     s.create_table(people("people")).await;

@@ -229,6 +229,7 @@ pub async fn upload(
     let mut options: crate::engine::options::InputOptions =
         serde_json::from_value(input.options.clone()).unwrap_or_default();
     options.delimiter = sniffed.delimiter;
+    options.replaced_sequences = staged.replaced;
     let options = serde_json::to_value(&options).map_err(ApiError::internal)?;
     state
         .store

@@ -199,7 +199,7 @@ impl ImportSettings {
             None => None,
             Some(v) => Some(parse_encoding(&text(v)).ok_or_else(|| {
                 ApiError::validation(format!(
-                    "encoding must be utf-8, utf-16, windows-1252 or latin1, not {}",
+                    "encoding must be an encoding label (utf-8, utf-16, windows-1252, latin1, iso-8859-2, shift_jis, gbk…), not {}",
                     text(v)
                 ))
             })?),

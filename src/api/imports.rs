@@ -441,6 +441,7 @@ async fn create_import(
         first_format.get_or_insert(format);
         let mut options = settings.input_options(delimiter);
         options.records_are_lines = matches!(source, Some(Source::Inline | Source::Api));
+        options.replaced_sequences = s.staged.replaced;
         inputs.push(NewImportInput {
             table: table_name,
             blob_key: Some(format!("{id}-{}", inputs.len())),

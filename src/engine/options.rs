@@ -44,10 +44,18 @@ pub struct InputOptions {
     /// before they are added, so that a resumed import adds the same ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added_columns: Option<Vec<serde_json::Value>>,
+    /// Byte sequences the source's encoding does not define, replaced by U+FFFD as the
+    /// upload was converted to UTF-8: the load says so in a warning.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replaced_sequences: u64,
 }
 
 fn is_false(b: &bool) -> bool {
     !b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn comma() -> u8 {
@@ -74,6 +82,7 @@ impl Default for InputOptions {
             created_schema: None,
             typed_null_values: Vec::new(),
             added_columns: None,
+            replaced_sequences: 0,
         }
     }
 }

@@ -751,6 +751,13 @@ impl Engine {
             }
         };
         let mut first_warnings = Vec::new();
+        if start.is_none() && !validate_only && options.replaced_sequences > 0 {
+            first_warnings.push(format!(
+                "{} byte sequence(s) of the source are not valid in its encoding and were read \
+                 as U+FFFD (\u{FFFD}): check the encoding option",
+                options.replaced_sequences
+            ));
+        }
         if start.is_none()
             && !validate_only
             && let Some(w) = fields
