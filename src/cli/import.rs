@@ -58,7 +58,7 @@ pub struct ImportArgs {
     /// Field delimiter of CSV/TSV: one ASCII character, or `tab`.
     #[arg(long)]
     pub delimiter: Option<String>,
-    /// Text encoding: utf-8, utf-16, utf-16le, utf-16be, windows-1252, latin1.
+    /// Text encoding, by its label: utf-8, utf-16, windows-1252, latin1, iso-8859-2, shift_jis…
     #[arg(long)]
     pub encoding: Option<String>,
     /// The file has no header line: fields map to columns by position.

@@ -815,49 +815,51 @@ fn is_email(s: &str) -> bool {
     let Some(at) = s.bytes().position(|c| c == b'@') else {
         return false;
     };
-    let (local, domain) = (&s[..at], &s.as_bytes()[at + 1..]);
+    let (local, domain) = (&s[..at], &s[at + 1..]);
     if local.is_empty()
         || local.len() > 64
         || local.chars().any(|c| c.is_whitespace() || c.is_control())
-        || !domain.contains(&b'.')
     {
         return false;
     }
-    // Also refuses a second '@', which is not a label character.
-    domain.split(|&c| c == b'.').all(|label| {
-        !label.is_empty()
-            && label.len() <= 63
-            && label.first() != Some(&b'-')
-            && label.last() != Some(&b'-')
-            && label
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
-    })
+    if domain.is_ascii() {
+        return is_dns_name(domain.as_bytes());
+    }
+    // An internationalised domain (`müller.de`) is checked in the form DNS knows it by.
+    match url::Host::parse(domain) {
+        Ok(url::Host::Domain(ascii)) => is_dns_name(ascii.as_bytes()),
+        _ => false,
+    }
 }
 
+/// Whether `domain` is a dotted DNS name of letters, digits and inner hyphens.
+fn is_dns_name(domain: &[u8]) -> bool {
+    // Also refuses a second '@', which is not a label character.
+    domain.contains(&b'.')
+        && domain.split(|&c| c == b'.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.first() != Some(&b'-')
+                && label.last() != Some(&b'-')
+                && label
+                    .iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+        })
+}
+
+/// Whether `s` is a URL with a host (`scheme://host…`), as the WHATWG URL standard reads it.
 fn is_url(s: &str) -> bool {
+    // The parser would trim surrounding spaces; a cell holding them is not a URL.
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return false;
-    };
-    let mut scheme_chars = scheme.bytes();
-    if !scheme_chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        || !scheme_chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'))
-    {
-        return false;
+    // The parser reads `https:/x` and `https:///x` as `https://x/`, as browsers do; in data,
+    // a slash too few or too many is a typo to report.
+    match s.split_once("://") {
+        Some((_, rest)) if !rest.starts_with('/') => {}
+        _ => return false,
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host_port.starts_with('[') {
-        host_port
-            .find(']')
-            .map_or(host_port, |end| &host_port[1..end])
-    } else {
-        host_port.split(':').next().unwrap_or_default()
-    };
-    !host.is_empty()
+    url::Url::parse(s).is_ok_and(|u| u.host().is_some())
 }
 
 #[cfg(test)]
@@ -1308,6 +1310,10 @@ mod tests {
             text(t, "a.b+c@mail-1.example.co.uk"),
             Ok(Value::Text("a.b+c@mail-1.example.co.uk".into()))
         );
+        // Internationalised domains and local parts.
+        for raw in ["ann@müller.de", "josé@exämple.com", "用户@例子.广告"] {
+            assert_eq!(text(t, raw), Ok(Value::Text(raw.into())), "{raw}");
+        }
         let long_local = format!("{}@example.com", "a".repeat(65));
         let long_total = format!("a@{}.com", "b.".repeat(130));
         for raw in [
@@ -1344,6 +1350,7 @@ mod tests {
             "git+ssh://git@github.com:22/x.git",
             "http://[::1]:8080/",
             "ftp://host",
+            "https://müller.de/straße",
         ] {
             assert_eq!(text(t, raw), Ok(Value::Text(raw.into())), "{raw}");
         }
