@@ -160,7 +160,8 @@ pub struct SourceReader {
 }
 
 enum Inner {
-    Delimited(delimited::DelimitedReader),
+    // Boxed: the `csv` reader and its buffers make it several times the others' size.
+    Delimited(Box<delimited::DelimitedReader>),
     Ndjson(ndjson::NdjsonReader),
     Json(json_array::JsonReader),
 }
@@ -181,9 +182,9 @@ impl SourceReader {
         // the BOM and the header are handled as on a first open.
         let resume = resume.filter(|(cp, _)| cp.byte_offset > 0);
         let inner = match opts.format {
-            Format::Csv | Format::Tsv => {
-                Inner::Delimited(delimited::DelimitedReader::open(file, opts, resume)?)
-            }
+            Format::Csv | Format::Tsv => Inner::Delimited(Box::new(
+                delimited::DelimitedReader::open(file, opts, resume)?,
+            )),
             Format::Ndjson => Inner::Ndjson(ndjson::NdjsonReader::open(
                 file,
                 opts,
