@@ -21,7 +21,25 @@ async fn health_and_readiness_answer_200_without_a_key() {
     assert_eq!((status, body), (200, json!({"status": "ok"})));
     let (status, body) = send(s.client.get(s.url("/readyz"))).await;
     assert_eq!((status, body), (200, json!({"status": "ready"})));
+    let (status, body) = send(s.client.get(s.url("/version"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        body["s3"], true,
+        "the default build keeps sources in S3 too"
+    );
     s.stop().await;
+}
+
+#[test]
+fn the_binary_says_its_version() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_intake"))
+        .arg("--version")
+        .output()
+        .expect("run intake --version");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), format!("intake {}", env!("CARGO_PKG_VERSION")));
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Operations routes: liveness and readiness.
+//! Operations routes: liveness, readiness and version.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,6 +10,15 @@ use super::error::ApiResult;
 /// Answers once the server is up.
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// The running build: its version and whether it can keep sources in S3.
+pub async fn version() -> Json<Value> {
+    Json(json!({
+        "name": "intake",
+        "version": env!("CARGO_PKG_VERSION"),
+        "s3": cfg!(feature = "s3"),
+    }))
 }
 
 /// Answers once the database answers.

@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{file}", get(web::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/version", get(health::version))
         .nest("/v1", v1)
         .nest("/compat/rybbit", dialects::rybbit::router())
         .nest("/compat/qobra", dialects::qobra::router())

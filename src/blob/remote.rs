@@ -5,10 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -16,6 +14,33 @@ use super::BlobError;
 
 /// Sources up to this size go up in one request; bigger ones in parts of this size.
 const PART_BYTES: usize = 16 << 20;
+
+/// The bucket (and prefix) of `s3://bucket/prefix`, `rest` being what follows `s3://`.
+#[cfg(feature = "s3")]
+fn s3(url: &str, rest: &str) -> Result<Arc<dyn ObjectStore>, BlobError> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(BlobError::Config(format!("{url} names no bucket")));
+    }
+    let s3 = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .build()?;
+    let prefix = prefix.trim_matches('/');
+    Ok(if prefix.is_empty() {
+        Arc::new(s3)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+    })
+}
+
+/// Without the `s3` feature, S3 URLs are refused with what to do instead.
+#[cfg(not(feature = "s3"))]
+fn s3(url: &str, _rest: &str) -> Result<Arc<dyn ObjectStore>, BlobError> {
+    Err(BlobError::Config(format!(
+        "{url}: this build of Intake has no S3 support (it was built without the s3 feature); \
+         use file:///dir, or build with the default features"
+    )))
+}
 
 /// An object store with the prefix sources are kept under.
 #[derive(Debug, Clone)]
@@ -28,19 +53,7 @@ impl Remote {
     /// Opens `s3://bucket[/prefix]` or `file:///dir`.
     pub(super) fn open(url: &str) -> Result<Remote, BlobError> {
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(BlobError::Config(format!("{url} names no bucket")));
-            }
-            let s3 = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()?;
-            let prefix = prefix.trim_matches('/');
-            if prefix.is_empty() {
-                Arc::new(s3)
-            } else {
-                Arc::new(PrefixStore::new(s3, prefix))
-            }
+            s3(url, rest)?
         } else if let Some(dir) = url.strip_prefix("file://") {
             std::fs::create_dir_all(dir)?;
             Arc::new(LocalFileSystem::new_with_prefix(dir)?)
