@@ -239,12 +239,21 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
                 .context("cannot open the database")?;
             // The data directory's lock is held: no other process can be running these
             // imports, so their leases are left over from a process that was killed.
-            let resumed = sqlite.reset_leases().context("cannot reset leases")?;
-            if resumed > 0 {
-                tracing::info!(
+            match sqlite.reset_leases() {
+                Ok(0) => {}
+                Ok(resumed) => tracing::info!(
                     imports = resumed,
                     "resuming imports left unfinished by the last run"
-                );
+                ),
+                // A full disk must not keep the server from starting (a supervisor would
+                // restart it again and again): it serves reads, and the imports resume once
+                // their lease runs out, when space may have returned.
+                Err(e @ crate::store::StoreError::StorageFull(_)) => tracing::warn!(
+                    error = %e,
+                    "cannot release the leases of the last run; its unfinished imports resume \
+                     once their lease runs out"
+                ),
+                Err(e) => return Err(e).context("cannot reset leases"),
             }
             Ok(Arc::new(sqlite))
         }

@@ -25,7 +25,15 @@ pub enum ErrorCode {
     EmptyFile,
     IdempotencyKeyReused,
     Internal,
+    /// The database cannot be reached for now (answered with `Retry-After`).
+    DatabaseUnavailable,
+    /// The disk that would hold the data is full.
+    StorageFull,
 }
+
+/// Seconds a client is told to wait (`Retry-After`) before sending again a request that met
+/// an unavailable database: about the time a restarting server takes.
+pub const RETRY_AFTER_SECONDS: u64 = 2;
 
 impl ErrorCode {
     /// The code's name in error bodies.
@@ -45,6 +53,8 @@ impl ErrorCode {
             ErrorCode::EmptyFile => "empty_file",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::Internal => "internal",
+            ErrorCode::DatabaseUnavailable => "database_unavailable",
+            ErrorCode::StorageFull => "storage_full",
         }
     }
 
@@ -65,6 +75,8 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }
@@ -117,6 +129,41 @@ impl ApiError {
         tracing::error!(error = %cause, "internal error");
         ApiError::new(ErrorCode::Internal, "internal error; the cause was logged")
     }
+
+    /// A 503 (with `Retry-After`) for a database that cannot be reached; the cause is logged.
+    pub fn unavailable(cause: impl std::fmt::Display) -> ApiError {
+        tracing::warn!(error = %cause, "the database is unavailable");
+        ApiError::new(
+            ErrorCode::DatabaseUnavailable,
+            "the database is unavailable for now; send the request again shortly",
+        )
+    }
+
+    /// A 507 for a write the disk had no room for; the cause is logged.
+    pub fn storage_full(what: &str, cause: impl std::fmt::Display) -> ApiError {
+        tracing::warn!(error = %cause, "the disk is full");
+        ApiError::new(
+            ErrorCode::StorageFull,
+            format!("there is no space left to store {what}; free some space and send it again"),
+        )
+    }
+
+    /// The answer to a failed file write: 507 when the disk (or a quota) is full, else 500.
+    pub fn io(what: &str, e: &std::io::Error) -> ApiError {
+        if crate::blob::is_storage_full(e) {
+            ApiError::storage_full(what, e)
+        } else {
+            ApiError::internal(e)
+        }
+    }
+
+    /// The answer to a failed operation on stored sources: 507 when the local disk is full.
+    pub fn blob(what: &str, e: crate::blob::BlobError) -> ApiError {
+        match e {
+            crate::blob::BlobError::Io(e) => ApiError::io(what, &e),
+            e => ApiError::internal(e),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -126,6 +173,12 @@ impl IntoResponse for ApiError {
         body.insert("message".into(), json!(self.message));
         body.extend(self.extra);
         let mut response = (self.code.status(), Json(json!({ "error": body }))).into_response();
+        if self.code == ErrorCode::DatabaseUnavailable {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+            );
+        }
         if self.code == ErrorCode::Unauthenticated {
             // RFC 9110: a 401 names the scheme that would be accepted.
             response.headers_mut().insert(
@@ -143,6 +196,8 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
             StoreError::Invalid(m) => ApiError::validation(m),
+            e @ StoreError::Unavailable(_) => ApiError::unavailable(e),
+            e @ StoreError::StorageFull(_) => ApiError::storage_full("the change", e),
             e @ (StoreError::LeaseLost
             | StoreError::Contention(_)
             | StoreError::Replay

@@ -143,7 +143,7 @@ pub async fn upload(
     let mut sink = blobs
         .begin_part(id, start)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|e| ApiError::blob("the upload", e))?;
     let mut body = request.into_body().into_data_stream();
     let mut written = 0u64;
     let expected = range.map(|r| r.end - r.start + 1);
@@ -169,7 +169,7 @@ pub async fn upload(
         }
         if let Err(e) = sink.write(&chunk).await {
             let _ = sink.abort().await;
-            return Err(ApiError::internal(e));
+            return Err(ApiError::blob("the upload", e));
         }
     }
     if let Some(n) = expected
@@ -180,7 +180,9 @@ pub async fn upload(
             "the body has {written} bytes, not the {n} its Content-Range announces"
         )));
     }
-    sink.finish().await.map_err(ApiError::internal)?;
+    sink.finish()
+        .await
+        .map_err(|e| ApiError::blob("the upload", e))?;
     let total = received + written;
     if let Some(r) = range
         && total < r.total
@@ -190,7 +192,10 @@ pub async fn upload(
         );
     }
     // The whole file is here: convert it as a fresh upload would be, sniff it, keep it.
-    let part = blobs.assemble_part(id).await.map_err(ApiError::internal)?;
+    let part = blobs
+        .assemble_part(id)
+        .await
+        .map_err(|e| ApiError::blob("the upload", e))?;
     let source = tokio::fs::File::open(&part)
         .await
         .map_err(ApiError::internal)?;

@@ -217,7 +217,7 @@ pub(super) fn stage_error(e: StageError) -> ApiError {
     match e {
         StageError::TooLarge(limit) => too_large(limit),
         StageError::Body(m) => ApiError::bad_request(format!("the upload could not be read: {m}")),
-        StageError::Io(e) => ApiError::internal(e),
+        StageError::Io(e) => ApiError::io("the upload", &e),
     }
 }
 
@@ -522,7 +522,7 @@ async fn create_import(
                     .blobs
                     .commit(&s.staged.path, key)
                     .await
-                    .map_err(ApiError::internal)?;
+                    .map_err(|e| ApiError::blob("the upload", e))?;
             }
         }
     }

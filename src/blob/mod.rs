@@ -23,6 +23,15 @@ pub enum BlobError {
     Config(String),
 }
 
+/// Whether a failed file write means the disk (or the user's quota) is full: the write may
+/// succeed once space is freed.
+pub fn is_storage_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 /// Where sources live: `<dir>/sources/<key>` or a remote object store, staged locally in
 /// `<dir>/staging/` either way.
 #[derive(Debug, Clone)]

@@ -50,6 +50,9 @@ pub struct EngineConfig {
     /// How long a worker holds an import without renewing its lease; after that, a worker
     /// of another process may take the import over (a killed process's imports resume).
     pub lease: Duration,
+    /// How long a worker waits for a database that went away (retrying with capped
+    /// backoff) before it gives the import up as failed.
+    pub outage_limit: Duration,
     /// The identity of the data directory this process holds; its workers' names carry it,
     /// so that the next process on the directory can release what a killed one held.
     pub node: String,
@@ -70,6 +73,7 @@ impl Default for EngineConfig {
             webhook_backoff: Duration::from_secs(1),
             webhook_poll: Duration::from_millis(500),
             lease: Duration::from_secs(30),
+            outage_limit: Duration::from_secs(60),
             node: uuid::Uuid::now_v7().simple().to_string(),
         }
     }
@@ -152,6 +156,11 @@ impl Engine {
                         match engine.run_once(&name, &shutdown).await {
                             Ok(Ran::Worked) => continue,
                             Ok(Ran::Idle) => {}
+                            // The database being away is not a fault of this process:
+                            // the next poll tries again.
+                            Err(e) if e.is_unavailable() => {
+                                tracing::warn!(error = %e, "worker step failed");
+                            }
                             Err(e) => tracing::error!(error = %e, "worker step failed"),
                         }
                         tokio::select! {

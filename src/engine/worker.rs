@@ -31,6 +31,11 @@ pub enum Ran {
 /// How many times in a row a table's pass may be sent again from the same checkpoint.
 const MAX_REPLAYS: u32 = 5;
 
+/// The first wait before an import whose database went away is run again; it doubles at
+/// each attempt up to [`OUTAGE_MOST_DELAY`].
+const OUTAGE_FIRST_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+const OUTAGE_MOST_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Row errors an atomic import's validation pass holds in memory (about 70 MB of wide rows)
 /// until it records them in one commit; past it, errors are counted, not stored.
 const VALIDATION_ERRORS_KEPT: u64 = 100_000;
@@ -82,14 +87,14 @@ impl Engine {
         // commits (a source being fetched, a long swap), so that another process does not
         // take over an import this one is still working on.
         let heartbeat = self.spawn_heartbeat(&claim);
-        let ran = self.run_import(&claim, shutdown).await;
+        let ran = self.run_through_outages(&claim, shutdown).await;
         heartbeat.abort();
         match ran {
             Ok(()) | Err(StoreError::LeaseLost) => Ok(Ran::Worked),
             Err(e) => {
                 // An error that would come back at every retry must not keep the import (and
                 // its workspace's slot) busy forever: the import ends failed, saying why.
-                let why = format!("the import stopped on an error: {e}");
+                let why = failure_reason(&e);
                 let import = &claim.import;
                 let wrote = !import.dry_run && import.status != ImportStatus::RollingBack;
                 let end = ImportEnd {
@@ -98,12 +103,111 @@ impl Engine {
                     rollback_until: wrote
                         .then(|| time::OffsetDateTime::now_utc() + self.config.retention),
                 };
-                match self.store.finish_import(&claim, &end).await {
+                match self.finish_failed(&claim, &end, shutdown).await {
                     // Ended for good: its sources are not needed any more.
                     Ok(()) => self.delete_sources(import).await,
-                    Err(e2) => tracing::error!(error = %e2, "could not end a failing import"),
+                    Err(e2) => tracing::error!(
+                        error = %e2,
+                        import = %import.id,
+                        "could not end a failing import; it resumes from its checkpoint once its lease runs out"
+                    ),
                 }
                 Err(e)
+            }
+        }
+    }
+
+    /// Runs a claimed import; when the database goes away (a lost connection, a restart),
+    /// waits with capped exponential backoff and runs it again from what the database
+    /// holds: its step and each table's last committed checkpoint, as a worker resuming it
+    /// after a crash would (the lease it still holds fences any other worker). Gives up
+    /// (`Unavailable`) when the database stays away for `outage_limit` without the import
+    /// moving on.
+    async fn run_through_outages(
+        &self,
+        claim: &Claim,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        let mut claim = claim.clone();
+        let mut away_since: Option<std::time::Instant> = None;
+        let mut delay = OUTAGE_FIRST_DELAY;
+        let mut progress = claim.import.counts.processed;
+        loop {
+            let e = match self.run_import(&claim, shutdown).await {
+                Err(e) if e.is_unavailable() => e,
+                other => return other,
+            };
+            let mut shutdown = shutdown.clone();
+            let import = loop {
+                let since = *away_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= self.config.outage_limit {
+                    return Err(StoreError::Unavailable(format!(
+                        "the database stayed unreachable for more than {} s: {e}",
+                        self.config.outage_limit.as_secs()
+                    )));
+                }
+                tracing::warn!(
+                    error = %e,
+                    import = %claim.import.id,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "the database is unavailable; the import goes on from its last checkpoint once it is back"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    // Left as it is: the next start resumes it from its checkpoint.
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                delay = (delay * 2).min(OUTAGE_MOST_DELAY);
+                let import = &claim.import;
+                match self.store.get_import(import.workspace_id, import.id).await {
+                    Ok(now) => break now,
+                    Err(e) if e.is_unavailable() => {}
+                    Err(e) => return Err(e),
+                }
+            };
+            tracing::info!(
+                import = %import.id,
+                processed = import.counts.processed,
+                away_ms = away_since.map_or(0, |t| t.elapsed().as_millis() as u64),
+                "the database is back; the import goes on from its last checkpoint"
+            );
+            // Moving on since the last outage starts the count of the next one afresh.
+            if import.counts.processed > progress {
+                away_since = None;
+                delay = OUTAGE_FIRST_DELAY;
+            }
+            progress = import.counts.processed;
+            claim = Claim { import, ..claim };
+        }
+    }
+
+    /// Records a failed import's end. When the database cannot take it for now (a full
+    /// disk, an outage), tries again with capped backoff for a while, so that the import
+    /// does not stay `processing` with nobody working on it.
+    async fn finish_failed(
+        &self,
+        claim: &Claim,
+        end: &ImportEnd,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut delay = OUTAGE_FIRST_DELAY;
+        let mut shutdown = shutdown.clone();
+        loop {
+            match self.store.finish_import(claim, end).await {
+                // The space kept in reserve is for this: the end is recorded at once.
+                Err(StoreError::StorageFull(_)) if self.store.release_reserve() => {}
+                Err(e @ (StoreError::StorageFull(_) | StoreError::Unavailable(_)))
+                    if started.elapsed() < self.config.outage_limit =>
+                {
+                    tracing::warn!(error = %e, import = %claim.import.id, "the end of a failed import could not be recorded yet; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return Err(e),
+                    }
+                    delay = (delay * 2).min(OUTAGE_MOST_DELAY);
+                }
+                other => return other,
             }
         }
     }
@@ -986,6 +1090,23 @@ impl Engine {
                 replay,
             },
         ))
+    }
+}
+
+/// Why an import that stopped on an error failed, as its `error` says: a full disk and a
+/// database that stayed away start with their error code, so that clients can tell them
+/// from the rest.
+fn failure_reason(e: &StoreError) -> String {
+    match e {
+        StoreError::StorageFull(cause) => format!(
+            "storage_full: the disk holding the database is full ({cause}); the batch being \
+             written was rolled back, and the rows before it stay (roll the import back to \
+             undo them, or free some space and send the file again)"
+        ),
+        StoreError::Unavailable(cause) => {
+            format!("database_unavailable: the import stopped at its last checkpoint: {cause}")
+        }
+        e => format!("the import stopped on an error: {e}"),
     }
 }
 

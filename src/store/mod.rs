@@ -39,13 +39,32 @@ pub enum StoreError {
     /// must be read again from the table's last checkpoint and sent again.
     #[error("the uncommitted batches must be sent again from the last checkpoint")]
     Replay,
+    /// The disk holding the database is full: the transaction that needed the space was
+    /// rolled back, and writing again may succeed once space is freed.
+    #[error("the disk holding the database is full ({0})")]
+    StorageFull(String),
+    /// The database cannot be reached (it restarts, or the connection was lost): what was
+    /// not committed was rolled back, and trying again later may succeed.
+    #[error("the database is unavailable ({0})")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Database(String),
 }
 
+impl StoreError {
+    /// Whether the error comes from the database being away, not from what was asked: the
+    /// same work may succeed once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::StorageFull(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
     }
 }
 
@@ -246,6 +265,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// Frees the disk space the store keeps in reserve (beside an embedded database) so
+    /// that a failure caused by a full disk can still be recorded; answers whether any was
+    /// freed. The store makes the reserve again once there is room.
+    fn release_reserve(&self) -> bool {
+        false
+    }
     /// Makes the unfinished imports whose lease a worker of `node` holds claimable at once:
     /// called by the process that now holds that node's data directory, so its killed
     /// predecessor cannot be running them. Returns how many were released.

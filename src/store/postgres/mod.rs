@@ -55,12 +55,18 @@ const RETRIES: usize = 3;
 
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> Self {
-        match e.as_db_error() {
+        match db_error(&e) {
             Some(db)
                 if *db.code() == SqlState::T_R_DEADLOCK_DETECTED
                     || *db.code() == SqlState::T_R_SERIALIZATION_FAILURE =>
             {
                 StoreError::Contention(format!("{} ({})", db.message(), db.code().code()))
+            }
+            Some(db) if unavailable_state(db.code()) => {
+                StoreError::Unavailable(format!("{} ({})", db.message(), db.code().code()))
+            }
+            Some(db) if *db.code() == SqlState::DISK_FULL => {
+                StoreError::StorageFull(format!("{} ({})", db.message(), db.code().code()))
             }
             Some(db) => StoreError::Database(format!(
                 "{}: {} ({})",
@@ -68,9 +74,58 @@ impl From<::postgres::Error> for StoreError {
                 db.message(),
                 db.code().code()
             )),
+            None if lost_connection(&e) => StoreError::Unavailable(chain(&e)),
             None => StoreError::Database(e.to_string()),
         }
     }
+}
+
+/// The server's error behind a client error, also when it is the cause of a failed connect.
+fn db_error(e: &::postgres::Error) -> Option<&::postgres::error::DbError> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(db) = c.downcast_ref::<::postgres::error::DbError>() {
+            return Some(db);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// SQLSTATEs saying the server is going away, restarting, or refusing connections for now:
+/// connection exceptions (class 08), an administrator's or a crash's shutdown (57P01,
+/// 57P02), a server still starting (57P03), no connection slot free (53300).
+fn unavailable_state(code: &SqlState) -> bool {
+    code.code().starts_with("08")
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+}
+
+/// Whether a client error means the connection is gone or could not be made: closed, an
+/// I/O error on the socket, a failed connect, a timeout. The client's kinds are private;
+/// what they print is the stable part of them.
+fn lost_connection(e: &::postgres::Error) -> bool {
+    e.is_closed()
+        || matches!(
+            e.to_string().as_str(),
+            "error communicating with the server"
+                | "error connecting to server"
+                | "timeout waiting for server"
+        )
+}
+
+/// An error and its causes, as one line.
+fn chain(e: &::postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Intake's store on a PostgreSQL database.

@@ -1,6 +1,8 @@
 //! A small blocking connection pool: a few lines instead of a pool crate. Connections are
-//! taken for one operation (one transaction) and given back; a connection found closed is
-//! dropped and replaced by a new one on demand.
+//! taken for one operation (one transaction) and given back. An idle connection is checked
+//! with a trivial query before it is handed out: one that the server closed meanwhile (a
+//! terminated session, a restart) is dropped and replaced, so that a request does not fail
+//! on a connection that was dead before it started.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex};
@@ -10,8 +12,13 @@ use ::postgres::{Client, NoTls};
 
 use super::{StoreError, StoreResult};
 
-/// How long an operation waits for a free connection before it fails.
-const WAIT: Duration = Duration::from_secs(30);
+/// How long an operation waits for a free connection before it fails (`Unavailable`).
+const WAIT: Duration = Duration::from_secs(10);
+
+/// How long a server may take to connect, or to answer the check of an idle connection,
+/// before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Open connections to one database, at most `max` at a time.
 pub(crate) struct Pool {
@@ -25,6 +32,14 @@ struct State {
     idle: Vec<Client>,
     /// Connections open, idle or taken.
     open: usize,
+}
+
+/// What the pool handed out before any check.
+enum Taken {
+    /// Just opened: it answered already.
+    New(Client),
+    /// Idle since its last use: the server may have closed it meanwhile.
+    Idle(Client),
 }
 
 /// A connection taken from the pool; given back when dropped.
@@ -44,7 +59,7 @@ impl Pool {
         }
         // An unreachable server fails an operation instead of hanging it.
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
+            config.connect_timeout(CONNECT_TIMEOUT);
         }
         Ok(Pool {
             config,
@@ -66,6 +81,24 @@ impl Pool {
     }
 
     fn take(&self) -> StoreResult<Client> {
+        loop {
+            match self.take_unchecked()? {
+                Taken::New(client) => return Ok(client),
+                Taken::Idle(mut client) => {
+                    // Checked without holding the pool's lock: the check is a round trip.
+                    if client.is_valid(CHECK_TIMEOUT).is_ok() {
+                        return Ok(client);
+                    }
+                    tracing::debug!("dropped a pooled database connection that no longer answers");
+                    self.forget(client);
+                }
+            }
+        }
+    }
+
+    /// An idle connection (unchecked), or a new one when fewer than `max` are open, or the
+    /// first one given back.
+    fn take_unchecked(&self) -> StoreResult<Taken> {
         let poisoned = || StoreError::Database("connection pool poisoned".into());
         let mut state = self.state.lock().map_err(|_| poisoned())?;
         loop {
@@ -75,13 +108,13 @@ impl Pool {
                     discard(client);
                     continue;
                 }
-                return Ok(client);
+                return Ok(Taken::Idle(client));
             }
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
                 return match self.connect() {
-                    Ok(client) => Ok(client),
+                    Ok(client) => Ok(Taken::New(client)),
                     Err(e) => {
                         if let Ok(mut state) = self.state.lock() {
                             state.open -= 1;
@@ -97,11 +130,20 @@ impl Pool {
                 .map_err(|_| poisoned())?;
             state = next;
             if timeout.timed_out() && state.idle.is_empty() && state.open >= self.max {
-                return Err(StoreError::Database(
+                return Err(StoreError::Unavailable(
                     "no database connection became free in time".into(),
                 ));
             }
         }
+    }
+
+    /// Drops a taken connection that is not given back, making room for a new one.
+    fn forget(&self, client: Client) {
+        if let Ok(mut state) = self.state.lock() {
+            state.open -= 1;
+        }
+        discard(client);
+        self.freed.notify_one();
     }
 
     fn connect(&self) -> StoreResult<Client> {

@@ -1258,6 +1258,12 @@ impl PgWriter {
             w.finish()
         };
         if let Err(e) = copied {
+            // A lost connection is not the data's fault: the batches are sent again the same
+            // way once the database is back.
+            let e = StoreError::from(e);
+            if e.is_unavailable() {
+                return Err(e);
+            }
             // A taken key, most likely: from now on batches go through the staging table,
             // which sorts out the rows the table refuses (and reports any other cause).
             tracing::debug!(error = %e, import = %self.import_id, "COPY refused; batches replay through the staging table");

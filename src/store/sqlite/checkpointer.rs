@@ -9,12 +9,23 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use super::reserve::Reserve;
+
 /// The least time between two checkpoints: each copies what several commits wrote.
 const PAUSE: Duration = Duration::from_millis(100);
+
+/// The longest wait after failed checkpoints: a checkpoint that failed (a full disk: the
+/// database file cannot grow) is tried again after a pause that doubles up to this, so that
+/// a full disk costs a few attempts and log lines a minute, not ten a second. Nothing waits
+/// on the checkpointer: the log keeps every commit until a checkpoint succeeds.
+const MOST_PAUSE: Duration = Duration::from_secs(30);
+
+/// How often a checkpoint that keeps failing is logged as a warning.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// The checkpointer's thread; stopped (after a last checkpoint) when dropped.
 pub(super) struct Checkpointer {
@@ -36,7 +47,8 @@ struct State {
 
 impl Checkpointer {
     /// Starts the checkpointer on its own connection to the database.
-    pub(super) fn start(conn: Connection) -> std::io::Result<Checkpointer> {
+    /// It also makes the space reserve again once checkpoints succeed (there may be room).
+    pub(super) fn start(conn: Connection, reserve: Arc<Reserve>) -> std::io::Result<Checkpointer> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -46,7 +58,7 @@ impl Checkpointer {
             .name("intake-checkpoint".into())
             .spawn(move || {
                 crate::background::lower_this_thread();
-                run(&conn, &theirs)
+                run(&conn, &theirs, &reserve)
             })?;
         Ok(Checkpointer {
             shared,
@@ -75,7 +87,8 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(conn: &Connection, shared: &Shared) {
+fn run(conn: &Connection, shared: &Shared, reserve: &Reserve) {
+    let mut failing = Failing::default();
     loop {
         let Ok(mut state) = shared.state.lock() else {
             return;
@@ -89,7 +102,11 @@ fn run(conn: &Connection, shared: &Shared) {
         let stop = state.stop;
         state.pending = false;
         drop(state);
-        checkpoint(conn);
+        let done = checkpoint(conn);
+        if done.is_ok() {
+            reserve.ensure();
+        }
+        let pause = failing.after(done);
         if stop {
             return;
         }
@@ -97,7 +114,7 @@ fn run(conn: &Connection, shared: &Shared) {
         let Ok(state) = shared.state.lock() else {
             return;
         };
-        if let Ok((state, _)) = shared.wake.wait_timeout_while(state, PAUSE, |s| !s.stop)
+        if let Ok((state, _)) = shared.wake.wait_timeout_while(state, pause, |s| !s.stop)
             && state.stop
             && !state.pending
         {
@@ -106,9 +123,41 @@ fn run(conn: &Connection, shared: &Shared) {
     }
 }
 
-fn checkpoint(conn: &Connection) {
-    // Copies what it can without waiting for the writer or readers.
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %e, "checkpoint failed");
+/// Checkpoints that failed in a row, and when that was last logged.
+#[derive(Default)]
+struct Failing {
+    count: u32,
+    warned: Option<Instant>,
+}
+
+impl Failing {
+    /// Notes how a checkpoint went; answers how long to wait before the next one.
+    fn after(&mut self, result: rusqlite::Result<()>) -> Duration {
+        match result {
+            Ok(()) => {
+                if self.count > 0 {
+                    tracing::info!(failed = self.count, "checkpoints succeed again");
+                }
+                *self = Failing::default();
+                PAUSE
+            }
+            Err(e) => {
+                self.count += 1;
+                if self.warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(error = %e, failed = self.count, "checkpoint failed; retrying with backoff");
+                    self.warned = Some(Instant::now());
+                } else {
+                    tracing::debug!(error = %e, failed = self.count, "checkpoint failed");
+                }
+                PAUSE
+                    .saturating_mul(1 << self.count.min(10))
+                    .min(MOST_PAUSE)
+            }
+        }
     }
+}
+
+fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    // Copies what it can without waiting for the writer or readers.
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }

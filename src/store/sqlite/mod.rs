@@ -5,6 +5,7 @@
 mod checkpointer;
 mod imports;
 mod lifecycle;
+mod reserve;
 mod search;
 mod tables;
 pub(crate) mod values;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 use super::*;
 use crate::model::{Role, Step, TableSchema};
 use checkpointer::Checkpointer;
+use reserve::Reserve;
 use values::{parse_ts, parse_ts_opt, ts};
 
 /// Timestamps as this backend stores and sorts them.
@@ -49,6 +51,7 @@ pub(crate) struct Inner {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     checkpointer: Checkpointer,
+    reserve: Arc<Reserve>,
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -83,7 +86,8 @@ impl SqliteStore {
         // once the log holds 64 MiB, finds little left and lets the log start over.
         writer.execute_batch("PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 16384;")?;
         migrate(&mut writer)?;
-        let checkpointer = Checkpointer::start(open_connection(&path)?)
+        let reserve = Arc::new(Reserve::open(path.with_extension("reserve")));
+        let checkpointer = Checkpointer::start(open_connection(&path)?, reserve.clone())
             .map_err(|e| StoreError::Database(format!("cannot start the checkpointer: {e}")))?;
         let readers = (0..READERS)
             .map(|_| open_connection(&path).map(Mutex::new))
@@ -94,6 +98,7 @@ impl SqliteStore {
                 readers,
                 next_reader: AtomicUsize::new(0),
                 checkpointer,
+                reserve,
             }),
         })
     }
@@ -670,6 +675,10 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+
+    fn release_reserve(&self) -> bool {
+        self.inner.reserve.release()
     }
 
     async fn search_imports(
