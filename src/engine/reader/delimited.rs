@@ -883,7 +883,7 @@ mod tests {
             assert_eq!(items.len(), 2, "{len}");
             let fields = matches!(items[0].body, RecordBody::Fields(_));
             assert_eq!(fields, ok, "{len}: {:?}", items[0].body);
-            assert!(matches!(&items[1].body, RecordBody::Fields(r) if r == &vec!["y"]));
+            assert!(matches!(&items[1].body, RecordBody::Fields(r) if *r == vec!["y"]));
             assert_eq!((items[1].line, items[1].record), (3, 2), "{len}");
         }
     }

@@ -159,6 +159,9 @@ pub struct SourceReader {
     finished: bool,
 }
 
+// One reader lives per pass over a source, so the size of the largest variant costs nothing
+// worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Delimited(delimited::DelimitedReader),
     Ndjson(ndjson::NdjsonReader),
