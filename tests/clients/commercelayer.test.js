@@ -165,11 +165,12 @@ test('retrieve: one import, and its sparse fieldset', async () => {
 });
 
 test('retrieve: include=events is refused with INVALID_INCLUDE, as on the list', async () => {
+  // One call at a time: a second promise made up front could reject before it is awaited.
   for (const call of [
-    cl.imports.retrieve(made.first.id, { include: ['events'] }),
-    cl.imports.list({ include: ['events'] }),
+    () => cl.imports.retrieve(made.first.id, { include: ['events'] }),
+    () => cl.imports.list({ include: ['events'] }),
   ]) {
-    const e = await apiError(call);
+    const e = await apiError(call());
     assert.equal(e.status, 400);
     assert.equal(e.errors[0].code, 'INVALID_INCLUDE');
     assert.deepEqual(e.errors[0].source, { parameter: 'include' });
