@@ -1328,6 +1328,102 @@ async fn commercelayer_filters_with_ransack_matchers() {
 }
 
 #[tokio::test]
+async fn commercelayer_filters_with_plain_dates_attribute_combinations_and_every_matcher() {
+    let w = &world().await;
+    let s = &w.s;
+    let filtered = |q: String| {
+        let path = format!("/api/imports?sort=created_at&page[size]=25&{q}");
+        async move {
+            let (status, body) = cl_get(s, &path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            let mut n = cl_numbers(w, &body);
+            n.sort();
+            n
+        }
+    };
+    let f = |k: &str, v: &str| format!("filter[q][{k}]={v}");
+    let all = [1, 2, 3, 4, 5, 6, 7, 8];
+    // Plain dates, as the SDK's README writes them, and date-times without an offset.
+    assert_eq!(filtered(f("created_at_gt", "2018-01-01")).await, all);
+    assert_eq!(
+        filtered(f("created_at_lt", "2018-01-01")).await,
+        Vec::<usize>::new()
+    );
+    assert_eq!(
+        filtered(f("created_at_gteq_lt", "2018-01-01,2999-12-31")).await,
+        all
+    );
+    assert_eq!(filtered(f("updated_at_gt", "2018-01-01 12:00")).await, all);
+    // Attributes combined with OR (the README's example) and with AND.
+    assert_eq!(
+        filtered(f("updated_at_or_created_at_gt", "2019-10-10")).await,
+        all
+    );
+    assert_eq!(
+        filtered(f("reference_or_reference_origin_eq", "crm")).await,
+        [1]
+    );
+    assert_eq!(
+        filtered(f("reference_or_reference_origin_eq", "REF-2")).await,
+        [2]
+    );
+    assert_eq!(
+        filtered(f("reference_and_reference_origin_present", "true")).await,
+        [1]
+    );
+    assert_eq!(
+        filtered(f("started_at_or_completed_at_null", "true")).await,
+        [4, 6, 7, 8]
+    );
+    // The other matchers.
+    assert_eq!(filtered(f("reference_not_cont", "-Q")).await, [1, 2]);
+    assert_eq!(filtered(f("reference_i_cont", "ref-q")).await, [6]);
+    assert_eq!(filtered(f("reference_not_i_cont", "ref-q")).await, [1, 2]);
+    assert_eq!(filtered(f("reference_matches", "ref-_")).await, [1, 2, 6]);
+    assert_eq!(filtered(f("reference_matches", "%-2")).await, [2]);
+    assert_eq!(filtered(f("reference_does_not_match", "%1")).await, [2, 6]);
+    assert_eq!(filtered(f("reference_not_start", "REF-Q")).await, [1, 2]);
+    assert_eq!(filtered(f("reference_not_end", "-1")).await, [2, 6]);
+    assert_eq!(filtered(f("reference_eq_any", "REF-1,REF-Q")).await, [1, 6]);
+    assert_eq!(filtered(f("reference_cont_all", "REF,1")).await, [1]);
+    assert_eq!(
+        filtered(f("reference_not_eq_all", "REF-1,REF-2")).await,
+        [6]
+    );
+    assert_eq!(
+        filtered(f("reference_eq_or_null", "REF-1")).await,
+        [1, 3, 4, 5, 7, 8]
+    );
+    assert_eq!(
+        filtered(f("reference_in_or_null", "REF-2,REF-Q")).await,
+        [2, 3, 4, 5, 6, 7, 8]
+    );
+    assert_eq!(
+        filtered(f("reference_blank", "true")).await,
+        [3, 4, 5, 7, 8]
+    );
+    assert_eq!(filtered(f("status_matches", "%PROG%")).await, [8]);
+    assert_eq!(filtered(f("status_in_or_null", "pending")).await, [6]);
+    assert_eq!(
+        filtered(f("status_blank", "true")).await,
+        Vec::<usize>::new()
+    );
+    assert_eq!(filtered(f("parent_resource_id_blank", "true")).await, all);
+    assert_eq!(
+        filtered(f("parent_resource_id_or_reference_eq", "REF-1")).await,
+        [1]
+    );
+    assert_eq!(
+        filtered(f("processed_count_gt_lteq", "0,3")).await,
+        [1, 3, 5, 8]
+    );
+    assert_eq!(
+        filtered(f("processed_count_lt_any", "1,2")).await,
+        filtered(f("processed_count_lt", "2")).await
+    );
+}
+
+#[tokio::test]
 async fn commercelayer_refuses_unknown_sorts_filters_and_pages_with_400() {
     let w = world().await;
     let s = &w.s;
@@ -1341,9 +1437,24 @@ async fn commercelayer_refuses_unknown_sorts_filters_and_pages_with_400() {
             "filter[q][bogus_eq]",
         ),
         (
-            "filter[q][status_matches]=x",
+            "filter[q][status_like]=x",
             "FILTER_NOT_ALLOWED",
-            "filter[q][status_matches]",
+            "filter[q][status_like]",
+        ),
+        (
+            "filter[q][reference_or_bogus_eq]=x",
+            "FILTER_NOT_ALLOWED",
+            "filter[q][reference_or_bogus_eq]",
+        ),
+        (
+            "filter[q][reference_true]=1",
+            "FILTER_NOT_ALLOWED",
+            "filter[q][reference_true]",
+        ),
+        (
+            "filter[q][created_at_gt_lt]=2018-01-01",
+            "INVALID_FILTER_VALUE",
+            "filter[q][created_at_gt_lt]",
         ),
         (
             "filter[q][format_eq]=csv",
@@ -1512,6 +1623,12 @@ async fn commercelayer_creates_reads_updates_and_deletes_an_import() {
     assert_eq!(a["metadata"], json!({"foo": "bar"}));
     assert_eq!(s.all_records("companies").await.len(), 2);
 
+    // include is refused on one import as on the list.
+    let (status, body) = cl_get(&s, &format!("/api/imports/{id}?include=events")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["code"], "INVALID_INCLUDE");
+    assert_eq!(body["errors"][0]["source"], json!({"parameter": "include"}));
+
     // Its events, and their linkage.
     let (status, events) = cl_get(&s, &format!("/api/imports/{id}/events")).await;
     assert_eq!(status, 200, "{events}");
@@ -1643,6 +1760,52 @@ async fn commercelayer_creates_reads_updates_and_deletes_an_import() {
 }
 
 #[tokio::test]
+async fn commercelayer_honours_skip_errors_as_the_skip_policy_and_false_as_the_ten_percent_threshold()
+ {
+    let s = TestServer::start().await;
+    s.create_table(companies()).await;
+    let create = |skip: Value, inputs: Value| {
+        cl_body(
+            cl(&s, Method::POST, "/api/imports", &s.key),
+            json!({"data": {"type": "imports", "attributes": {
+                "resource_type": "companies", "inputs": inputs, "skip_errors": skip
+            }}}),
+        )
+    };
+    let inputs = json!([{"id": 1, "name": "Acme"}, {"id": "x", "name": "Bad"}, {"id": 3, "name": "Initech"}]);
+    let (status, body) = send(create(json!(true), inputs.clone())).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    let native = s.wait_done(&id).await;
+    assert_eq!(native["on_error"], "skip");
+    let (_, body) = cl_get(&s, &format!("/api/imports/{id}")).await;
+    assert_eq!(body["data"]["attributes"]["status"], "completed");
+    assert_eq!(body["data"]["attributes"]["errors_count"], 1);
+    assert_eq!(s.all_records("companies").await.len(), 2);
+
+    // One error in three passes 10%: the import is interrupted and writes nothing.
+    let (status, body) = send(create(
+        json!(false),
+        json!([{"id": 4, "name": "Four"}, {"id": "y", "name": "Bad"}, {"id": 5, "name": "Five"}]),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    let native = s.wait_done(&id).await;
+    assert_eq!(native["on_error"], "abort");
+    let (_, body) = cl_get(&s, &format!("/api/imports/{id}")).await;
+    assert_eq!(body["data"]["attributes"]["status"], "interrupted");
+    assert_eq!(s.all_records("companies").await.len(), 2);
+
+    let (status, body) = send(create(json!("yes"), inputs)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["errors"][0]["source"],
+        json!({"pointer": "/data/attributes/skip_errors"})
+    );
+}
+
+#[tokio::test]
 async fn commercelayer_interrupts_a_pending_import_and_will_not_delete_a_running_one() {
     let w = world().await;
     let s = &w.s;
@@ -1655,6 +1818,27 @@ async fn commercelayer_interrupts_a_pending_import_and_will_not_delete_a_running
     .await;
     assert_eq!(status, 423, "{body}");
     assert_eq!(body["errors"][0]["code"], "LOCKED");
+    // A queued import and a two-step one waiting for its file are pending: locked too.
+    let (status, pending) = send(
+        s.post("/v1/imports")
+            .json(&json!({"table": "companies", "start": false, "file_name": "big.csv"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{pending}");
+    assert_eq!(pending["status"], "new");
+    let (_, body) = cl_get(
+        s,
+        &format!("/api/imports/{}", pending["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(body["data"]["attributes"]["status"], "pending");
+    for id in [w.id(6), pending["id"].as_str().unwrap().to_owned()] {
+        let (status, body) =
+            send(cl(s, Method::DELETE, &format!("/api/imports/{id}"), &s.key)).await;
+        assert_eq!(status, 423, "{body}");
+        assert_eq!(body["errors"][0]["code"], "LOCKED");
+        assert_eq!(body["errors"][0]["source"], json!({"parameter": "id"}));
+    }
     let id = w.id(6);
     let (status, body) = send(cl_body(
         cl(s, Method::PATCH, &format!("/api/imports/{id}"), &s.key),
@@ -2100,4 +2284,71 @@ async fn rocketchat_follows_an_import_from_no_operation_to_done() {
             "success": true
         })
     );
+}
+
+#[tokio::test]
+async fn rocketchat_steps_never_go_backwards_and_an_ended_import_reports_its_final_count() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().join("data");
+    let d = dir.clone();
+    let s = TestServer::start_with(move |c| {
+        c.data_dir = d;
+        c.engine.workers = 0;
+    })
+    .await;
+    s.create_table(companies()).await;
+    let user = key_id(&s, &s.key).await;
+    let c = csv(&s, "table=companies&on_error=atomic", COMPANIES_CSV).await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    let progress = || async {
+        let (status, body) = send(rocketchat(&s, "getImportProgress", &user, &s.key)).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let step = |import: &str, table: &str, step: &str| {
+        common::sql_execute(
+            &dir,
+            &format!(
+                "UPDATE intake_imports SET status = '{import}', step = '{step}' WHERE id = '{id}';
+                 UPDATE intake_import_tables SET status = '{table}' WHERE import_id = '{id}';"
+            ),
+        );
+    };
+    let mut seen = vec![progress().await["step"].clone()];
+    // Claimed by a worker (still marked queued), checking every row, then writing.
+    for (import, table, name) in [
+        ("processing", "queued", "queued"),
+        ("processing", "processing", "validating"),
+        ("processing", "processing", "writing"),
+        ("processing", "processing", "cleaning_up"),
+    ] {
+        step(import, table, name);
+        seen.push(progress().await["step"].clone());
+    }
+    assert_eq!(
+        seen,
+        [
+            "importer_file_loaded",
+            "importer_preparing_started",
+            "importer_preparing_started",
+            "importer_importing_started",
+            "importer_finishing"
+        ]
+    );
+
+    // A cancelled import that did not read its whole source reports the rows it got
+    // through, not an estimate.
+    let now = stored_now();
+    common::sql_execute(
+        &dir,
+        &format!(
+            "UPDATE intake_imports SET status = 'cancelled', step = 'done', cancelled_at = '{now}',
+             completed_at = '{now}', bytes_read = bytes_total / 4, processed = 1, inputs = NULL
+             WHERE id = '{id}';
+             UPDATE intake_import_tables SET status = 'cancelled' WHERE import_id = '{id}';"
+        ),
+    );
+    let body = progress().await;
+    assert_eq!(body["step"], "importer_import_cancelled");
+    assert_eq!(body["count"], json!({"completed": 1, "total": 1}));
 }

@@ -107,6 +107,21 @@ pub enum FilterOp {
     EndsWith(String),
     /// The value's text contains this (case-sensitive).
     Contains(String),
+    /// The value's text does not start with this (a null field matches no comparison).
+    NotStartsWith(String),
+    /// The value's text does not end with this.
+    NotEndsWith(String),
+    /// The value's text does not contain this.
+    NotContains(String),
+    /// The value's text contains this, ASCII letters compared without case.
+    ContainsFolded(String),
+    /// The value's text does not contain this, ASCII letters compared without case.
+    NotContainsFolded(String),
+    /// The value's text matches this SQL `LIKE` pattern (`%` any text, `_` one character,
+    /// `\` escapes), ASCII letters compared without case.
+    Like(String),
+    /// The value's text does not match this `LIKE` pattern.
+    NotLike(String),
     /// `true`: the field is null; `false`: it is not.
     IsNull(bool),
 }
@@ -116,6 +131,18 @@ pub enum FilterOp {
 pub struct ImportFilter {
     pub field: ImportField,
     pub op: FilterOp,
+}
+
+/// Filters combined with AND and OR, for callers whose users write combinations (a vendor's
+/// `a_or_b_gt` predicates).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// One comparison.
+    Filter(ImportFilter),
+    /// Every condition holds (none: true).
+    All(Vec<Condition>),
+    /// At least one condition holds (none: false).
+    Any(Vec<Condition>),
 }
 
 /// What to sort by.
@@ -146,6 +173,8 @@ pub struct SortSpec {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImportSearch {
     pub filters: Vec<ImportFilter>,
+    /// Further conditions that must all hold, besides `filters`.
+    pub conditions: Vec<Condition>,
     pub sort: Vec<SortSpec>,
     /// Keyset position: the values of the last row seen for each key of `sort` (plain
     /// fields only; `None` for a null) followed by its `number`. Only rows after it match.

@@ -24,8 +24,9 @@ use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::model::{ImportStatus, Role, Source};
 use crate::store::{
-    EventRecord, FilterOp, FilterValue, ImportField, ImportFilter, ImportLabels, ImportRecord,
-    ImportSearch, SortKey, SortSpec, StoreError, StoredRowError, Workspace,
+    Condition, EventRecord, FieldKind, FilterOp, FilterValue, ImportField, ImportFilter,
+    ImportLabels, ImportRecord, ImportSearch, SortKey, SortSpec, StoreError, StoredRowError,
+    Workspace,
 };
 
 /// JSON:API's media type.
@@ -381,20 +382,172 @@ const FILTER_FIELDS: [(&str, FilterField); 16] = [
     ),
 ];
 
-/// Ransack's matchers, longest first (so that `not_eq` is tried before `eq`).
-const MATCHERS: [&str; 13] = [
-    "not_null", "not_eq", "not_in", "gteq", "lteq", "start", "null", "cont", "end", "eq", "in",
-    "gt", "lt",
+/// How one value is compared (a Ransack predicate's core).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compare {
+    Eq,
+    NotEq,
+    Lt,
+    Lteq,
+    Gt,
+    Gteq,
+    Start,
+    NotStart,
+    End,
+    NotEnd,
+    Cont,
+    NotCont,
+    /// `cont` without case (ASCII letters).
+    ICont,
+    NotICont,
+    /// A `LIKE` pattern, without case (ASCII letters).
+    Matches,
+    DoesNotMatch,
+}
+
+/// The comparisons, by name; each also takes `_any` and `_all` (a comma list).
+const COMPARES: [(&str, Compare); 16] = [
+    ("eq", Compare::Eq),
+    ("not_eq", Compare::NotEq),
+    ("lt", Compare::Lt),
+    ("lteq", Compare::Lteq),
+    ("gt", Compare::Gt),
+    ("gteq", Compare::Gteq),
+    ("start", Compare::Start),
+    ("not_start", Compare::NotStart),
+    ("end", Compare::End),
+    ("not_end", Compare::NotEnd),
+    ("cont", Compare::Cont),
+    ("not_cont", Compare::NotCont),
+    ("i_cont", Compare::ICont),
+    ("not_i_cont", Compare::NotICont),
+    ("matches", Compare::Matches),
+    ("does_not_match", Compare::DoesNotMatch),
 ];
 
-/// Splits `<field>_<matcher>`.
-fn split_predicate(predicate: &str) -> Option<(&'static str, FilterField, &'static str)> {
-    MATCHERS.iter().find_map(|m| {
-        let field = predicate.strip_suffix(m)?.strip_suffix('_')?;
-        FILTER_FIELDS
-            .iter()
-            .find(|(name, _)| *name == field)
-            .map(|(name, f)| (*name, *f, *m))
+/// How a comparison meets a comma list of values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quantifier {
+    One,
+    Any,
+    All,
+}
+
+/// A Ransack predicate, as Commerce Layer documents them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Matcher {
+    /// `eq`, `eq_any`, `eq_all`, `cont`, ...
+    Compare(Compare, Quantifier),
+    /// `in`, `not_in` (a comma list), and their `_or_null` forms.
+    In { negated: bool, or_null: bool },
+    /// `eq_or_null`, `not_eq_or_null`.
+    EqOrNull { negated: bool },
+    /// `gt_lt`, `gteq_lteq`, `gteq_lt`, `gt_lteq`: two values, `low,high`.
+    Range(Compare, Compare),
+    /// `null` / `not_null`, with `true` or `false`.
+    Null { negated: bool },
+    /// `present` / `blank`, with `true` or `false`.
+    Present { negated: bool },
+    /// `true`, `false`, `jcont`: for boolean and JSON attributes, which imports do not
+    /// filter on.
+    Unsupported,
+}
+
+/// Every predicate name with its matcher, longest name first (so that `not_eq` is tried
+/// before `eq`, and `gteq_lt` before `lt`).
+fn matchers() -> Vec<(String, Matcher)> {
+    let mut all: Vec<(String, Matcher)> = Vec::new();
+    for (name, c) in COMPARES {
+        all.push((name.to_owned(), Matcher::Compare(c, Quantifier::One)));
+        all.push((format!("{name}_any"), Matcher::Compare(c, Quantifier::Any)));
+        all.push((format!("{name}_all"), Matcher::Compare(c, Quantifier::All)));
+    }
+    let fixed = [
+        (
+            "in",
+            Matcher::In {
+                negated: false,
+                or_null: false,
+            },
+        ),
+        (
+            "not_in",
+            Matcher::In {
+                negated: true,
+                or_null: false,
+            },
+        ),
+        (
+            "in_or_null",
+            Matcher::In {
+                negated: false,
+                or_null: true,
+            },
+        ),
+        (
+            "not_in_or_null",
+            Matcher::In {
+                negated: true,
+                or_null: true,
+            },
+        ),
+        ("eq_or_null", Matcher::EqOrNull { negated: false }),
+        ("not_eq_or_null", Matcher::EqOrNull { negated: true }),
+        ("gt_lt", Matcher::Range(Compare::Gt, Compare::Lt)),
+        ("gteq_lteq", Matcher::Range(Compare::Gteq, Compare::Lteq)),
+        ("gteq_lt", Matcher::Range(Compare::Gteq, Compare::Lt)),
+        ("gt_lteq", Matcher::Range(Compare::Gt, Compare::Lteq)),
+        ("null", Matcher::Null { negated: false }),
+        ("not_null", Matcher::Null { negated: true }),
+        ("present", Matcher::Present { negated: false }),
+        ("blank", Matcher::Present { negated: true }),
+        ("true", Matcher::Unsupported),
+        ("false", Matcher::Unsupported),
+        ("jcont", Matcher::Unsupported),
+    ];
+    all.extend(fixed.into_iter().map(|(n, m)| (n.to_owned(), m)));
+    all.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    all
+}
+
+/// How several attributes of one predicate combine (`a_or_b_eq`, `a_and_b_eq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Combinator {
+    Or,
+    And,
+}
+
+/// A predicate split into its attributes, their combinator and its matcher.
+#[derive(Debug, Clone, PartialEq)]
+struct Predicate {
+    fields: Vec<(&'static str, FilterField)>,
+    combinator: Combinator,
+    matcher: Matcher,
+    /// The matcher's name as written (for messages).
+    matcher_name: String,
+}
+
+/// Splits `<attribute>[_or_|_and_<attribute>...]_<matcher>` as Ransack does: the first
+/// `_or_` or `_and_` names the combinator, and every part must be a filterable attribute.
+fn split_predicate(predicate: &str) -> Option<Predicate> {
+    matchers().into_iter().find_map(|(name, matcher)| {
+        let attributes = predicate.strip_suffix(name.as_str())?.strip_suffix('_')?;
+        let combinator = match (attributes.find("_or_"), attributes.find("_and_")) {
+            (Some(o), Some(a)) if a < o => Combinator::And,
+            (None, Some(_)) => Combinator::And,
+            _ => Combinator::Or,
+        };
+        let fields = attributes
+            .split("_or_")
+            .flat_map(|p| p.split("_and_"))
+            .map(|part| FILTER_FIELDS.iter().find(|(n, _)| *n == part).copied())
+            .collect::<Option<Vec<_>>>()?;
+        Some(Predicate {
+            fields,
+            combinator,
+            matcher,
+            matcher_name: name,
+        })
     })
 }
 
@@ -410,115 +563,326 @@ fn truth(parameter: &str, value: &str) -> ClResult<bool> {
     }
 }
 
-/// Whether a (never null) text value passes a matcher.
-fn text_matches(matcher: &str, candidate: &str, arg: &str) -> bool {
-    match matcher {
-        "eq" => candidate == arg,
-        "not_eq" => candidate != arg,
-        "in" => arg.split(',').any(|a| a.trim() == candidate),
-        "not_in" => !arg.split(',').any(|a| a.trim() == candidate),
-        "gt" => candidate > arg,
-        "gteq" => candidate >= arg,
-        "lt" => candidate < arg,
-        "lteq" => candidate <= arg,
-        "start" => candidate.starts_with(arg),
-        "end" => candidate.ends_with(arg),
-        "cont" => candidate.contains(arg),
-        _ => false,
+/// Whether `text` matches a SQL `LIKE` pattern (`%`, `_`, `\` escapes), ASCII letters
+/// compared without case, as the store compares.
+fn like(text: &str, pattern: &str) -> bool {
+    let t: Vec<char> = text.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let p: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
+    // Iterative matching with backtracking to the last `%`.
+    let (mut ti, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        let (pc, escaped) = match p.get(pi) {
+            Some('\\') => (p.get(pi + 1).copied(), true),
+            other => (other.copied(), false),
+        };
+        match pc {
+            Some('%') if !escaped => {
+                star = Some((pi + 1, ti));
+                pi += 1;
+                continue;
+            }
+            Some(c) if (c == '_' && !escaped) || c == t[ti] => {
+                ti += 1;
+                pi += if escaped { 2 } else { 1 };
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((sp, st)) => {
+                pi = sp;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|c| *c == '%')
+}
+
+/// Whether a (never null) text passes a comparison.
+fn text_holds(compare: Compare, candidate: &str, arg: &str) -> bool {
+    let folded = |s: &str| s.to_ascii_lowercase();
+    match compare {
+        Compare::Eq => candidate == arg,
+        Compare::NotEq => candidate != arg,
+        Compare::Lt => candidate < arg,
+        Compare::Lteq => candidate <= arg,
+        Compare::Gt => candidate > arg,
+        Compare::Gteq => candidate >= arg,
+        Compare::Start => candidate.starts_with(arg),
+        Compare::NotStart => !candidate.starts_with(arg),
+        Compare::End => candidate.ends_with(arg),
+        Compare::NotEnd => !candidate.ends_with(arg),
+        Compare::Cont => candidate.contains(arg),
+        Compare::NotCont => !candidate.contains(arg),
+        Compare::ICont => folded(candidate).contains(&folded(arg)),
+        Compare::NotICont => !folded(candidate).contains(&folded(arg)),
+        Compare::Matches => like(candidate, arg),
+        Compare::DoesNotMatch => !like(candidate, arg),
     }
 }
 
-/// One `filter[q][<field>_<matcher>]=<value>` as a store condition (`None`: no condition).
-fn filter(parameter: &str, predicate: &str, value: &str) -> ClResult<Option<ImportFilter>> {
-    let Some((name, field, matcher)) = split_predicate(predicate) else {
+/// A comma list's values, trimmed.
+fn values(value: &str) -> Vec<&str> {
+    value.split(',').map(str::trim).collect()
+}
+
+/// A condition that always holds, and one that never does.
+fn always() -> Condition {
+    Condition::All(Vec::new())
+}
+fn never() -> Condition {
+    Condition::Any(Vec::new())
+}
+
+/// Whether a value that is always null passes a matcher (`parent_resource_id`).
+fn null_holds(parameter: &str, matcher: Matcher, value: &str) -> ClResult<bool> {
+    Ok(match matcher {
+        Matcher::Null { negated } => truth(parameter, value)? != negated,
+        // Blank (`present=false`, `blank=true`) holds for null.
+        Matcher::Present { negated } => truth(parameter, value)? == negated,
+        Matcher::In { or_null, .. } => or_null,
+        Matcher::EqOrNull { .. } => true,
+        // Every comparison with null fails, as in SQL.
+        _ => false,
+    })
+}
+
+/// Whether a text that is never null (a Commerce Layer status name) passes a matcher.
+fn name_holds(parameter: &str, matcher: Matcher, name: &str, value: &str) -> ClResult<bool> {
+    Ok(match matcher {
+        Matcher::Compare(c, Quantifier::One) => text_holds(c, name, value),
+        Matcher::Compare(c, Quantifier::Any) => {
+            values(value).iter().any(|v| text_holds(c, name, v))
+        }
+        Matcher::Compare(c, Quantifier::All) => {
+            values(value).iter().all(|v| text_holds(c, name, v))
+        }
+        Matcher::In { negated, .. } => values(value).contains(&name) != negated,
+        Matcher::EqOrNull { negated } => (name == value.trim()) != negated,
+        Matcher::Range(low, high) => match values(value)[..] {
+            [a, b] => text_holds(low, name, a) && text_holds(high, name, b),
+            _ => return Err(range_error(parameter, value)),
+        },
+        // A status name is never null, and never blank.
+        Matcher::Null { negated } => truth(parameter, value)? == negated,
+        Matcher::Present { negated } => truth(parameter, value)? != negated,
+        Matcher::Unsupported => false,
+    })
+}
+
+fn range_error(parameter: &str, value: &str) -> ClError {
+    ClError::param(
+        "INVALID_FILTER_VALUE",
+        parameter,
+        format!("{value:?} is not a valid value for {parameter}: it must be two values, low,high"),
+    )
+}
+
+/// A date or date-time as Commerce Layer (Rails) reads one: RFC 3339, a date alone
+/// (`2018-01-01`, its midnight UTC), or a date-time without offset (UTC), with `T` or a
+/// space between date and time and with or without seconds.
+fn filter_time(raw: &str) -> Option<time::OffsetDateTime> {
+    let s = raw.trim().replacen(' ', "T", 1);
+    if let Some(t) = parse_time(&s) {
+        return Some(t);
+    }
+    if s.len() == 10 {
+        return parse_time(&format!("{s}T00:00:00Z"));
+    }
+    parse_time(&format!("{s}Z")).or_else(|| parse_time(&format!("{s}:00Z")))
+}
+
+/// One value compared with a stored field, typed by the field's kind.
+fn typed(parameter: &str, name: &str, field: ImportField, raw: &str) -> ClResult<FilterValue> {
+    let raw = raw.trim();
+    let bad = |what: &str| {
+        ClError::param(
+            "INVALID_FILTER_VALUE",
+            parameter,
+            format!("{raw:?} is not a valid value for {name}: it must be {what}"),
+        )
+    };
+    Ok(match field.kind() {
+        FieldKind::Text => FilterValue::Text(raw.to_owned()),
+        FieldKind::Integer => FilterValue::Integer(raw.parse().map_err(|_| bad("a whole number"))?),
+        FieldKind::Time => {
+            FilterValue::Time(filter_time(raw).ok_or_else(|| bad("an ISO 8601 date or date-time"))?)
+        }
+    })
+}
+
+/// One comparison of a stored field.
+fn compare_op(
+    parameter: &str,
+    name: &str,
+    field: ImportField,
+    compare: Compare,
+    raw: &str,
+) -> ClResult<Condition> {
+    let v = || typed(parameter, name, field, raw);
+    let op = match compare {
+        Compare::Eq => FilterOp::Eq(v()?),
+        Compare::NotEq => FilterOp::NotEq(v()?),
+        Compare::Lt => FilterOp::Lt(v()?),
+        Compare::Lteq => FilterOp::Lte(v()?),
+        Compare::Gt => FilterOp::Gt(v()?),
+        Compare::Gteq => FilterOp::Gte(v()?),
+        Compare::Start => FilterOp::StartsWith(raw.to_owned()),
+        Compare::NotStart => FilterOp::NotStartsWith(raw.to_owned()),
+        Compare::End => FilterOp::EndsWith(raw.to_owned()),
+        Compare::NotEnd => FilterOp::NotEndsWith(raw.to_owned()),
+        Compare::Cont => FilterOp::Contains(raw.to_owned()),
+        Compare::NotCont => FilterOp::NotContains(raw.to_owned()),
+        Compare::ICont => FilterOp::ContainsFolded(raw.to_owned()),
+        Compare::NotICont => FilterOp::NotContainsFolded(raw.to_owned()),
+        Compare::Matches => FilterOp::Like(raw.to_owned()),
+        Compare::DoesNotMatch => FilterOp::NotLike(raw.to_owned()),
+    };
+    Ok(Condition::Filter(ImportFilter { field, op }))
+}
+
+/// A matcher over one stored field.
+fn stored_condition(
+    parameter: &str,
+    name: &str,
+    field: ImportField,
+    matcher: Matcher,
+    value: &str,
+) -> ClResult<Condition> {
+    let filter = |op| Condition::Filter(ImportFilter { field, op });
+    let is_null = |null| filter(FilterOp::IsNull(null));
+    let list = || -> ClResult<Vec<FilterValue>> {
+        values(value)
+            .into_iter()
+            .map(|v| typed(parameter, name, field, v))
+            .collect()
+    };
+    Ok(match matcher {
+        Matcher::Compare(c, Quantifier::One) => compare_op(parameter, name, field, c, value)?,
+        Matcher::Compare(c, Quantifier::Any) => Condition::Any(
+            values(value)
+                .into_iter()
+                .map(|v| compare_op(parameter, name, field, c, v))
+                .collect::<ClResult<_>>()?,
+        ),
+        Matcher::Compare(c, Quantifier::All) => Condition::All(
+            values(value)
+                .into_iter()
+                .map(|v| compare_op(parameter, name, field, c, v))
+                .collect::<ClResult<_>>()?,
+        ),
+        Matcher::In { negated, or_null } => {
+            let op = if negated {
+                FilterOp::NotIn(list()?)
+            } else {
+                FilterOp::In(list()?)
+            };
+            if or_null {
+                Condition::Any(vec![filter(op), is_null(true)])
+            } else {
+                filter(op)
+            }
+        }
+        Matcher::EqOrNull { negated } => {
+            let v = typed(parameter, name, field, value)?;
+            let op = if negated {
+                FilterOp::NotEq(v)
+            } else {
+                FilterOp::Eq(v)
+            };
+            Condition::Any(vec![filter(op), is_null(true)])
+        }
+        Matcher::Range(low, high) => match values(value)[..] {
+            [a, b] => Condition::All(vec![
+                compare_op(parameter, name, field, low, a)?,
+                compare_op(parameter, name, field, high, b)?,
+            ]),
+            _ => return Err(range_error(parameter, value)),
+        },
+        Matcher::Null { negated } => is_null(truth(parameter, value)? != negated),
+        Matcher::Present { negated } => {
+            let present = truth(parameter, value)? != negated;
+            // Blank is null or empty text; only text fields can be empty.
+            let empty = field.kind() == FieldKind::Text;
+            match (present, empty) {
+                (true, true) => Condition::All(vec![
+                    is_null(false),
+                    filter(FilterOp::NotEq(FilterValue::Text(String::new()))),
+                ]),
+                (true, false) => is_null(false),
+                (false, true) => Condition::Any(vec![
+                    is_null(true),
+                    filter(FilterOp::Eq(FilterValue::Text(String::new()))),
+                ]),
+                (false, false) => is_null(true),
+            }
+        }
+        Matcher::Unsupported => never(),
+    })
+}
+
+/// One `filter[q][<predicate>]=<value>` as a store condition.
+fn filter(parameter: &str, predicate: &str, value: &str) -> ClResult<Condition> {
+    let Some(p) = split_predicate(predicate) else {
         let detail = if predicate.starts_with("events_") {
             format!("{parameter}: filtering on the events relationship is not supported")
         } else {
             format!(
-                "{parameter} is not a valid filter: filter on {} with _eq, _not_eq, _in, _not_in, _gt, _gteq, _lt, _lteq, _start, _end, _cont, _null or _not_null",
+                "{parameter} is not a valid filter: filter on {} (combined with _or_ or _and_) with one of Ransack's predicates (_eq, _in, _gt, _cont, _matches, _null, ...)",
                 FILTER_FIELDS.map(|(n, _)| n).join(", ")
             )
         };
         return Err(ClError::param("FILTER_NOT_ALLOWED", parameter, detail));
     };
-    let null_test = match matcher {
-        "null" => Some(truth(parameter, value)?),
-        "not_null" => Some(!truth(parameter, value)?),
-        _ => None,
-    };
-    let stored = match field {
-        FilterField::Stored(f) => f,
-        // Never null: only "is not null" holds.
-        FilterField::Status => {
-            let wanted: Vec<FilterValue> = match null_test {
-                Some(is_null) => STATUSES
-                    .iter()
-                    .filter(|_| !is_null)
-                    .flat_map(|(_, m)| m.iter())
-                    .map(|s| FilterValue::Text(s.as_str().to_owned()))
-                    .collect(),
-                None => STATUSES
-                    .iter()
-                    .filter(|(n, _)| text_matches(matcher, n, value))
-                    .flat_map(|(_, m)| m.iter())
-                    .map(|s| FilterValue::Text(s.as_str().to_owned()))
-                    .collect(),
-            };
-            return Ok(Some(ImportFilter {
-                field: ImportField::Status,
-                op: FilterOp::In(wanted),
-            }));
-        }
-        // Always null: only "is null" holds (every other comparison with null fails).
-        FilterField::ParentResourceId => {
-            return Ok(match null_test {
-                Some(true) => None,
-                _ => Some(ImportFilter {
-                    field: ImportField::Id,
-                    op: FilterOp::In(Vec::new()),
-                }),
-            });
-        }
-    };
-    if let Some(is_null) = null_test {
-        return Ok(Some(ImportFilter {
-            field: stored,
-            op: FilterOp::IsNull(is_null),
-        }));
+    if p.matcher == Matcher::Unsupported {
+        return Err(ClError::param(
+            "FILTER_NOT_ALLOWED",
+            parameter,
+            format!(
+                "{parameter}: _{} applies to boolean and JSON attributes, and imports filter on none",
+                p.matcher_name
+            ),
+        ));
     }
-    let typed = |raw: &str| -> ClResult<FilterValue> {
-        let raw = raw.trim();
-        let bad = |what: &str| {
-            ClError::param(
-                "INVALID_FILTER_VALUE",
-                parameter,
-                format!("{raw:?} is not a valid value for {name}: it must be {what}"),
-            )
-        };
-        Ok(match stored.kind() {
-            crate::store::FieldKind::Text => FilterValue::Text(raw.to_owned()),
-            crate::store::FieldKind::Integer => {
-                FilterValue::Integer(raw.parse().map_err(|_| bad("a whole number"))?)
+    let mut parts = Vec::with_capacity(p.fields.len());
+    for (name, field) in &p.fields {
+        parts.push(match field {
+            FilterField::Stored(f) => stored_condition(parameter, name, *f, p.matcher, value)?,
+            // Never null: the Commerce Layer names that pass stand for their Intake statuses.
+            FilterField::Status => {
+                let mut wanted = Vec::new();
+                for (n, members) in STATUSES {
+                    if name_holds(parameter, p.matcher, n, value)? {
+                        wanted.extend(
+                            members
+                                .iter()
+                                .map(|s| FilterValue::Text(s.as_str().to_owned())),
+                        );
+                    }
+                }
+                Condition::Filter(ImportFilter {
+                    field: ImportField::Status,
+                    op: FilterOp::In(wanted),
+                })
             }
-            crate::store::FieldKind::Time => {
-                FilterValue::Time(parse_time(raw).ok_or_else(|| bad("an ISO 8601 date-time"))?)
+            // Always null.
+            FilterField::ParentResourceId => {
+                if null_holds(parameter, p.matcher, value)? {
+                    always()
+                } else {
+                    never()
+                }
             }
-        })
-    };
-    let op = match matcher {
-        "eq" => FilterOp::Eq(typed(value)?),
-        "not_eq" => FilterOp::NotEq(typed(value)?),
-        "in" => FilterOp::In(value.split(',').map(typed).collect::<ClResult<_>>()?),
-        "not_in" => FilterOp::NotIn(value.split(',').map(typed).collect::<ClResult<_>>()?),
-        "gt" => FilterOp::Gt(typed(value)?),
-        "gteq" => FilterOp::Gte(typed(value)?),
-        "lt" => FilterOp::Lt(typed(value)?),
-        "lteq" => FilterOp::Lte(typed(value)?),
-        "start" => FilterOp::StartsWith(value.to_owned()),
-        "end" => FilterOp::EndsWith(value.to_owned()),
-        _ => FilterOp::Contains(value.to_owned()),
-    };
-    Ok(Some(ImportFilter { field: stored, op }))
+        });
+    }
+    Ok(match (p.combinator, parts.len()) {
+        (_, 1) => parts.remove(0),
+        (Combinator::Or, _) => Condition::Any(parts),
+        (Combinator::And, _) => Condition::All(parts),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -880,6 +1244,15 @@ fn sparse_fields(value: &str) -> ClResult<Vec<String>> {
         .collect()
 }
 
+/// `include` is refused on every route: events are read at `/api/imports/{id}/events`.
+fn invalid_include(value: &str) -> ClError {
+    ClError::param(
+        "INVALID_INCLUDE",
+        "include",
+        format!("{value} is not a valid includable relationship of imports"),
+    )
+}
+
 fn parse_list_query(pairs: Vec<(String, String)>) -> ClResult<ListQuery> {
     let mut page = PageRequest {
         number: 1,
@@ -916,13 +1289,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> ClResult<ListQuery> {
                 }
             }
             "fields[imports]" => fields = Some(sparse_fields(&value)?),
-            "include" => {
-                return Err(ClError::param(
-                    "INVALID_INCLUDE",
-                    "include",
-                    format!("{value} is not a valid includable relationship of imports"),
-                ));
-            }
+            "include" => return Err(invalid_include(&value)),
             _ => {
                 let Some(predicate) = name
                     .strip_prefix("filter[q][")
@@ -934,9 +1301,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> ClResult<ListQuery> {
                         format!("{name} is not allowed."),
                     ));
                 };
-                if let Some(f) = filter(&name, predicate, &value)? {
-                    search.filters.push(f);
-                }
+                search.conditions.push(filter(&name, predicate, &value)?);
             }
         }
         extra.push((name, value));
@@ -1024,6 +1389,8 @@ async fn show(
     for (name, value) in query_pairs(query)? {
         if name == "fields[imports]" {
             fields = Some(sparse_fields(&value)?);
+        } else if name == "include" {
+            return Err(invalid_include(&value));
         } else {
             return Err(ClError::param(
                 "PARAM_NOT_ALLOWED",
@@ -1155,7 +1522,7 @@ fn metadata_attribute(attrs: &Map<String, Value>) -> ClResult<Option<Value>> {
 }
 
 /// `POST /api/imports`: `resource_type` (a table), `format` (`json` or `csv`), `inputs`,
-/// `cleanup_records`, `reference`, `reference_origin`, `metadata`.
+/// `cleanup_records`, `skip_errors`, `reference`, `reference_origin`, `metadata`.
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1174,6 +1541,7 @@ async fn create(
             "reference",
             "reference_origin",
             "metadata",
+            "skip_errors",
         ],
     )?;
     if attrs
@@ -1245,6 +1613,32 @@ async fn create(
         Value::String(if has_key { "upsert" } else { "insert" }.into()),
     );
     options.insert("cleanup_records".into(), Value::Bool(cleanup));
+    match attrs.get("skip_errors") {
+        None | Some(Value::Null) | Some(Value::Bool(true)) => {
+            options.insert("on_error".into(), Value::String("skip".into()));
+        }
+        // Commerce Layer interrupts an import whose errors pass 10% of its inputs; Intake's
+        // abort policy stops it there and undoes what it wrote.
+        Some(Value::Bool(false)) => {
+            let inputs = match &records {
+                Records::Json(items) => items.len(),
+                Records::Csv(text) => text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .count()
+                    .saturating_sub(1),
+            };
+            options.insert("on_error".into(), Value::String("abort".into()));
+            options.insert("max_errors".into(), json!(inputs / 10));
+        }
+        Some(_) => {
+            return Err(ClError::invalid(
+                "skip_errors",
+                "is invalid",
+                "skip_errors must be true or false",
+            ));
+        }
+    }
     for name in ["reference", "reference_origin"] {
         if let Some(Some(v)) = text_attribute(&attrs, name)? {
             options.insert(name.into(), Value::String(v));
@@ -1328,18 +1722,17 @@ async fn destroy(
 ) -> ClResult<Response> {
     let ws = authorize(&state, &headers, Role::Admin).await?;
     let import = find(&state, &ws, &id).await?;
+    // A two-step import waiting for its file is pending, as a queued one is: Commerce Layer
+    // locks both. (The store refuses queued and running imports itself.)
+    if import.status == ImportStatus::New {
+        return Err(locked(
+            "the import is pending (waiting for its file); interrupt it first",
+        ));
+    }
     let purged = match state.store.purge_import(&ws, import.id, false).await {
         Ok(p) => p,
         Err(StoreError::NotFound(_)) => return Err(ClError::not_found()),
-        Err(StoreError::Conflict(m)) => {
-            return Err(ClError::new(
-                StatusCode::LOCKED,
-                "LOCKED",
-                "Locked",
-                m,
-                json!({ "parameter": "id" }),
-            ));
-        }
+        Err(StoreError::Conflict(m)) => return Err(locked(m)),
         Err(e) => return Err(e.into()),
     };
     for key in &purged.blob_keys {
@@ -1348,6 +1741,17 @@ async fn destroy(
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// 423: the import is pending or running.
+fn locked(detail: impl Into<String>) -> ClError {
+    ClError::new(
+        StatusCode::LOCKED,
+        "LOCKED",
+        "Locked",
+        detail,
+        json!({ "parameter": "id" }),
+    )
 }
 
 /// An Intake event as a Commerce Layer event resource.
@@ -1441,26 +1845,89 @@ async fn event_links(
 mod tests {
     use super::*;
 
+    fn split(p: &str) -> Option<(Vec<&'static str>, Combinator, String)> {
+        split_predicate(p).map(|p| {
+            (
+                p.fields.iter().map(|(n, _)| *n).collect(),
+                p.combinator,
+                p.matcher_name,
+            )
+        })
+    }
+
     #[test]
     fn predicates_split_on_the_longest_matcher() {
+        let one = |f: &'static str, m: &str| Some((vec![f], Combinator::Or, m.to_owned()));
+        assert_eq!(split("status_not_eq"), one("status", "not_eq"));
+        assert_eq!(split("reference_origin_eq"), one("reference_origin", "eq"));
+        assert_eq!(split("errors_count_gteq"), one("errors_count", "gteq"));
         assert_eq!(
-            split_predicate("status_not_eq").map(|(n, _, m)| (n, m)),
-            Some(("status", "not_eq"))
+            split("completed_at_not_null"),
+            one("completed_at", "not_null")
+        );
+        assert_eq!(split("created_at_gteq_lt"), one("created_at", "gteq_lt"));
+        assert_eq!(
+            split("reference_eq_or_null"),
+            one("reference", "eq_or_null")
         );
         assert_eq!(
-            split_predicate("reference_origin_eq").map(|(n, _, m)| (n, m)),
-            Some(("reference_origin", "eq"))
+            split("reference_not_i_cont_any"),
+            one("reference", "not_i_cont_any")
+        );
+        assert_eq!(split("status_matches"), one("status", "matches"));
+        assert!(split("format_eq").is_none());
+        assert!(split("status_like").is_none());
+    }
+
+    #[test]
+    fn attributes_combine_with_the_first_or_or_and() {
+        assert_eq!(
+            split("updated_at_or_created_at_gt"),
+            Some((
+                vec!["updated_at", "created_at"],
+                Combinator::Or,
+                "gt".into()
+            ))
         );
         assert_eq!(
-            split_predicate("errors_count_gteq").map(|(n, _, m)| (n, m)),
-            Some(("errors_count", "gteq"))
+            split("reference_and_reference_origin_cont"),
+            Some((
+                vec!["reference", "reference_origin"],
+                Combinator::And,
+                "cont".into()
+            ))
+        );
+        assert!(split("reference_or_bogus_eq").is_none());
+    }
+
+    #[test]
+    fn like_patterns_match_as_sql_does_without_ascii_case() {
+        assert!(like("REF-12", "ref%"));
+        assert!(like("REF-12", "%-1_"));
+        assert!(!like("REF-12", "%-1"));
+        assert!(like("50%", "50\\%"));
+        assert!(!like("501", "50\\%"));
+        assert!(like("", "%"));
+        assert!(like("abcabc", "%b%c"));
+    }
+
+    #[test]
+    fn plain_dates_and_date_times_without_offset_are_utc() {
+        let t = |s: &str| filter_time(s).map(millis);
+        assert_eq!(t("2018-01-01").as_deref(), Some("2018-01-01T00:00:00.000Z"));
+        assert_eq!(
+            t("2018-01-01 12:30").as_deref(),
+            Some("2018-01-01T12:30:00.000Z")
         );
         assert_eq!(
-            split_predicate("completed_at_not_null").map(|(n, _, m)| (n, m)),
-            Some(("completed_at", "not_null"))
+            t("2018-01-01T12:30:15").as_deref(),
+            Some("2018-01-01T12:30:15.000Z")
         );
-        assert!(split_predicate("format_eq").is_none());
-        assert!(split_predicate("status_matches").is_none());
+        assert_eq!(
+            t("2018-01-01T12:30:15+01:00").as_deref(),
+            Some("2018-01-01T11:30:15.000Z")
+        );
+        assert!(t("yesterday").is_none());
     }
 
     #[test]
@@ -1474,13 +1941,16 @@ mod tests {
 
     #[test]
     fn a_status_filter_becomes_the_intake_statuses_it_stands_for() {
-        let f = filter("p", "status_eq", "completed").ok().flatten();
+        let f = filter("p", "status_eq", "completed").ok();
         assert_eq!(
-            f.map(|f| f.op),
-            Some(FilterOp::In(vec![
-                FilterValue::Text("complete".into()),
-                FilterValue::Text("partially_complete".into()),
-            ]))
+            f,
+            Some(Condition::Filter(ImportFilter {
+                field: ImportField::Status,
+                op: FilterOp::In(vec![
+                    FilterValue::Text("complete".into()),
+                    FilterValue::Text("partially_complete".into()),
+                ]),
+            }))
         );
     }
 

@@ -232,7 +232,7 @@ fn parse_request(pairs: Vec<(String, String)>) -> FleetioResult<ListRequest> {
                 .map(|s| {
                     parse_status(s.trim()).ok_or_else(|| {
                         FleetioError::param(
-                            "filter",
+                            &name,
                             format!(
                                 "status {:?} is not one of new, queued, processing, partially_complete, failed, complete, incomplete, rolled_back, rolling_back, unsupported",
                                 s.trim()
@@ -265,7 +265,7 @@ fn parse_request(pairs: Vec<(String, String)>) -> FleetioResult<ListRequest> {
                 });
             let Some((field, op)) = parsed else {
                 return Err(FleetioError::param(
-                    "filter",
+                    &name,
                     format!(
                         "{name} is not a supported filter; filter on status (include), created_at or updated_at (lt, lte, gt, gte)"
                     ),
@@ -273,7 +273,7 @@ fn parse_request(pairs: Vec<(String, String)>) -> FleetioResult<ListRequest> {
             };
             let t = filter_time(&value).ok_or_else(|| {
                 FleetioError::param(
-                    "filter",
+                    &name,
                     format!("{name} must be a date-time (RFC 3339), not {value:?}"),
                 )
             })?;
@@ -285,7 +285,7 @@ fn parse_request(pairs: Vec<(String, String)>) -> FleetioResult<ListRequest> {
                 "gte" => FilterOp::Gte(v),
                 _ => {
                     return Err(FleetioError::param(
-                        "filter",
+                        &name,
                         format!("{name}: the operations are lt, lte, gt and gte"),
                     ));
                 }
@@ -300,7 +300,7 @@ fn parse_request(pairs: Vec<(String, String)>) -> FleetioResult<ListRequest> {
         } else if let Some(field) = name.strip_prefix("sort[").and_then(|r| r.strip_suffix(']')) {
             let f = sort_field(field).ok_or_else(|| {
                 FleetioError::param(
-                    "sort",
+                    &name,
                     format!("cannot sort by {field:?}; sort by id, created_at or updated_at"),
                 )
             })?;
@@ -309,14 +309,14 @@ fn parse_request(pairs: Vec<(String, String)>) -> FleetioResult<ListRequest> {
                 "desc" => true,
                 _ => {
                     return Err(FleetioError::param(
-                        "sort",
+                        &name,
                         format!("sort[{field}] must be asc or desc, not {value:?}"),
                     ));
                 }
             };
             if req.sort.iter().any(|(g, _)| *g == f) {
                 return Err(FleetioError::param(
-                    "sort",
+                    &name,
                     format!("sort[{field}] is given twice"),
                 ));
             }
@@ -437,6 +437,7 @@ async fn list(
                 after,
                 offset: 0,
                 limit: req.per_page,
+                ..Default::default()
             },
         )
         .await?;

@@ -126,6 +126,12 @@ async fn authorize(state: &AppState, headers: &HeaderMap, role: Role) -> RocketR
 }
 
 /// Rocket.Chat's importer step for an import's status and step.
+///
+/// Rocket.Chat's steps only move forward (file loaded, preparing, importing, finishing,
+/// done), so the mapping follows the whole import, not the step of the table at hand: a
+/// claimed import still marked `queued`, or an atomic one checking its rows, is preparing
+/// until its first table is written; a later table's checking pass is part of importing;
+/// and a table's clean-up is finishing only when no table follows it.
 fn step(i: &ImportRecord) -> &'static str {
     match i.status {
         ImportStatus::Complete | ImportStatus::PartiallyComplete => "importer_done",
@@ -134,12 +140,24 @@ fn step(i: &ImportRecord) -> &'static str {
         ImportStatus::New => "importer_new",
         ImportStatus::Queued => "importer_file_loaded",
         ImportStatus::RollingBack => "importer_finishing",
-        ImportStatus::Processing => match i.step {
-            Step::Inferring | Step::Validating => "importer_preparing_started",
-            Step::Waiting | Step::Queued | Step::Writing => "importer_importing_started",
-            // Cleaning up, reverting an aborted import, and whatever step comes last.
-            _ => "importer_finishing",
-        },
+        ImportStatus::Processing => {
+            let ended = i.tables.iter().filter(|t| t.status.is_terminal()).count();
+            let left = i.tables.len().saturating_sub(ended);
+            match i.step {
+                Step::Waiting | Step::Queued | Step::Inferring | Step::Validating if ended == 0 => {
+                    "importer_preparing_started"
+                }
+                Step::CleaningUp if left > 1 => "importer_importing_started",
+                Step::Waiting
+                | Step::Queued
+                | Step::Inferring
+                | Step::Validating
+                | Step::Writing => "importer_importing_started",
+                // Cleaning up the last table, reverting an aborted import, and whatever
+                // step comes last.
+                _ => "importer_finishing",
+            }
+        }
     }
 }
 
@@ -171,13 +189,17 @@ fn importer_name(key: &str) -> String {
     }
 }
 
-/// Rows done and rows in all: `inputs` once the source has been read through, before that
-/// an estimate from the bytes read so far (never below what is done).
+/// Rows done and rows in all. `total` is `inputs` once the whole source has been read
+/// (exact); before that an estimate, `completed` scaled by the share of the source's bytes
+/// read so far, never below `completed`, which converges on the exact count as the reading
+/// goes on and becomes it when the last batch commits. An import that ended without
+/// reading its whole source (cancelled, failed) reports the rows it got through.
 fn count(i: &ImportRecord) -> (u64, u64) {
     let completed = i.counts.processed;
     let total = match i.counts.inputs {
         Some(n) => n,
-        None if i.bytes_read > 0 => {
+        None if i.status.is_terminal() => completed,
+        None if i.bytes_read > 0 && i.bytes_total > i.bytes_read => {
             let estimate = (u128::from(completed) * u128::from(i.bytes_total)
                 / u128::from(i.bytes_read)) as u64;
             estimate.max(completed)

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::values::Params;
 use super::{StoreError, StoreResult, imports, ms};
 use crate::store::{
-    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage, SortKey,
-    SortSpec,
+    Condition, FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch,
+    SearchPage, SortKey, SortSpec,
 };
 
 /// The SQL expression of a field over `intake_imports i`.
@@ -120,10 +120,16 @@ fn compare(p: &mut Params, field: ImportField, op: &str, v: &FilterValue) -> Str
     }
 }
 
-/// Appends one condition to `sql` (as `AND ...`).
-fn push_filter(sql: &mut String, p: &mut Params, f: &ImportFilter) {
+/// ASCII letters of a text expression in lower case: SQLite's lower(), so that both backends
+/// fold case alike (PostgreSQL's lower() also folds other letters).
+fn ascii_lower(e: &str) -> String {
+    format!("translate({e}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')")
+}
+
+/// One comparison as SQL.
+fn filter_sql(p: &mut Params, f: &ImportFilter) -> String {
     let e = expr(f.field);
-    let cond = match &f.op {
+    match &f.op {
         FilterOp::Eq(v) => compare(p, f.field, "=", v),
         FilterOp::NotEq(v) => compare(p, f.field, "<>", v),
         FilterOp::In(vs) if vs.is_empty() => "false".to_owned(),
@@ -155,11 +161,62 @@ fn push_filter(sql: &mut String, p: &mut Params, f: &ImportFilter) {
         FilterOp::Contains(s) => {
             format!("strpos({}, {}) > 0", text_expr(f.field), p.push(s.clone()))
         }
+        // Every non-null text starts with, ends with and contains the empty text.
+        FilterOp::NotStartsWith(s)
+        | FilterOp::NotEndsWith(s)
+        | FilterOp::NotContains(s)
+        | FilterOp::NotContainsFolded(s)
+            if s.is_empty() =>
+        {
+            "false".to_owned()
+        }
+        FilterOp::NotStartsWith(s) => {
+            format!("strpos({}, {}) <> 1", text_expr(f.field), p.push(s.clone()))
+        }
+        FilterOp::NotEndsWith(s) => {
+            let v = p.push(s.clone());
+            format!("right({}, length({v})) <> {v}", text_expr(f.field))
+        }
+        FilterOp::NotContains(s) => {
+            format!("strpos({}, {}) = 0", text_expr(f.field), p.push(s.clone()))
+        }
+        FilterOp::ContainsFolded(s) => format!(
+            "strpos({}, {}) > 0",
+            ascii_lower(&text_expr(f.field)),
+            ascii_lower(&format!("{}::text", p.push(s.clone())))
+        ),
+        FilterOp::NotContainsFolded(s) => format!(
+            "strpos({}, {}) = 0",
+            ascii_lower(&text_expr(f.field)),
+            ascii_lower(&format!("{}::text", p.push(s.clone())))
+        ),
+        FilterOp::Like(s) => format!(
+            "{} COLLATE \"C\" LIKE {} ESCAPE '\\'",
+            ascii_lower(&text_expr(f.field)),
+            ascii_lower(&format!("{}::text", p.push(s.clone())))
+        ),
+        FilterOp::NotLike(s) => format!(
+            "{} COLLATE \"C\" NOT LIKE {} ESCAPE '\\'",
+            ascii_lower(&text_expr(f.field)),
+            ascii_lower(&format!("{}::text", p.push(s.clone())))
+        ),
         FilterOp::IsNull(true) => format!("{e} IS NULL"),
         FilterOp::IsNull(false) => format!("{e} IS NOT NULL"),
+    }
+}
+
+/// A condition tree as SQL.
+fn condition_sql(p: &mut Params, c: &Condition) -> String {
+    let (parts, joiner, empty) = match c {
+        Condition::Filter(f) => return filter_sql(p, f),
+        Condition::All(cs) => (cs, " AND ", "true"),
+        Condition::Any(cs) => (cs, " OR ", "false"),
     };
-    sql.push_str(" AND ");
-    sql.push_str(&cond);
+    if parts.is_empty() {
+        return empty.to_owned();
+    }
+    let sql: Vec<String> = parts.iter().map(|c| condition_sql(p, c)).collect();
+    format!("({})", sql.join(joiner))
 }
 
 /// The full order: the requested keys, then `number` as the tie-breaker.
@@ -254,7 +311,14 @@ pub(super) fn search(
     let mut p = Params::default();
     let mut cond = format!("i.workspace_id = {}", p.push(workspace_id));
     for f in &q.filters {
-        push_filter(&mut cond, &mut p, f);
+        cond.push_str(" AND ");
+        let sql = filter_sql(&mut p, f);
+        cond.push_str(&sql);
+    }
+    for c in &q.conditions {
+        cond.push_str(" AND ");
+        let sql = condition_sql(&mut p, c);
+        cond.push_str(&sql);
     }
     let order = effective_order(&q.sort);
     if let Some(after) = &q.after {

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::values::ts;
 use super::{StoreError, StoreResult, imports};
 use crate::store::{
-    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage, SortKey,
-    SortSpec,
+    Condition, FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch,
+    SearchPage, SortKey, SortSpec,
 };
 
 /// The SQL expression of a field over `intake_imports i`.
@@ -81,10 +81,10 @@ fn list(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// Appends one condition to `sql` (as `AND ...`) and its values to `args`.
-fn push_filter(sql: &mut String, args: &mut Vec<Sql>, f: &ImportFilter) {
+/// One comparison as SQL; its values are appended to `args` in the order of their `?`.
+fn filter_sql(args: &mut Vec<Sql>, f: &ImportFilter) -> String {
     let e = expr(f.field);
-    let cond = match &f.op {
+    match &f.op {
         FilterOp::Eq(v) => {
             args.push(bind(v));
             format!("{e} = ?")
@@ -130,11 +130,63 @@ fn push_filter(sql: &mut String, args: &mut Vec<Sql>, f: &ImportFilter) {
             args.push(Sql::Text(s.clone()));
             format!("instr(CAST({e} AS TEXT), ?) > 0")
         }
+        // Every non-null text starts with, ends with and contains the empty text.
+        FilterOp::NotStartsWith(s)
+        | FilterOp::NotEndsWith(s)
+        | FilterOp::NotContains(s)
+        | FilterOp::NotContainsFolded(s)
+            if s.is_empty() =>
+        {
+            "0".to_owned()
+        }
+        FilterOp::NotStartsWith(s) => {
+            args.push(Sql::Text(s.clone()));
+            format!("instr(CAST({e} AS TEXT), ?) <> 1")
+        }
+        FilterOp::NotEndsWith(s) => {
+            args.push(Sql::Text(s.clone()));
+            args.push(Sql::Text(s.clone()));
+            format!("substr(CAST({e} AS TEXT), -length(?)) <> ?")
+        }
+        FilterOp::NotContains(s) => {
+            args.push(Sql::Text(s.clone()));
+            format!("instr(CAST({e} AS TEXT), ?) = 0")
+        }
+        // SQLite's lower() folds ASCII letters only, as the PostgreSQL backend does.
+        FilterOp::ContainsFolded(s) => {
+            args.push(Sql::Text(s.clone()));
+            format!("instr(lower(CAST({e} AS TEXT)), lower(?)) > 0")
+        }
+        FilterOp::NotContainsFolded(s) => {
+            args.push(Sql::Text(s.clone()));
+            format!("instr(lower(CAST({e} AS TEXT)), lower(?)) = 0")
+        }
+        // SQLite's LIKE ignores the case of ASCII letters.
+        FilterOp::Like(p) => {
+            args.push(Sql::Text(p.clone()));
+            format!("CAST({e} AS TEXT) LIKE ? ESCAPE '\\'")
+        }
+        FilterOp::NotLike(p) => {
+            args.push(Sql::Text(p.clone()));
+            format!("CAST({e} AS TEXT) NOT LIKE ? ESCAPE '\\'")
+        }
         FilterOp::IsNull(true) => format!("{e} IS NULL"),
         FilterOp::IsNull(false) => format!("{e} IS NOT NULL"),
+    }
+}
+
+/// A condition tree as SQL, its values appended to `args` in order.
+fn condition_sql(args: &mut Vec<Sql>, c: &Condition) -> String {
+    let (parts, joiner, empty) = match c {
+        Condition::Filter(f) => return filter_sql(args, f),
+        Condition::All(cs) => (cs, " AND ", "1"),
+        Condition::Any(cs) => (cs, " OR ", "0"),
     };
-    sql.push_str(" AND ");
-    sql.push_str(&cond);
+    if parts.is_empty() {
+        return empty.to_owned();
+    }
+    let sql: Vec<String> = parts.iter().map(|c| condition_sql(args, c)).collect();
+    format!("({})", sql.join(joiner))
 }
 
 /// The full order: the requested keys, then `number` as the tie-breaker.
@@ -231,7 +283,14 @@ pub(super) fn search(
     let mut cond = String::from("i.workspace_id = ?");
     let mut args: Vec<Sql> = vec![Sql::Text(workspace_id.to_string())];
     for f in &q.filters {
-        push_filter(&mut cond, &mut args, f);
+        cond.push_str(" AND ");
+        let sql = filter_sql(&mut args, f);
+        cond.push_str(&sql);
+    }
+    for c in &q.conditions {
+        cond.push_str(" AND ");
+        let sql = condition_sql(&mut args, c);
+        cond.push_str(&sql);
     }
     let order = effective_order(&q.sort);
     if let Some(after) = &q.after {
