@@ -159,9 +159,6 @@ pub struct SourceReader {
     finished: bool,
 }
 
-// One reader lives per pass over a source, so the size of the largest variant costs nothing
-// worth a box.
-#[allow(clippy::large_enum_variant)]
 enum Inner {
     // Boxed: the `csv` reader and its buffers make it several times the others' size.
     Delimited(Box<delimited::DelimitedReader>),
