@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use intake::cli::{Cli, Command, ServeArgs, WorkerArgs, import, imports, keys, tables};
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use intake::cli::{Cli, Command, LogFormat, ServeArgs, WorkerArgs, import, imports, keys, tables};
 use mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
@@ -26,12 +29,16 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Serve(_) | Command::Worker(_) => "info,tower_http=warn",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        // Colour codes only for a terminal: in a file or a collector they are noise.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let exit = match cli.command {
         Command::Serve(args) => return serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Worker(args) => return work(args).await.map(|()| ExitCode::SUCCESS),
@@ -50,7 +57,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "--workers 0 needs --database-url: with SQLite, no other process can run this server's imports"
         );
     }
-    let listener = tokio::net::TcpListener::bind(args.bind).await?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
     let addr = listener.local_addr()?;
     intake::launch(args.config(), listener, shutdown_signal(), |running| {
         if let Some(key) = running.bootstrap_key {

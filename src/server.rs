@@ -220,23 +220,38 @@ fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     }
 }
 
+/// A database URL as errors may show it: host, port, user and database, not the password.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(an unreadable URL)".to_owned(),
+    }
+}
+
 /// Opens the database a configuration names (SQLite in the data directory by default),
 /// running its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
     match &config.database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let url = url.clone();
+            let shown = without_password(&url);
             let store =
                 tokio::task::spawn_blocking(move || crate::store::postgres::PgStore::connect(&url))
                     .await
-                    .context("cannot open the database")?
-                    .context("cannot open the database")?;
+                    .with_context(|| format!("cannot open the database {shown}"))?
+                    .with_context(|| format!("cannot open the database {shown}"))?;
             Ok(Arc::new(store))
         }
         Some(_) => anyhow::bail!("--database-url must be a postgres:// URL"),
         None => {
-            let sqlite = SqliteStore::open(&config.data_dir.join("intake.db"))
-                .context("cannot open the database")?;
+            let path = config.data_dir.join("intake.db");
+            let sqlite = SqliteStore::open(&path)
+                .with_context(|| format!("cannot open the database {}", path.display()))?;
             // The data directory's lock is held: no other process can be running these
             // imports, so their leases are left over from a process that was killed.
             match sqlite.reset_leases() {

@@ -43,6 +43,100 @@ fn the_binary_says_its_version() {
 }
 
 #[tokio::test]
+async fn json_logs_have_a_line_per_request_and_per_import_without_keys_or_colours() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("intake.log");
+    let key = "intake_log_test_owner_key_012345";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .args(common::backend_args(&data))
+        .env("INTAKE_BOOTSTRAP_KEY", key)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("spawn intake");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("intake exited").expect("stdout");
+        if let Some(rest) = line.strip_prefix("intake is listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let client = reqwest::Client::new();
+    let (status, _) = send(
+        client
+            .post(format!("{base}/v1/tables"))
+            .bearer_auth(key)
+            .json(&json!({"name": "t", "columns": [{"name": "a", "type": "integer"}]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, created) = send(
+        client
+            .post(format!("{base}/v1/imports?table=t"))
+            .bearer_auth(key)
+            .header("content-type", "text/csv")
+            .body("a\n1\n2\n"),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+
+    // The end of the import is logged once it is recorded: awaited, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let records: Vec<Value> = loop {
+        let text = std::fs::read_to_string(&log_path).expect("read the log");
+        let ended = text.contains("\"import ended\"");
+        if ended || std::time::Instant::now() > deadline {
+            assert!(
+                !text.contains('\u{1b}'),
+                "no colour codes in a file: {text}"
+            );
+            assert!(!text.contains(key), "the key is never logged");
+            break text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let request = records
+        .iter()
+        .find(|r| r["message"] == "request" && r["route"] == "/v1/imports")
+        .unwrap_or_else(|| panic!("a request line: {records:?}"));
+    assert_eq!(request["method"], "POST");
+    assert_eq!(request["status"], 202);
+    assert!(request["latency_ms"].is_number(), "{request}");
+    assert!(
+        request["key"].as_str().is_some_and(|k| k.len() == 36),
+        "the key's id: {request}"
+    );
+    let ended = records
+        .iter()
+        .find(|r| r["message"] == "import ended")
+        .unwrap_or_else(|| panic!("an import line: {records:?}"));
+    assert_eq!(ended["import"], id.as_str());
+    assert_eq!(ended["status"], "complete");
+    assert_eq!(ended["created"], 2);
+    assert_eq!(ended["tables"], "t");
+}
+
+#[tokio::test]
 async fn an_unknown_route_answers_404_in_the_error_envelope() {
     let s = TestServer::start().await;
     for path in ["/nope", "/v1/nope", "/v1/tables/t/nope"] {

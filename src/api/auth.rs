@@ -110,6 +110,12 @@ impl<R: RequiredRole> FromRequestParts<AppState> for Auth<R> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let (key, workspace) = authenticate(state, bearer(parts)).await?;
+        if let Some(note) = parts
+            .extensions
+            .get::<std::sync::Arc<super::request_log::RequestNote>>()
+        {
+            note.set_key(key.id);
+        }
         if key.role < R::ROLE {
             tracing::debug!(key = %key.id, role = key.role.as_str(), "role too low");
             return Err(ApiError::new(

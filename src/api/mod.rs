@@ -10,6 +10,7 @@ mod imports;
 mod keys;
 mod pagination;
 mod rejected_csv;
+mod request_log;
 mod schema_infer;
 pub mod serve;
 mod stream;
@@ -94,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/compat/commercelayer", dialects::commercelayer::router())
         .nest("/compat/fleetio", dialects::fleetio::router())
         .nest("/compat/rocketchat", dialects::rocketchat::router())
+        .route_layer(axum::middleware::from_fn(request_log::note_route))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         // Upload routes enforce their own limits while streaming.
@@ -104,5 +106,6 @@ pub fn router(state: AppState) -> Router {
             ))
         }))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(request_log::log_request))
         .with_state(state)
 }

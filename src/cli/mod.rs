@@ -33,8 +33,21 @@ use crate::server::Config;
 #[derive(Debug, Parser)]
 #[command(name = "intake", version, about, after_help = client_help())]
 pub struct Cli {
+    /// How log lines are written: `text` for people, `json` (one object per line) for log
+    /// collectors. Colours only when writing to a terminal.
+    #[arg(long, global = true, env = "INTAKE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people to read.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The commands.

@@ -86,6 +86,16 @@ impl Engine {
         // Batches renew the lease as they commit; the heartbeat keeps it while no batch
         // commits (a source being fetched, a long swap), so that another process does not
         // take over an import this one is still working on.
+        let import = &claim.import;
+        tracing::info!(
+            import = %import.id,
+            workspace = %import.workspace_id,
+            number = import.number,
+            tables = %table_names(import),
+            step = import.step.as_str(),
+            worker,
+            "import claimed"
+        );
         let heartbeat = self.spawn_heartbeat(&claim);
         let ran = self.run_through_outages(&claim, shutdown).await;
         heartbeat.abort();
@@ -105,7 +115,10 @@ impl Engine {
                 };
                 match self.finish_failed(&claim, &end, shutdown).await {
                     // Ended for good: its sources are not needed any more.
-                    Ok(()) => self.delete_sources(import).await,
+                    Ok(()) => {
+                        self.log_ended(&claim).await;
+                        self.delete_sources(import).await
+                    }
                     Err(e2) => tracing::error!(
                         error = %e2,
                         import = %import.id,
@@ -313,9 +326,42 @@ impl Engine {
                 },
             )
             .await?;
+        self.log_ended(claim).await;
         // The sources are not needed once the import has ended.
         self.delete_sources(import).await;
         Ok(())
+    }
+
+    /// One log line for an import that ended: its outcome, counts and duration.
+    async fn log_ended(&self, claim: &Claim) {
+        let import = &claim.import;
+        let ended = match self.store.get_import(import.workspace_id, import.id).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                tracing::warn!(error = %e, import = %import.id, "import ended (its record could not be read back)");
+                return;
+            }
+        };
+        let duration_ms = match (ended.started_at, ended.completed_at) {
+            (Some(start), Some(end)) => (end - start).whole_milliseconds(),
+            _ => 0,
+        };
+        let c = &ended.counts;
+        tracing::info!(
+            import = %ended.id,
+            workspace = %ended.workspace_id,
+            number = ended.number,
+            tables = %table_names(&ended),
+            status = ended.status.as_str(),
+            processed = c.processed,
+            created = c.created,
+            updated = c.updated,
+            unchanged = c.unchanged,
+            invalid = c.invalid,
+            duration_ms,
+            error = ended.error.as_deref().unwrap_or(""),
+            "import ended"
+        );
     }
 
     /// Deletes the stored sources of an import that has ended.
@@ -1108,6 +1154,12 @@ fn failure_reason(e: &StoreError) -> String {
         }
         e => format!("the import stopped on an error: {e}"),
     }
+}
+
+/// The tables an import loads, for log lines: `orders,customers`.
+fn table_names(import: &crate::store::ImportRecord) -> String {
+    let names: Vec<&str> = import.tables.iter().map(|t| t.table.as_str()).collect();
+    names.join(",")
 }
 
 /// Names as a message lists them: quoted, the first ten, then how many more.
