@@ -136,6 +136,75 @@ async fn json_logs_have_a_line_per_request_and_per_import_without_keys_or_colour
     assert_eq!(ended["tables"], "t");
 }
 
+/// A sample's value in a Prometheus text page (0 when absent): `name` with its labels, as
+/// the page spells them.
+fn sample(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_the_rows_imports_and_requests_of_an_import() {
+    let s = TestServer::start().await;
+    let scrape = || async {
+        let resp = s
+            .client
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(resp.status(), 200);
+        let kind = resp.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+        resp.text().await.expect("page")
+    };
+    // Other tests of this process record too: only growth is asserted.
+    let before = scrape().await;
+    s.create_table(json!({"name": "m", "columns": [{"name": "a", "type": "integer"}]}))
+        .await;
+    let mut csv = String::from("a\n");
+    for i in 0..20_000 {
+        csv.push_str(&format!("{i}\n"));
+    }
+    csv.push_str("bad\n");
+    let (status, created) = s.upload("table=m", "text/csv", csv).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().expect("id");
+    s.wait_done(id).await;
+    // The end is counted just after it is recorded: awaited, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let ended = "intake_imports_ended_total{status=\"partially_complete\"}";
+    let after = loop {
+        let page = scrape().await;
+        if sample(&page, ended) > sample(&before, ended) || std::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let grew = |name: &str| sample(&after, name) - sample(&before, name);
+    assert!(grew(ended) >= 1.0, "{after}");
+    assert!(grew("intake_rows_written_total") >= 20_000.0, "{after}");
+    assert!(grew("intake_rows_rejected_total") >= 1.0, "{after}");
+    assert!(grew("intake_bytes_read_total") >= 100_000.0, "{after}");
+    assert!(grew("intake_imports_claimed_total") >= 1.0, "{after}");
+    let uploads =
+        "intake_http_requests_total{method=\"POST\",route=\"/v1/imports\",status=\"202\"}";
+    assert!(grew(uploads) >= 1.0, "{after}");
+    assert!(
+        after.contains("intake_http_request_duration_seconds_bucket{"),
+        "{after}"
+    );
+    assert!(after.contains("\nintake_queue_depth "), "{after}");
+    assert!(
+        after.contains("\nintake_queue_oldest_age_seconds "),
+        "{after}"
+    );
+}
+
 #[tokio::test]
 async fn an_unknown_route_answers_404_in_the_error_envelope() {
     let s = TestServer::start().await;

@@ -9,6 +9,7 @@ mod import_options;
 mod imports;
 mod keys;
 mod pagination;
+mod prometheus;
 mod rejected_csv;
 mod request_log;
 mod schema_infer;
@@ -55,6 +56,7 @@ pub struct AppState {
 
 /// The route table.
 pub fn router(state: AppState) -> Router {
+    prometheus::install();
     let v1 = Router::new()
         .route("/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
@@ -89,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/version", get(health::version))
+        .route("/metrics", get(prometheus::scrape))
         .nest("/v1", v1)
         .nest("/compat/rybbit", dialects::rybbit::router())
         .nest("/compat/qobra", dialects::qobra::router())

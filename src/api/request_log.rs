@@ -38,6 +38,19 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let route = route.as_deref().unwrap_or("(no route)");
+    metrics::counter!(
+        "intake_http_requests_total",
+        "method" => method.to_string(),
+        "route" => route.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(
+        "intake_http_request_duration_seconds",
+        "method" => method.to_string(),
+        "route" => route.to_owned()
+    )
+    .record(latency_ms / 1000.0);
     let key = key.map(|k| k.to_string());
     let key = key.as_deref().unwrap_or("-");
     if status >= 500 {

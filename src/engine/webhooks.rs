@@ -145,6 +145,12 @@ impl Engine {
                 .min(3_600_000);
             (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64 + delay
         });
+        let kind = match (succeeded, retry_at.is_some()) {
+            (true, _) => "delivered",
+            (false, true) => "retrying",
+            (false, false) => "given_up",
+        };
+        metrics::counter!("intake_webhook_deliveries_total", "outcome" => kind).increment(1);
         let outcome = DeliveryOutcome {
             status_code,
             error,

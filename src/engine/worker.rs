@@ -96,6 +96,10 @@ impl Engine {
             worker,
             "import claimed"
         );
+        metrics::counter!("intake_imports_claimed_total").increment(1);
+        if !matches!(import.step, Step::Queued) {
+            metrics::counter!("intake_imports_resumed_total").increment(1);
+        }
         let heartbeat = self.spawn_heartbeat(&claim);
         let ran = self.run_through_outages(&claim, shutdown).await;
         heartbeat.abort();
@@ -347,6 +351,10 @@ impl Engine {
             _ => 0,
         };
         let c = &ended.counts;
+        let status = ended.status.as_str();
+        metrics::counter!("intake_imports_ended_total", "status" => status).increment(1);
+        metrics::histogram!("intake_import_duration_seconds", "status" => status)
+            .record(duration_ms as f64 / 1000.0);
         tracing::info!(
             import = %ended.id,
             workspace = %ended.workspace_id,
@@ -970,6 +978,7 @@ impl Engine {
                 };
                 let mut records = 0u64;
                 let mut batch_start = reader.checkpoint().byte_offset;
+                let pass_start = batch_start;
                 let mut invalid_read = invalid_before;
                 // A pass resumed after the batch that passed the limit committed reads no
                 // further: its empty last batch lets the writer see the limit again.
@@ -1019,6 +1028,10 @@ impl Engine {
                 records = records.max(cp.record);
                 batch.checkpoint = cp.into();
                 batch.bytes_read = cp.byte_offset;
+                if !validate_only {
+                    metrics::counter!("intake_bytes_read_total")
+                        .increment(cp.byte_offset.saturating_sub(pass_start));
+                }
                 let _ = tx.send(batch);
                 Ok(records)
             },
@@ -1039,6 +1052,9 @@ impl Engine {
                 let mut next = || rx.recv().ok();
                 let mut seen = |out: &BatchOutcome| {
                     invalid += out.invalid;
+                    metrics::counter!("intake_rows_written_total")
+                        .increment(out.created + out.updated + out.unchanged);
+                    metrics::counter!("intake_rows_rejected_total").increment(out.invalid);
                     if out.cancel_requested {
                         stop = Some(Stop::Cancelled);
                     }

@@ -265,6 +265,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// How many imports wait for a worker, across workspaces, and since when the oldest.
+    async fn queue_stats(&self) -> StoreResult<QueueStats>;
     /// Frees the disk space the store keeps in reserve (beside an embedded database) so
     /// that a failure caused by a full disk can still be recorded; answers whether any was
     /// freed. The store makes the reserve again once there is room.

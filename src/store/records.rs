@@ -287,6 +287,15 @@ pub struct Claim {
     pub lease_ms: i64,
 }
 
+/// The imports waiting for a worker.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    /// Imports queued and not claimed yet.
+    pub queued: u64,
+    /// When the oldest of them was created.
+    pub oldest_created_at: Option<OffsetDateTime>,
+}
+
 /// What a lease renewal learned.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseState {

@@ -785,6 +785,21 @@ impl Store for PgStore {
         .await
     }
 
+    async fn queue_stats(&self) -> StoreResult<QueueStats> {
+        self.read(|tx| {
+            let row = tx.query_one(
+                "SELECT count(*), min(created_at) FROM intake_imports WHERE status = 'queued'",
+                &[],
+            )?;
+            let queued: i64 = row.try_get(0)?;
+            Ok(QueueStats {
+                queued: queued.max(0) as u64,
+                oldest_created_at: row.try_get(1)?,
+            })
+        })
+        .await
+    }
+
     async fn search_imports(
         &self,
         workspace_id: Uuid,

@@ -677,6 +677,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn queue_stats(&self) -> StoreResult<QueueStats> {
+        self.read(|c| {
+            let (queued, oldest): (i64, Option<String>) = c.query_row(
+                "SELECT count(*), min(created_at) FROM intake_imports WHERE status = 'queued'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(QueueStats {
+                queued: queued.max(0) as u64,
+                oldest_created_at: parse_ts_opt(oldest),
+            })
+        })
+        .await
+    }
+
     fn release_reserve(&self) -> bool {
         self.inner.reserve.release()
     }
