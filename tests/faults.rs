@@ -206,6 +206,39 @@ async fn an_upload_that_does_not_fit_on_the_disk_answers_507_and_the_next_one_fi
 }
 
 #[tokio::test]
+async fn an_atomic_import_that_fills_the_disk_undoes_every_change() {
+    if on_postgres() {
+        eprintln!("skipped: the database is not in the data directory with PostgreSQL");
+        return;
+    }
+    logs();
+    let Some(fs) = Tmpfs::mount(20) else { return };
+    let data = fs.path().join("data");
+    let s = TestServer::start_with(|c| c.data_dir = data.clone()).await;
+    s.create_table(people_schema("people")).await;
+    let rows = 250_000;
+    let (status, body) = s
+        .upload("table=people&on_error=atomic", "text/csv", csv(rows))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    let (import, _) = wait_for(&s, &id, Duration::from_secs(60), terminal).await;
+    assert_eq!(import["status"], "failed", "{import}");
+    let error = import["error"].as_str().expect("error");
+    assert!(error.starts_with("storage_full:"), "{error}");
+    assert!(error.contains("every change was undone"), "{error}");
+    assert_eq!(import["counts"]["created"], 0, "{import}");
+    assert_eq!(
+        sql_rows(&data, "SELECT count(*) FROM \"default__people\""),
+        vec![vec![Some("0".to_owned())]]
+    );
+    assert_eq!(
+        sql_rows(&data, "PRAGMA integrity_check"),
+        vec![vec![Some("ok".to_owned())]]
+    );
+}
+
+#[tokio::test]
 async fn an_import_that_fills_the_disk_fails_with_storage_full_and_the_server_restarts_on_it() {
     if on_postgres() {
         eprintln!("skipped: the database is not in the data directory with PostgreSQL");

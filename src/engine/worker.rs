@@ -111,6 +111,19 @@ impl Engine {
                 let why = failure_reason(&e);
                 let import = &claim.import;
                 let wrote = !import.dry_run && import.status != ImportStatus::RollingBack;
+                // An abort or atomic import writes all or nothing: what it committed before
+                // the error is undone now, when the database lets it (a full disk gives back
+                // its reserve for it). Else it ends failed with its changes left to roll back.
+                if wrote && matches!(import.on_error, OnError::Abort | OnError::Atomic) {
+                    match self.undo_failed(&claim, &e).await {
+                        Ok(()) => return Err(e),
+                        Err(e2) => tracing::warn!(
+                            error = %e2,
+                            import = %import.id,
+                            "the changes of a failed import could not be undone; it can be rolled back"
+                        ),
+                    }
+                }
                 let end = ImportEnd {
                     status: ImportStatus::Failed,
                     error: Some(why),
@@ -196,6 +209,20 @@ impl Engine {
             progress = import.counts.processed;
             claim = Claim { import, ..claim };
         }
+    }
+
+    /// Undoes every change of an all-or-nothing import that stopped on `error`, then ends it
+    /// failed. The `reverting` step is recorded first, so that a worker resuming a killed
+    /// undo finishes it.
+    async fn undo_failed(&self, claim: &Claim, error: &StoreError) -> Result<(), StoreError> {
+        if matches!(error, StoreError::StorageFull(_)) {
+            self.store.release_reserve();
+        }
+        let why = undone_reason(error, claim.import.on_error);
+        self.store
+            .set_step(claim, Step::Reverting, Some(&why))
+            .await?;
+        self.revert_all(claim, Some(why)).await
     }
 
     /// Records a failed import's end. When the database cannot take it for now (a full
@@ -1169,6 +1196,25 @@ fn failure_reason(e: &StoreError) -> String {
             format!("database_unavailable: the import stopped at its last checkpoint: {cause}")
         }
         e => format!("the import stopped on an error: {e}"),
+    }
+}
+
+/// Why an all-or-nothing import that stopped on an error failed, once its changes were
+/// undone.
+fn undone_reason(e: &StoreError, on_error: OnError) -> String {
+    let undone = format!(
+        "with on_error={} every change was undone",
+        on_error.as_str()
+    );
+    match e {
+        StoreError::StorageFull(cause) => format!(
+            "storage_full: the disk holding the database is full ({cause}); {undone} (free \
+             some space and send the file again)"
+        ),
+        StoreError::Unavailable(cause) => {
+            format!("database_unavailable: the database went away ({cause}); {undone}")
+        }
+        e => format!("the import stopped on an error: {e}; {undone}"),
     }
 }
 
