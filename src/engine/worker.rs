@@ -278,6 +278,7 @@ impl Engine {
         })
     }
 
+    #[tracing::instrument(name = "import", skip_all, fields(import = %claim.import.id))]
     async fn run_import(
         &self,
         claim: &Claim,
@@ -474,6 +475,7 @@ impl Engine {
 
     /// Undoes a finished import table by table (each in one transaction), then ends it
     /// `rolled_back`. A worker that resumes a killed rollback skips the tables already done.
+    #[tracing::instrument(name = "rollback", skip_all, fields(import = %claim.import.id))]
     async fn run_rollback(&self, claim: &Claim) -> Result<(), StoreError> {
         let import = &claim.import;
         for table in import.tables.iter().rev() {
@@ -501,6 +503,7 @@ impl Engine {
 
     /// Undoes every table of an aborted import (after a crash, or when a later table of a
     /// stacked import stops it), then ends it failed.
+    #[tracing::instrument(name = "revert", skip_all, fields(import = %claim.import.id))]
     async fn revert_all(&self, claim: &Claim, why: Option<String>) -> Result<(), StoreError> {
         let import = &claim.import;
         for table in &import.tables {
@@ -522,6 +525,7 @@ impl Engine {
         self.fail(claim, unfinished, why).await
     }
 
+    #[tracing::instrument(name = "table", skip_all, fields(table = %table.table))]
     async fn run_table(
         &self,
         claim: &Claim,
@@ -837,6 +841,7 @@ impl Engine {
     /// Runs one pass over a source: read, validate, and (unless `validate_only`) write.
     /// A validate-only pass commits nothing unless it finds invalid rows, which it records.
     #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(name = "pass", skip_all, fields(validate_only = validate_only, resume = resume))]
     async fn pass(
         &self,
         claim: &Claim,
