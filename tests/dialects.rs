@@ -1854,6 +1854,60 @@ async fn commercelayer_interrupts_a_pending_import_and_will_not_delete_a_running
     assert_eq!(native["status"], "cancelled");
 }
 
+#[tokio::test]
+async fn commercelayer_delete_of_a_replace_import_leaves_no_undo_copy_behind() {
+    let s = TestServer::start().await;
+    s.create_table(json!({
+        "name": "people",
+        "columns": [{"name": "id", "type": "integer", "required": true}],
+        "primary_key": ["id"]
+    }))
+    .await;
+    for query in ["table=people", "table=people&mode=replace"] {
+        let (status, created) = s.upload(query, "text/csv", "id\n1\n2\n").await;
+        assert_eq!(status, 202, "{created}");
+        let done = s.wait_done(created["id"].as_str().expect("id")).await;
+        assert_eq!(done["status"], "complete", "{done}");
+    }
+    let copies = || {
+        let sql = if common::on_postgres() {
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'default'
+             AND tablename = 'people__undo_2'"
+        } else {
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'
+             AND name = 'default__people__undo_2'"
+        };
+        common::sql_rows(&s.data_dir(), sql)[0][0].clone()
+    };
+    assert_eq!(
+        copies(),
+        Some("1".to_owned()),
+        "the replace kept its undo copy"
+    );
+    let (_, list) = send(s.get("/v1/imports?limit=10")).await;
+    let id = list["data"]
+        .as_array()
+        .expect("imports")
+        .iter()
+        .find(|i| i["number"] == 2)
+        .and_then(|i| i["id"].as_str())
+        .expect("the replace import")
+        .to_owned();
+    let (status, body) = plain(cl(
+        &s,
+        Method::DELETE,
+        &format!("/api/imports/{id}"),
+        &s.key,
+    ))
+    .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        copies(),
+        Some("0".to_owned()),
+        "the undo copy went with the import"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fleetio
 // ---------------------------------------------------------------------------------------------

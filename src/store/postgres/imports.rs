@@ -1107,7 +1107,10 @@ pub(super) fn request_rollback(
 }
 
 /// The tables a replace kept as undo copies for this import.
-fn undo_tables(tx: &mut Transaction<'_>, import: &ImportRecord) -> StoreResult<Vec<String>> {
+pub(super) fn undo_tables(
+    tx: &mut Transaction<'_>,
+    import: &ImportRecord,
+) -> StoreResult<Vec<String>> {
     let slug = workspace_slug(tx, import.workspace_id)?;
     let mut out = Vec::new();
     for t in &import.tables {

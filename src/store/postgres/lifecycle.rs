@@ -94,6 +94,10 @@ pub(super) fn purge(
             )?;
         }
     }
+    // A replace's undo copy goes with the import, as with the native delete.
+    for t in imports::undo_tables(tx, &import)? {
+        tx.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?;
+    }
     tx.execute(
         "DELETE FROM intake_idempotency WHERE workspace_id = $1 AND import_id = $2",
         &[&ws.id, &id],

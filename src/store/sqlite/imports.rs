@@ -1015,7 +1015,7 @@ pub(super) fn request_rollback(
 }
 
 /// Names of the tables a replace kept as undo copies for this import.
-fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult<Vec<String>> {
+pub(super) fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult<Vec<String>> {
     let slug = super::tables::workspace_slug(tx, import.workspace_id)?;
     let mut out = Vec::new();
     for t in &import.tables {

@@ -98,6 +98,10 @@ pub(super) fn purge(
             )? as u64;
         }
     }
+    // A replace's undo copy goes with the import, as with the native delete.
+    for t in imports::undo_tables(tx, &import)? {
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&t)))?;
+    }
     tx.execute(
         "DELETE FROM intake_idempotency WHERE workspace_id = ?1 AND import_id = ?2",
         params![ws.id.to_string(), id.to_string()],
