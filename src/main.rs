@@ -7,7 +7,9 @@ use clap::Parser;
 use std::io::IsTerminal;
 
 use anyhow::Context;
-use intake::cli::{Cli, Command, LogFormat, ServeArgs, WorkerArgs, import, imports, keys, tables};
+use intake::cli::{
+    Cli, Command, LogFormat, ServeArgs, WorkerArgs, admin, import, imports, keys, tables,
+};
 use mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
@@ -42,6 +44,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let exit = match cli.command {
         Command::Serve(args) => return serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Worker(args) => return work(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Admin(args) => return admin::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Import(args) => import::run(args).await,
         Command::Imports(args) => imports::run(args).await,
         Command::Tables(args) => tables::run(args).await,

@@ -233,6 +233,20 @@ fn without_password(url: &str) -> String {
     }
 }
 
+/// Opens the database a configuration names, as a process beside a running server may (the
+/// administration commands): it runs pending migrations and touches nothing else.
+pub async fn open_store_beside(config: &Config) -> anyhow::Result<SharedStore> {
+    match &config.database_url {
+        Some(_) => open_store(config).await,
+        None => {
+            let path = config.data_dir.join("intake.db");
+            let sqlite = SqliteStore::open(&path)
+                .with_context(|| format!("cannot open the database {}", path.display()))?;
+            Ok(Arc::new(sqlite))
+        }
+    }
+}
+
 /// Opens the database a configuration names (SQLite in the data directory by default),
 /// running its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::TestServer;
+use common::{TestServer, send};
 use serde_json::{Value, json};
 
 /// What a run of the binary gave.
@@ -580,5 +580,82 @@ async fn usage_and_connection_errors_have_their_exit_codes() {
     assert!(
         no_file.stderr.contains("cannot open /nonexistent/x.csv"),
         "{no_file:?}"
+    );
+}
+
+/// Runs `intake admin ARGS` on the database of a server's data directory.
+fn admin(s: &TestServer, args: &[&str]) -> Run {
+    let dir = s.data_dir();
+    let backend = common::backend_args(&dir);
+    let mut argv: Vec<String> = vec!["admin".into()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv.extend(["--data-dir".into(), dir.display().to_string()]);
+    if let Some(i) = backend.iter().position(|a| a == "--database-url") {
+        argv.extend(["--database-url".into(), backend[i + 1].clone()]);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args(&argv)
+        .env_remove("INTAKE_DATABASE_URL")
+        .env_remove("INTAKE_DATA_DIR")
+        .output()
+        .expect("run intake admin");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The key an admin command printed.
+fn printed_key(run: &Run) -> String {
+    run.stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("intake_"))
+        .unwrap_or_else(|| panic!("no key printed: {run:?}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn admin_makes_a_recovery_owner_key_and_a_workspace_of_its_own_beside_the_server() {
+    let s = TestServer::start().await;
+    let recovered = admin(&s, &["create-key"]);
+    assert_eq!(recovered.code, 0, "{recovered:?}");
+    let key = printed_key(&recovered);
+    // The new key is an owner of the default workspace: it may create keys.
+    let made = run_as(
+        &s.base,
+        &key,
+        &[
+            "keys", "create", "--name", "ci", "--role", "owner", "--json",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(made.code, 0, "{made:?}");
+
+    let tenant = admin(&s, &["create-workspace", "acme", "--name", "Acme"]);
+    assert_eq!(tenant.code, 0, "{tenant:?}");
+    let acme = printed_key(&tenant);
+    let created = run_as(
+        &s.base,
+        &acme,
+        &["tables", "create", "--schema", "-"],
+        Some(people().to_string()),
+    )
+    .await;
+    assert_eq!(created.code, 0, "{created:?}");
+    // Each workspace sees its own tables only.
+    let (status, theirs) = send(s.get("/v1/tables")).await;
+    assert_eq!(status, 200);
+    assert_eq!(theirs["data"], json!([]), "{theirs}");
+
+    let again = admin(&s, &["create-workspace", "acme"]);
+    assert_ne!(again.code, 0, "a taken slug is refused: {again:?}");
+    let nobody = admin(&s, &["create-key", "--workspace", "nope"]);
+    assert_ne!(nobody.code, 0);
+    assert!(
+        nobody.stderr.contains("there is no workspace \"nope\""),
+        "{nobody:?}"
     );
 }

@@ -12,6 +12,7 @@ macro_rules! say {
     };
 }
 
+pub mod admin;
 pub mod client;
 pub mod import;
 pub mod imports;
@@ -65,6 +66,8 @@ pub enum Command {
     Tables(tables::TablesArgs),
     /// Create, list and revoke API keys.
     Keys(keys::KeysArgs),
+    /// Administer the database directly: a key when every owner key is lost, a workspace.
+    Admin(admin::AdminArgs),
 }
 
 /// Shown under `intake --help`.
