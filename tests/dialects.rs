@@ -2342,14 +2342,7 @@ async fn rocketchat_follows_an_import_from_no_operation_to_done() {
 
 #[tokio::test]
 async fn rocketchat_steps_never_go_backwards_and_an_ended_import_reports_its_final_count() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let dir = data.path().join("data");
-    let d = dir.clone();
-    let s = TestServer::start_with(move |c| {
-        c.data_dir = d;
-        c.engine.workers = 0;
-    })
-    .await;
+    let (_data, dir, s) = TestServer::start_idle().await;
     s.create_table(companies()).await;
     let user = key_id(&s, &s.key).await;
     let c = csv(&s, "table=companies&on_error=atomic", COMPANIES_CSV).await;

@@ -205,27 +205,38 @@ async fn an_upload_that_does_not_fit_on_the_disk_answers_507_and_the_next_one_fi
     s.stop().await;
 }
 
-#[tokio::test]
-async fn an_atomic_import_that_fills_the_disk_undoes_every_change() {
+/// Loads 250,000 rows (about 12 MiB of source: it fits, but not beside the table it loads)
+/// with `query` into a data directory on a 20 MiB tmpfs, and waits for the import's end.
+/// None where no tmpfs can be mounted (outside CI) or with PostgreSQL, whose database is
+/// not in the data directory.
+async fn an_import_filling_the_disk(query: &str) -> Option<(Tmpfs, PathBuf, TestServer, Value)> {
     if on_postgres() {
         eprintln!("skipped: the database is not in the data directory with PostgreSQL");
-        return;
+        return None;
     }
     logs();
-    let Some(fs) = Tmpfs::mount(20) else { return };
+    let fs = Tmpfs::mount(20)?;
     let data = fs.path().join("data");
     let s = TestServer::start_with(|c| c.data_dir = data.clone()).await;
     s.create_table(people_schema("people")).await;
-    let rows = 250_000;
-    let (status, body) = s
-        .upload("table=people&on_error=atomic", "text/csv", csv(rows))
-        .await;
+    let (status, body) = s.upload(query, "text/csv", csv(250_000)).await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().expect("id").to_owned();
     let (import, _) = wait_for(&s, &id, Duration::from_secs(60), terminal).await;
     assert_eq!(import["status"], "failed", "{import}");
     let error = import["error"].as_str().expect("error");
     assert!(error.starts_with("storage_full:"), "{error}");
+    Some((fs, data, s, import))
+}
+
+#[tokio::test]
+async fn an_atomic_import_that_fills_the_disk_undoes_every_change() {
+    let Some((_fs, data, _s, import)) =
+        an_import_filling_the_disk("table=people&on_error=atomic").await
+    else {
+        return;
+    };
+    let error = import["error"].as_str().expect("error");
     assert!(error.contains("every change was undone"), "{error}");
     assert_eq!(import["counts"]["created"], 0, "{import}");
     assert_eq!(
@@ -240,25 +251,11 @@ async fn an_atomic_import_that_fills_the_disk_undoes_every_change() {
 
 #[tokio::test]
 async fn an_import_that_fills_the_disk_fails_with_storage_full_and_the_server_restarts_on_it() {
-    if on_postgres() {
-        eprintln!("skipped: the database is not in the data directory with PostgreSQL");
+    let Some((fs, data, s, import)) = an_import_filling_the_disk("table=people").await else {
         return;
-    }
-    logs();
-    let Some(fs) = Tmpfs::mount(20) else { return };
-    let data = fs.path().join("data");
-    let s = TestServer::start_with(|c| c.data_dir = data.clone()).await;
-    s.create_table(people_schema("people")).await;
-
-    // About 12 MiB of source: it fits, but not beside the table it loads.
+    };
     let rows = 250_000;
-    let (status, body) = s.upload("table=people", "text/csv", csv(rows)).await;
-    assert_eq!(status, 202, "{body}");
-    let id = body["id"].as_str().expect("id").to_owned();
-    let (import, _) = wait_for(&s, &id, Duration::from_secs(60), terminal).await;
-    assert_eq!(import["status"], "failed", "{import}");
-    let error = import["error"].as_str().expect("error");
-    assert!(error.starts_with("storage_full:"), "{error}");
+    let id = import["id"].as_str().expect("id").to_owned();
 
     // The batch that did not fit was rolled back: the table holds exactly the rows counted,
     // the first of the source, each once.

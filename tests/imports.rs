@@ -1402,14 +1402,7 @@ async fn a_stacked_atomic_import_resumed_between_tables_still_checks_the_next_ta
     // The state a kill leaves after the first table of a stacked atomic import ended (its
     // `writing` step still on the import) and before the second table's validation pass
     // began: made by hand, since no kill can be timed to land there.
-    let data = tempfile::tempdir().expect("temp dir");
-    let dir = data.path().join("data");
-    let d = dir.clone();
-    let s = TestServer::start_with(move |c| {
-        c.data_dir = d;
-        c.engine.workers = 0;
-    })
-    .await;
+    let (_data, dir, s) = TestServer::start_idle().await;
     s.create_table(people("first")).await;
     s.create_table(people("second")).await;
     let form = Form::new()
@@ -1450,14 +1443,7 @@ async fn a_stacked_atomic_import_resumed_between_tables_still_checks_the_next_ta
 async fn an_import_resumed_after_the_row_that_passed_max_errors_committed_reads_no_further() {
     // The state a kill leaves between committing the batch that ends at the third bad row
     // (record 300) and failing the table: made by hand, as the import's checkpoint and counts.
-    let data = tempfile::tempdir().expect("temp dir");
-    let dir = data.path().join("data");
-    let d = dir.clone();
-    let s = TestServer::start_with(move |c| {
-        c.data_dir = d;
-        c.engine.workers = 0;
-    })
-    .await;
+    let (_data, dir, s) = TestServer::start_idle().await;
     s.create_table(people("spread_bad")).await;
     let csv = people_with_bad_ids(50_000, |r| r % 100 == 0);
     let (status, created) = s

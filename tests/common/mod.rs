@@ -39,6 +39,21 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
+    /// Starts a server that runs no import (no workers) on a data directory that outlives
+    /// it: for a state made by hand before a server with workers takes its imports up.
+    /// Answers the directory's holder, the data directory and the server.
+    pub async fn start_idle() -> (tempfile::TempDir, PathBuf, TestServer) {
+        let holder = tempfile::tempdir().expect("temp dir");
+        let dir = holder.path().join("data");
+        let d = dir.clone();
+        let s = TestServer::start_with(move |c| {
+            c.data_dir = d;
+            c.engine.workers = 0;
+        })
+        .await;
+        (holder, dir, s)
+    }
+
     /// Starts a server after adjusting its configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
