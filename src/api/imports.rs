@@ -218,10 +218,11 @@ pub(super) fn stage_error(e: StageError) -> ApiError {
         StageError::TooLarge(limit) => too_large(limit),
         StageError::Body(m) => ApiError::bad_request(format!("the upload could not be read: {m}")),
         StageError::Io(e) => ApiError::io("the upload", &e),
+        e @ StageError::Damaged(_) => ApiError::new(ErrorCode::UnsupportedFormat, e.to_string()),
+        e @ StageError::Bomb(_) => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
     }
 }
 
-/// Reads a JSON body of at most the inline limit.
 /// Reads a JSON request body, kept as its text: records in it are read as an NDJSON
 /// source's are (a field named twice is that record's error, not a value silently kept).
 async fn read_json_body(state: &AppState, request: Request) -> ApiResult<Box<RawValue>> {

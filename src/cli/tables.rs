@@ -193,9 +193,12 @@ async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
     Ok(Exit::Ok)
 }
 
-/// A valid table name made from a file name (`Orders 2024.csv` → `orders_2024`), if any.
+/// A valid table name made from a file name (`Orders 2024.csv` → `orders_2024`, and
+/// `orders.csv.gz` → `orders`), if any.
 pub(super) fn table_name_from(path: &Path) -> Option<String> {
-    let stem = path.file_stem()?.to_str()?.to_lowercase();
+    let file = path.file_name()?.to_str()?.to_lowercase();
+    let file = file.strip_suffix(".gz").unwrap_or(&file);
+    let stem = Path::new(file).file_stem()?.to_str()?;
     let mut name = String::new();
     for c in stem.chars() {
         if c.is_ascii_lowercase() || c.is_ascii_digit() {
@@ -305,4 +308,18 @@ async fn show(args: &ShowArgs) -> Result<Exit, ClientError> {
         .collect();
     output::print_table(&["column", "type", "required", "unique", "rules"], &rows);
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_come_from_the_file_name_without_its_extensions() {
+        let name = |p: &str| table_name_from(Path::new(p));
+        assert_eq!(name("data/Orders 2024.csv"), Some("orders_2024".into()));
+        assert_eq!(name("orders.csv.gz"), Some("orders".into()));
+        assert_eq!(name("Events.NDJSON.GZ"), Some("events".into()));
+        assert_eq!(name("2024.csv"), None);
+    }
 }

@@ -3,6 +3,7 @@
 
 mod create_table;
 mod inference_pass;
+pub mod inflate;
 pub mod mapper;
 pub mod options;
 pub mod reader;

@@ -1,5 +1,6 @@
 //! Staging an upload: the body is streamed to a temporary file (never held whole in memory),
-//! converted to UTF-8 on the way, hashed, and size-limited, then sniffed.
+//! inflated when it is gzip-compressed, converted to UTF-8 on the way, hashed, and
+//! size-limited, then sniffed.
 
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::inflate::{Damaged, Inflater};
 use super::reader::Format;
 use super::reader::encoding::{Encoding, Transcoder};
 use super::reader::sniff::{Sniffed, sniff};
@@ -23,6 +25,8 @@ pub struct Staged {
     pub sha256: String,
     /// Malformed sequences replaced while converting.
     pub replaced: u64,
+    /// How the upload was compressed (`gzip`), if it was.
+    pub compression: Option<&'static str>,
     /// The first bytes of the stored file, for sniffing.
     pub head: Vec<u8>,
 }
@@ -36,7 +40,21 @@ pub enum StageError {
     Body(String),
     #[error("the upload could not be stored: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Damaged(#[from] Damaged),
+    /// A compressed upload inflating far past any real data's ratio: a decompression bomb.
+    #[error(
+        "the compressed upload inflates to more than {MAX_RATIO} times its size (past \
+         {0} bytes); real data compresses far less: a decompression bomb?"
+    )]
+    Bomb(u64),
 }
+
+/// How many times its compressed size an upload may inflate to, once past
+/// [`RATIO_FREE_BYTES`]: CSV and JSON compress 3 to 20 times, very repetitive data 100.
+pub const MAX_RATIO: u64 = 250;
+/// Inflated bytes below which the ratio is not checked (small files compress the most).
+const RATIO_FREE_BYTES: u64 = 16 << 20;
 
 const HEAD: usize = 64 * 1024;
 
@@ -55,10 +73,12 @@ where
     let result = async {
         let mut file = tokio::fs::File::create(&path).await?;
         let mut hasher = Sha256::new();
+        let mut inflater = Inflater::default();
         let mut transcoder = Transcoder::new(encoding);
+        let mut plain = Vec::with_capacity(128 * 1024);
         let mut out = Vec::with_capacity(128 * 1024);
         let mut head = Vec::new();
-        let (mut received, mut size) = (0u64, 0u64);
+        let (mut received, mut inflated, mut size) = (0u64, 0u64, 0u64);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| StageError::Body(e.to_string()))?;
             let chunk = chunk.as_ref();
@@ -67,15 +87,28 @@ where
                 return Err(StageError::TooLarge(limit));
             }
             hasher.update(chunk);
+            plain.clear();
+            inflater.push(chunk, &mut plain)?;
+            // The limit holds for what is stored too: an inflated upload may not pass it.
+            inflated += plain.len() as u64;
+            if inflated > limit {
+                return Err(StageError::TooLarge(limit));
+            }
+            if inflated > RATIO_FREE_BYTES && inflated / received.max(1) > MAX_RATIO {
+                return Err(StageError::Bomb(inflated));
+            }
             out.clear();
-            transcoder.push(chunk, &mut out);
+            transcoder.push(&plain, &mut out);
             if head.len() < HEAD {
                 head.extend_from_slice(&out[..out.len().min(HEAD - head.len())]);
             }
             size += out.len() as u64;
             file.write_all(&out).await?;
         }
+        plain.clear();
+        inflater.finish(&mut plain)?;
         out.clear();
+        transcoder.push(&plain, &mut out);
         let replaced = transcoder.finish(&mut out);
         if head.len() < HEAD {
             head.extend_from_slice(&out[..out.len().min(HEAD - head.len())]);
@@ -95,6 +128,7 @@ where
             size,
             sha256,
             replaced,
+            compression: inflater.compression(),
             head,
         })
     }

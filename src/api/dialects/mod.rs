@@ -160,7 +160,9 @@ fn stage_error(e: StageError) -> ApiError {
             format!("the records are larger than the limit of {limit} bytes"),
         ),
         StageError::Body(m) => ApiError::bad_request(m),
-        StageError::Io(e) => ApiError::internal(e),
+        StageError::Io(e) => ApiError::io("the records", &e),
+        e @ StageError::Damaged(_) => ApiError::new(ErrorCode::UnsupportedFormat, e.to_string()),
+        e @ StageError::Bomb(_) => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
     }
 }
 

@@ -78,6 +78,9 @@ pub fn sniff(
 
 /// The format a file name's extension stands for.
 fn by_extension(name: &str, text: &[u8]) -> Option<Format> {
+    // A compressed file is named after what it holds: `orders.csv.gz`.
+    let lower = name.to_ascii_lowercase();
+    let name = lower.strip_suffix(".gz").unwrap_or(&lower);
     let (_, ext) = name.rsplit_once('.')?;
     match ext.to_ascii_lowercase().as_str() {
         "csv" | "txt" => Some(Format::Csv),
