@@ -117,8 +117,11 @@ pub enum FileFormat {
 impl FileFormat {
     /// The format a file name suggests.
     pub fn of_path(path: &Path) -> Option<FileFormat> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
+        // A compressed file is named after what it holds: `orders.csv.gz`.
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        let ext = Path::new(name).extension()?.to_str()?;
+        match ext {
             "csv" => Some(FileFormat::Csv),
             "tsv" | "tab" => Some(FileFormat::Tsv),
             "ndjson" | "jsonl" => Some(FileFormat::Ndjson),

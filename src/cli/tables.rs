@@ -6,7 +6,6 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 
 use super::client::{ClientArgs, ClientError};
 use super::import::FileFormat;
@@ -134,12 +133,7 @@ async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
     let client = args.client.connect()?;
     let path = &args.file;
     let what = || format!("cannot read {}", path.display());
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| ClientError::io(what(), e))?;
-    let mut sample = Vec::with_capacity(SAMPLE_BYTES.min(64 << 10));
-    file.take(SAMPLE_BYTES as u64 + 1)
-        .read_to_end(&mut sample)
+    let mut sample = read_sample(path.clone())
         .await
         .map_err(|e| ClientError::io(what(), e))?;
     let format = args.format.or_else(|| FileFormat::of_path(path));
@@ -191,6 +185,29 @@ async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
         output::text(&proposal["format"])
     );
     Ok(Exit::Ok)
+}
+
+/// The first [`SAMPLE_BYTES`] (and one more, to tell a longer file) of a file's data:
+/// inflated when the file is gzip-compressed, since the server reads a sample whole.
+async fn read_sample(path: PathBuf) -> std::io::Result<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek};
+        let mut file = std::fs::File::open(&path)?;
+        let mut magic = [0u8; 2];
+        let gzip = file.read(&mut magic)? == 2 && magic == [0x1f, 0x8b];
+        file.rewind()?;
+        let mut sample = Vec::with_capacity(64 << 10);
+        let limit = SAMPLE_BYTES as u64 + 1;
+        if gzip {
+            let inflated = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+            inflated.take(limit).read_to_end(&mut sample)?;
+        } else {
+            file.take(limit).read_to_end(&mut sample)?;
+        }
+        Ok(sample)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// A valid table name made from a file name (`Orders 2024.csv` → `orders_2024`, and

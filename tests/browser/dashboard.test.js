@@ -8,6 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
 import { mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -624,6 +625,24 @@ test('a file loads into a new table in one step, and its page shows the schema i
   assert.equal(table.body.row_count, rows);
   assert.notEqual(table.body.columns.find((c) => c.name === 'amount').type, 'string', 'NA and N/A were read as missing');
   await shot('20-one-step-created');
+});
+
+test('a gzip-compressed file previews inflated and loads into a table named after what it holds', async () => {
+  await ownerSignedIn();
+  const csv = ['Id,City'].concat(Array.from({ length: 30 }, (_, i) => `${i + 1},${['Oslo', 'Lima', 'Pune'][i % 3]}`)).join('\n') + '\n';
+  const file = path.join(tmp, 'Cities.csv.gz');
+  writeFileSync(file, gzipSync(csv));
+  await page.goto(`${base}/#/new`);
+  await page.setInputFiles('#file', file);
+  await page.locator('#target-create:checked').waitFor();
+  assert.equal(await page.locator('#new-table-name').inputValue(), 'cities');
+  const answered = page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/v1/imports');
+  await page.getByRole('button', { name: 'Start import' }).click();
+  assert.equal((await answered).status(), 202);
+  await page.waitForURL(/#\/imports\/[0-9a-f-]{36}$/, { timeout: 60000 });
+  await page.locator('#import-status .chip[data-status="complete"]').waitFor({ timeout: 60000 });
+  const table = await apiCall('GET', '/v1/tables/cities');
+  assert.equal(table.body.row_count, 30);
 });
 
 test('the error summary groups the rejected rows, warns when the download holds only some, and is absent without the route', async () => {

@@ -6,9 +6,11 @@ export const SAMPLE_BYTES = 256 * 1024;
 
 /** The first bytes of a file as text, cut after the last complete line when the file is longer. */
 export async function sample(file) {
-  const blob = file.slice(0, SAMPLE_BYTES);
-  let text = await blob.text();
-  const truncated = file.size > SAMPLE_BYTES;
+  const { bytes, truncated } = await isGzip(file) ? await inflatedHead(file) : {
+    bytes: new Uint8Array(await file.slice(0, SAMPLE_BYTES).arrayBuffer()),
+    truncated: file.size > SAMPLE_BYTES,
+  };
+  let text = new TextDecoder().decode(bytes);
   if (truncated) {
     const cut = Math.max(text.lastIndexOf('\n'), 0);
     text = text.slice(0, cut + 1);
@@ -17,9 +19,36 @@ export async function sample(file) {
   return { text, truncated };
 }
 
-/** The format a file's name suggests, or null. */
+/** Whether a file starts with gzip's magic bytes (the server inflates such uploads). */
+async function isGzip(file) {
+  const head = new Uint8Array(await file.slice(0, 2).arrayBuffer());
+  return head.length === 2 && head[0] === 0x1f && head[1] === 0x8b;
+}
+
+/** The first SAMPLE_BYTES of a gzip file's data, inflated as it is read, and no more. */
+async function inflatedHead(file) {
+  const reader = file.stream().pipeThrough(new DecompressionStream('gzip')).getReader();
+  const out = new Uint8Array(SAMPLE_BYTES);
+  let filled = 0;
+  let truncated = false;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const room = SAMPLE_BYTES - filled;
+      out.set(value.subarray(0, room), filled);
+      filled += Math.min(room, value.length);
+      if (value.length > room) { truncated = true; break; }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  return { bytes: out.subarray(0, filled), truncated };
+}
+
+/** The format a file's name suggests (`orders.csv.gz` is CSV), or null. */
 export function formatFromName(name) {
-  const ext = (name.split('.').pop() || '').toLowerCase();
+  const ext = (name.replace(/\.gz$/i, '').split('.').pop() || '').toLowerCase();
   return { csv: 'csv', tsv: 'tsv', tab: 'tsv', ndjson: 'ndjson', jsonl: 'ndjson', json: 'json' }[ext] || null;
 }
 

@@ -69,7 +69,7 @@ export async function renderUpload(main, ctx) {
   // Built once: the reading settings keep their focus while the proposal is asked again.
   const input = h('input', {
     id: 'file', type: 'file', class: 'visually-hidden',
-    accept: '.csv,.tsv,.tab,.txt,.ndjson,.jsonl,.json,text/csv,text/tab-separated-values,application/json,application/x-ndjson',
+    accept: '.csv,.tsv,.tab,.txt,.ndjson,.jsonl,.json,.gz,text/csv,text/tab-separated-values,application/json,application/x-ndjson,application/gzip',
   });
   input.addEventListener('change', () => { if (input.files[0]) pick(input.files[0]); });
   const zoneTitle = h('span', { class: 'dz-title' }, 'Drop a file here, or choose one');
@@ -700,9 +700,9 @@ export async function renderUpload(main, ctx) {
   }
 }
 
-/** A table name from a file's name: "Orders 2024.csv" → "orders_2024". */
+/** A table name from a file's name: "Orders 2024.csv" → "orders_2024", "orders.csv.gz" → "orders". */
 function tableNameFor(fileName) {
-  return columnName(fileName.replace(/\.[^.]*$/, '')).replace(/^c_/, 't_');
+  return columnName(fileName.replace(/\.gz$/i, '').replace(/\.[^.]*$/, '')).replace(/^c_/, 't_');
 }
 
 /** An enum's values to send: each as typed (commas and all), blank ones left out. */
