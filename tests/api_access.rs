@@ -206,6 +206,27 @@ async fn metrics_count_the_rows_imports_and_requests_of_an_import() {
 }
 
 #[tokio::test]
+async fn the_same_table_created_at_once_is_made_once_and_the_others_conflict() {
+    let s = TestServer::start().await;
+    let schema = json!({"name": "twins", "columns": [{"name": "a", "type": "integer"}]});
+    let answers =
+        futures_util::future::join_all((0..8).map(|_| send(s.post("/v1/tables").json(&schema))))
+            .await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [201, 409, 409, 409, 409, 409, 409, 409],
+        "{answers:?}"
+    );
+    for (status, body) in &answers {
+        if *status == 409 {
+            assert_eq!(body["error"]["message"], "table \"twins\" already exists");
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_route_answers_404_in_the_error_envelope() {
     let s = TestServer::start().await;
     for path in ["/nope", "/v1/nope", "/v1/tables/t/nope"] {

@@ -180,11 +180,30 @@ pub(super) fn create(
     let created_at = now();
     let schema_json = serde_json::to_value(schema)
         .map_err(|e| StoreError::Database(format!("schema encoding: {e}")))?;
+    // Two requests creating the same table at once both pass the check above; the second
+    // waits on the first's row, then finds its name taken.
     tx.execute(
         "INSERT INTO intake_tables (workspace_id, name, schema, created_at) VALUES ($1, $2, $3, $4)",
         &[&ws.id, &name, &schema_json, &created_at],
-    )?;
-    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&ws.slug)))?;
+    )
+    .map_err(|e| {
+        if unique_violation(&e) {
+            StoreError::Conflict(format!("table {name:?} already exists"))
+        } else {
+            e.into()
+        }
+    })?;
+    // Two first tables of a workspace at once race to create its schema, `IF NOT EXISTS`
+    // or not: the loser runs again, and finds it.
+    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&ws.slug)))
+        .map_err(|e| {
+            if unique_violation(&e) {
+                let why = db_message(&e);
+                StoreError::Contention(format!("creating schema {:?}: {why}", ws.slug))
+            } else {
+                e.into()
+            }
+        })?;
     // A leftover table of the same name (created outside Intake) is an error, not adopted.
     tx.batch_execute(&create_sql(&ws.slug, name, schema, false))
         .map_err(|e| {
@@ -196,6 +215,11 @@ pub(super) fn create(
         created_at,
         row_count: Some(0),
     })
+}
+
+/// Whether a database error is a unique violation.
+fn unique_violation(e: &::postgres::Error) -> bool {
+    e.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION)
 }
 
 /// The server's message of a database error (its text without the client's prefixes).
