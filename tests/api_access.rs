@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{TestServer, send};
+use intake::model::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -227,6 +228,61 @@ async fn the_same_table_created_at_once_is_made_once_and_the_others_conflict() {
 }
 
 #[tokio::test]
+async fn a_key_may_carry_an_expiry_past_which_it_authenticates_nothing() {
+    let s = TestServer::start().await;
+    for (expires_at, why) in [
+        ("2001-01-01T00:00:00Z", "has passed"),
+        ("next tuesday", "RFC 3339"),
+    ] {
+        let (status, body) = send(
+            s.post("/v1/keys")
+                .json(&json!({"name": "temp", "role": "member", "expires_at": expires_at})),
+        )
+        .await;
+        assert_eq!(status, 422, "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(why), "{message}");
+    }
+    let (status, made) = send(s.post("/v1/keys").json(
+        &json!({"name": "temp", "role": "member", "expires_at": "2999-12-31T23:59:59.123456Z"}),
+    ))
+    .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["expires_at"], "2999-12-31T23:59:59.123Z");
+    let key = made["key"].as_str().expect("key");
+    let (status, _) = send(s.client.get(s.url("/v1/tables")).bearer_auth(key)).await;
+    assert_eq!(status, 200, "a key before its expiry works");
+    let (_, listed) = send(s.get("/v1/keys")).await;
+    let shown = listed["data"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["id"] == made["id"])
+        .expect("listed");
+    assert_eq!(shown["expires_at"], "2999-12-31T23:59:59.123Z");
+
+    // A key whose expiry has passed, as time leaves it (made in the store: the API refuses one).
+    let store = common::open_store(&s.data_dir()).await;
+    let ws = store
+        .find_workspace("default")
+        .await
+        .expect("find")
+        .expect("default");
+    let secret = "intake_expired_key_0123456789abcdef";
+    let mut expired = intake::api::key_record(secret, "old", Role::Owner);
+    expired.expires_at = Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1));
+    store.create_key(ws.id, &expired).await.expect("create key");
+    let (status, body) = send(s.client.get(s.url("/v1/tables")).bearer_auth(secret)).await;
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            error_body("unauthenticated", "invalid, revoked or expired API key")
+        )
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_route_answers_404_in_the_error_envelope() {
     let s = TestServer::start().await;
     for path in ["/nope", "/v1/nope", "/v1/tables/t/nope"] {
@@ -335,7 +391,7 @@ async fn a_request_with_a_wrong_key_is_401() {
         assert_eq!(status, 401, "{key}");
         assert_eq!(
             body,
-            error_body("unauthenticated", "invalid or revoked API key")
+            error_body("unauthenticated", "invalid, revoked or expired API key")
         );
     }
     // Another scheme than Bearer carries no key.
@@ -504,7 +560,7 @@ async fn a_revoked_key_is_refused_from_then_on() {
     assert_eq!(status, 401);
     assert_eq!(
         body,
-        error_body("unauthenticated", "invalid or revoked API key")
+        error_body("unauthenticated", "invalid, revoked or expired API key")
     );
     // The list still shows it, as revoked.
     let (_, list) = send(s.get("/v1/keys")).await;
@@ -1640,9 +1696,18 @@ fn article(role: &str) -> &'static str {
 }
 
 /// What a key shows besides the optional `last_used_at`, with and without its secret.
-const KEY_FIELDS: [&str; 6] = ["created_at", "id", "name", "prefix", "revoked_at", "role"];
-const KEY_FIELDS_WITH_SECRET: [&str; 7] = [
+const KEY_FIELDS: [&str; 7] = [
     "created_at",
+    "expires_at",
+    "id",
+    "name",
+    "prefix",
+    "revoked_at",
+    "role",
+];
+const KEY_FIELDS_WITH_SECRET: [&str; 8] = [
+    "created_at",
+    "expires_at",
     "id",
     "key",
     "name",

@@ -54,6 +54,7 @@ pub fn key_record(key: &str, name: &str, role: Role) -> NewKey {
         role,
         prefix: key.chars().take(KEY_PREFIX.len() + 6).collect(),
         hash: hash_key(key),
+        expires_at: None,
     }
 }
 
@@ -78,8 +79,11 @@ pub async fn authenticate(
         .authenticate(&hash_key(token))
         .await?
         .ok_or_else(|| {
-            tracing::debug!("rejected an unknown or revoked key");
-            ApiError::new(ErrorCode::Unauthenticated, "invalid or revoked API key")
+            tracing::debug!("rejected an unknown, revoked or expired key");
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "invalid, revoked or expired API key",
+            )
         })?;
     let ws = state
         .store

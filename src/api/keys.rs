@@ -17,6 +17,9 @@ use crate::model::Role;
 pub struct NewKeyBody {
     name: String,
     role: String,
+    /// When the key stops working (RFC 3339); it never does without one.
+    #[serde(default)]
+    expires_at: Option<String>,
 }
 
 /// Creates a key of a role the caller may grant; the answer holds the secret, once.
@@ -46,7 +49,32 @@ pub async fn create(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::validation("name must be 1 to 100 characters"));
     }
-    let (secret, new) = generate_key(name, role)?;
+    let expires_at = match &body.expires_at {
+        None => None,
+        Some(text) => {
+            let at = time::OffsetDateTime::parse(
+                text,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|_| {
+                ApiError::validation(format!(
+                    "expires_at must be an RFC 3339 date-time (2030-01-31T00:00:00Z), not {text:?}"
+                ))
+            })?;
+            if at <= time::OffsetDateTime::now_utc() {
+                return Err(ApiError::validation(format!(
+                    "expires_at {text:?} has passed: a key must expire in the future"
+                )));
+            }
+            // Kept to the millisecond, as every stored instant is.
+            Some(
+                at.replace_nanosecond(at.millisecond() as u32 * 1_000_000)
+                    .unwrap_or(at),
+            )
+        }
+    };
+    let (secret, mut new) = generate_key(name, role)?;
+    new.expires_at = expires_at;
     let record = state.store.create_key(auth.workspace.id, &new).await?;
     let mut view = serde_json::to_value(&record).map_err(ApiError::internal)?;
     view["key"] = json!(secret);

@@ -46,6 +46,9 @@ pub struct CreateArgs {
     /// What the key may do.
     #[arg(long, value_enum)]
     pub role: Role,
+    /// When the key stops working (RFC 3339, `2030-01-31T00:00:00Z`); never, without it.
+    #[arg(long)]
+    pub expires_at: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -86,7 +89,10 @@ async fn create(args: &CreateArgs) -> Result<Exit, ClientError> {
     let key = client
         .post(
             &["v1", "keys"],
-            Some(&json!({"name": args.name, "role": role})),
+            Some(&match &args.expires_at {
+                Some(at) => json!({"name": args.name, "role": role, "expires_at": at}),
+                None => json!({"name": args.name, "role": role}),
+            }),
         )
         .await?;
     if out.json {

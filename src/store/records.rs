@@ -27,6 +27,8 @@ pub struct NewKey {
     pub role: Role,
     pub prefix: String,
     pub hash: [u8; 32],
+    /// When the key stops working, if it does.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// A stored key (never the secret).
@@ -44,6 +46,9 @@ pub struct KeyRecord {
     pub last_used_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
+    /// Past this instant the key authenticates nothing (None: it does not expire).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// A managed table: its schema and where it lives in the database.

@@ -165,7 +165,7 @@ test('a wrong key gets a clear message and stays on the sign-in page', async () 
   await signIn('intake_not_a_real_key_at_all');
   const alert = page.getByRole('alert');
   await alert.waitFor();
-  assert.match(await alert.textContent(), /This key was not accepted: invalid or revoked API key/);
+  assert.match(await alert.textContent(), /This key was not accepted: invalid, revoked or expired API key/);
   assert.equal(await page.getByLabel('API key').getAttribute('aria-invalid'), 'true');
   await shot('02-sign-in-wrong-key');
 });

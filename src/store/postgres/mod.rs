@@ -36,6 +36,7 @@ use pool::Pool;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_status_index.sql"),
+    include_str!("migrations/0003_key_expiry.sql"),
 ];
 
 /// Connections one process keeps open at most.
@@ -326,11 +327,12 @@ fn key_from_row(r: &::postgres::Row) -> StoreResult<KeyRecord> {
         created_at: r.try_get(5)?,
         last_used_at: r.try_get(6)?,
         revoked_at: r.try_get(7)?,
+        expires_at: r.try_get(8)?,
     })
 }
 
 const KEY_COLUMNS: &str =
-    "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at";
+    "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at, expires_at";
 
 fn insert_workspace(tx: &mut Transaction<'_>, slug: &str, name: &str) -> StoreResult<Workspace> {
     tables::check_slug(slug)?;
@@ -371,8 +373,8 @@ fn insert_key(
 ) -> StoreResult<KeyRecord> {
     let created_at = now();
     tx.execute(
-        "INSERT INTO intake_api_keys (id, workspace_id, name, role, prefix, hash, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO intake_api_keys (id, workspace_id, name, role, prefix, hash, created_at,
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
             &key.id,
             &workspace_id,
@@ -381,6 +383,7 @@ fn insert_key(
             &key.prefix,
             &&key.hash[..],
             &created_at,
+            &key.expires_at,
         ],
     )?;
     Ok(KeyRecord {
@@ -392,6 +395,7 @@ fn insert_key(
         created_at,
         last_used_at: None,
         revoked_at: None,
+        expires_at: key.expires_at,
     })
 }
 
@@ -451,7 +455,8 @@ impl Store for PgStore {
         self.read(move |tx| {
             let row = tx.query_opt(
                 &format!(
-                    "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE hash = $1 AND revoked_at IS NULL"
+                    "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE hash = $1 AND revoked_at IS NULL
+                     AND (expires_at IS NULL OR expires_at > now())"
                 ),
                 &[&&hash[..]],
             )?;

@@ -100,6 +100,7 @@ fn new_key(role: Role) -> NewKey {
             .repeat(2)
             .first_chunk()
             .expect("32 bytes"),
+        expires_at: None,
     }
 }
 

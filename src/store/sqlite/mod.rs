@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_rollback.sql"),
     include_str!("migrations/0003_webhooks.sql"),
     include_str!("migrations/0004_status_index.sql"),
+    include_str!("migrations/0005_key_expiry.sql"),
 ];
 const READERS: usize = 4;
 
@@ -259,11 +260,12 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
         created_at: parse_ts(&r.get::<_, String>(5)?),
         last_used_at: parse_ts_opt(r.get(6)?),
         revoked_at: parse_ts_opt(r.get(7)?),
+        expires_at: parse_ts_opt(r.get(8)?),
     })
 }
 
 const KEY_COLUMNS: &str =
-    "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at";
+    "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at, expires_at";
 
 fn insert_workspace(tx: &Connection, slug: &str, name: &str) -> StoreResult<Workspace> {
     let ws = Workspace {
@@ -288,8 +290,8 @@ fn insert_workspace(tx: &Connection, slug: &str, name: &str) -> StoreResult<Work
 fn insert_key(tx: &Connection, workspace_id: Uuid, key: &NewKey) -> StoreResult<KeyRecord> {
     let created_at = now();
     tx.execute(
-        "INSERT INTO intake_api_keys (id, workspace_id, name, role, prefix, hash, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO intake_api_keys (id, workspace_id, name, role, prefix, hash, created_at,
+         expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             key.id.to_string(),
             workspace_id.to_string(),
@@ -297,7 +299,8 @@ fn insert_key(tx: &Connection, workspace_id: Uuid, key: &NewKey) -> StoreResult<
             key.role.as_str(),
             key.prefix,
             &key.hash[..],
-            ts(created_at)
+            ts(created_at),
+            key.expires_at.map(ts)
         ],
     )?;
     Ok(KeyRecord {
@@ -309,6 +312,7 @@ fn insert_key(tx: &Connection, workspace_id: Uuid, key: &NewKey) -> StoreResult<
         created_at,
         last_used_at: None,
         revoked_at: None,
+        expires_at: key.expires_at,
     })
 }
 
@@ -358,9 +362,13 @@ impl Store for SqliteStore {
         let hash = *hash;
         self.read_small(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE hash = ?1 AND revoked_at IS NULL"
+                "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE hash = ?1 AND revoked_at IS NULL
+                 AND (expires_at IS NULL OR expires_at > ?2)"
             ))?;
-            Ok(stmt.query_row([&hash[..]], key_from_row).optional()?)
+            let at = ts(now());
+            Ok(stmt
+                .query_row(params![&hash[..], at], key_from_row)
+                .optional()?)
         })
         .await
     }
