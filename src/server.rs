@@ -45,6 +45,7 @@ impl Config {
                 max_upload_bytes: 10 << 30,
                 max_inline_bytes: 64 << 20,
                 limits: api::serve::Limits::default(),
+                rate_limit_per_workspace: 0,
             },
         }
     }
@@ -101,6 +102,7 @@ pub async fn launch(
         engine,
         config: Arc::new(config.api.clone()),
         stopping: stop_rx.clone(),
+        rates: crate::api::workspace_rates(config.api.rate_limit_per_workspace),
     };
     on_ready(Running {
         bootstrap_key: created.map(|_| secret),

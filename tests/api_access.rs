@@ -283,6 +283,38 @@ async fn a_key_may_carry_an_expiry_past_which_it_authenticates_nothing() {
 }
 
 #[tokio::test]
+async fn a_workspace_past_its_request_rate_gets_429_with_retry_after_and_others_do_not() {
+    let s = TestServer::start_with(|c| c.api.rate_limit_per_workspace = 3).await;
+    let other = other_workspace_key(&s).await;
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    // Twenty at once: far more than three a second could refill, however slow the machine.
+    for _ in 0..20 {
+        let resp = s.get("/v1/tables").send().await.expect("request");
+        let status = resp.status().as_u16();
+        statuses.push(status);
+        if status == 429 && refused.is_none() {
+            let wait = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap_or("")
+                .to_owned();
+            refused = Some((wait, resp.json::<Value>().await.expect("body")));
+        }
+    }
+    assert_eq!(&statuses[..3], [200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    let (wait, body) = refused.expect("a refusal");
+    assert!(
+        wait.parse::<u64>().is_ok_and(|w| w >= 1),
+        "Retry-After: {wait}"
+    );
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    // Another workspace has a budget of its own.
+    let (status, _) = send(s.req_as(&other, Method::GET, "/v1/tables")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn an_unknown_route_answers_404_in_the_error_envelope() {
     let s = TestServer::start().await;
     for path in ["/nope", "/v1/nope", "/v1/tables/t/nope"] {

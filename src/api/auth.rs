@@ -120,6 +120,9 @@ impl<R: RequiredRole> FromRequestParts<AppState> for Auth<R> {
         {
             note.set_key(key.id);
         }
+        if let Some(rates) = &state.rates {
+            rates.check(workspace.id)?;
+        }
         if key.role < R::ROLE {
             tracing::debug!(key = %key.id, role = key.role.as_str(), "role too low");
             return Err(ApiError::new(

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     DatabaseUnavailable,
     /// The disk that would hold the data is full.
     StorageFull,
+    /// The workspace sends more requests than its rate allows (answered with `Retry-After`).
+    RateLimited,
 }
 
 /// Seconds a client is told to wait (`Retry-After`) before sending again a request that met
@@ -55,6 +57,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::DatabaseUnavailable => "database_unavailable",
             ErrorCode::StorageFull => "storage_full",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 
@@ -77,6 +80,7 @@ impl ErrorCode {
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -171,12 +175,19 @@ impl IntoResponse for ApiError {
         let mut body = serde_json::Map::new();
         body.insert("code".into(), json!(self.code.as_str()));
         body.insert("message".into(), json!(self.message));
+        let retry_after = body_retry_after(&self.extra);
         body.extend(self.extra);
         let mut response = (self.code.status(), Json(json!({ "error": body }))).into_response();
         if self.code == ErrorCode::DatabaseUnavailable {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+            );
+        }
+        if let Some(seconds) = retry_after.filter(|_| self.code == ErrorCode::RateLimited) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
             );
         }
         if self.code == ErrorCode::Unauthenticated {
@@ -188,6 +199,11 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The seconds an error body tells the client to wait, when it does.
+fn body_retry_after(extra: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
+    extra.get("retry_after").and_then(serde_json::Value::as_u64)
 }
 
 impl From<StoreError> for ApiError {

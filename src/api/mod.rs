@@ -10,6 +10,7 @@ mod imports;
 mod keys;
 mod pagination;
 mod prometheus;
+mod rate_limit;
 mod rejected_csv;
 mod request_log;
 mod schema_infer;
@@ -30,6 +31,11 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{generate_key, key_record};
 
+/// The request budgets of a per-workspace rate (None for 0: no limit).
+pub fn workspace_rates(per_second: u32) -> Option<Arc<rate_limit::WorkspaceRates>> {
+    rate_limit::WorkspaceRates::new(per_second).map(Arc::new)
+}
+
 use crate::engine::Engine;
 use crate::store::SharedStore;
 
@@ -42,6 +48,8 @@ pub struct ApiConfig {
     pub max_inline_bytes: u64,
     /// Deadlines and connection caps against slow or greedy clients.
     pub limits: serve::Limits,
+    /// Requests a second each workspace may make through the native API (0: no limit).
+    pub rate_limit_per_workspace: u32,
 }
 
 /// What every handler can reach.
@@ -52,6 +60,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Turns true when the server shuts down: long-lived responses (streams) end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Each workspace's request budget, when there is a limit.
+    pub rates: Option<Arc<rate_limit::WorkspaceRates>>,
 }
 
 /// The route table.

@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// Open connections at most from one client address.
     #[arg(long, env = "INTAKE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
+    /// Requests a second each workspace may make through the API, as a burst refilled
+    /// evenly; past it, requests answer 429 with Retry-After (0: no limit).
+    #[arg(long, env = "INTAKE_RATE_LIMIT_PER_WORKSPACE", default_value_t = 0)]
+    pub rate_limit_per_workspace: u32,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -167,6 +171,7 @@ impl ServeArgs {
         c.bootstrap_key = self.bootstrap_key.clone();
         c.api.max_upload_bytes = self.max_upload_bytes;
         c.api.max_inline_bytes = self.max_inline_bytes;
+        c.api.rate_limit_per_workspace = self.rate_limit_per_workspace;
         c.api.limits = crate::api::serve::Limits {
             header_read_timeout: std::time::Duration::from_secs(self.header_timeout_seconds.max(1)),
             body_idle_timeout: std::time::Duration::from_secs(self.body_idle_seconds.max(1)),
