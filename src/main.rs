@@ -1,12 +1,11 @@
 //! The `intake` binary: parses the command line and runs it.
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use std::io::IsTerminal;
-
 use anyhow::Context;
+use clap::Parser;
 use intake::cli::{
     Cli, Command, LogFormat, ServeArgs, WorkerArgs, admin, import, imports, keys, tables,
 };

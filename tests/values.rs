@@ -40,6 +40,15 @@ async fn finished(s: &TestServer, status: u16, created: Value) -> Value {
     done
 }
 
+/// Waits for an import created with `status`, and answers it with its stored row errors.
+async fn with_row_errors(s: &TestServer, status: u16, created: Value) -> (Value, Vec<Value>) {
+    assert_eq!(status, 202, "create import: {created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let done = s.wait_done(&id).await;
+    let errors = s.all_errors(&id).await;
+    (done, errors)
+}
+
 /// The decimal column as the database holds it, by id.
 fn stored_decimals(s: &TestServer, table: &str) -> Vec<String> {
     let sql = if common::on_postgres() {
@@ -208,11 +217,8 @@ async fn a_record_naming_a_field_twice_is_refused_not_half_kept() {
     s.create_table(exact_table("twice")).await;
     let body = "{\"id\": 1, \"s\": \"a\"}\n{\"id\": 2, \"s\": \"b\", \"s\": \"c\"}\n";
     let (status, created) = s.upload("table=twice", "application/x-ndjson", body).await;
-    assert_eq!(status, 202, "{created}");
-    let id = created["id"].as_str().expect("id");
-    let done = s.wait_done(id).await;
+    let (done, errors) = with_row_errors(&s, status, created).await;
     assert_eq!(done["counts"]["invalid"], 1, "{done}");
-    let errors = s.all_errors(id).await;
     assert_eq!(errors[0]["line"], 2);
     assert_eq!(errors[0]["code"], "duplicate_key");
     let message = errors[0]["message"].as_str().unwrap_or("");
@@ -232,11 +238,8 @@ async fn an_inline_record_naming_a_field_twice_is_refused_like_a_files() {
             .body(body),
     )
     .await;
-    assert_eq!(status, 202, "{created}");
-    let id = created["id"].as_str().expect("id");
-    let done = s.wait_done(id).await;
+    let (done, errors) = with_row_errors(&s, status, created).await;
     assert_eq!(done["counts"]["invalid"], 1, "{done}");
-    let errors = s.all_errors(id).await;
     assert_eq!(errors[0]["line"], 2);
     assert_eq!(errors[0]["code"], "duplicate_key");
     let records = s.all_records("twice").await;
@@ -251,11 +254,8 @@ async fn a_raw_nul_byte_in_a_csv_is_that_rows_error_not_the_files() {
     let (status, created) = s
         .upload("table=nul", "text/csv", b"id,s\n1,a\0b\n2,ok\n".to_vec())
         .await;
-    assert_eq!(status, 202, "{created}");
-    let id = created["id"].as_str().expect("id");
-    let done = s.wait_done(id).await;
+    let (done, errors) = with_row_errors(&s, status, created).await;
     assert_eq!(done["status"], "partially_complete", "{done}");
-    let errors = s.all_errors(id).await;
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["line"], 2);
     assert_eq!(errors[0]["code"], "invalid_encoding");
@@ -270,11 +270,8 @@ async fn a_nul_character_in_text_is_that_rows_error_on_every_backend() {
     s.create_table(exact_table("nul")).await;
     let body = "{\"id\": 1, \"s\": \"a\\u0000b\"}\n{\"id\": 2, \"s\": \"ok\"}\n";
     let (status, created) = s.upload("table=nul", "application/x-ndjson", body).await;
-    assert_eq!(status, 202, "{created}");
-    let id = created["id"].as_str().expect("id");
-    let done = s.wait_done(id).await;
+    let (done, errors) = with_row_errors(&s, status, created).await;
     assert_eq!(done["status"], "partially_complete", "{done}");
-    let errors = s.all_errors(id).await;
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["line"], 1);
     assert_eq!(errors[0]["code"], "invalid_encoding");

@@ -92,6 +92,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields merged into the error object (e.g. `import_id`).
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Seconds the client should wait before sending the request again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 /// Shorthand for handler results.
@@ -104,6 +106,7 @@ impl ApiError {
             code,
             message: message.into(),
             extra: serde_json::Map::new(),
+            retry_after: None,
         }
     }
 
@@ -137,10 +140,12 @@ impl ApiError {
     /// A 503 (with `Retry-After`) for a database that cannot be reached; the cause is logged.
     pub fn unavailable(cause: impl std::fmt::Display) -> ApiError {
         tracing::warn!(error = %cause, "the database is unavailable");
-        ApiError::new(
+        let mut error = ApiError::new(
             ErrorCode::DatabaseUnavailable,
             "the database is unavailable for now; send the request again shortly",
-        )
+        );
+        error.retry_after = Some(RETRY_AFTER_SECONDS);
+        error
     }
 
     /// A 507 for a write the disk had no room for; the cause is logged.
@@ -175,16 +180,9 @@ impl IntoResponse for ApiError {
         let mut body = serde_json::Map::new();
         body.insert("code".into(), json!(self.code.as_str()));
         body.insert("message".into(), json!(self.message));
-        let retry_after = body_retry_after(&self.extra);
         body.extend(self.extra);
         let mut response = (self.code.status(), Json(json!({ "error": body }))).into_response();
-        if self.code == ErrorCode::DatabaseUnavailable {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
-            );
-        }
-        if let Some(seconds) = retry_after.filter(|_| self.code == ErrorCode::RateLimited) {
+        if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(seconds),
@@ -199,11 +197,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// The seconds an error body tells the client to wait, when it does.
-fn body_retry_after(extra: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
-    extra.get("retry_after").and_then(serde_json::Value::as_u64)
 }
 
 impl From<StoreError> for ApiError {

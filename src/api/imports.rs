@@ -75,9 +75,7 @@ pub async fn create(
                 )
             })??;
             let records = obj.remove("inputs");
-            for (key, value) in obj {
-                raw.insert(key, json_value(&value)?);
-            }
+            add_options(&mut raw, obj)?;
             let settings = ImportSettings::parse(&raw)?;
             match records {
                 Some(records) => {
@@ -160,9 +158,7 @@ pub async fn create_from_records(
     } else {
         let mut obj = json_members(&body).ok_or_else(wrong)??;
         let records = obj.remove("records").ok_or_else(wrong)?;
-        for (key, value) in obj {
-            raw.insert(key, json_value(&value)?);
-        }
+        add_options(&mut raw, obj)?;
         records
     };
     raw.insert("table".into(), Value::String(table));
@@ -247,9 +243,13 @@ fn json_members(body: &RawValue) -> Option<ApiResult<BTreeMap<String, Box<RawVal
         .then(|| serde_json::from_str(body.get()).map_err(invalid_body))
 }
 
-/// A JSON request member as a value.
-fn json_value(raw: &RawValue) -> ApiResult<Value> {
-    serde_json::from_str(raw.get()).map_err(invalid_body)
+/// Adds a JSON request's other members to the import's options, as values.
+fn add_options(raw: &mut RawOptions, members: BTreeMap<String, Box<RawValue>>) -> ApiResult<()> {
+    for (key, value) in members {
+        let value = serde_json::from_str(value.get()).map_err(invalid_body)?;
+        raw.insert(key, value);
+    }
+    Ok(())
 }
 
 fn invalid_body(e: serde_json::Error) -> ApiError {

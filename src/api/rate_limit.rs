@@ -43,18 +43,16 @@ impl WorkspaceRates {
         };
         let wait = not_until.wait_time_from(self.clock.now());
         // Whole seconds, rounded up: a client that waits that long gets through.
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
         let mut error = ApiError::new(
             ErrorCode::RateLimited,
             format!(
-                "this workspace sends more than {} requests a second; retry in {} s",
-                self.per_second,
-                seconds.max(1)
+                "this workspace sends more than {} requests a second; retry in {seconds} s",
+                self.per_second
             ),
-        );
-        error
-            .extra
-            .insert("retry_after".into(), serde_json::json!(seconds.max(1)));
+        )
+        .with("retry_after", seconds);
+        error.retry_after = Some(seconds);
         Err(error)
     }
 }

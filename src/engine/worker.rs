@@ -109,7 +109,6 @@ impl Engine {
                 // An error that would come back at every retry must not keep the import (and
                 // its workspace's slot) busy forever: the import ends failed, saying why.
                 let why = failure_reason(&e);
-                let import = &claim.import;
                 let wrote = !import.dry_run && import.status != ImportStatus::RollingBack;
                 // An abort or atomic import writes all or nothing: what it committed before
                 // the error is undone now, when the database lets it (a full disk gives back
@@ -182,12 +181,10 @@ impl Engine {
                     retry_in_ms = delay.as_millis() as u64,
                     "the database is unavailable; the import goes on from its last checkpoint once it is back"
                 );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    // Left as it is: the next start resumes it from its checkpoint.
-                    _ = shutdown.changed() => return Ok(()),
+                // Left as it is on a shutdown: the next start resumes it from its checkpoint.
+                if !back_off(&mut delay, &mut shutdown).await {
+                    return Ok(());
                 }
-                delay = (delay * 2).min(OUTAGE_MOST_DELAY);
                 let import = &claim.import;
                 match self.store.get_import(import.workspace_id, import.id).await {
                     Ok(now) => break now,
@@ -245,11 +242,9 @@ impl Engine {
                     if started.elapsed() < self.config.outage_limit =>
                 {
                     tracing::warn!(error = %e, import = %claim.import.id, "the end of a failed import could not be recorded yet; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => return Err(e),
+                    if !back_off(&mut delay, &mut shutdown).await {
+                        return Err(e);
                     }
-                    delay = (delay * 2).min(OUTAGE_MOST_DELAY);
                 }
                 other => return other,
             }
@@ -388,7 +383,7 @@ impl Engine {
             workspace = %ended.workspace_id,
             number = ended.number,
             tables = %table_names(&ended),
-            status = ended.status.as_str(),
+            status,
             processed = c.processed,
             created = c.created,
             updated = c.updated,
@@ -1185,6 +1180,17 @@ impl Engine {
             },
         ))
     }
+}
+
+/// Waits `delay`, then doubles it up to [`OUTAGE_MOST_DELAY`]; false when the process shuts
+/// down first.
+async fn back_off(delay: &mut std::time::Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(*delay) => {}
+        _ = shutdown.changed() => return false,
+    }
+    *delay = (*delay * 2).min(OUTAGE_MOST_DELAY);
+    true
 }
 
 /// Why an import that stopped on an error failed, as its `error` says: a full disk and a

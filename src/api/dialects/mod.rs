@@ -161,8 +161,7 @@ fn stage_error(e: StageError) -> ApiError {
         ),
         StageError::Body(m) => ApiError::bad_request(m),
         StageError::Io(e) => ApiError::io("the records", &e),
-        e @ StageError::Damaged(_) => ApiError::new(ErrorCode::UnsupportedFormat, e.to_string()),
-        e @ StageError::Bomb(_) => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+        e => super::imports::stage_error(e),
     }
 }
 

@@ -460,7 +460,7 @@ impl DelimitedReader {
         let mut file = self.csv.get_ref().file.try_clone()?;
         file.seek(SeekFrom::Start(start))?;
         let mut input = io::BufReader::with_capacity(CHUNK, file);
-        let keep = super::RAW_KEEP_CHARS * 4;
+        let keep = RAW_KEEP_CHARS * 4;
         let Some(end) = find_record_end(&mut input, self.delimiter, keep)? else {
             return Err(too_large);
         };
@@ -575,11 +575,6 @@ fn to_string_record(record: &ByteRecord) -> Result<StringRecord, usize> {
     }
 }
 
-/// Positions the file where the `csv` reader starts and returns that offset and its line.
-///
-/// `csv` drops a UTF-8 BOM at the very start of its input. A record resumed at an offset
-/// whose first field begins with U+FEFF would lose it, so the reader then starts one byte
-/// earlier, on the previous record's line terminator, which it skips as a blank line.
 /// A `csv` reader of `file` from file offset `base` (where the file is positioned).
 fn csv_reader(file: File, base: u64, delimiter: u8) -> csv::Reader<ChunkReader> {
     csv::ReaderBuilder::new()
@@ -590,6 +585,11 @@ fn csv_reader(file: File, base: u64, delimiter: u8) -> csv::Reader<ChunkReader> 
         .from_reader(ChunkReader::new(file, base, delimiter))
 }
 
+/// Positions the file where the `csv` reader starts and returns that offset and its line.
+///
+/// `csv` drops a UTF-8 BOM at the very start of its input. A record resumed at an offset
+/// whose first field begins with U+FEFF would lose it, so the reader then starts one byte
+/// earlier, on the previous record's line terminator, which it skips as a blank line.
 fn csv_start(file: &mut File, start: u64, line: u64) -> Result<(u64, u64), ReadError> {
     let mut base = (start, line);
     if start > 0 {
