@@ -46,6 +46,7 @@ impl Config {
                 max_inline_bytes: 64 << 20,
                 limits: api::serve::Limits::default(),
                 rate_limit_per_workspace: 0,
+                admin_key: None,
             },
         }
     }
@@ -65,6 +66,12 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Running) + Send,
 ) -> anyhow::Result<()> {
+    if let Some(k) = &config.api.admin_key {
+        anyhow::ensure!(
+            k.len() >= 16,
+            "the instance-admin key must be at least 16 characters"
+        );
+    }
     let Node {
         store,
         blobs,

@@ -1,5 +1,6 @@
 //! The HTTP API: the route table, shared state, and the handlers of each resource.
 
+mod admin;
 mod auth;
 mod dialects;
 pub mod error;
@@ -8,6 +9,7 @@ mod import_file;
 mod import_options;
 mod imports;
 mod keys;
+mod openapi;
 mod pagination;
 mod prometheus;
 mod rate_limit;
@@ -50,6 +52,8 @@ pub struct ApiConfig {
     pub limits: serve::Limits,
     /// Requests a second each workspace may make through the native API (0: no limit).
     pub rate_limit_per_workspace: u32,
+    /// The instance-admin key, which opens `/admin/workspaces` (None: that API is off).
+    pub admin_key: Option<String>,
 }
 
 /// What every handler can reach.
@@ -102,6 +106,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/version", get(health::version))
         .route("/metrics", get(prometheus::scrape))
+        .route("/openapi.json", get(openapi::serve))
+        .route(
+            "/admin/workspaces",
+            post(admin::create_workspace).get(admin::list_workspaces),
+        )
+        .route(
+            "/admin/workspaces/{slug}",
+            axum::routing::delete(admin::delete_workspace),
+        )
         .nest("/v1", v1)
         .nest("/compat/rybbit", dialects::rybbit::router())
         .nest("/compat/qobra", dialects::qobra::router())

@@ -3,26 +3,48 @@
 use axum::Json;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, header};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Auth, Viewer};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::engine::reader::{Format, ReaderOptions, RecordBody, SourceReader};
 use crate::engine::staging::{detect, stage};
-use crate::model::infer::{Claims, Inference, InferredSchema};
+use crate::model::infer::{Claims, Inference, InferredColumn, InferredSchema};
 
 /// The most bytes of a sample read, and records looked at.
 const SAMPLE_BYTES: u64 = 16 << 20;
 const SAMPLE_RECORDS: u64 = 1000;
 
+/// A proposed schema, and the table and mapping to use it.
+#[derive(Serialize, ToSchema)]
+pub struct InferredView {
+    /// The format read (`csv`, `tsv`, `ndjson`, `json`).
+    format: &'static str,
+    delimiter: String,
+    /// Records the proposal is based on.
+    sampled_rows: u64,
+    columns: Vec<InferredColumn>,
+    /// The proposed key: one column, or none.
+    primary_key: Vec<String>,
+    /// Source field → column, as an import's `mapping` takes it.
+    mapping: serde_json::Map<String, Value>,
+    /// The table as `POST /v1/tables` takes it.
+    table: Value,
+}
+
 /// Query of the inference route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InferQuery {
+    /// `csv`, `tsv`, `ndjson` or `json` (sniffed when absent).
     format: Option<String>,
+    /// One character, or `tab`.
     delimiter: Option<String>,
+    /// The proposed table's name (default `my_table`).
     name: Option<String>,
     /// Cells that mean NULL, as for an import (`NA,,null`): they count as missing, so that
     /// a column of numbers with some `NA` is proposed as numbers, and not required.
@@ -39,13 +61,18 @@ pub struct InferQuery {
 }
 
 /// Proposes a schema (types, required, unique, candidate key) from a sample of a source.
+#[utoipa::path(post, path = "/v1/schema/infer", tag = "tables", params(InferQuery),
+    request_body(description = "A sample of the source (its first 16 MiB are read)",
+        content((String = "text/csv"), (String = "application/x-ndjson"),
+            (String = "application/octet-stream"))),
+    responses((status = 200, body = InferredView)))]
 pub async fn infer(
     State(state): State<AppState>,
     _auth: Auth<Viewer>,
     headers: HeaderMap,
     query: Result<Query<InferQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<InferredView>> {
     let Query(q) = query?;
     let mime = headers
         .get(header::CONTENT_TYPE)
@@ -126,15 +153,15 @@ pub async fn infer(
                 .map_err(ApiError::internal)?
                 .map(|schema| {
                     let name = q.name.unwrap_or_else(|| "my_table".into());
-                    json!({
-                        "format": sn.format.as_str(),
-                        "delimiter": (sn.delimiter as char).to_string(),
-                        "sampled_rows": schema.sampled_rows,
-                        "columns": schema.columns,
-                        "primary_key": schema.primary_key,
-                        "mapping": schema.mapping(),
-                        "table": schema.table(&name),
-                    })
+                    InferredView {
+                        format: sn.format.as_str(),
+                        delimiter: (sn.delimiter as char).to_string(),
+                        sampled_rows: schema.sampled_rows,
+                        mapping: schema.mapping(),
+                        table: schema.table(&name),
+                        columns: schema.columns,
+                        primary_key: schema.primary_key,
+                    }
                 })
         }
     };

@@ -24,9 +24,11 @@ use crate::store::EventRecord;
 const TICK: Duration = Duration::from_millis(200);
 
 /// Query of the stream routes (for clients that cannot send `Last-Event-ID`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Resume after this event (as the `Last-Event-ID` header does).
     last_event_id: Option<i64>,
 }
 
@@ -66,6 +68,9 @@ fn into_stream(rx: mpsc::Receiver<Event>) -> impl Stream<Item = Result<Event, In
 /// `GET /v1/imports/{id}/stream`: `progress` events (at most every 200 ms while the import
 /// runs), each lifecycle event as it happens (with its id), then `end` with the final import,
 /// and the stream closes.
+#[utoipa::path(get, path = "/v1/imports/{id}/stream", tag = "imports", params(("id" = String, Path, description = "The import's id"), StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "Server-sent events", content_type = "text/event-stream", body = String)))]
 pub async fn import_stream(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
@@ -98,11 +103,9 @@ pub async fn import_stream(
                     return;
                 }
             }
-            let progress = progress_view(&import);
+            let progress = serde_json::to_string(&progress_view(&import)).unwrap_or_default();
             if last_progress.as_ref() != Some(&progress) {
-                let event = Event::default()
-                    .event("progress")
-                    .data(progress.to_string());
+                let event = Event::default().event("progress").data(&progress);
                 if tx.send(event).await.is_err() {
                     return;
                 }
@@ -127,6 +130,9 @@ pub async fn import_stream(
 
 /// `GET /v1/stream`: every lifecycle event of the workspace's imports, as they happen; it
 /// does not end. Without `Last-Event-ID` it starts with events from now on.
+#[utoipa::path(get, path = "/v1/stream", tag = "imports",
+    params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "Server-sent events", content_type = "text/event-stream", body = String)))]
 pub async fn workspace_stream(
     State(state): State<AppState>,
     auth: Auth<Viewer>,

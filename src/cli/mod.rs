@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// evenly; past it, requests answer 429 with Retry-After (0: no limit).
     #[arg(long, env = "INTAKE_RATE_LIMIT_PER_WORKSPACE", default_value_t = 0)]
     pub rate_limit_per_workspace: u32,
+    /// The instance-admin key (at least 16 characters): it opens `/admin/workspaces`, which
+    /// creates, lists and deletes workspaces. Without it that API is off.
+    #[arg(long, env = "INTAKE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -172,6 +176,7 @@ impl ServeArgs {
         c.api.max_upload_bytes = self.max_upload_bytes;
         c.api.max_inline_bytes = self.max_inline_bytes;
         c.api.rate_limit_per_workspace = self.rate_limit_per_workspace;
+        c.api.admin_key = self.admin_key.clone();
         c.api.limits = crate::api::serve::Limits {
             header_read_timeout: std::time::Duration::from_secs(self.header_timeout_seconds.max(1)),
             body_idle_timeout: std::time::Duration::from_secs(self.body_idle_seconds.max(1)),

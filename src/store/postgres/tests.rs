@@ -101,6 +101,7 @@ fn new_key(role: Role) -> NewKey {
             .first_chunk()
             .expect("32 bytes"),
         expires_at: None,
+        tables: None,
     }
 }
 
