@@ -31,6 +31,10 @@ pub struct AdminArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// CA certificates (PEM) that the database server's certificate must chain to, when the
+    /// URL names none with `sslrootcert`.
+    #[arg(long, global = true, env = "INTAKE_DATABASE_CA_CERT")]
+    pub database_ca_cert: Option<PathBuf>,
 }
 
 /// The administration commands.
@@ -64,6 +68,7 @@ pub enum AdminCommand {
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let mut config = Config::new(args.data_dir.clone());
     config.database_url = args.database_url.clone();
+    config.database_ca_cert = args.database_ca_cert.clone();
     let store = open_store_beside(&config).await?;
     match args.command {
         AdminCommand::CreateKey {
