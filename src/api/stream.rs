@@ -6,7 +6,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -65,6 +66,20 @@ fn into_stream(rx: mpsc::Receiver<Event>) -> impl Stream<Item = Result<Event, In
     )
 }
 
+/// A stream route's response. `X-Accel-Buffering: no` asks nginx (and the proxies that
+/// honour it) to pass each event on at once instead of buffering the response, which would
+/// hold progress back until the buffer fills; axum's `Sse` already sends
+/// `Cache-Control: no-cache`, so that no cache keeps a stream either.
+fn respond(rx: mpsc::Receiver<Event>) -> impl IntoResponse {
+    (
+        [(
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        )],
+        Sse::new(into_stream(rx)).keep_alive(KeepAlive::default()),
+    )
+}
+
 /// `GET /v1/imports/{id}/stream`: `progress` events (at most every 200 ms while the import
 /// runs), each lifecycle event as it happens (with its id), then `end` with the final import,
 /// and the stream closes.
@@ -77,7 +92,7 @@ pub async fn import_stream(
     Path(id): Path<String>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<impl IntoResponse> {
     let Query(q) = query?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("import"))?;
     let ws = auth.workspace.id;
@@ -125,7 +140,7 @@ pub async fn import_stream(
             }
         }
     });
-    Ok(Sse::new(into_stream(rx)).keep_alive(KeepAlive::default()))
+    Ok(respond(rx))
 }
 
 /// `GET /v1/stream`: every lifecycle event of the workspace's imports, as they happen; it
@@ -138,7 +153,7 @@ pub async fn workspace_stream(
     auth: Auth<Viewer>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<impl IntoResponse> {
     let Query(q) = query?;
     let ws = auth.workspace.id;
     let mut after = match last_event_id(&headers, &q)? {
@@ -184,5 +199,5 @@ pub async fn workspace_stream(
             }
         }
     });
-    Ok(Sse::new(into_stream(rx)).keep_alive(KeepAlive::default()))
+    Ok(respond(rx))
 }

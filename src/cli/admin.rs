@@ -34,6 +34,10 @@ pub struct AdminArgs {
     /// Where the server keeps sources, when not in the data directory (`s3://…`).
     #[arg(long, global = true, env = "INTAKE_BLOB_URL")]
     pub blob_url: Option<String>,
+    /// CA certificates (PEM) that the database server's certificate must chain to, when the
+    /// URL names none with `sslrootcert`.
+    #[arg(long, global = true, env = "INTAKE_DATABASE_CA_CERT")]
+    pub database_ca_cert: Option<PathBuf>,
 }
 
 /// The administration commands.
@@ -76,6 +80,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let mut config = Config::new(args.data_dir.clone());
     config.database_url = args.database_url.clone();
     config.blob_url = args.blob_url.clone();
+    config.database_ca_cert = args.database_ca_cert.clone();
     let store = open_store_beside(&config).await?;
     match args.command {
         AdminCommand::CreateKey {

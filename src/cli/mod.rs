@@ -1,5 +1,5 @@
 //! The command line: `intake serve` runs the server, `intake worker` runs workers only; `intake import`, `imports`, `tables`
-//! and `keys` talk to one by URL and key (plain HTTP: the client has no TLS).
+//! and `keys` talk to one by URL and key, over http:// or https://.
 
 /// `println!` for command output: a closed stdout (`intake ... | head`) silences the rest
 /// instead of panicking, and the exit code still tells how the command went.
@@ -134,9 +134,15 @@ pub struct NodeArgs {
     #[arg(long, env = "INTAKE_DATA_DIR", default_value = "./intake-data")]
     pub data_dir: PathBuf,
     /// PostgreSQL database for metadata and tables (postgres://user@host:port/db), shared by
-    /// every process; by default, SQLite in the data directory.
+    /// every process; by default, SQLite in the data directory. TLS as libpq reads the URL:
+    /// sslmode=disable, prefer (the default), require, verify-ca or verify-full, and
+    /// sslrootcert=FILE or system.
     #[arg(long, env = "INTAKE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// CA certificates (PEM) that the database server's certificate must chain to, when the
+    /// URL names none with sslrootcert (with sslmode=require, verify-ca or verify-full).
+    #[arg(long, env = "INTAKE_DATABASE_CA_CERT")]
+    pub database_ca_cert: Option<PathBuf>,
     /// Where uploaded sources are kept: s3://bucket/prefix (endpoint, region and credentials
     /// from the AWS_* variables) or file:///shared/dir; by default, the data directory.
     #[arg(long, env = "INTAKE_BLOB_URL")]
@@ -192,6 +198,7 @@ impl NodeArgs {
     pub fn config(&self) -> Config {
         let mut c = Config::new(self.data_dir.clone());
         c.database_url = self.database_url.clone();
+        c.database_ca_cert = self.database_ca_cert.clone();
         c.blob_url = self.blob_url.clone();
         c.engine = EngineConfig {
             workers: self.workers,

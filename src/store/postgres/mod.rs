@@ -7,13 +7,14 @@
 //!
 //! The client is the synchronous `postgres` crate: every operation runs as a blocking closure
 //! on tokio's blocking pool (like the SQLite backend), on a connection from a small pool.
-//! Connections do not use TLS (`NoTls`).
+//! Connections use TLS with rustls as the URL's `sslmode` asks, libpq's way (`tls`).
 
 mod imports;
 mod lifecycle;
 mod pool;
 mod search;
 mod tables;
+mod tls;
 mod values;
 mod webhooks;
 mod writer;
@@ -141,13 +142,15 @@ pub(crate) struct Inner {
 }
 
 impl PgStore {
-    /// Connects to the database at `url` (`postgres://user@host:port/db`) and runs pending
-    /// migrations. Blocking; may be called from async code (it works on a thread of its own).
-    pub fn connect(url: &str) -> StoreResult<PgStore> {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`, with `sslmode` and
+    /// `sslrootcert` as libpq reads them; `ca_file` is the CA file when the URL names none)
+    /// and runs pending migrations. Blocking; may be called from async code (it works on a
+    /// thread of its own).
+    pub fn connect(url: &str, ca_file: Option<&std::path::Path>) -> StoreResult<PgStore> {
         let url = url.to_owned();
         std::thread::scope(|s| {
             s.spawn(move || {
-                let pool = Pool::new(&url, MAX_CONNECTIONS)?;
+                let pool = Pool::new(&url, ca_file, MAX_CONNECTIONS)?;
                 {
                     let mut conn = pool.get()?;
                     migrate(&mut conn)?;
