@@ -200,6 +200,12 @@ async fn metrics_count_the_rows_imports_and_requests_of_an_import() {
         "{after}"
     );
     assert!(after.contains("\nintake_queue_depth "), "{after}");
+    for gauge in ["open", "in_use", "max"] {
+        assert!(
+            after.contains(&format!("\nintake_db_connections_{gauge} ")),
+            "{gauge}: {after}"
+        );
+    }
     assert!(
         after.contains("\nintake_queue_oldest_age_seconds "),
         "{after}"
@@ -732,18 +738,10 @@ async fn a_viewer_reads_imports_and_tables_but_cannot_change_anything() {
         "forbidden",
         "this action needs a key with role admin or above; this key is viewer",
     );
-    let (status, body) = send(
-        s.req_as(&viewer, Method::POST, "/v1/imports?table=people")
-            .header("content-type", "text/csv")
-            .body("id,name\n1,Ann\n"),
-    )
-    .await;
+    let (status, body) = import_csv_as(&s, &viewer, "people", "id,name\n1,Ann\n").await;
     assert_eq!((status, body), (403, needs_member.clone()));
-    let (status, body) = send(
-        s.req_as(&viewer, Method::POST, "/v1/tables/people/records")
-            .json(&json!([{"id": 1, "name": "Ann"}])),
-    )
-    .await;
+    let (status, body) =
+        send_records_as(&s, &viewer, "people", json!([{"id": 1, "name": "Ann"}])).await;
     assert_eq!((status, body), (403, needs_member.clone()));
     let (status, body) = send(s.req_as(
         &viewer,
@@ -836,18 +834,10 @@ async fn a_key_scoped_to_tables_imports_creates_and_deletes_only_those() {
     let scoped = key["key"].as_str().unwrap().to_owned();
 
     // Its tables: imports, the one-step load, create and delete.
-    let (status, body) = send(
-        s.req_as(&scoped, Method::POST, "/v1/imports?table=orders")
-            .header("Content-Type", "text/csv")
-            .body("id,name\n1,Ann\n"),
-    )
-    .await;
+    let (status, body) = import_csv_as(&s, &scoped, "orders", "id,name\n1,Ann\n").await;
     assert_eq!(status, 202, "{body}");
-    let (status, body) = send(
-        s.req_as(&scoped, Method::POST, "/v1/tables/orders/records")
-            .json(&json!([{"id": 2, "name": "Bob"}])),
-    )
-    .await;
+    let (status, body) =
+        send_records_as(&s, &scoped, "orders", json!([{"id": 2, "name": "Bob"}])).await;
     assert_eq!(status, 202, "{body}");
     let (status, body) = send(
         s.req_as(&scoped, Method::POST, "/v1/tables")
@@ -863,18 +853,10 @@ async fn a_key_scoped_to_tables_imports_creates_and_deletes_only_those() {
         "forbidden",
         "this key may use only the tables drafts, orders, not \"items\"",
     );
-    let (status, body) = send(
-        s.req_as(&scoped, Method::POST, "/v1/imports?table=items")
-            .header("Content-Type", "text/csv")
-            .body("id,name\n1,Ann\n"),
-    )
-    .await;
+    let (status, body) = import_csv_as(&s, &scoped, "items", "id,name\n1,Ann\n").await;
     assert_eq!((status, body), (403, refused.clone()));
-    let (status, body) = send(
-        s.req_as(&scoped, Method::POST, "/v1/tables/items/records")
-            .json(&json!([{"id": 2, "name": "Bob"}])),
-    )
-    .await;
+    let (status, body) =
+        send_records_as(&s, &scoped, "items", json!([{"id": 2, "name": "Bob"}])).await;
     assert_eq!((status, body), (403, refused.clone()));
     let (status, body) = send(s.req_as(&scoped, Method::DELETE, "/v1/tables/items")).await;
     assert_eq!((status, body), (403, refused.clone()));
@@ -984,12 +966,7 @@ async fn the_instance_admin_makes_lists_and_deletes_workspaces() {
     )
     .await;
     assert_eq!(status, 201);
-    let (status, body) = send(
-        s.req_as(&owner, Method::POST, "/v1/imports?table=orders")
-            .header("Content-Type", "text/csv")
-            .body("id,name\n1,Ann\n"),
-    )
-    .await;
+    let (status, body) = import_csv_as(&s, &owner, "orders", "id,name\n1,Ann\n").await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     let (_, done) = send(s.req_as(&owner, Method::GET, &format!("/v1/imports/{id}"))).await;
@@ -2165,6 +2142,25 @@ async fn key_id(s: &TestServer, secret: &str) -> String {
         .collect();
     assert_eq!(matching.len(), 1, "keys with prefix {prefix}: {list}");
     matching[0]["id"].as_str().unwrap().to_owned()
+}
+
+/// Sends a CSV body to `POST /v1/imports?table=TABLE` with a key.
+async fn import_csv_as(s: &TestServer, key: &str, table: &str, csv: &str) -> (u16, Value) {
+    send(
+        s.req_as(key, Method::POST, &format!("/v1/imports?table={table}"))
+            .header("Content-Type", "text/csv")
+            .body(csv.to_owned()),
+    )
+    .await
+}
+
+/// Sends records to `POST /v1/tables/TABLE/records` with a key.
+async fn send_records_as(s: &TestServer, key: &str, table: &str, records: Value) -> (u16, Value) {
+    send(
+        s.req_as(key, Method::POST, &format!("/v1/tables/{table}/records"))
+            .json(&records),
+    )
+    .await
 }
 
 /// Creates a second workspace `other` straight in the server's database, with an owner key.

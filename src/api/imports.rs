@@ -29,8 +29,7 @@ use crate::engine::reader::Format;
 use crate::engine::staging::{StageError, Staged, detect, stage};
 use crate::model::{ImportStatus, Source};
 use crate::store::{
-    CreateOutcome, ImportQuery, ImportSort, KeyRecord, NewIdempotency, NewImport, NewImportInput,
-    Workspace,
+    CreateOutcome, ImportQuery, ImportSort, NewIdempotency, NewImport, NewImportInput,
 };
 
 /// One staged source waiting to become an input.
@@ -147,16 +146,7 @@ pub async fn create(
             None
         };
         let settings = ImportSettings::parse(&raw)?;
-        create_import(
-            &state,
-            &auth.workspace,
-            &auth.key,
-            &headers,
-            settings,
-            &mut staged,
-            source,
-        )
-        .await
+        create_import(&state, &auth, &headers, settings, &mut staged, source).await
     }
     .await;
     for s in &staged {
@@ -200,8 +190,7 @@ pub async fn create_from_records(
     let mut staged = vec![stage_records(&state, &settings, records).await?];
     let result = create_import(
         &state,
-        &auth.workspace,
-        &auth.key,
+        &auth,
         &headers,
         settings,
         &mut staged,
@@ -412,13 +401,13 @@ fn fingerprint(settings_raw: &str, staged: &[StagedInput]) -> String {
 
 async fn create_import(
     state: &AppState,
-    ws: &Workspace,
-    key: &KeyRecord,
+    auth: &Auth<Member>,
     headers: &HeaderMap,
     settings: ImportSettings,
     staged: &mut [StagedInput],
     source: Option<Source>,
 ) -> ApiResult<Response> {
+    let ws = &auth.workspace;
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|v| {
@@ -444,7 +433,7 @@ async fn create_import(
         let table_name = s.table.clone().or_else(|| settings.table.clone()).ok_or_else(|| {
             ApiError::validation("say which table to load: the table option (?table=orders), or a file field named after the table")
         })?;
-        super::auth::check_scope(key, &table_name)?;
+        super::auth::check_scope(&auth.key, &table_name)?;
         match state.store.get_table(ws, &table_name).await {
             Ok(table) => settings.check_against(&table.schema)?,
             // The worker infers the table from the whole source, then creates and loads it.

@@ -108,6 +108,18 @@ fn describe() {
         "Imports waiting for a worker, across workspaces and processes"
     );
     describe_gauge!(
+        "intake_db_connections_open",
+        "Database connections this process has open"
+    );
+    describe_gauge!(
+        "intake_db_connections_in_use",
+        "Database connections in use by a request or a worker now"
+    );
+    describe_gauge!(
+        "intake_db_connections_max",
+        "The most database connections this process opens"
+    );
+    describe_gauge!(
         "intake_queue_oldest_age_seconds",
         Unit::Seconds,
         "Age of the oldest import waiting for a worker (0 when none waits)"
@@ -118,6 +130,10 @@ fn describe() {
 pub async fn scrape(State(state): State<AppState>) -> ApiResult<Response> {
     let queue = state.store.queue_stats().await?;
     metrics::gauge!("intake_queue_depth").set(queue.queued as f64);
+    let pool = state.store.pool_stats();
+    metrics::gauge!("intake_db_connections_open").set(pool.open as f64);
+    metrics::gauge!("intake_db_connections_in_use").set(pool.in_use as f64);
+    metrics::gauge!("intake_db_connections_max").set(pool.max as f64);
     let age = queue.oldest_created_at.map_or(0.0, |t| {
         (time::OffsetDateTime::now_utc() - t)
             .as_seconds_f64()

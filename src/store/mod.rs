@@ -273,6 +273,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// How many imports wait for a worker, across workspaces, and since when the oldest.
     async fn queue_stats(&self) -> StoreResult<QueueStats>;
+    /// How busy this process's database connections are (without waiting for one).
+    fn pool_stats(&self) -> PoolStats;
     /// Frees the disk space the store keeps in reserve (beside an embedded database) so
     /// that a failure caused by a full disk can still be recorded; answers whether any was
     /// freed. The store makes the reserve again once there is room.

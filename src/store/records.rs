@@ -305,6 +305,17 @@ pub struct QueueStats {
     pub oldest_created_at: Option<OffsetDateTime>,
 }
 
+/// How busy the database connections of this process are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    /// Connections open now.
+    pub open: u64,
+    /// Of those, the ones a request or worker is using.
+    pub in_use: u64,
+    /// The most this process opens.
+    pub max: u64,
+}
+
 /// What a lease renewal learned.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseState {

@@ -862,6 +862,10 @@ impl Store for PgStore {
         .await
     }
 
+    fn pool_stats(&self) -> PoolStats {
+        self.inner.pool.stats()
+    }
+
     async fn queue_stats(&self) -> StoreResult<QueueStats> {
         self.read(|tx| {
             let row = tx.query_one(

@@ -223,6 +223,20 @@ impl Pool {
             .join(", ")
     }
 
+    /// Connections open and in use now, and the most this pool opens.
+    pub(crate) fn stats(&self) -> crate::store::PoolStats {
+        let (open, idle) = self
+            .state
+            .lock()
+            .map(|s| (s.open, s.idle.len()))
+            .unwrap_or_default();
+        crate::store::PoolStats {
+            open: open as u64,
+            in_use: open.saturating_sub(idle) as u64,
+            max: self.max as u64,
+        }
+    }
+
     fn give_back(&self, client: Client) {
         let Ok(mut state) = self.state.lock() else {
             discard(client);

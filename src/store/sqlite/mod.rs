@@ -761,6 +761,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    fn pool_stats(&self) -> PoolStats {
+        // A connection is in use while its lock is held; the one writer counts too.
+        let connections = std::iter::once(&self.inner.writer).chain(&self.inner.readers);
+        let max = self.inner.readers.len() as u64 + 1;
+        PoolStats {
+            open: max,
+            in_use: connections.filter(|c| c.try_lock().is_err()).count() as u64,
+            max,
+        }
+    }
+
     async fn queue_stats(&self) -> StoreResult<QueueStats> {
         self.read(|c| {
             let (queued, oldest): (i64, Option<String>) = c.query_row(
