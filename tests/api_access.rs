@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{TestServer, send};
+use common::{TestServer, people_schema, send};
 use intake::model::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -817,6 +817,27 @@ async fn an_admin_manages_tables() {
     assert_eq!(status, 201, "{body}");
     let (status, _) = send(s.req_as(&admin, Method::DELETE, "/v1/tables/people")).await;
     assert_eq!(status, 204);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn me_names_the_calling_key_its_role_and_its_workspace() {
+    let s = TestServer::start().await;
+    for role in ["viewer", "member", "admin", "owner"] {
+        let key = if role == "owner" {
+            common::OWNER_KEY.to_owned()
+        } else {
+            s.create_key(role).await
+        };
+        let (status, me) = send(s.req_as(&key, Method::GET, "/v1/me")).await;
+        assert_eq!(status, 200, "{me}");
+        assert_eq!(me["key"]["role"], role, "{me}");
+        assert_eq!(me["key"]["prefix"], key[..13], "{me}");
+        assert!(me["key"].get("key").is_none(), "never the secret: {me}");
+        assert_eq!(me["workspace"]["slug"], "default", "{me}");
+    }
+    let (status, _) = send(s.req_as("intake_nope_nope_nope", Method::GET, "/v1/me")).await;
+    assert_eq!(status, 401);
     s.stop().await;
 }
 
@@ -2105,17 +2126,6 @@ fn table(name: &str, columns: Value) -> Value {
 }
 
 /// A two-column table keyed by `id`.
-fn people_schema(name: &str) -> Value {
-    json!({
-        "name": name,
-        "columns": [
-            {"name": "id", "type": "integer", "required": true},
-            {"name": "name", "type": "string"}
-        ],
-        "primary_key": ["id"]
-    })
-}
-
 /// Uploads a one-row CSV to `table` with `key`; returns the queued import's id.
 async fn queue_import(s: &TestServer, key: &str, table: &str) -> String {
     let (status, body) = send(

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use common::people_schema as people;
 use common::{TestServer, orders_schema, send};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -16,18 +17,6 @@ use serde_json::{Value, json};
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A table `name` with an integer primary key `id` and a string `name`.
-fn people(name: &str) -> Value {
-    json!({
-        "name": name,
-        "columns": [
-            {"name": "id", "type": "integer", "required": true},
-            {"name": "name", "type": "string"}
-        ],
-        "primary_key": ["id"]
-    })
-}
 
 /// Uploads a raw body, expects 202, waits for the end and returns the finished import.
 async fn import(

@@ -54,10 +54,7 @@ async fn read_events(resp: reqwest::Response, limit: usize) -> Vec<Sse> {
 }
 
 fn people() -> Value {
-    json!({"name": "people", "columns": [
-        {"name": "id", "type": "integer", "required": true},
-        {"name": "name", "type": "string"}
-    ], "primary_key": ["id"]})
+    common::people_schema("people")
 }
 
 fn csv(rows: usize) -> String {

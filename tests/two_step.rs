@@ -7,10 +7,7 @@ use common::{TestServer, send};
 use serde_json::{Value, json};
 
 fn people() -> Value {
-    json!({"name": "people", "columns": [
-        {"name": "id", "type": "integer", "required": true},
-        {"name": "name", "type": "string"}
-    ], "primary_key": ["id"]})
+    common::people_schema("people")
 }
 
 fn csv(rows: usize) -> String {

@@ -8,36 +8,12 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{generate_key, hash_key};
 use super::error::{ApiError, ApiResult, ErrorCode};
-use super::views::{List, rfc3339};
+use super::views::{List, WorkspaceView};
 use crate::model::{Identifier, Role};
-use crate::store::Workspace;
-
-/// A workspace as the instance-admin API shows it.
-#[derive(Serialize, ToSchema)]
-pub struct WorkspaceView {
-    id: Uuid,
-    /// Its name in the database (tables are `<slug>__<table>` in SQLite, `<slug>.<table>` in
-    /// PostgreSQL).
-    slug: String,
-    name: String,
-    created_at: String,
-}
-
-impl WorkspaceView {
-    fn of(ws: &Workspace) -> WorkspaceView {
-        WorkspaceView {
-            id: ws.id,
-            slug: ws.slug.clone(),
-            name: ws.name.clone(),
-            created_at: rfc3339(ws.created_at),
-        }
-    }
-}
 
 /// A workspace just made, with its first owner key (shown only this once).
 #[derive(Serialize, ToSchema)]

@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::{Admin, Auth, generate_key};
+use super::auth::{Admin, Auth, Viewer, generate_key};
 use super::error::{ApiError, ApiResult, ErrorCode};
-use super::views::{List, rfc3339};
+use super::views::{List, WorkspaceView, rfc3339};
 use crate::model::Role;
 use crate::store::KeyRecord;
 
@@ -135,6 +135,23 @@ pub async fn create(
             secret,
         }),
     ))
+}
+
+/// Who a key is: `GET /v1/me`.
+#[derive(Serialize, ToSchema)]
+pub struct MeView {
+    key: KeyView,
+    workspace: WorkspaceView,
+}
+
+/// The calling key and its workspace (any role): what a client needs to know what it may do.
+#[utoipa::path(get, path = "/v1/me", tag = "keys",
+    responses((status = 200, body = MeView)))]
+pub async fn me(auth: Auth<Viewer>) -> Json<MeView> {
+    Json(MeView {
+        key: KeyView::of(&auth.key),
+        workspace: WorkspaceView::of(&auth.workspace),
+    })
 }
 
 /// Lists the workspace's keys (never their secrets).

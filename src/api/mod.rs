@@ -72,6 +72,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     prometheus::install();
     let v1 = Router::new()
+        .route("/me", get(keys::me))
         .route("/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/tables", post(tables::create).get(tables::list))

@@ -39,6 +39,7 @@ pub struct ErrorDetail {
         health::healthz,
         health::readyz,
         health::version,
+        keys::me,
         keys::create,
         keys::list,
         keys::revoke,
@@ -172,6 +173,7 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3.1"));
         let paths = doc["paths"].as_object().expect("paths");
         for route in [
+            "/v1/me",
             "/v1/keys",
             "/v1/keys/{id}",
             "/v1/tables",
@@ -200,7 +202,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            26,
+            27,
             "a route is documented that the router lacks"
         );
     }

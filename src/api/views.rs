@@ -350,3 +350,26 @@ pub fn table_view_of(t: &TableRecord) -> TableView<'_> {
         created_at: rfc3339(t.created_at),
     }
 }
+
+/// A workspace as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceView {
+    id: Uuid,
+    /// Its name in the database (tables are `<slug>__<table>` in SQLite, `<slug>.<table>` in
+    /// PostgreSQL).
+    slug: String,
+    name: String,
+    created_at: String,
+}
+
+impl WorkspaceView {
+    /// The view of a workspace.
+    pub fn of(ws: &crate::store::Workspace) -> WorkspaceView {
+        WorkspaceView {
+            id: ws.id,
+            slug: ws.slug.clone(),
+            name: ws.name.clone(),
+            created_at: rfc3339(ws.created_at),
+        }
+    }
+}

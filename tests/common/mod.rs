@@ -283,6 +283,18 @@ pub fn generator() -> Option<PathBuf> {
     }
 }
 
+/// A table of people: an integer key `id` and a text `name`.
+pub fn people_schema(name: &str) -> Value {
+    json!({
+        "name": name,
+        "columns": [
+            {"name": "id", "type": "integer", "required": true},
+            {"name": "name", "type": "string"}
+        ],
+        "primary_key": ["id"]
+    })
+}
+
 /// The orders table of the reference generator's files, every column typed.
 pub fn orders_schema(name: &str) -> Value {
     json!({

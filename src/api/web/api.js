@@ -88,23 +88,10 @@ export function qs(params) {
   return s ? `?${s}` : '';
 }
 
-/**
- * Finds the role of a key: GET /v1/keys answers admins and owners (an owner's key is the one
- * whose prefix matches among owner keys); anyone else gets 403, whose message names the role.
- * A wrong key fails here with 401.
- */
+/** The role and name of a key, and its workspace (GET /v1/me); a wrong key fails with 401. */
 export async function whoAmI(key) {
-  await api('/v1/tables', { key });
-  try {
-    const keys = await api('/v1/keys', { key });
-    const mine = (keys.data || []).filter((k) => !k.revoked_at && key.startsWith(k.prefix));
-    const role = mine.length === 1 ? mine[0].role : mine.some((k) => k.role === 'owner') ? 'owner' : 'admin';
-    return { role, name: mine.length === 1 ? mine[0].name : null };
-  } catch (e) {
-    if (e.status !== 403) throw e;
-    const m = /this key is (\w+)/.exec(e.message);
-    return { role: m ? m[1] : 'viewer', name: null };
-  }
+  const me = await api('/v1/me', { key });
+  return { role: me.key.role, name: me.key.name, workspace: me.workspace.name };
 }
 
 const RANK = { viewer: 0, member: 1, admin: 2, owner: 3 };

@@ -20,6 +20,8 @@ mod webhooks;
 mod writer;
 
 #[cfg(test)]
+mod copy_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
