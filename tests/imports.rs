@@ -1734,6 +1734,28 @@ async fn the_same_idempotency_key_and_body_replays_the_first_import() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_recognises_the_same_options_in_another_order_and_not_other_options() {
+    let s = TestServer::start().await;
+    s.create_table(people("people")).await;
+    let post = |query: &str| {
+        s.post(&format!("/v1/imports?{query}"))
+            .header("content-type", "text/csv")
+            .header("idempotency-key", "k-order")
+            .body("id,name\n1,A\n")
+    };
+    let (status, _, first) = send_full(post("table=people&mode=upsert&note=n")).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, headers, again) = send_full(post("note=n&mode=upsert&table=people")).await;
+    assert_eq!(status, 202, "{again}");
+    assert!(headers.get("idempotent-replayed").is_some(), "{again}");
+    assert_eq!(again["id"], first["id"]);
+    let (status, _, other) = send_full(post("table=people&mode=insert&note=n")).await;
+    assert_eq!(status, 422, "{other}");
+    assert_eq!(other["error"]["code"], "idempotency_key_reused");
+    finish(&s, &first).await;
+}
+
+#[tokio::test]
 async fn the_same_idempotency_key_with_another_body_is_refused() {
     let s = TestServer::start().await;
     s.create_table(people("people")).await;

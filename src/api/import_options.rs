@@ -146,6 +146,9 @@ pub struct ImportSettings {
     pub infer_enums: bool,
     /// Source fields the table lacks become new nullable columns.
     pub add_columns: bool,
+    /// The options as given, in one stable spelling (sorted names, JSON values): what an
+    /// idempotency key's request is recognised by.
+    pub canonical: String,
 }
 
 fn text(v: &Value) -> String {
@@ -324,6 +327,7 @@ impl ImportSettings {
         };
         let opt_text = |k: &str, max: usize| get(k).map(|v| limited(k, v, max)).transpose();
         Ok(ImportSettings {
+            canonical: serde_json::to_string(raw).map_err(ApiError::internal)?,
             table: opt_text("table", 100)?,
             mode,
             on_error,

@@ -385,9 +385,10 @@ async fn read_multipart(
     Ok(())
 }
 
-fn fingerprint(settings_raw: &str, staged: &[StagedInput]) -> String {
+/// What an idempotency key's request is recognised by: its options and its sources' bytes.
+fn fingerprint(options: &str, staged: &[StagedInput]) -> String {
     let mut h = Sha256::new();
-    h.update(settings_raw.as_bytes());
+    h.update(options.as_bytes());
     for s in staged {
         h.update(b"\0");
         h.update(s.table.as_deref().unwrap_or("").as_bytes());
@@ -501,7 +502,6 @@ async fn create_import(
             file_size: None,
         });
     }
-    let raw_settings = format!("{settings:?}");
     let source = source.unwrap_or(match first_format {
         Some(Format::Tsv) => Source::Tsv,
         Some(Format::Ndjson) => Source::Ndjson,
@@ -536,7 +536,7 @@ async fn create_import(
         error: unsupported.clone(),
         idempotency: idempotency_key.as_ref().map(|key| NewIdempotency {
             key: key.clone(),
-            fingerprint: fingerprint(&raw_settings, staged),
+            fingerprint: fingerprint(&settings.canonical, staged),
         }),
         inputs,
     };
