@@ -1054,13 +1054,7 @@ fn physical_exists(s: &TestServer, physical: &str) -> bool {
 #[tokio::test]
 async fn every_route_given_another_workspaces_ids_answers_404_and_changes_nothing() {
     let s = TestServer::start().await;
-    s.create_table(people_schema("orders")).await;
-    let (status, body) = s
-        .upload("table=orders", "text/csv", "id,name\n1,Ann\n2,Bob\n")
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let import_id = body["id"].as_str().unwrap().to_owned();
-    assert_eq!(s.wait_done(&import_id).await["status"], "complete");
+    let import_id = loaded_orders(&s).await;
     let member = s.create_key("member").await;
     let member_id = key_id(&s, &member).await;
     let (status, hook) = send(s.post("/v1/webhooks").json(&json!({
@@ -1175,13 +1169,7 @@ async fn every_route_given_another_workspaces_ids_answers_404_and_changes_nothin
 #[tokio::test]
 async fn a_key_of_another_workspace_sees_none_of_this_workspaces_data() {
     let s = TestServer::start().await;
-    s.create_table(people_schema("orders")).await;
-    let (status, body) = s
-        .upload("table=orders", "text/csv", "id,name\n1,Ann\n2,Bob\n")
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let import_id = body["id"].as_str().unwrap().to_owned();
-    assert_eq!(s.wait_done(&import_id).await["status"], "complete");
+    let import_id = loaded_orders(&s).await;
     let owner_id = key_id(&s, common::OWNER_KEY).await;
     let other = other_workspace_key(&s).await;
 
@@ -2152,6 +2140,18 @@ async fn key_id(s: &TestServer, secret: &str) -> String {
         .collect();
     assert_eq!(matching.len(), 1, "keys with prefix {prefix}: {list}");
     matching[0]["id"].as_str().unwrap().to_owned()
+}
+
+/// Creates the table `orders` and loads two people into it; returns the import's id.
+async fn loaded_orders(s: &TestServer) -> String {
+    s.create_table(people_schema("orders")).await;
+    let (status, body) = s
+        .upload("table=orders", "text/csv", "id,name\n1,Ann\n2,Bob\n")
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let import_id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(s.wait_done(&import_id).await["status"], "complete");
+    import_id
 }
 
 /// Sends a CSV body to `POST /v1/imports?table=TABLE` with a key.
