@@ -682,14 +682,9 @@ fn column_name(header: &str) -> String {
 
 #[tokio::test]
 async fn every_csv_spectrum_file_loads_exactly_as_its_json_says() {
-    let Some(data) = common::shared_testdata() else {
+    let Some(dir) = common::shared("testdata/csv-spectrum") else {
         return;
     };
-    let dir = data.join("csv-spectrum");
-    if !dir.exists() {
-        eprintln!("skipped: {} is absent", dir.display());
-        return;
-    }
     let s = TestServer::start().await;
     let mut files: Vec<_> = std::fs::read_dir(dir.join("csvs"))
         .expect("csvs")

@@ -261,26 +261,32 @@ pub async fn send(req: RequestBuilder) -> (u16, Value) {
     (status, body)
 }
 
+/// A file or folder of the shared data beside the checkout: None (saying so) where it is
+/// absent, which fails the test in CI (`CI` set), where the shared data must be there.
+pub fn shared(relative: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(relative);
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is required in CI",
+        p.display()
+    );
+    eprintln!("skipped: {} is absent", p.display());
+    None
+}
+
 /// The shared test data folder, if present beside the checkout.
 pub fn shared_testdata() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: ../shared/testdata is absent");
-        None
-    }
+    shared("testdata")
 }
 
 /// The reference generator, if present beside the checkout.
 pub fn generator() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen.py");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: ../shared/bench/gen.py is absent");
-        None
-    }
+    shared("bench/gen.py")
 }
 
 /// A table of people: an integer key `id` and a text `name`.
