@@ -16,7 +16,7 @@ use super::import_options::{ImportSettings, RawOptions};
 use super::imports::{check_length, parse_id, stage_error, too_large};
 use super::views::import_view;
 use crate::engine::reader::Format;
-use crate::engine::staging::{detect, stage};
+use crate::engine::staging::{detect, stage_with};
 use crate::model::ImportStatus;
 
 /// A byte range of a resumable upload: `bytes START-END/TOTAL`.
@@ -200,10 +200,10 @@ pub async fn upload(
         .await
         .map_err(ApiError::internal)?;
     let stream = tokio_util::io::ReaderStream::new(source);
-    let staged = stage(
+    let staged = stage_with(
         state.engine.blobs.staging_path(),
         stream,
-        settings.encoding,
+        &settings.stage_options(),
         limit,
     )
     .await
@@ -235,6 +235,7 @@ pub async fn upload(
         serde_json::from_value(input.options.clone()).unwrap_or_default();
     options.delimiter = sniffed.delimiter;
     options.replaced_sequences = staged.replaced;
+    options.sheet = staged.workbook.clone();
     let options = serde_json::to_value(&options).map_err(ApiError::internal)?;
     state
         .store

@@ -28,6 +28,7 @@ const KNOWN: &[&str] = &[
     "format",
     "delimiter",
     "encoding",
+    "sheet",
     "null_values",
     "mapping",
     "has_header",
@@ -63,6 +64,9 @@ pub struct ImportSettings {
     pub format: Option<Format>,
     pub delimiter: Option<u8>,
     pub encoding: Option<Encoding>,
+    /// The sheet of a workbook to load: its name, or its 1-based position when no sheet has
+    /// that name (default: the first).
+    pub sheet: Option<String>,
     pub null_values: Option<Vec<String>>,
     pub mapping: BTreeMap<String, Option<String>>,
     pub has_header: bool,
@@ -267,6 +271,7 @@ impl ImportSettings {
             format,
             delimiter,
             encoding,
+            sheet: opt_text("sheet", 255)?,
             null_values,
             mapping,
             has_header: get("has_header")
@@ -330,6 +335,14 @@ impl ImportSettings {
         }
         let input = self.input_options(b',');
         crate::engine::mapper::check_mapping(schema, &input).map_err(|e| ApiError::validation(e.0))
+    }
+
+    /// How an upload is staged: its declared encoding and the sheet of a workbook.
+    pub fn stage_options(&self) -> crate::engine::staging::StageOptions {
+        crate::engine::staging::StageOptions {
+            encoding: self.encoding,
+            sheet: self.sheet.clone(),
+        }
     }
 
     /// The reading options stored with each input.

@@ -20,7 +20,8 @@ use super::import_options::{ImportSettings, RawOptions};
 use super::pagination::{Cursor, page_limit};
 use super::views::{ImportView, error_summary_view, import_view, progress_view, row_error_view};
 use crate::engine::reader::Format;
-use crate::engine::staging::{StageError, Staged, detect, stage};
+use crate::engine::staging::{StageError, Staged, detect, stage, stage_with};
+use crate::engine::workbook::{WorkbookError, WorkbookKind};
 use crate::model::{ImportStatus, Source};
 use crate::store::{
     CreateOutcome, ImportQuery, ImportSort, NewIdempotency, NewImport, NewImportInput, Workspace,
@@ -98,7 +99,20 @@ pub async fn create(
                     Some(Format::Ndjson)
                 }
                 "application/json" => Some(Format::Json),
-                "text/plain" | "application/octet-stream" | "" => None,
+                // Compressed files and workbooks are recognised by their first bytes.
+                "text/plain"
+                | "application/octet-stream"
+                | ""
+                | "application/gzip"
+                | "application/x-gzip"
+                | "application/zstd"
+                | "application/x-zstd"
+                | "application/zip"
+                | "application/x-zip-compressed"
+                | "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+                | "application/vnd.ms-excel.sheet.binary.macroenabled.12"
+                | "application/vnd.ms-excel"
+                | "application/vnd.oasis.opendocument.spreadsheet" => None,
                 other => {
                     return Err(ApiError::new(
                         ErrorCode::UnsupportedMediaType,
@@ -110,10 +124,10 @@ pub async fn create(
             };
             let settings = ImportSettings::parse(&raw)?;
             let body = request.into_body().into_data_stream();
-            let staged_file = stage(
+            let staged_file = stage_with(
                 state.engine.blobs.staging_path(),
                 body,
-                settings.encoding,
+                &settings.stage_options(),
                 state.config.max_upload_bytes,
             )
             .await
@@ -216,6 +230,16 @@ pub(super) fn stage_error(e: StageError) -> ApiError {
         StageError::Io(e) => ApiError::io("the upload", &e),
         e @ StageError::Damaged(_) => ApiError::new(ErrorCode::UnsupportedFormat, e.to_string()),
         e @ StageError::Bomb(_) => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+        StageError::Archive(crate::engine::archive::ArchiveError::Io(e))
+        | StageError::Workbook(WorkbookError::Io(e)) => ApiError::io("the upload", &e),
+        e @ StageError::Archive(_) => ApiError::new(ErrorCode::UnsupportedFormat, e.to_string()),
+        StageError::Workbook(e @ WorkbookError::TooLarge(_)) => {
+            ApiError::new(ErrorCode::PayloadTooLarge, e.to_string())
+        }
+        StageError::Workbook(e @ WorkbookError::Damaged { .. }) => {
+            ApiError::new(ErrorCode::UnsupportedFormat, e.to_string())
+        }
+        StageError::Workbook(e @ WorkbookError::Sheet(_)) => ApiError::validation(e.to_string()),
     }
 }
 
@@ -328,10 +352,10 @@ async fn read_multipart(
                 _ => None,
             });
             let stream = field.map_err(|e| e.body_text());
-            let staged_file = stage(
+            let staged_file = stage_with(
                 state.engine.blobs.staging_path(),
                 stream,
-                settings.encoding,
+                &settings.stage_options(),
                 state.config.max_upload_bytes,
             )
             .await
@@ -399,6 +423,7 @@ async fn create_import(
     let mut inputs = Vec::with_capacity(staged.len());
     let mut unsupported: Option<String> = None;
     let mut first_format = None;
+    let mut first_workbook = None;
     for s in staged.iter() {
         // One policy for every format: an empty file is a mistake to report, not an import of
         // nothing (records sent inline may be none).
@@ -443,6 +468,8 @@ async fn create_import(
         let mut options = settings.input_options(delimiter);
         options.records_are_lines = matches!(source, Some(Source::Inline | Source::Api));
         options.replaced_sequences = s.staged.replaced;
+        options.sheet = s.staged.workbook.clone();
+        first_workbook = first_workbook.or(s.staged.workbook.as_ref().map(|w| w.kind));
         inputs.push(NewImportInput {
             table: table_name,
             blob_key: Some(format!("{id}-{}", inputs.len())),
@@ -476,11 +503,15 @@ async fn create_import(
         });
     }
     let raw_settings = format!("{settings:?}");
-    let source = source.unwrap_or(match first_format {
-        Some(Format::Tsv) => Source::Tsv,
-        Some(Format::Ndjson) => Source::Ndjson,
-        Some(Format::Json) => Source::Json,
-        _ => Source::Csv,
+    let source = source.unwrap_or(match (first_workbook, first_format) {
+        (Some(WorkbookKind::Xlsx), _) => Source::Xlsx,
+        (Some(WorkbookKind::Xlsb), _) => Source::Xlsb,
+        (Some(WorkbookKind::Xls), _) => Source::Xls,
+        (Some(WorkbookKind::Ods), _) => Source::Ods,
+        (None, Some(Format::Tsv)) => Source::Tsv,
+        (None, Some(Format::Ndjson)) => Source::Ndjson,
+        (None, Some(Format::Json)) => Source::Json,
+        (None, _) => Source::Csv,
     });
     let status = if unsupported.is_some() {
         ImportStatus::Unsupported
@@ -771,8 +802,27 @@ pub async fn errors(
         .await?;
     let has_more = rows.len() > limit as usize;
     let rows = &rows[..rows.len().min(limit as usize)];
+    // Errors of a workbook's sheet also name their cell.
+    let import = state.store.get_import(auth.workspace.id, id).await?;
+    let sheets: BTreeMap<&str, crate::engine::options::InputOptions> = import
+        .tables
+        .iter()
+        .filter_map(|t| {
+            let options: crate::engine::options::InputOptions =
+                serde_json::from_value(t.options.clone()).ok()?;
+            options
+                .sheet
+                .is_some()
+                .then_some((t.table.as_str(), options))
+        })
+        .collect();
+    let cell = |e: &crate::store::StoredRowError| {
+        let options = sheets.get(e.table.as_str())?;
+        let sheet = options.sheet.as_ref()?;
+        Some(sheet.cell(&options.mapping, e.error.column.as_deref(), e.error.line))
+    };
     Ok(Json(json!({
-        "data": rows.iter().map(row_error_view).collect::<Vec<_>>(),
+        "data": rows.iter().map(|e| row_error_view(e, cell(e))).collect::<Vec<_>>(),
         "next_cursor": if has_more { rows.last().map(|r| r.id.to_string()) } else { None },
         "has_more": has_more,
     }))

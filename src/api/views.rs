@@ -229,8 +229,9 @@ pub fn progress_view(i: &ImportRecord) -> Value {
 }
 
 /// A stored row error.
-pub fn row_error_view(e: &StoredRowError) -> Value {
-    json!({
+/// `cell` names the spreadsheet cell (`Orders!C17`) of an error in a workbook's sheet.
+pub fn row_error_view(e: &StoredRowError, cell: Option<String>) -> Value {
+    let mut view = json!({
         "table": e.table,
         "line": e.error.line,
         "record": e.error.record,
@@ -238,7 +239,11 @@ pub fn row_error_view(e: &StoredRowError) -> Value {
         "code": e.error.code,
         "message": e.error.message,
         "row": e.error.row,
-    })
+    });
+    if let Some(cell) = cell {
+        view["cell"] = Value::String(cell);
+    }
+    view
 }
 
 /// The summary of an import's row errors: counted, stored, and grouped.

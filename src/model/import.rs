@@ -157,6 +157,14 @@ string_enum! {
         Tsv = "tsv",
         Ndjson = "ndjson",
         Json = "json",
+        /// A sheet of an Excel workbook (Office Open XML).
+        Xlsx = "xlsx",
+        /// A sheet of an Excel binary workbook.
+        Xlsb = "xlsb",
+        /// A sheet of an Excel 97-2003 workbook.
+        Xls = "xls",
+        /// A sheet of an OpenDocument spreadsheet.
+        Ods = "ods",
         /// Records sent inline in `POST /v1/imports`.
         Inline = "inline",
         /// Records sent to `POST /v1/tables/{table}/records`.
