@@ -20,7 +20,8 @@ use super::watch::{self, Followed, UploadStats};
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES_HELP)]
 pub struct ImportArgs {
-    /// The file to load (CSV, TSV, NDJSON or JSON).
+    /// The file to load: CSV, TSV, NDJSON, JSON or a workbook (xlsx, xls, ods), plain or
+    /// gzip, zstd or zip compressed.
     pub file: PathBuf,
     /// The table to load it into (default: named after the file). A table that does not
     /// exist is created from the whole file: its columns' types are those every value fits.
@@ -61,6 +62,10 @@ pub struct ImportArgs {
     /// Text encoding, by its label: utf-8, utf-16, windows-1252, latin1, iso-8859-2, shift_jis…
     #[arg(long)]
     pub encoding: Option<String>,
+    /// The sheet of a workbook to load: its name, or its position from 1 (default: the
+    /// first sheet).
+    #[arg(long)]
+    pub sheet: Option<String>,
     /// The file has no header line: fields map to columns by position.
     #[arg(long)]
     pub no_header: bool,
@@ -117,9 +122,9 @@ pub enum FileFormat {
 impl FileFormat {
     /// The format a file name suggests.
     pub fn of_path(path: &Path) -> Option<FileFormat> {
-        // A compressed file is named after what it holds: `orders.csv.gz`.
+        // A compressed file is named after what it holds: `orders.csv.gz`, `orders.csv.zst`.
         let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        let name = super::tables::strip_compression(&name);
         let ext = Path::new(name).extension()?.to_str()?;
         match ext {
             "csv" => Some(FileFormat::Csv),
@@ -221,6 +226,7 @@ impl ImportArgs {
         for (name, value) in [
             ("delimiter", &self.delimiter),
             ("encoding", &self.encoding),
+            ("sheet", &self.sheet),
             ("null_values", &self.null_values),
             ("reference", &self.reference),
             ("note", &self.note),

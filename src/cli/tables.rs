@@ -188,18 +188,23 @@ async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
 }
 
 /// The first [`SAMPLE_BYTES`] (and one more, to tell a longer file) of a file's data:
-/// inflated when the file is gzip-compressed, since the server reads a sample whole.
+/// inflated when the file is gzip or zstd compressed, since the server reads a sample whole.
 async fn read_sample(path: PathBuf) -> std::io::Result<Vec<u8>> {
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Seek};
         let mut file = std::fs::File::open(&path)?;
-        let mut magic = [0u8; 2];
-        let gzip = file.read(&mut magic)? == 2 && magic == [0x1f, 0x8b];
+        let mut magic = [0u8; 4];
+        let read = file.read(&mut magic)?;
+        let gzip = read >= 2 && magic[..2] == [0x1f, 0x8b];
+        let zstd = read == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd];
         file.rewind()?;
         let mut sample = Vec::with_capacity(64 << 10);
         let limit = SAMPLE_BYTES as u64 + 1;
         if gzip {
             let inflated = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+            inflated.take(limit).read_to_end(&mut sample)?;
+        } else if zstd {
+            let inflated = zstd::stream::read::Decoder::new(file)?;
             inflated.take(limit).read_to_end(&mut sample)?;
         } else {
             file.take(limit).read_to_end(&mut sample)?;
@@ -210,11 +215,19 @@ async fn read_sample(path: PathBuf) -> std::io::Result<Vec<u8>> {
     .map_err(std::io::Error::other)?
 }
 
+/// A file name without the extension of its compression (`orders.csv.gz` → `orders.csv`).
+pub(super) fn strip_compression(name: &str) -> &str {
+    [".gz", ".zst", ".zstd", ".zip"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .unwrap_or(name)
+}
+
 /// A valid table name made from a file name (`Orders 2024.csv` → `orders_2024`, and
-/// `orders.csv.gz` → `orders`), if any.
+/// `orders.csv.gz`, `orders.csv.zst` or `book.xlsx` → `orders` or `book`), if any.
 pub(super) fn table_name_from(path: &Path) -> Option<String> {
     let file = path.file_name()?.to_str()?.to_lowercase();
-    let file = file.strip_suffix(".gz").unwrap_or(&file);
+    let file = strip_compression(&file);
     let stem = Path::new(file).file_stem()?.to_str()?;
     let mut name = String::new();
     for c in stem.chars() {
@@ -337,6 +350,9 @@ mod tests {
         assert_eq!(name("data/Orders 2024.csv"), Some("orders_2024".into()));
         assert_eq!(name("orders.csv.gz"), Some("orders".into()));
         assert_eq!(name("Events.NDJSON.GZ"), Some("events".into()));
+        assert_eq!(name("orders.csv.zst"), Some("orders".into()));
+        assert_eq!(name("Q1 Book.xlsx"), Some("q1_book".into()));
+        assert_eq!(name("people.tsv.zip"), Some("people".into()));
         assert_eq!(name("2024.csv"), None);
     }
 }
