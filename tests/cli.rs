@@ -659,3 +659,44 @@ async fn admin_makes_a_recovery_owner_key_and_a_workspace_of_its_own_beside_the_
         "{nobody:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reads_a_sheet_of_a_workbook_and_a_zstd_compressed_file() {
+    let s = TestServer::start().await;
+    let mut book = rust_xlsxwriter::Workbook::new();
+    book.add_worksheet()
+        .set_name("Readme")
+        .and_then(|w| w.write_string(0, 0, "About"))
+        .expect("sheet");
+    let orders = book.add_worksheet();
+    orders.set_name("Orders").expect("name");
+    orders.write_string(0, 0, "Order ID").expect("cell");
+    orders.write_string(0, 1, "Amount").expect("cell");
+    for i in 1..=300u32 {
+        orders.write_number(i, 0, i).expect("cell");
+        orders
+            .write_number(i, 1, f64::from(i) + 0.25)
+            .expect("cell");
+    }
+    let path = s.dir.path().join("Q1 Book.xlsx");
+    book.save(&path).expect("save");
+    let r = run(
+        &s,
+        &["import", path_str(&path), "--sheet", "Orders", "--json"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let import = r.json();
+    assert_eq!(import["source"], "xlsx", "{import}");
+    assert_eq!(import["tables"][0]["table"], "q1_book", "{import}");
+    assert_eq!(import["counts"]["created"], 300, "{import}");
+
+    let path = s.dir.path().join("people.csv.zst");
+    let csv = "id,name\n1,Ann\n2,Bob\n";
+    std::fs::write(&path, zstd::encode_all(csv.as_bytes(), 3).expect("zstd")).expect("write");
+    let r = run(&s, &["import", path_str(&path), "--json"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let import = r.json();
+    assert_eq!(import["tables"][0]["table"], "people", "{import}");
+    assert_eq!(import["counts"]["created"], 2, "{import}");
+}

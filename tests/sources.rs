@@ -435,3 +435,76 @@ async fn an_ods_sheet_loads_like_an_xlsx_one() {
     assert_eq!(errors[0]["cell"], "People!A3");
     assert_eq!(errors[0]["line"], 3);
 }
+
+#[tokio::test]
+async fn a_sheet_with_an_unnamed_or_twice_named_column_is_refused_saying_where() {
+    let s = TestServer::start().await;
+    let book = |header: [&str; 3]| {
+        let mut book = Workbook::new();
+        let sheet = book.add_worksheet();
+        for (c, h) in header.iter().enumerate() {
+            if !h.is_empty() {
+                sheet.write_string(0, c as u16, *h).expect("header");
+            }
+            sheet.write_number(1, c as u16, 1).expect("cell");
+        }
+        book.save_to_buffer().expect("workbook")
+    };
+    let (status, body) = s
+        .upload(
+            "table=t&create_table=true",
+            "application/octet-stream",
+            book(["id", "", "b"]),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "column B of sheet \"Sheet1\" has values but no header in row 1: give it a name"
+    );
+    let (status, body) = s
+        .upload(
+            "table=t&create_table=true",
+            "application/octet-stream",
+            book(["id", "b", "b"]),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "sheet \"Sheet1\" names column \"b\" twice in its header (row 1): rename one"
+    );
+    assert_eq!(staged_files(&s), 0);
+}
+
+#[tokio::test]
+async fn a_workbook_inflating_past_its_limit_is_refused_with_413_before_it_is_read() {
+    let s = TestServer::start().await;
+    // A sheet part of 300 MiB of blanks compresses to well under a MiB.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file("xl/workbook.xml", options).expect("entry");
+    zip.write_all(b"<workbook/>").expect("write");
+    zip.start_file("xl/worksheets/sheet1.xml", options)
+        .expect("entry");
+    let blanks = vec![b' '; 1 << 20];
+    for _ in 0..300 {
+        zip.write_all(&blanks).expect("write");
+    }
+    let bytes = zip.finish().expect("finish").into_inner();
+    assert!(bytes.len() < 2 << 20, "{}", bytes.len());
+    let (status, body) = s
+        .upload(
+            "table=t&create_table=true",
+            "application/octet-stream",
+            bytes,
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "the workbook's parts inflate to more than 268435456 bytes, the limit for spreadsheets \
+         (a sheet is read whole into memory): save the sheet as CSV and upload that"
+    );
+    assert_eq!(staged_files(&s), 0);
+}
