@@ -508,3 +508,28 @@ async fn a_workbook_inflating_past_its_limit_is_refused_with_413_before_it_is_re
     );
     assert_eq!(staged_files(&s), 0);
 }
+
+#[tokio::test]
+async fn schema_inference_reads_a_workbook_sheet_and_returns_its_rows_as_text() {
+    let s = TestServer::start().await;
+    let (status, body) = send(
+        s.post("/v1/schema/infer?sheet=Orders&name=orders")
+            .header("content-type", "application/octet-stream")
+            .body(orders_workbook()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["format"], "ndjson");
+    assert_eq!(body["sheet"], "Orders");
+    assert_eq!(body["sampled_rows"], 3, "{body}");
+    let sample = body["sample"].as_str().expect("sample");
+    let first = sample.lines().find(|l| !l.is_empty()).expect("a row");
+    let row: Value = serde_json::from_str(first).expect("json");
+    assert_eq!(row["Order ID"], 1);
+    assert_eq!(row["Amount"], json!(12.5));
+    assert_eq!(row["Ordered on"], "2024-03-01");
+    assert!(
+        sample.starts_with("\n"),
+        "row 1, the header, is a blank line: {sample:?}"
+    );
+}

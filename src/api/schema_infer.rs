@@ -10,7 +10,8 @@ use super::AppState;
 use super::auth::{Auth, Viewer};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::engine::reader::{Format, ReaderOptions, RecordBody, SourceReader};
-use crate::engine::staging::{detect, stage};
+use crate::engine::staging::{StageError, StageOptions, detect, stage_with};
+use crate::engine::workbook::WorkbookError;
 use crate::model::infer::{Claims, Inference, InferredSchema};
 
 /// The most bytes of a sample read, and records looked at.
@@ -36,6 +37,8 @@ pub struct InferQuery {
     /// Mark columns distinct in the sample unique, and propose a key.
     #[serde(default)]
     unique: bool,
+    /// The sheet of a workbook: its name, or its position from 1 (default: the first).
+    sheet: Option<String>,
 }
 
 /// Proposes a schema (types, required, unique, candidate key) from a sample of a source.
@@ -79,20 +82,39 @@ pub async fn infer(
             )));
         }
     };
-    let staged = stage(
+    let options = StageOptions {
+        encoding: None,
+        sheet: q.sheet.clone(),
+    };
+    let staged = stage_with(
         state.engine.blobs.staging_path(),
         request.into_body().into_data_stream(),
-        None,
+        &options,
         SAMPLE_BYTES,
     )
     .await
     .map_err(|e| match e {
-        crate::engine::staging::StageError::TooLarge(_) => ApiError::new(
+        StageError::TooLarge(_) => ApiError::new(
             ErrorCode::PayloadTooLarge,
             format!("a sample may be at most {SAMPLE_BYTES} bytes; send the first rows only"),
         ),
+        StageError::Workbook(e @ WorkbookError::Sheet(_)) => ApiError::validation(e.to_string()),
+        StageError::Workbook(e @ WorkbookError::TooLarge(_)) => {
+            ApiError::new(ErrorCode::PayloadTooLarge, e.to_string())
+        }
         other => ApiError::bad_request(other.to_string()),
     })?;
+    // What a workbook or compressed file holds, as text the caller can preview: a browser
+    // cannot read those itself.
+    let converted = (staged.workbook.is_some() || staged.compression.is_some()).then(|| {
+        let cut = staged
+            .head
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        String::from_utf8_lossy(&staged.head[..cut]).into_owned()
+    });
+    let sheet = staged.workbook.as_ref().map(|w| w.sheet.clone());
     let sniffed = detect(&staged, declared, delimiter, None);
     let path = staged.path.clone();
     let result = match sniffed {
@@ -126,7 +148,7 @@ pub async fn infer(
                 .map_err(ApiError::internal)?
                 .map(|schema| {
                     let name = q.name.unwrap_or_else(|| "my_table".into());
-                    json!({
+                    let mut proposal = json!({
                         "format": sn.format.as_str(),
                         "delimiter": (sn.delimiter as char).to_string(),
                         "sampled_rows": schema.sampled_rows,
@@ -134,7 +156,14 @@ pub async fn infer(
                         "primary_key": schema.primary_key,
                         "mapping": schema.mapping(),
                         "table": schema.table(&name),
-                    })
+                    });
+                    if let Some(text) = converted {
+                        proposal["sample"] = Value::String(text);
+                    }
+                    if let Some(sheet) = sheet {
+                        proposal["sheet"] = Value::String(sheet);
+                    }
+                    proposal
                 })
         }
     };
