@@ -680,6 +680,22 @@ async fn import_reads_a_sheet_of_a_workbook_and_a_zstd_compressed_file() {
     }
     let path = s.dir.path().join("Q1 Book.xlsx");
     book.save(&path).expect("save");
+    let proposal = run(
+        &s,
+        &["tables", "infer", path_str(&path), "--sheet", "2", "--json"],
+    )
+    .await;
+    assert_eq!(proposal.code, 0, "{proposal:?}");
+    let proposal = proposal.json();
+    assert_eq!(proposal["sheet"], "Orders", "{proposal}");
+    assert_eq!(proposal["table"]["name"], "q1_book", "{proposal}");
+    let types: Vec<&str> = proposal["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(types, ["integer", "decimal"], "{proposal}");
     let r = run(
         &s,
         &["import", path_str(&path), "--sheet", "Orders", "--json"],

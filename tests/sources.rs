@@ -533,3 +533,41 @@ async fn schema_inference_reads_a_workbook_sheet_and_returns_its_rows_as_text() 
         "row 1, the header, is a blank line: {sample:?}"
     );
 }
+
+#[tokio::test]
+async fn a_workbook_sent_in_the_two_step_flow_loads_the_sheet_its_upload_names() {
+    let s = TestServer::start().await;
+    s.create_table(json!({
+        "name": "orders",
+        "columns": [
+            {"name": "order_id", "type": "integer", "required": true},
+            {"name": "customer", "type": "string"},
+            {"name": "amount", "type": "integer"}
+        ],
+        "primary_key": ["order_id"]
+    }))
+    .await;
+    let (status, created) = send(
+        s.post("/v1/imports")
+            .json(&json!({"table": "orders", "start": false, "file_name": "orders.xlsx"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let (status, body) = send(
+        s.req(
+            reqwest::Method::PUT,
+            &format!("/v1/imports/{id}/file?sheet=Orders"),
+        )
+        .body(orders_workbook()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, started) = send(s.post(&format!("/v1/imports/{id}/start"))).await;
+    assert_eq!(status, 202, "{started}");
+    let done = s.wait_done(id).await;
+    assert_eq!(done["tables"][0]["format"], "ndjson", "{done}");
+    assert_eq!(done["counts"]["invalid"], 3, "amounts are decimals: {done}");
+    let errors = s.all_errors(id).await;
+    assert_eq!(errors[0]["cell"], "Orders!C2", "{errors:?}");
+}

@@ -54,6 +54,8 @@ pub struct FileQuery {
     format: Option<String>,
     delimiter: Option<String>,
     encoding: Option<String>,
+    /// The sheet of a workbook: its name, or its position from 1.
+    sheet: Option<String>,
 }
 
 /// Receives the file of an import created with `start=false`: the whole body, or one part
@@ -105,6 +107,7 @@ pub async fn upload(
         ("format", &q.format),
         ("delimiter", &q.delimiter),
         ("encoding", &q.encoding),
+        ("sheet", &q.sheet),
     ] {
         if let Some(v) = v {
             raw.insert(k.into(), v.clone().into());
