@@ -571,3 +571,146 @@ async fn a_workbook_sent_in_the_two_step_flow_loads_the_sheet_its_upload_names()
     let errors = s.all_errors(id).await;
     assert_eq!(errors[0]["cell"], "Orders!C2", "{errors:?}");
 }
+
+/// A file server on a loopback address of its own: `/people.csv` answers a CSV,
+/// `/moved.csv` redirects to `redirect_to`, anything else 404.
+async fn file_server(ip: &str, redirect_to: Option<String>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let redirect_to = redirect_to.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let answer = match (path.as_str(), &redirect_to) {
+                    ("/people.csv", _) => {
+                        let body = "id,name\n1,Ann\n2,\"Bob, Jr.\"\n";
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/csv\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                    ("/moved.csv", Some(to)) => format!(
+                        "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    ),
+                    _ => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .to_owned(),
+                };
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A server whose URL imports may reach `allowed` (and no other non-public address).
+async fn server_allowing(allowed: &str) -> TestServer {
+    let net = intake::api::url_source::AllowedNet::parse(allowed).expect("net");
+    TestServer::start_with(|c| {
+        c.api.url_policy = std::sync::Arc::new(intake::api::url_source::UrlPolicy {
+            allow: vec![net],
+            timeout: std::time::Duration::from_secs(30),
+        });
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_file_at_an_allowlisted_url_is_downloaded_then_loaded() {
+    let s = server_allowing("127.0.0.2").await;
+    s.create_table(people("people")).await;
+    let files = file_server("127.0.0.2", None).await;
+    let (status, created) = send(s.post("/v1/imports").json(&json!({
+        "table": "people",
+        "url": format!("http://{files}/people.csv"),
+    })))
+    .await;
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["status"], "new", "{created}");
+    assert_eq!(created["step"], "downloading", "{created}");
+    assert_eq!(created["file_name"], "people.csv", "{created}");
+    let done = s.wait_done(created["id"].as_str().expect("id")).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(
+        rows(&s, "people").await,
+        [
+            json!({"id": 1, "name": "Ann"}),
+            json!({"id": 2, "name": "Bob, Jr."})
+        ]
+    );
+    // A missing file ends the import failed, saying so.
+    let (status, created) = send(s.post("/v1/imports").json(&json!({
+        "table": "people",
+        "url": format!("http://{files}/gone.csv"),
+    })))
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let done = s.wait_done(created["id"].as_str().expect("id")).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"], "the server at the URL answered 404");
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_directly_by_name_and_on_redirect() {
+    let s = server_allowing("127.0.0.2").await;
+    s.create_table(people("people")).await;
+    let hidden = file_server("127.0.0.3", None).await;
+    let files = file_server("127.0.0.2", Some(format!("http://{hidden}/people.csv"))).await;
+    // An address: refused before anything is created.
+    let (status, body) = send(s.post("/v1/imports").json(&json!({
+        "table": "people",
+        "url": format!("http://{hidden}/people.csv"),
+    })))
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "127.0.0.3 is 127.0.0.3, a private, loopback or link-local address: the server fetches \
+         only from public addresses (an operator may allow a network with --url-allow)"
+    );
+    for (url, why) in [
+        // A redirect from an allowed address to a private one.
+        (
+            format!("http://{files}/moved.csv"),
+            "the URL was refused: a redirect was refused: 127.0.0.3 is 127.0.0.3",
+        ),
+        // A name resolving to a private address.
+        (
+            format!("http://localhost:{}/people.csv", hidden.port()),
+            "the URL was refused: localhost is ",
+        ),
+    ] {
+        let (status, created) = send(
+            s.post("/v1/imports")
+                .json(&json!({"table": "people", "url": url})),
+        )
+        .await;
+        assert_eq!(status, 202, "{created}");
+        let done = s.wait_done(created["id"].as_str().expect("id")).await;
+        assert_eq!(done["status"], "failed", "{done}");
+        let error = done["error"].as_str().unwrap_or("");
+        assert!(error.starts_with(why), "{url}: {error}");
+    }
+    assert!(s.all_records("people").await.is_empty());
+    let (status, body) = send(s.post("/v1/imports").json(&json!({
+        "table": "people",
+        "url": "file:///etc/passwd",
+    })))
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(staged_files(&s), 0);
+}

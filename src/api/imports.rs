@@ -28,7 +28,7 @@ use crate::store::{
 };
 
 /// One staged source waiting to become an input.
-struct StagedInput {
+pub(super) struct StagedInput {
     table: Option<String>,
     file_name: Option<String>,
     declared: Option<Format>,
@@ -76,7 +76,18 @@ pub async fn create(
                 )
             })??;
             let records = obj.remove("inputs");
+            let url = obj.remove("url");
             add_options(&mut raw, obj)?;
+            if let Some(url) = url {
+                if records.is_some() {
+                    return Err(ApiError::validation(
+                        "send either \"inputs\" or \"url\", not both",
+                    ));
+                }
+                let url = serde_json::from_str(url.get()).map_err(invalid_body)?;
+                return super::import_url::create(&state, &auth.workspace, &headers, raw, url)
+                    .await;
+            }
             let settings = ImportSettings::parse(&raw)?;
             match records {
                 Some(records) => {
@@ -399,7 +410,7 @@ fn fingerprint(settings_raw: &str, staged: &[StagedInput]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn create_import(
+pub(super) async fn create_import(
     state: &AppState,
     ws: &Workspace,
     headers: &HeaderMap,

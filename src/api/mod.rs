@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod import_file;
 mod import_options;
+mod import_url;
 mod imports;
 mod keys;
 mod pagination;
@@ -17,6 +18,7 @@ mod schema_infer;
 pub mod serve;
 mod stream;
 mod tables;
+pub mod url_source;
 mod views;
 mod web;
 mod webhooks;
@@ -50,6 +52,8 @@ pub struct ApiConfig {
     pub limits: serve::Limits,
     /// Requests a second each workspace may make through the native API (0: no limit).
     pub rate_limit_per_workspace: u32,
+    /// Which addresses URL imports may fetch from, and how long a download may take.
+    pub url_policy: Arc<url_source::UrlPolicy>,
 }
 
 /// What every handler can reach.

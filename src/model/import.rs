@@ -95,6 +95,8 @@ string_enum! {
     Step {
         /// Waiting for its file (status `new`).
         Waiting = "waiting",
+        /// Fetching its source from a URL (status `new`).
+        Downloading = "downloading",
         /// Waiting for a worker.
         Queued = "queued",
         /// Reading the whole source to infer the table it creates (`create_table=true`).
