@@ -714,3 +714,36 @@ async fn private_addresses_are_refused_directly_by_name_and_on_redirect() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(staged_files(&s), 0);
 }
+
+#[tokio::test]
+async fn a_replayed_url_import_answers_the_first_and_another_url_under_the_same_key_is_refused() {
+    let s = server_allowing("127.0.0.2").await;
+    s.create_table(people("people")).await;
+    let files = file_server("127.0.0.2", None).await;
+    let post = |url: String| {
+        s.post("/v1/imports")
+            .header("idempotency-key", "nightly-1")
+            .json(&json!({"table": "people", "url": url}))
+    };
+    let (status, first) = send(post(format!("http://{files}/people.csv"))).await;
+    assert_eq!(status, 202, "{first}");
+    let done = s.wait_done(first["id"].as_str().expect("id")).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let (status, again) = send(post(format!("http://{files}/people.csv"))).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["status"], "complete", "not downloaded again: {again}");
+    let (status, other) = send(post(format!("http://{files}/other.csv"))).await;
+    assert_eq!(status, 422, "{other}");
+    assert_eq!(other["error"]["code"], "idempotency_key_reused");
+    // A URL is a JSON request's member, not an upload's option.
+    let (status, body) = s
+        .upload(
+            &format!("table=people&url=http://{files}/people.csv"),
+            "text/csv",
+            "id\n9\n",
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(s.all_records("people").await.len(), 2);
+}

@@ -37,6 +37,7 @@ const KNOWN: &[&str] = &[
     "add_columns",
     "inputs",
     "records",
+    "url",
 ];
 
 /// Raw options, as gathered from the request.
@@ -58,6 +59,9 @@ pub struct ImportSettings {
     pub platform: Option<String>,
     /// The source's file name, for raw bodies (multipart uploads carry their own).
     pub file_name: Option<String>,
+    /// The URL the source is fetched from (a JSON request's `url`); part of the settings so
+    /// that an `Idempotency-Key` replayed with another URL is told apart.
+    pub url: Option<String>,
     /// False: the import waits (status `new`) for `POST /v1/imports/{id}/start`, and may be
     /// created before its file is uploaded with `PUT /v1/imports/{id}/file`.
     pub start: bool,
@@ -264,6 +268,7 @@ impl ImportSettings {
             note: opt_text("note", 2000)?,
             platform: opt_text("platform", 100)?,
             file_name: opt_text("file_name", 255)?,
+            url: opt_text("url", 8192)?,
             start: get("start")
                 .map(|v| flag("start", v))
                 .transpose()?

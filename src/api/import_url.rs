@@ -52,8 +52,10 @@ pub(super) async fn create(
             Value::String(name.chars().take(255).collect()),
         );
     }
-    // Created waiting for its source, which the download brings.
+    // Created waiting for its source, which the download brings; the URL is one of its
+    // settings, so that a key replayed with another URL is refused.
     raw.insert("start".into(), Value::Bool(false));
+    raw.insert("url".into(), Value::String(url.to_string()));
     let waiting = ImportSettings::parse(&raw)?;
     let response =
         super::imports::create_import(state, ws, headers, waiting, &mut [], None).await?;

@@ -152,6 +152,11 @@ pub async fn create(
             None
         };
         let settings = ImportSettings::parse(&raw)?;
+        if settings.url.is_some() {
+            return Err(ApiError::validation(
+                "url is a member of a JSON request ({\"table\", \"url\"}), sent without a file",
+            ));
+        }
         create_import(&state, &auth.workspace, &headers, settings, &mut staged, source).await
     }
     .await;
