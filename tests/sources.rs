@@ -747,3 +747,30 @@ async fn a_replayed_url_import_answers_the_first_and_another_url_under_the_same_
     assert_eq!(status, 422, "{body}");
     assert_eq!(s.all_records("people").await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_merged_cell_belongs_to_its_first_row_and_the_others_are_empty() {
+    let s = TestServer::start().await;
+    s.create_table(people("people")).await;
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.write_string(0, 0, "id").expect("cell");
+    sheet.write_string(0, 1, "name").expect("cell");
+    for r in 1..=3u32 {
+        sheet.write_number(r, 0, r).expect("cell");
+    }
+    sheet
+        .merge_range(1, 1, 2, 1, "Ann", &Format::new())
+        .expect("merge");
+    sheet.write_string(3, 1, "Cy").expect("cell");
+    let done = import(&s, "table=people", book.save_to_buffer().expect("workbook")).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(
+        rows(&s, "people").await,
+        [
+            json!({"id": 1, "name": "Ann"}),
+            json!({"id": 2, "name": null}),
+            json!({"id": 3, "name": "Cy"})
+        ]
+    );
+}
