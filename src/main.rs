@@ -28,7 +28,9 @@ async fn main() -> anyhow::Result<ExitCode> {
     // The server logs its work; client commands speak for themselves and log only problems.
     let default_filter = match cli.command {
         Command::Serve(_) | Command::Worker(_) => "info,tower_http=warn",
-        _ => "warn",
+        // A refused certificate is the command's error, said once in its own words; the
+        // verifier's log line would say it twice.
+        _ => "warn,rustls_platform_verifier=off",
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));

@@ -24,6 +24,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A PostgreSQL database instead of SQLite in the data directory.
     pub database_url: Option<String>,
+    /// CA certificates for the database's TLS when its URL names none (`sslrootcert`).
+    pub database_ca_cert: Option<PathBuf>,
     /// An object store for sources instead of the data directory.
     pub blob_url: Option<String>,
     /// Use this value as the owner key of a fresh server instead of a random one.
@@ -38,6 +40,7 @@ impl Config {
         Config {
             data_dir,
             database_url: None,
+            database_ca_cert: None,
             blob_url: None,
             bootstrap_key: None,
             engine: EngineConfig::default(),
@@ -47,6 +50,7 @@ impl Config {
                 limits: api::serve::Limits::default(),
                 rate_limit_per_workspace: 0,
                 url_policy: Default::default(),
+                admin_key: None,
             },
         }
     }
@@ -66,6 +70,12 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Running) + Send,
 ) -> anyhow::Result<()> {
+    if let Some(k) = &config.api.admin_key {
+        anyhow::ensure!(
+            k.len() >= 16,
+            "the instance-admin key must be at least 16 characters"
+        );
+    }
     let Node {
         store,
         blobs,
@@ -257,11 +267,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let url = url.clone();
             let shown = without_password(&url);
-            let store =
-                tokio::task::spawn_blocking(move || crate::store::postgres::PgStore::connect(&url))
-                    .await
-                    .with_context(|| format!("cannot open the database {shown}"))?
-                    .with_context(|| format!("cannot open the database {shown}"))?;
+            let ca_file = config.database_ca_cert.clone();
+            let store = tokio::task::spawn_blocking(move || {
+                crate::store::postgres::PgStore::connect(&url, ca_file.as_deref())
+            })
+            .await
+            .with_context(|| format!("cannot open the database {shown}"))?
+            .with_context(|| format!("cannot open the database {shown}"))?;
             Ok(Arc::new(store))
         }
         Some(_) => anyhow::bail!("--database-url must be a postgres:// URL"),

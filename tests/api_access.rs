@@ -822,9 +822,357 @@ async fn an_admin_manages_tables() {
     s.stop().await;
 }
 
+#[tokio::test]
+async fn a_key_scoped_to_tables_imports_creates_and_deletes_only_those() {
+    let s = TestServer::start().await;
+    s.create_table(people_schema("orders")).await;
+    s.create_table(people_schema("items")).await;
+    let (status, key) = send(s.post("/v1/keys").json(&json!({
+        "name": "etl", "role": "admin", "tables": ["orders", "drafts", "orders"]
+    })))
+    .await;
+    assert_eq!(status, 201, "{key}");
+    assert_eq!(key["tables"], json!(["drafts", "orders"]));
+    let scoped = key["key"].as_str().unwrap().to_owned();
+
+    // Its tables: imports, the one-step load, create and delete.
+    let (status, body) = send(
+        s.req_as(&scoped, Method::POST, "/v1/imports?table=orders")
+            .header("Content-Type", "text/csv")
+            .body("id,name\n1,Ann\n"),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = send(
+        s.req_as(&scoped, Method::POST, "/v1/tables/orders/records")
+            .json(&json!([{"id": 2, "name": "Bob"}])),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = send(
+        s.req_as(&scoped, Method::POST, "/v1/tables")
+            .json(&people_schema("drafts")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = send(s.req_as(&scoped, Method::DELETE, "/v1/tables/drafts")).await;
+    assert_eq!(status, 204);
+
+    // Any other table: 403, and nothing happens.
+    let refused = error_body(
+        "forbidden",
+        "this key may use only the tables drafts, orders, not \"items\"",
+    );
+    let (status, body) = send(
+        s.req_as(&scoped, Method::POST, "/v1/imports?table=items")
+            .header("Content-Type", "text/csv")
+            .body("id,name\n1,Ann\n"),
+    )
+    .await;
+    assert_eq!((status, body), (403, refused.clone()));
+    let (status, body) = send(
+        s.req_as(&scoped, Method::POST, "/v1/tables/items/records")
+            .json(&json!([{"id": 2, "name": "Bob"}])),
+    )
+    .await;
+    assert_eq!((status, body), (403, refused.clone()));
+    let (status, body) = send(s.req_as(&scoped, Method::DELETE, "/v1/tables/items")).await;
+    assert_eq!((status, body), (403, refused.clone()));
+    let (status, body) = send(
+        s.req_as(
+            &scoped,
+            Method::POST,
+            "/v1/imports?table=fresh&create_table=true",
+        )
+        .header("Content-Type", "text/csv")
+        .body("id\n1\n"),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (_, items) = send(s.get("/v1/tables/items")).await;
+    assert_eq!(items["row_count"], 0);
+    // Through a dialect too.
+    let (status, body) = send(
+        s.client
+            .post(s.url("/compat/qobra/v1/tables/items/records/bulk"))
+            .header("X-API-Key", &scoped)
+            .json(&json!({"records": [{"id": 3, "name": "Cy"}]})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+
+    // A key it makes stays within its scope.
+    let (status, body) = send(
+        s.req_as(&scoped, Method::POST, "/v1/keys")
+            .json(&json!({"name": "wide", "role": "member"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = send(
+        s.req_as(&scoped, Method::POST, "/v1/keys")
+            .json(&json!({"name": "wider", "role": "member", "tables": ["orders", "items"]})),
+    )
+    .await;
+    assert_eq!((status, body), (403, refused));
+    let (status, body) = send(
+        s.req_as(&scoped, Method::POST, "/v1/keys")
+            .json(&json!({"name": "narrow", "role": "member", "tables": ["orders"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = send(
+        s.post("/v1/keys")
+            .json(&json!({"name": "bad", "role": "member", "tables": ["Orders"]})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    // Listed with its scope; unscoped keys show null.
+    let (_, keys) = send(s.get("/v1/keys")).await;
+    let scopes: Vec<Value> = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["tables"].clone())
+        .collect();
+    assert!(scopes.contains(&json!(["drafts", "orders"])), "{keys}");
+    assert!(scopes.contains(&Value::Null), "{keys}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_instance_admin_makes_lists_and_deletes_workspaces() {
+    const ADMIN: &str = "instance_admin_key_0123456789";
+    let s = TestServer::start_with(|c| c.api.admin_key = Some(ADMIN.into())).await;
+    let admin = |method: Method, path: &str| s.req_as(ADMIN, method, path);
+
+    // Workspace keys, even the owner's, are not the admin key.
+    let (status, body) = send(s.get("/admin/workspaces")).await;
+    assert_eq!(status, 401, "{body}");
+
+    let (status, made) = send(
+        admin(Method::POST, "/admin/workspaces").json(&json!({"slug": "acme", "name": "Acme"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(
+        (made["slug"].clone(), made["name"].clone()),
+        (json!("acme"), json!("Acme"))
+    );
+    let owner = made["owner_key"].as_str().unwrap().to_owned();
+    let (status, body) =
+        send(admin(Method::POST, "/admin/workspaces").json(&json!({"slug": "acme"}))).await;
+    assert_eq!(status, 409, "{body}");
+    for bad in ["Acme", "a__b", "intake_x", ""] {
+        let (status, body) =
+            send(admin(Method::POST, "/admin/workspaces").json(&json!({"slug": bad}))).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+    }
+    let (status, list) = send(admin(Method::GET, "/admin/workspaces")).await;
+    assert_eq!(status, 200);
+    let slugs: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["default", "acme"]);
+
+    // The new tenant works on its own, and is deleted with everything it has.
+    let (status, _) = send(
+        s.req_as(&owner, Method::POST, "/v1/tables")
+            .json(&people_schema("orders")),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body) = send(
+        s.req_as(&owner, Method::POST, "/v1/imports?table=orders")
+            .header("Content-Type", "text/csv")
+            .body("id,name\n1,Ann\n"),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let (_, done) = send(s.req_as(&owner, Method::GET, &format!("/v1/imports/{id}"))).await;
+    let mut done = done;
+    while !matches!(done["status"].as_str(), Some("complete")) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        done = send(s.req_as(&owner, Method::GET, &format!("/v1/imports/{id}")))
+            .await
+            .1;
+        assert_ne!(done["status"], "failed", "{done}");
+    }
+    let physical = common::database_table("acme", "orders");
+    assert!(physical_exists(&s, &physical));
+    let (status, _) = send(admin(Method::DELETE, "/admin/workspaces/acme")).await;
+    assert_eq!(status, 204);
+    assert!(!physical_exists(&s, &physical), "{physical} is left");
+    let (status, _) = send(s.req_as(&owner, Method::GET, "/v1/tables")).await;
+    assert_eq!(status, 401, "the deleted workspace's keys are gone");
+    let (status, _) = send(admin(Method::DELETE, "/admin/workspaces/acme")).await;
+    assert_eq!(status, 404);
+    let (_, list) = send(admin(Method::GET, "/admin/workspaces")).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    // The default workspace is untouched.
+    let (status, _) = send(s.get("/v1/tables")).await;
+    assert_eq!(status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_admin_key_the_instance_admin_api_is_off() {
+    let s = TestServer::start().await;
+    let (status, body) = send(s.get("/admin/workspaces")).await;
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            error_body(
+                "not_found",
+                "the instance-admin API is off: start the server with --admin-key"
+            )
+        )
+    );
+    s.stop().await;
+}
+
+/// Whether the database has a physical table (`schema.table` on PostgreSQL).
+fn physical_exists(s: &TestServer, physical: &str) -> bool {
+    let sql = if common::on_postgres() {
+        format!("SELECT to_regclass('{physical}') IS NOT NULL")
+    } else {
+        format!("SELECT count(*) > 0 FROM sqlite_master WHERE name = '{physical}'")
+    };
+    let rows = common::sql_rows(&s.data_dir(), &sql);
+    matches!(rows[0][0].as_deref(), Some("1" | "t" | "true"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Workspace isolation
 // ---------------------------------------------------------------------------------------------
+
+/// Every native route that names a resource (taken from the API document, so a new route is
+/// covered the day it is added), and every dialect route that names an import, answers 404
+/// to a key of another workspace, and leaves the resource as it was.
+#[tokio::test]
+async fn every_route_given_another_workspaces_ids_answers_404_and_changes_nothing() {
+    let s = TestServer::start().await;
+    s.create_table(people_schema("orders")).await;
+    let (status, body) = s
+        .upload("table=orders", "text/csv", "id,name\n1,Ann\n2,Bob\n")
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let import_id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(s.wait_done(&import_id).await["status"], "complete");
+    let member = s.create_key("member").await;
+    let member_id = key_id(&s, &member).await;
+    let (status, hook) = send(s.post("/v1/webhooks").json(&json!({
+        "url": "http://127.0.0.1:9/hook", "events": ["import.completed"]
+    })))
+    .await;
+    assert_eq!(status, 201, "{hook}");
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    let other = other_workspace_key(&s).await;
+
+    let (status, doc) = send(s.client.get(s.url("/openapi.json"))).await;
+    assert_eq!(status, 200);
+    let mut tried = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        if !template.contains('{') {
+            continue;
+        }
+        let id = if template.starts_with("/v1/keys/") {
+            &member_id
+        } else if template.starts_with("/v1/webhooks/") {
+            &hook_id
+        } else {
+            &import_id
+        };
+        let path = template.replace("{id}", id).replace("{table}", "orders");
+        for method in item.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let req = s
+                .req_as(&other, method.clone(), &path)
+                .header("Content-Type", "application/json")
+                .body(r#"[{"id": 3, "name": "Cy"}]"#);
+            let (status, body) = send(req).await;
+            // Records sent to a table the workspace lacks are refused as a missing table.
+            let expected: &[u16] = if method == Method::POST && path.ends_with("/records") {
+                &[404, 422]
+            } else {
+                &[404]
+            };
+            assert!(
+                expected.contains(&status),
+                "{method} {template}: {status} {body}"
+            );
+            tried += 1;
+        }
+    }
+    assert!(tried >= 19, "only {tried} routes tried");
+
+    // The dialects, with the same key: an import of another workspace does not exist.
+    let (_, import) = send(s.get(&format!("/v1/imports/{import_id}"))).await;
+    let cl = |method: Method, path: &str| {
+        s.client
+            .request(
+                method,
+                s.url(&format!("/compat/commercelayer/api/imports/{path}")),
+            )
+            .header("Authorization", format!("Bearer {other}"))
+            .header("Content-Type", "application/vnd.api+json")
+            .body(
+                json!({"data": {"type": "imports", "id": import_id, "attributes": {}}}).to_string(),
+            )
+    };
+    for (method, path) in [
+        (Method::GET, import_id.clone()),
+        (Method::PATCH, import_id.clone()),
+        (Method::DELETE, import_id.clone()),
+        (Method::GET, format!("{import_id}/events")),
+        (Method::GET, format!("{import_id}/relationships/events")),
+    ] {
+        let (status, body) = send(cl(method.clone(), &path)).await;
+        assert_eq!(status, 404, "Commerce Layer {method} {path}: {body}");
+    }
+    let (status, body) = send(
+        s.client
+            .get(s.url(&format!("/compat/qobra/v1/imports/{import_id}")))
+            .header("X-API-Key", &other),
+    )
+    .await;
+    assert_eq!(status, 404, "Qobra: {body}");
+    for method in [Method::DELETE, Method::POST] {
+        let suffix = if method == Method::POST {
+            "/events"
+        } else {
+            ""
+        };
+        let (status, body) = send(
+            s.client
+                .request(
+                    method.clone(),
+                    s.url(&format!(
+                        "/compat/rybbit/api/sites/other/imports/{import_id}{suffix}"
+                    )),
+                )
+                .header("Authorization", format!("Bearer {other}"))
+                .json(&json!({"events": [], "isLastBatch": true})),
+        )
+        .await;
+        assert_eq!(status, 404, "Rybbit {method}: {body}");
+    }
+
+    // Nothing of the first workspace changed.
+    let (_, after) = send(s.get(&format!("/v1/imports/{import_id}"))).await;
+    assert_eq!(after, import);
+    let (_, table) = send(s.get("/v1/tables/orders")).await;
+    assert_eq!(table["row_count"], 2);
+    let (status, _) = send(s.req_as(&member, Method::GET, "/v1/tables")).await;
+    assert_eq!(status, 200, "the member key still works");
+    let (_, hooks) = send(s.get("/v1/webhooks")).await;
+    assert_eq!(hooks["data"][0]["id"], hook_id.as_str());
+    s.stop().await;
+}
 
 #[tokio::test]
 async fn a_key_of_another_workspace_sees_none_of_this_workspaces_data() {
@@ -1728,7 +2076,7 @@ fn article(role: &str) -> &'static str {
 }
 
 /// What a key shows besides the optional `last_used_at`, with and without its secret.
-const KEY_FIELDS: [&str; 7] = [
+const KEY_FIELDS: [&str; 8] = [
     "created_at",
     "expires_at",
     "id",
@@ -1736,8 +2084,9 @@ const KEY_FIELDS: [&str; 7] = [
     "prefix",
     "revoked_at",
     "role",
+    "tables",
 ];
-const KEY_FIELDS_WITH_SECRET: [&str; 8] = [
+const KEY_FIELDS_WITH_SECRET: [&str; 9] = [
     "created_at",
     "expires_at",
     "id",
@@ -1746,6 +2095,7 @@ const KEY_FIELDS_WITH_SECRET: [&str; 8] = [
     "prefix",
     "revoked_at",
     "role",
+    "tables",
 ];
 
 /// The sorted field names of a key view, leaving out the optional `last_used_at`.

@@ -553,9 +553,14 @@ async fn usage_and_connection_errors_have_their_exit_codes() {
         "{down:?}"
     );
 
+    // https is spoken (tests/tls.rs tries it through a proxy); here nobody answers.
     let tls = run_as("https://127.0.0.1:9", &s.key, &["tables", "list"], None).await;
     assert_eq!(tls.code, 1, "{tls:?}");
-    assert!(tls.stderr.contains("no TLS"), "{tls:?}");
+    assert!(
+        tls.stderr
+            .starts_with("error: cannot connect to https://127.0.0.1:9"),
+        "{tls:?}"
+    );
 
     let bad_json = run(
         &s,
@@ -658,6 +663,49 @@ async fn admin_makes_a_recovery_owner_key_and_a_workspace_of_its_own_beside_the_
         nobody.stderr.contains("there is no workspace \"nope\""),
         "{nobody:?}"
     );
+
+    // Listed beside the default one, then deleted with its table.
+    let listed = admin(&s, &["list-workspaces"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let slugs: Vec<&str> = listed
+        .stdout
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert_eq!(slugs, ["default", "acme"], "{listed:?}");
+    let deleted = admin(&s, &["delete-workspace", "acme"]);
+    assert_eq!(deleted.code, 0, "{deleted:?}");
+    let (status, _) = send(s.req_as(&acme, reqwest::Method::GET, "/v1/tables")).await;
+    assert_eq!(status, 401, "its keys went with it");
+    let listed = admin(&s, &["list-workspaces"]);
+    assert!(!listed.stdout.contains("acme"), "{listed:?}");
+    let gone = admin(&s, &["delete-workspace", "acme"]);
+    assert_ne!(gone.code, 0, "{gone:?}");
+}
+
+#[tokio::test]
+async fn keys_create_scopes_a_key_to_tables() {
+    let s = TestServer::start().await;
+    let made = run_as(
+        &s.base,
+        &s.key,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "etl",
+            "--role",
+            "member",
+            "--tables",
+            "orders,items",
+            "--json",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(made.code, 0, "{made:?}");
+    let key: Value = serde_json::from_str(&made.stdout).expect("JSON");
+    assert_eq!(key["tables"], json!(["items", "orders"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,22 @@ pub fn key_record(key: &str, name: &str, role: Role) -> NewKey {
         prefix: key.chars().take(KEY_PREFIX.len() + 6).collect(),
         hash: hash_key(key),
         expires_at: None,
+        tables: None,
+    }
+}
+
+/// Refuses (403) a table outside the key's scope: a key made with `tables` may import into,
+/// create and delete those tables only.
+pub fn check_scope(key: &KeyRecord, table: &str) -> Result<(), ApiError> {
+    match &key.tables {
+        Some(tables) if !tables.iter().any(|t| t == table) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "this key may use only the tables {}, not {table:?}",
+                tables.join(", ")
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -7,14 +7,13 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::AppState;
 use super::auth::{Auth, Member};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use super::import_options::{ImportSettings, RawOptions};
 use super::imports::{check_length, parse_id, stage_error, too_large};
-use super::views::import_view;
+use super::views::{ImportView, import_view};
 use crate::engine::reader::Format;
 use crate::engine::staging::{detect, stage_with};
 use crate::model::ImportStatus;
@@ -48,20 +47,56 @@ fn content_range(headers: &HeaderMap) -> ApiResult<Option<ContentRange>> {
 }
 
 /// Reading options that may accompany the file (they concern its bytes).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FileQuery {
+    /// `csv`, `tsv`, `ndjson` or `json` (sniffed when absent).
     format: Option<String>,
+    /// One character, or `tab`.
     delimiter: Option<String>,
+    /// A WHATWG encoding label.
     encoding: Option<String>,
     /// The sheet of a workbook: its name, or its position from 1.
     sheet: Option<String>,
+}
+
+/// A part of a file received, more to come.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PartView {
+    /// Bytes received so far: the next part starts there.
+    received: u64,
+    total: u64,
+    complete: bool,
+}
+
+/// The answer to a file or a part of it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)] // Made once per answer, and serialized at once.
+pub enum UploadAnswer<'a> {
+    Part(PartView),
+    Whole(UploadedView<'a>),
+}
+
+/// The import, once its whole file has arrived.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct UploadedView<'a> {
+    #[serde(flatten)]
+    import: ImportView<'a>,
+    /// Bytes of the file received so far.
+    file_received: u64,
 }
 
 /// Receives the file of an import created with `start=false`: the whole body, or one part
 /// of it with `Content-Range` (parts must come in order; a part that does not start where the
 /// received bytes end answers 409 with `received`). Once complete, the file is converted,
 /// sniffed and kept; the answer is the import.
+#[utoipa::path(put, path = "/v1/imports/{id}/file", tag = "imports",
+    params(("id" = String, Path, description = "The import's id"), FileQuery,
+        ("Content-Range" = Option<String>, Header, description = "`bytes START-END/TOTAL` for one part")),
+    request_body(description = "The file's bytes", content((String = "application/octet-stream"))),
+    responses((status = 200, body = UploadAnswer)))]
 pub async fn upload(
     State(state): State<AppState>,
     auth: Auth<Member>,
@@ -190,9 +225,12 @@ pub async fn upload(
     if let Some(r) = range
         && total < r.total
     {
-        return Ok(
-            Json(json!({"received": total, "total": r.total, "complete": false})).into_response(),
-        );
+        return Ok(Json(UploadAnswer::Part(PartView {
+            received: total,
+            total: r.total,
+            complete: false,
+        }))
+        .into_response());
     }
     // The whole file is here: convert it as a fresh upload would be, sniff it, keep it.
     let part = blobs
@@ -252,12 +290,17 @@ pub async fn upload(
         .map_err(ApiError::internal)?;
     let _ = blobs.delete_part(id).await;
     let import = state.store.get_import(ws, id).await?;
-    let mut view = import_view(&import);
-    view["file_received"] = json!(staged.size);
-    Ok(Json(view).into_response())
+    Ok(Json(UploadAnswer::Whole(UploadedView {
+        import: ImportView::of(&import),
+        file_received: staged.size,
+    }))
+    .into_response())
 }
 
 /// Queues an import created with `start=false` once its file is there (202).
+#[utoipa::path(post, path = "/v1/imports/{id}/start", tag = "imports",
+    params(("id" = String, Path, description = "The import's id")),
+    responses((status = 202, body = ImportView)))]
 pub async fn start(
     State(state): State<AppState>,
     auth: Auth<Member>,

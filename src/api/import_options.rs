@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult};
 use crate::engine::reader::Format;
@@ -42,6 +44,84 @@ const KNOWN: &[&str] = &[
 
 /// Raw options, as gathered from the request.
 pub type RawOptions = BTreeMap<String, Value>;
+
+/// The options of `POST /v1/imports` as the API document states them: query parameters of
+/// an upload or raw body, fields of a multipart form or of a JSON request. The handler reads
+/// them as raw options (a form or a body may carry them too); a test keeps this list and
+/// [`KNOWN`] the same.
+#[allow(dead_code)] // A statement of the shape for the document; the handler reads raw options.
+#[derive(Debug, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct ImportOptions {
+    /// The table to load into (`name` of `POST /v1/tables`).
+    pub table: Option<String>,
+    /// The source's file name, for a raw body.
+    pub file_name: Option<String>,
+    /// False: the import waits (status `new`) for its file and `POST …/start`.
+    pub start: Option<bool>,
+    /// `insert` (default), `upsert` or `replace`.
+    pub mode: Option<String>,
+    /// `skip` (default: invalid rows are rejected, the rest load) or `abort`.
+    pub on_error: Option<String>,
+    /// Rejected rows past which the import fails.
+    pub max_errors: Option<u64>,
+    /// Validate everything, write nothing.
+    pub dry_run: Option<bool>,
+    /// Upsert only: delete the table's rows the source does not name.
+    pub cleanup_records: Option<bool>,
+    /// A client's own id for the import (filterable).
+    pub reference: Option<String>,
+    pub reference_origin: Option<String>,
+    /// A JSON object kept with the import.
+    pub metadata: Option<String>,
+    pub note: Option<String>,
+    pub platform: Option<String>,
+    /// `csv`, `tsv`, `ndjson` or `json` (sniffed when absent).
+    pub format: Option<String>,
+    /// One character, or `tab` (sniffed when absent).
+    pub delimiter: Option<String>,
+    /// A WHATWG label (`utf-8`, `windows-1252`, `shift_jis`, …); sniffed when absent.
+    pub encoding: Option<String>,
+    /// A workbook's sheet: its name, or its position from 1 (default: the first sheet).
+    pub sheet: Option<String>,
+    /// Cells that mean NULL, comma-separated or a JSON list.
+    pub null_values: Option<String>,
+    /// Source field → column (null to ignore), a JSON object.
+    pub mapping: Option<String>,
+    /// Whether a CSV's first line names the columns (default true).
+    pub has_header: Option<bool>,
+    /// Create a missing table from the whole source (the one-step load).
+    pub create_table: Option<bool>,
+    /// The one-step load may infer enum columns.
+    pub infer_enums: Option<bool>,
+    /// Source fields the table lacks become new nullable columns.
+    pub add_columns: Option<bool>,
+}
+
+/// A JSON request to `POST /v1/imports`: the options and the records themselves.
+#[allow(dead_code)] // A statement of the shape for the document; the handler streams the body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ImportRequest {
+    #[serde(flatten)]
+    pub options: ImportOptions,
+    /// The records, as JSON objects (absent with `start: false` or with `url`).
+    pub inputs: Option<Vec<serde_json::Map<String, Value>>>,
+    /// Instead of records: an http(s) URL the server downloads the source from (the import
+    /// is `new`, step `downloading`, until it has the file).
+    pub url: Option<String>,
+}
+
+/// A multipart upload to `POST /v1/imports`: the file, with options as more fields.
+#[allow(dead_code)] // A statement of the shape for the document; the handler streams the form.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ImportUpload {
+    #[serde(flatten)]
+    pub options: ImportOptions,
+    /// The source file (CSV, TSV, NDJSON, JSON or a workbook: xlsx, xls, ods; plain or gzip,
+    /// zstd or zip compressed).
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
 
 /// Checked options of an import.
 #[derive(Debug, Clone)]
@@ -154,12 +234,20 @@ impl ImportSettings {
         };
         let max_errors = match get("max_errors") {
             None => None,
-            Some(v) => Some(text(v).parse::<u64>().map_err(|_| {
-                ApiError::validation(format!(
-                    "max_errors must be a whole number, not {}",
-                    text(v)
-                ))
-            })?),
+            // Stored as a signed 64-bit integer, so bounded by one.
+            Some(v) => Some(
+                text(v)
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| i64::try_from(*n).is_ok())
+                    .ok_or_else(|| {
+                        ApiError::validation(format!(
+                            "max_errors must be a whole number from 0 to {}, not {}",
+                            i64::MAX,
+                            text(v)
+                        ))
+                    })?,
+            ),
         };
         let metadata = match get("metadata") {
             None => Value::Object(Default::default()),
@@ -365,5 +453,42 @@ impl ImportSettings {
             o.null_values = n.clone();
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_options_are_the_accepted_options() {
+        let documented: Vec<String> = ImportOptions::into_params(|| None)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        let accepted: Vec<&str> = KNOWN
+            .iter()
+            .copied()
+            .filter(|k| !matches!(*k, "inputs" | "records" | "url"))
+            .collect();
+        assert_eq!(documented, accepted);
+    }
+
+    #[test]
+    fn max_errors_past_what_the_database_stores_is_refused() {
+        let raw: RawOptions = [("max_errors".to_owned(), Value::String(u64::MAX.to_string()))]
+            .into_iter()
+            .collect();
+        let e = ImportSettings::parse(&raw).expect_err("refused");
+        assert_eq!(e.code, super::super::error::ErrorCode::Validation);
+        assert!(
+            e.message.contains("from 0 to 9223372036854775807"),
+            "{}",
+            e.message
+        );
+        let raw: RawOptions = [("max_errors".to_owned(), Value::String(i64::MAX.to_string()))]
+            .into_iter()
+            .collect();
+        assert!(ImportSettings::parse(&raw).is_ok());
     }
 }

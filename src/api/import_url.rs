@@ -19,12 +19,13 @@ use super::url_source::{self, FetchError};
 use super::views::import_view;
 use crate::engine::staging::{detect, stage_with};
 use crate::model::Step;
-use crate::store::Workspace;
+use crate::store::{KeyRecord, Workspace};
 
 /// Creates an import of the file at `url` (202); the download runs in the background.
 pub(super) async fn create(
     state: &AppState,
     ws: &Workspace,
+    key: &KeyRecord,
     headers: &HeaderMap,
     mut raw: RawOptions,
     url: Value,
@@ -58,7 +59,7 @@ pub(super) async fn create(
     raw.insert("url".into(), Value::String(url.to_string()));
     let waiting = ImportSettings::parse(&raw)?;
     let response =
-        super::imports::create_import(state, ws, headers, waiting, &mut [], None).await?;
+        super::imports::create_import(state, ws, key, headers, waiting, &mut [], None).await?;
     if response.headers().contains_key("idempotent-replayed") {
         return Ok(response);
     }

@@ -7,24 +7,31 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{Admin, Auth, Member, Viewer};
 use super::error::{ApiError, ApiResult, ErrorCode};
-use super::import_options::{ImportSettings, RawOptions};
+use super::import_options::{
+    ImportOptions, ImportRequest, ImportSettings, ImportUpload, RawOptions,
+};
 use super::pagination::{Cursor, page_limit};
-use super::views::{ImportView, error_summary_view, import_view, progress_view, row_error_view};
+use super::views::{
+    ErrorSummaryView, ImportView, Page, ProgressView, RowErrorView, error_summary_view,
+    import_view, progress_view, row_error_view,
+};
 use crate::engine::reader::Format;
 use crate::engine::staging::{StageError, Staged, detect, stage, stage_with};
 use crate::engine::workbook::{WorkbookError, WorkbookKind};
 use crate::model::{ImportStatus, Source};
 use crate::store::{
-    CreateOutcome, ImportQuery, ImportSort, NewIdempotency, NewImport, NewImportInput, Workspace,
+    CreateOutcome, ImportQuery, ImportSort, KeyRecord, NewIdempotency, NewImport, NewImportInput,
+    Workspace,
 };
 
 /// One staged source waiting to become an input.
@@ -36,6 +43,19 @@ pub(super) struct StagedInput {
 }
 
 /// Creates an import from a multipart upload, a raw body or a JSON request (202).
+#[utoipa::path(post, path = "/v1/imports", tag = "imports",
+    params(ImportOptions, ("Idempotency-Key" = Option<String>, Header,
+        description = "The same key and request within 24 hours answer the first import")),
+    request_body(description = "The source: a file in a form, a raw body, or records",
+        content(
+            (ImportUpload = "multipart/form-data"),
+            (ImportRequest = "application/json"),
+            (String = "text/csv"),
+            (String = "text/tab-separated-values"),
+            (String = "application/x-ndjson"),
+            (String = "application/octet-stream"),
+        )),
+    responses((status = 202, description = "Queued (or `new` with `start=false`)", body = ImportView)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: Auth<Member>,
@@ -85,8 +105,15 @@ pub async fn create(
                     ));
                 }
                 let url = serde_json::from_str(url.get()).map_err(invalid_body)?;
-                return super::import_url::create(&state, &auth.workspace, &headers, raw, url)
-                    .await;
+                return super::import_url::create(
+                    &state,
+                    &auth.workspace,
+                    &auth.key,
+                    &headers,
+                    raw,
+                    url,
+                )
+                .await;
             }
             let settings = ImportSettings::parse(&raw)?;
             match records {
@@ -157,7 +184,16 @@ pub async fn create(
                 "url is a member of a JSON request ({\"table\", \"url\"}), sent without a file",
             ));
         }
-        create_import(&state, &auth.workspace, &headers, settings, &mut staged, source).await
+        create_import(
+            &state,
+            &auth.workspace,
+            &auth.key,
+            &headers,
+            settings,
+            &mut staged,
+            source,
+        )
+        .await
     }
     .await;
     for s in &staged {
@@ -167,6 +203,11 @@ pub async fn create(
 }
 
 /// Creates an import of source `api` from records sent to a table (202).
+#[utoipa::path(post, path = "/v1/tables/{table}/records", tag = "tables",
+    params(("table" = String, Path, description = "The table's name"), ImportOptions),
+    request_body(description = "`[{...}, ...]`, or `{\"records\": [...]}` with options",
+        content((RecordsBody = "application/json"))),
+    responses((status = 202, body = ImportView)))]
 pub async fn create_from_records(
     State(state): State<AppState>,
     auth: Auth<Member>,
@@ -197,6 +238,7 @@ pub async fn create_from_records(
     let result = create_import(
         &state,
         &auth.workspace,
+        &auth.key,
         &headers,
         settings,
         &mut staged,
@@ -418,6 +460,7 @@ fn fingerprint(settings_raw: &str, staged: &[StagedInput]) -> String {
 pub(super) async fn create_import(
     state: &AppState,
     ws: &Workspace,
+    key: &KeyRecord,
     headers: &HeaderMap,
     settings: ImportSettings,
     staged: &mut [StagedInput],
@@ -449,6 +492,7 @@ pub(super) async fn create_import(
         let table_name = s.table.clone().or_else(|| settings.table.clone()).ok_or_else(|| {
             ApiError::validation("say which table to load: the table option (?table=orders), or a file field named after the table")
         })?;
+        super::auth::check_scope(key, &table_name)?;
         match state.store.get_table(ws, &table_name).await {
             Ok(table) => settings.check_against(&table.schema)?,
             // The worker infers the table from the whole source, then creates and loads it.
@@ -629,20 +673,42 @@ pub(super) async fn create_import(
     }
 }
 
+/// The body of `POST /v1/tables/{table}/records`.
+#[allow(dead_code, clippy::large_enum_variant)] // The document's; the handler streams the body.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum RecordsBody {
+    /// The records alone.
+    Records(Vec<serde_json::Map<String, Value>>),
+    /// The records with import options beside them.
+    WithOptions {
+        records: Vec<serde_json::Map<String, Value>>,
+        #[serde(flatten)]
+        options: ImportOptions,
+    },
+}
+
 /// Query of `GET /v1/imports`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Imports a page (1-1000, default 50).
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Statuses, comma-separated (`complete,failed`).
     status: Option<String>,
     table: Option<String>,
+    /// `upload`, `body`, `inline`, `api`, …
     source: Option<String>,
     reference: Option<String>,
+    /// RFC 3339 bounds on creation and last change.
     created_after: Option<String>,
     created_before: Option<String>,
     updated_after: Option<String>,
     updated_before: Option<String>,
+    /// `id`, `created_at`, `updated_at` or `completed_at`; prefix `-` for descending.
     sort: Option<String>,
 }
 
@@ -661,6 +727,8 @@ fn parse_time(name: &str, v: &Option<String>) -> ApiResult<Option<time::OffsetDa
 }
 
 /// Lists imports, newest first by default.
+#[utoipa::path(get, path = "/v1/imports", tag = "imports", params(ListQuery),
+    responses((status = 200, body = Page<ImportView>)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
@@ -736,12 +804,6 @@ pub async fn list(
     } else {
         None
     };
-    #[derive(serde::Serialize)]
-    struct Page<'a> {
-        data: Vec<ImportView<'a>>,
-        next_cursor: Option<String>,
-        has_more: bool,
-    }
     Ok(Json(Page {
         data: page.imports.iter().map(ImportView::of).collect(),
         next_cursor,
@@ -755,6 +817,8 @@ pub(super) fn parse_id(id: &str) -> ApiResult<Uuid> {
 }
 
 /// One import.
+#[utoipa::path(get, path = "/v1/imports/{id}", tag = "imports", params(("id" = String, Path, description = "The import's id")),
+    responses((status = 200, body = ImportView)))]
 pub async fn get(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
@@ -768,11 +832,13 @@ pub async fn get(
 }
 
 /// The compact progress of an import.
+#[utoipa::path(get, path = "/v1/imports/{id}/progress", tag = "imports", params(("id" = String, Path, description = "The import's id")),
+    responses((status = 200, body = ProgressView)))]
 pub async fn progress(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ProgressView>> {
     let import = state
         .store
         .get_import(auth.workspace.id, parse_id(&id)?)
@@ -781,11 +847,15 @@ pub async fn progress(
 }
 
 /// Query of the errors and events lists.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items a page (1-1000, default 50).
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Errors only: `json` (default) or `csv` (the rejected rows as a CSV download).
     format: Option<String>,
 }
 
@@ -794,6 +864,11 @@ fn seq_cursor(c: &Option<String>) -> ApiResult<Option<i64>> {
 }
 
 /// An import's row errors, as JSON pages or (`?format=csv`) as a CSV of the rejected rows.
+#[utoipa::path(get, path = "/v1/imports/{id}/errors", tag = "imports",
+    params(("id" = String, Path, description = "The import's id"), PageQuery),
+    responses((status = 200, content(
+        (Page<RowErrorView> = "application/json"),
+        (String = "text/csv")))))]
 pub async fn errors(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
@@ -837,37 +912,62 @@ pub async fn errors(
         let sheet = options.sheet.as_ref()?;
         Some(sheet.cell(&options.mapping, e.error.column.as_deref(), e.error.line))
     };
-    Ok(Json(json!({
-        "data": rows.iter().map(|e| row_error_view(e, cell(e))).collect::<Vec<_>>(),
-        "next_cursor": if has_more { rows.last().map(|r| r.id.to_string()) } else { None },
-        "has_more": has_more,
-    }))
+    Ok(Json(Page {
+        data: rows.iter().map(|e| row_error_view(e, cell(e))).collect(),
+        next_cursor: next_cursor(has_more, rows.last().map(|r| r.id)),
+        has_more,
+    })
     .into_response())
 }
 
 /// An import's row errors grouped by table, column and code, the largest groups first, with
 /// how many rejected rows were counted and how many stored.
+#[utoipa::path(get, path = "/v1/imports/{id}/errors/summary", tag = "imports", params(("id" = String, Path, description = "The import's id")),
+    responses((status = 200, body = ErrorSummaryView)))]
 pub async fn error_summary(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     let import = state.store.get_import(auth.workspace.id, id).await?;
     let groups = state
         .store
         .summarize_row_errors(auth.workspace.id, id)
         .await?;
-    Ok(Json(error_summary_view(&import, &groups)))
+    Ok(Json(error_summary_view(&import, &groups)).into_response())
+}
+
+/// A lifecycle event of an import.
+#[derive(Serialize, ToSchema)]
+pub struct EventView<'a> {
+    id: i64,
+    /// `import.created`, `import.started`, `import.completed`, …
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a Value,
+    created_at: String,
+}
+
+/// The cursor of the next page: the last item's id, when there are more.
+fn next_cursor(has_more: bool, last: Option<i64>) -> Option<String> {
+    if has_more {
+        last.map(|id| id.to_string())
+    } else {
+        None
+    }
 }
 
 /// An import's lifecycle events, oldest first.
+#[utoipa::path(get, path = "/v1/imports/{id}/events", tag = "imports",
+    params(("id" = String, Path, description = "The import's id"), PageQuery),
+    responses((status = 200, body = Page<EventView>)))]
 pub async fn events(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let Query(q) = query?;
     let limit = page_limit(q.limit)?;
     let rows = state
@@ -881,19 +981,26 @@ pub async fn events(
         .await?;
     let has_more = rows.len() > limit as usize;
     let rows = &rows[..rows.len().min(limit as usize)];
-    Ok(Json(json!({
-        "data": rows.iter().map(|e| json!({
-            "id": e.id,
-            "type": e.kind,
-            "data": e.data,
-            "created_at": super::views::rfc3339(e.created_at),
-        })).collect::<Vec<_>>(),
-        "next_cursor": if has_more { rows.last().map(|r| r.id.to_string()) } else { None },
-        "has_more": has_more,
-    })))
+    Ok(Json(Page {
+        data: rows
+            .iter()
+            .map(|e| EventView {
+                id: e.id,
+                kind: &e.kind,
+                data: &e.data,
+                created_at: super::views::rfc3339(e.created_at),
+            })
+            .collect(),
+        next_cursor: next_cursor(has_more, rows.last().map(|r| r.id)),
+        has_more,
+    })
+    .into_response())
 }
 
 /// Starts undoing a finished import (202); answers a rolled-back import as it is (200).
+#[utoipa::path(post, path = "/v1/imports/{id}/rollback", tag = "imports", params(("id" = String, Path, description = "The import's id")),
+    responses((status = 202, description = "Rolling back", body = ImportView),
+        (status = 200, description = "Already rolled back", body = ImportView)))]
 pub async fn rollback(
     State(state): State<AppState>,
     auth: Auth<Admin>,
@@ -914,6 +1021,8 @@ pub async fn rollback(
 
 /// Forgets a finished import: its record, errors, events and undo journal (204). Its rows
 /// stay in the table; roll it back first to remove them.
+#[utoipa::path(delete, path = "/v1/imports/{id}", tag = "imports", params(("id" = String, Path, description = "The import's id")),
+    responses((status = 204, description = "Forgotten")))]
 pub async fn delete(
     State(state): State<AppState>,
     auth: Auth<Admin>,
@@ -932,14 +1041,16 @@ pub async fn delete(
 }
 
 /// Cancels a queued or running import (what was written stays).
+#[utoipa::path(post, path = "/v1/imports/{id}/cancel", tag = "imports", params(("id" = String, Path, description = "The import's id")),
+    responses((status = 200, body = ImportView)))]
 pub async fn cancel(
     State(state): State<AppState>,
     auth: Auth<Member>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let import = state
         .store
         .request_cancel(auth.workspace.id, parse_id(&id)?)
         .await?;
-    Ok(Json(import_view(&import)))
+    Ok(Json(ImportView::of(&import)).into_response())
 }

@@ -1,5 +1,6 @@
 //! The HTTP API: the route table, shared state, and the handlers of each resource.
 
+mod admin;
 mod auth;
 mod dialects;
 pub mod error;
@@ -9,6 +10,7 @@ mod import_options;
 mod import_url;
 mod imports;
 mod keys;
+mod openapi;
 mod pagination;
 mod prometheus;
 mod rate_limit;
@@ -54,6 +56,8 @@ pub struct ApiConfig {
     pub rate_limit_per_workspace: u32,
     /// Which addresses URL imports may fetch from, and how long a download may take.
     pub url_policy: Arc<url_source::UrlPolicy>,
+    /// The instance-admin key, which opens `/admin/workspaces` (None: that API is off).
+    pub admin_key: Option<String>,
 }
 
 /// What every handler can reach.
@@ -106,6 +110,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/version", get(health::version))
         .route("/metrics", get(prometheus::scrape))
+        .route("/openapi.json", get(openapi::serve))
+        .route(
+            "/admin/workspaces",
+            post(admin::create_workspace).get(admin::list_workspaces),
+        )
+        .route(
+            "/admin/workspaces/{slug}",
+            axum::routing::delete(admin::delete_workspace),
+        )
         .nest("/v1", v1)
         .nest("/compat/rybbit", dialects::rybbit::router())
         .nest("/compat/qobra", dialects::qobra::router())

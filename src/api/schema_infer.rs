@@ -3,8 +3,9 @@
 use axum::Json;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, header};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Auth, Viewer};
@@ -12,18 +13,47 @@ use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::engine::reader::{Format, ReaderOptions, RecordBody, SourceReader};
 use crate::engine::staging::{StageError, StageOptions, detect, stage_with};
 use crate::engine::workbook::WorkbookError;
-use crate::model::infer::{Claims, Inference, InferredSchema};
+use crate::model::infer::{Claims, Inference, InferredColumn, InferredSchema};
 
 /// The most bytes of a sample read, and records looked at.
 const SAMPLE_BYTES: u64 = 16 << 20;
 const SAMPLE_RECORDS: u64 = 1000;
 
+/// A proposed schema, and the table and mapping to use it.
+#[derive(Serialize, ToSchema)]
+pub struct InferredView {
+    /// The format read (`csv`, `tsv`, `ndjson`, `json`; a workbook's sheet is read as
+    /// `ndjson`).
+    format: &'static str,
+    delimiter: String,
+    /// Records the proposal is based on.
+    sampled_rows: u64,
+    columns: Vec<InferredColumn>,
+    /// The proposed key: one column, or none.
+    primary_key: Vec<String>,
+    /// Source field → column, as an import's `mapping` takes it.
+    mapping: serde_json::Map<String, Value>,
+    /// The table as `POST /v1/tables` takes it.
+    table: Value,
+    /// For a workbook, a zip or a zstd file (which a browser cannot read): the first rows of
+    /// what it holds, as text (NDJSON for a sheet, line n being the sheet's row n).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sample: Option<String>,
+    /// The sheet read, for a workbook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sheet: Option<String>,
+}
+
 /// Query of the inference route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InferQuery {
+    /// `csv`, `tsv`, `ndjson` or `json` (sniffed when absent).
     format: Option<String>,
+    /// One character, or `tab`.
     delimiter: Option<String>,
+    /// The proposed table's name (default `my_table`).
     name: Option<String>,
     /// Cells that mean NULL, as for an import (`NA,,null`): they count as missing, so that
     /// a column of numbers with some `NA` is proposed as numbers, and not required.
@@ -42,13 +72,19 @@ pub struct InferQuery {
 }
 
 /// Proposes a schema (types, required, unique, candidate key) from a sample of a source.
+#[utoipa::path(post, path = "/v1/schema/infer", tag = "tables", params(InferQuery),
+    request_body(description = "A sample of the source (its first 16 MiB are read); a \
+        workbook, zip or zstd file whole",
+        content((String = "text/csv"), (String = "application/x-ndjson"),
+            (String = "application/octet-stream"))),
+    responses((status = 200, body = InferredView)))]
 pub async fn infer(
     State(state): State<AppState>,
     _auth: Auth<Viewer>,
     headers: HeaderMap,
     query: Result<Query<InferQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<InferredView>> {
     let Query(q) = query?;
     let mime = headers
         .get(header::CONTENT_TYPE)
@@ -148,22 +184,17 @@ pub async fn infer(
                 .map_err(ApiError::internal)?
                 .map(|schema| {
                     let name = q.name.unwrap_or_else(|| "my_table".into());
-                    let mut proposal = json!({
-                        "format": sn.format.as_str(),
-                        "delimiter": (sn.delimiter as char).to_string(),
-                        "sampled_rows": schema.sampled_rows,
-                        "columns": schema.columns,
-                        "primary_key": schema.primary_key,
-                        "mapping": schema.mapping(),
-                        "table": schema.table(&name),
-                    });
-                    if let Some(text) = converted {
-                        proposal["sample"] = Value::String(text);
+                    InferredView {
+                        format: sn.format.as_str(),
+                        delimiter: (sn.delimiter as char).to_string(),
+                        sampled_rows: schema.sampled_rows,
+                        mapping: schema.mapping(),
+                        table: schema.table(&name),
+                        columns: schema.columns,
+                        primary_key: schema.primary_key,
+                        sample: converted,
+                        sheet,
                     }
-                    if let Some(sheet) = sheet {
-                        proposal["sheet"] = Value::String(sheet);
-                    }
-                    proposal
                 })
         }
     };

@@ -6,7 +6,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -24,9 +25,11 @@ use crate::store::EventRecord;
 const TICK: Duration = Duration::from_millis(200);
 
 /// Query of the stream routes (for clients that cannot send `Last-Event-ID`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Resume after this event (as the `Last-Event-ID` header does).
     last_event_id: Option<i64>,
 }
 
@@ -63,16 +66,33 @@ fn into_stream(rx: mpsc::Receiver<Event>) -> impl Stream<Item = Result<Event, In
     )
 }
 
+/// A stream route's response. `X-Accel-Buffering: no` asks nginx (and the proxies that
+/// honour it) to pass each event on at once instead of buffering the response, which would
+/// hold progress back until the buffer fills; axum's `Sse` already sends
+/// `Cache-Control: no-cache`, so that no cache keeps a stream either.
+fn respond(rx: mpsc::Receiver<Event>) -> impl IntoResponse {
+    (
+        [(
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        )],
+        Sse::new(into_stream(rx)).keep_alive(KeepAlive::default()),
+    )
+}
+
 /// `GET /v1/imports/{id}/stream`: `progress` events (at most every 200 ms while the import
 /// runs), each lifecycle event as it happens (with its id), then `end` with the final import,
 /// and the stream closes.
+#[utoipa::path(get, path = "/v1/imports/{id}/stream", tag = "imports", params(("id" = String, Path, description = "The import's id"), StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "Server-sent events", content_type = "text/event-stream", body = String)))]
 pub async fn import_stream(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
     Path(id): Path<String>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<impl IntoResponse> {
     let Query(q) = query?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("import"))?;
     let ws = auth.workspace.id;
@@ -98,11 +118,9 @@ pub async fn import_stream(
                     return;
                 }
             }
-            let progress = progress_view(&import);
+            let progress = serde_json::to_string(&progress_view(&import)).unwrap_or_default();
             if last_progress.as_ref() != Some(&progress) {
-                let event = Event::default()
-                    .event("progress")
-                    .data(progress.to_string());
+                let event = Event::default().event("progress").data(&progress);
                 if tx.send(event).await.is_err() {
                     return;
                 }
@@ -122,17 +140,20 @@ pub async fn import_stream(
             }
         }
     });
-    Ok(Sse::new(into_stream(rx)).keep_alive(KeepAlive::default()))
+    Ok(respond(rx))
 }
 
 /// `GET /v1/stream`: every lifecycle event of the workspace's imports, as they happen; it
 /// does not end. Without `Last-Event-ID` it starts with events from now on.
+#[utoipa::path(get, path = "/v1/stream", tag = "imports",
+    params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "Server-sent events", content_type = "text/event-stream", body = String)))]
 pub async fn workspace_stream(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<impl IntoResponse> {
     let Query(q) = query?;
     let ws = auth.workspace.id;
     let mut after = match last_event_id(&headers, &q)? {
@@ -178,5 +199,5 @@ pub async fn workspace_stream(
             }
         }
     });
-    Ok(Sse::new(into_stream(rx)).keep_alive(KeepAlive::default()))
+    Ok(respond(rx))
 }

@@ -1,9 +1,10 @@
 //! The JSON shapes the API answers with (separate from the stored types).
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::model::{Counts, ImportStatus, Mode, OnError, Source, Step};
@@ -36,19 +37,6 @@ fn import_percent(i: &ImportRecord) -> u64 {
     percent(i.status, i.bytes_read, i.bytes_total)
 }
 
-fn counts(c: &Counts) -> Value {
-    json!({
-        "inputs": c.inputs,
-        "processed": c.processed,
-        "created": c.created,
-        "updated": c.updated,
-        "unchanged": c.unchanged,
-        "invalid": c.invalid,
-        "destroyed": c.destroyed,
-        "warnings": c.warnings,
-    })
-}
-
 /// Rows per second and seconds left, from the time spent so far.
 fn rates(import: &ImportRecord) -> (Option<f64>, Option<u64>) {
     let Some(started) = import.started_at else {
@@ -72,8 +60,8 @@ fn rates(import: &ImportRecord) -> (Option<f64>, Option<u64>) {
 }
 
 /// A table of an import, as the import resource shows it.
-#[derive(Serialize)]
-struct ImportTableView<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct ImportTableView<'a> {
     table: &'a str,
     status: ImportStatus,
     format: &'a str,
@@ -82,15 +70,18 @@ struct ImportTableView<'a> {
     progress: u64,
     bytes_total: u64,
     bytes_read: u64,
+    #[schema(value_type = Counts)]
     counts: &'a Counts,
     error: Option<&'a str>,
     started_at: Option<String>,
     completed_at: Option<String>,
     /// The table this import created from its source (`create_table=true`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
     created_schema: Option<&'a Value>,
     /// The cells read as missing in the created table's typed columns.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
     missing_tokens: Option<&'a Value>,
 }
 
@@ -123,7 +114,7 @@ static EMPTY_LIST: Value = Value::Array(Vec::new());
 
 /// The full import resource. Serialized straight to the response (pages of the list and
 /// single imports are read often): no intermediate JSON tree.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ImportView<'a> {
     id: Uuid,
     number: i64,
@@ -144,10 +135,12 @@ pub struct ImportView<'a> {
     eta_seconds: Option<u64>,
     reference: Option<&'a str>,
     reference_origin: Option<&'a str>,
+    #[schema(value_type = Value)]
     metadata: &'a Value,
     note: Option<&'a str>,
     platform: Option<&'a str>,
     error: Option<&'a str>,
+    #[schema(value_type = Counts)]
     counts: &'a Counts,
     /// Row errors stored and downloadable; below `counts.invalid` when truncated.
     errors_stored: u64,
@@ -211,63 +204,140 @@ pub fn import_view(i: &ImportRecord) -> Value {
     serde_json::to_value(ImportView::of(i)).unwrap_or(Value::Null)
 }
 
+/// The compact progress of an import.
+#[derive(Serialize, ToSchema)]
+pub struct ProgressView {
+    id: Uuid,
+    status: ImportStatus,
+    step: Step,
+    progress: u64,
+    bytes_total: u64,
+    bytes_read: u64,
+    rows_per_second: Option<f64>,
+    eta_seconds: Option<u64>,
+    counts: Counts,
+    updated_at: String,
+}
+
 /// The compact progress view.
-pub fn progress_view(i: &ImportRecord) -> Value {
+pub fn progress_view(i: &ImportRecord) -> ProgressView {
     let (rps, eta) = rates(i);
-    json!({
-        "id": i.id,
-        "status": i.status,
-        "step": i.step,
-        "progress": import_percent(i),
-        "bytes_total": i.bytes_total,
-        "bytes_read": i.bytes_read,
-        "rows_per_second": rps,
-        "eta_seconds": eta,
-        "counts": counts(&i.counts),
-        "updated_at": rfc3339(i.updated_at),
-    })
+    ProgressView {
+        id: i.id,
+        status: i.status,
+        step: i.step,
+        progress: import_percent(i),
+        bytes_total: i.bytes_total,
+        bytes_read: i.bytes_read,
+        rows_per_second: rps,
+        eta_seconds: eta,
+        counts: i.counts,
+        updated_at: rfc3339(i.updated_at),
+    }
+}
+
+/// A stored row error: where it is, what is wrong, and the rejected row.
+#[derive(Serialize, ToSchema)]
+pub struct RowErrorView<'a> {
+    table: &'a str,
+    /// The line in the source where the record starts (1-based).
+    line: u64,
+    /// The record's number in the source (1-based, the header not counted).
+    record: u64,
+    column: Option<&'a str>,
+    #[schema(value_type = String)]
+    code: crate::model::RowErrorCode,
+    message: &'a str,
+    /// The rejected row as read: an object keyed by source field name.
+    row: &'a Value,
+    /// The spreadsheet cell of an error in a workbook's sheet (`Orders!C17`; `Orders!17:17`
+    /// for the whole row); absent for other sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cell: Option<String>,
 }
 
 /// A stored row error.
 /// `cell` names the spreadsheet cell (`Orders!C17`) of an error in a workbook's sheet.
-pub fn row_error_view(e: &StoredRowError, cell: Option<String>) -> Value {
-    let mut view = json!({
-        "table": e.table,
-        "line": e.error.line,
-        "record": e.error.record,
-        "column": e.error.column,
-        "code": e.error.code,
-        "message": e.error.message,
-        "row": e.error.row,
-    });
-    if let Some(cell) = cell {
-        view["cell"] = Value::String(cell);
+pub fn row_error_view(e: &StoredRowError, cell: Option<String>) -> RowErrorView<'_> {
+    RowErrorView {
+        table: &e.table,
+        line: e.error.line,
+        record: e.error.record,
+        column: e.error.column.as_deref(),
+        code: e.error.code,
+        message: &e.error.message,
+        row: &e.error.row,
+        cell,
     }
-    view
+}
+
+/// Rejected rows of one table, column and code.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorGroupView<'a> {
+    table: &'a str,
+    column: Option<&'a str>,
+    #[schema(value_type = String)]
+    code: crate::model::RowErrorCode,
+    count: u64,
+    first_line: u64,
+    /// The message of the first of them.
+    example: &'a str,
+}
+
+/// The summary of an import's row errors.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorSummaryView<'a> {
+    /// Rejected rows counted.
+    invalid: u64,
+    /// Rejected rows stored (and downloadable).
+    stored: u64,
+    /// Whether some rejected rows were counted but not stored.
+    truncated: bool,
+    groups: Vec<ErrorGroupView<'a>>,
 }
 
 /// The summary of an import's row errors: counted, stored, and grouped.
-pub fn error_summary_view(i: &ImportRecord, groups: &[ErrorGroup]) -> Value {
-    json!({
-        "invalid": i.counts.invalid,
-        "stored": i.errors_stored,
-        "truncated": i.errors_truncated(),
-        "groups": groups.iter().map(|g| json!({
-            "table": g.table,
-            "column": g.column,
-            "code": g.code,
-            "count": g.count,
-            "first_line": g.first_line,
-            "example": g.example,
-        })).collect::<Vec<_>>(),
-    })
+pub fn error_summary_view<'a>(i: &ImportRecord, groups: &'a [ErrorGroup]) -> ErrorSummaryView<'a> {
+    ErrorSummaryView {
+        invalid: i.counts.invalid,
+        stored: i.errors_stored,
+        truncated: i.errors_truncated(),
+        groups: groups
+            .iter()
+            .map(|g| ErrorGroupView {
+                table: &g.table,
+                column: g.column.as_deref(),
+                code: g.code,
+                count: g.count,
+                first_line: g.first_line,
+                example: &g.example,
+            })
+            .collect(),
+    }
+}
+
+/// One page of a list, with the cursor of the next page.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    /// Pass it back as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// Every item of a short list, unpaged.
+#[derive(Serialize, ToSchema)]
+pub struct List<T> {
+    pub data: Vec<T>,
 }
 
 /// A table resource.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TableView<'a> {
     pub name: &'a str,
+    #[schema(value_type = Vec<crate::model::ColumnSpec>)]
     pub columns: &'a [crate::model::ColumnSpec],
+    #[schema(value_type = Vec<String>)]
     pub primary_key: &'a [crate::model::Identifier],
     /// The table's name inside the database.
     pub database_table: &'a str,

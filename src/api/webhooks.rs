@@ -3,15 +3,15 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{Admin, Auth};
 use super::error::{ApiError, ApiResult};
 use super::pagination::{number_cursor, page_limit};
-use super::views::rfc3339;
+use super::views::{List, Page, rfc3339};
 use crate::store::{DeliveryRecord, NewWebhook, WebhookRecord};
 
 /// The event types a webhook may subscribe to.
@@ -26,54 +26,90 @@ pub const EVENT_TYPES: &[&str] = &[
 ];
 
 /// Body of `POST /v1/webhooks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhookBody {
+    /// Where events are POSTed (http or https).
     url: String,
+    /// The event types to send (`import.completed`, …).
     events: Vec<String>,
     description: Option<String>,
 }
 
-fn view(h: &WebhookRecord, with_secret: bool) -> Value {
-    let mut v = json!({
-        "id": h.id,
-        "url": h.url,
-        "events": h.events,
-        "description": h.description,
-        "created_at": rfc3339(h.created_at),
-    });
-    if with_secret {
-        v["secret"] = json!(h.secret);
-    }
-    v
+/// A webhook as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookView {
+    id: Uuid,
+    url: String,
+    events: Vec<String>,
+    description: Option<String>,
+    created_at: String,
+    /// The signing secret: shown only when the webhook is made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
 }
 
-fn delivery_view(d: &DeliveryRecord) -> Value {
-    json!({
-        "id": d.id,
-        "event_id": d.event_id,
-        "event_type": d.event_type,
-        "import_id": d.import_id,
-        "status": d.status,
-        "attempts": d.attempts,
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "next_attempt_at": (d.status == "pending").then(|| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.next_attempt_at) * 1_000_000)
+fn view(h: &WebhookRecord, with_secret: bool) -> WebhookView {
+    WebhookView {
+        id: h.id,
+        url: h.url.clone(),
+        events: h.events.clone(),
+        description: h.description.clone(),
+        created_at: rfc3339(h.created_at),
+        secret: with_secret.then(|| h.secret.clone()),
+    }
+}
+
+/// One delivery of an event to a webhook.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryView {
+    id: i64,
+    event_id: i64,
+    event_type: String,
+    import_id: Uuid,
+    /// `pending`, `succeeded` or `failed` (gave up).
+    status: String,
+    attempts: u32,
+    last_status_code: Option<u16>,
+    last_error: Option<String>,
+    /// When the next attempt is due (pending deliveries only).
+    next_attempt_at: Option<String>,
+    created_at: String,
+    delivered_at: Option<String>,
+}
+
+fn delivery_view(d: &DeliveryRecord) -> DeliveryView {
+    DeliveryView {
+        id: d.id,
+        event_id: d.event_id,
+        event_type: d.event_type.clone(),
+        import_id: d.import_id,
+        status: d.status.clone(),
+        attempts: d.attempts,
+        last_status_code: d.last_status_code,
+        last_error: d.last_error.clone(),
+        next_attempt_at: (d.status == "pending")
+            .then(|| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(d.next_attempt_at) * 1_000_000,
+                )
                 .map(rfc3339)
                 .ok()
-        }).flatten(),
-        "created_at": rfc3339(d.created_at),
-        "delivered_at": d.delivered_at.map(rfc3339),
-    })
+            })
+            .flatten(),
+        created_at: rfc3339(d.created_at),
+        delivered_at: d.delivered_at.map(rfc3339),
+    }
 }
 
 /// Registers a webhook (201); the answer holds its signing secret, shown only this once.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = NewWebhookBody,
+    responses((status = 201, body = WebhookView)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: Auth<Admin>,
     body: Result<Json<NewWebhookBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<WebhookView>)> {
     let Json(body) = body?;
     let url = body.url.trim();
     let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
@@ -123,11 +159,16 @@ pub async fn create(
 }
 
 /// Lists the workspace's webhooks (without secrets).
-pub async fn list(State(state): State<AppState>, auth: Auth<Admin>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+    responses((status = 200, body = List<WebhookView>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+) -> ApiResult<Json<List<WebhookView>>> {
     let hooks = state.store.list_webhooks(auth.workspace.id).await?;
-    Ok(Json(
-        json!({"data": hooks.iter().map(|h| view(h, false)).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(List {
+        data: hooks.iter().map(|h| view(h, false)).collect(),
+    }))
 }
 
 fn parse_id(id: &str) -> ApiResult<Uuid> {
@@ -135,6 +176,9 @@ fn parse_id(id: &str) -> ApiResult<Uuid> {
 }
 
 /// Removes a webhook (204); its pending deliveries are dropped.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook's id")),
+    responses((status = 204, description = "Removed")))]
 pub async fn delete(
     State(state): State<AppState>,
     auth: Auth<Admin>,
@@ -148,20 +192,26 @@ pub async fn delete(
 }
 
 /// Query of the delivery log.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
+    /// Deliveries a page (1-1000, default 50).
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// A webhook's deliveries, newest first: status, attempts, last answer.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook's id"), DeliveriesQuery),
+    responses((status = 200, body = Page<DeliveryView>)))]
 pub async fn deliveries(
     State(state): State<AppState>,
     auth: Auth<Admin>,
     Path(id): Path<String>,
     query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<DeliveryView>>> {
     let Query(q) = query?;
     let limit = page_limit(q.limit)?;
     let after = number_cursor(q.cursor.as_deref())?;
@@ -171,9 +221,13 @@ pub async fn deliveries(
         .await?;
     let has_more = rows.len() > limit as usize;
     let rows = &rows[..rows.len().min(limit as usize)];
-    Ok(Json(json!({
-        "data": rows.iter().map(delivery_view).collect::<Vec<_>>(),
-        "next_cursor": if has_more { rows.last().map(|d| d.id.to_string()) } else { None },
-        "has_more": has_more,
-    })))
+    Ok(Json(Page {
+        data: rows.iter().map(delivery_view).collect(),
+        next_cursor: if has_more {
+            rows.last().map(|d| d.id.to_string())
+        } else {
+            None
+        },
+        has_more,
+    }))
 }

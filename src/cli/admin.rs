@@ -31,6 +31,13 @@ pub struct AdminArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// Where the server keeps sources, when not in the data directory (`s3://…`).
+    #[arg(long, global = true, env = "INTAKE_BLOB_URL")]
+    pub blob_url: Option<String>,
+    /// CA certificates (PEM) that the database server's certificate must chain to, when the
+    /// URL names none with `sslrootcert`.
+    #[arg(long, global = true, env = "INTAKE_DATABASE_CA_CERT")]
+    pub database_ca_cert: Option<PathBuf>,
 }
 
 /// The administration commands.
@@ -58,12 +65,22 @@ pub enum AdminCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// List the workspaces.
+    ListWorkspaces,
+    /// Delete a workspace with its tables and their rows, imports, keys and webhooks
+    /// (refused while one of its imports runs).
+    DeleteWorkspace {
+        /// Its slug.
+        slug: String,
+    },
 }
 
 /// Runs an administration command.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let mut config = Config::new(args.data_dir.clone());
     config.database_url = args.database_url.clone();
+    config.blob_url = args.blob_url.clone();
+    config.database_ca_cert = args.database_ca_cert.clone();
     let store = open_store_beside(&config).await?;
     match args.command {
         AdminCommand::CreateKey {
@@ -97,6 +114,34 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 "Created workspace {:?} and its owner key (shown only this once):\n\n    {key}\n",
                 ws.slug
             );
+        }
+        AdminCommand::ListWorkspaces => {
+            for ws in store.list_workspaces().await? {
+                println!(
+                    "{}\t{}\t{}",
+                    ws.slug,
+                    ws.name,
+                    ws.created_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                );
+            }
+        }
+        AdminCommand::DeleteWorkspace { slug } => {
+            let ws = store
+                .find_workspace(&slug)
+                .await?
+                .filter(|ws| ws.slug == slug)
+                .with_context(|| format!("there is no workspace {slug:?}"))?;
+            let sources = store.delete_workspace(ws.id).await?;
+            let blobs = crate::blob::BlobStore::open(&config.data_dir, config.blob_url.as_deref())
+                .context("cannot open the source store")?;
+            for key in &sources {
+                if let Err(e) = blobs.delete(key).await {
+                    eprintln!("could not delete the source {key}: {e}");
+                }
+            }
+            println!("Deleted workspace {slug:?}.");
         }
     }
     Ok(())

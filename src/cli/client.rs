@@ -1,8 +1,9 @@
 //! The HTTP client of the command line: one `Client` holding the server URL and key, with a
-//! method per kind of request and one error type. Plain HTTP only: this build has no TLS, so
-//! reach a remote server through a TLS-terminating proxy or an SSH tunnel on localhost.
+//! method per kind of request and one error type. `https://` URLs are checked against the
+//! platform's trusted roots, plus the certificates of `--ca-cert` for a private CA.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -14,9 +15,13 @@ use super::sse::{SseEvent, SseParser};
 /// Options every command that talks to a server takes.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// URL of the Intake server (plain http://; this build has no TLS).
+    /// URL of the Intake server: http://, or https:// (behind a TLS-terminating proxy).
     #[arg(long, env = "INTAKE_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// CA certificates (PEM) to trust for an https:// URL, besides the system's: for a
+    /// server whose certificate comes from a private CA or is self-signed.
+    #[arg(long, env = "INTAKE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// API key of the workspace (`intake serve` prints the owner key at first start).
     #[arg(long, env = "INTAKE_KEY", hide_env_values = true)]
     pub key: String,
@@ -28,7 +33,7 @@ pub struct ClientArgs {
 impl ClientArgs {
     /// A client for these options.
     pub fn connect(&self) -> Result<Client, ClientError> {
-        Client::new(&self.url, &self.key)
+        Client::new(&self.url, &self.key, self.ca_cert.as_deref())
     }
 }
 
@@ -47,6 +52,10 @@ pub enum ClientError {
     /// No connection could be made.
     #[error("cannot connect to {url} (is `intake serve` running there? set --url or INTAKE_URL)")]
     Unreachable { url: String },
+    /// A connection was made but TLS failed: the certificate was refused, or the other end
+    /// does not speak TLS.
+    #[error("TLS with {url} failed: {reason}")]
+    Tls { url: String, reason: String },
     /// The request failed on the way (connection reset, bad answer framing...).
     #[error("request to {url} failed: {reason}")]
     Transport { url: String, reason: String },
@@ -105,20 +114,16 @@ pub struct Client {
 const STREAM_IDLE: Duration = Duration::from_secs(45);
 
 impl Client {
-    /// A client of the server at `url` (`http://host:port`, optionally with a path prefix).
-    pub fn new(url: &str, key: &str) -> Result<Client, ClientError> {
+    /// A client of the server at `url` (`http://host:port` or `https://...`, optionally
+    /// with a path prefix), trusting the PEM certificates of `ca_cert` besides the system's.
+    pub fn new(url: &str, key: &str, ca_cert: Option<&Path>) -> Result<Client, ClientError> {
         let base = Url::parse(url.trim())
             .map_err(|e| ClientError::Usage(format!("--url {url:?} is not a URL: {e}")))?;
         match base.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(ClientError::Usage(
-                    "this build of intake speaks plain HTTP only (no TLS): use an http:// URL, e.g. through an SSH tunnel or a local TLS-terminating proxy".into(),
-                ));
-            }
+            "http" | "https" => {}
             other => {
                 return Err(ClientError::Usage(format!(
-                    "--url must be an http:// URL, not {other}://"
+                    "--url must be an http:// or https:// URL, not {other}://"
                 )));
             }
         }
@@ -134,9 +139,13 @@ impl Client {
                 "the key must be non-empty visible ASCII (check --key or INTAKE_KEY)".into(),
             ));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("intake-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("intake-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_cert {
+            builder = builder.tls_certs_merge(ca_certificates(path)?);
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Usage(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Client {
@@ -272,12 +281,38 @@ impl EventStream {
     }
 }
 
+/// The certificates of a PEM file given with `--ca-cert`.
+fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| ClientError::io(format!("cannot read --ca-cert {}", path.display()), e))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        ClientError::Usage(format!(
+            "--ca-cert {} is not a PEM certificate file: {e}",
+            path.display()
+        ))
+    })?;
+    if certs.is_empty() {
+        return Err(ClientError::Usage(format!(
+            "--ca-cert {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
 /// A failed request as an error that says what happened in words.
 pub fn transport(url: &Url, e: reqwest::Error) -> ClientError {
     let mut origin = url.clone();
     origin.set_path("");
     origin.set_query(None);
     let origin = origin.as_str().trim_end_matches('/').to_owned();
+    // A refused certificate is a connect error too, but not one of reaching the server.
+    if let Some(tls) = tls_error(&e) {
+        return ClientError::Tls {
+            url: origin,
+            reason: tls_reason(tls),
+        };
+    }
     if e.is_connect() {
         return ClientError::Unreachable { url: origin };
     }
@@ -291,6 +326,52 @@ pub fn transport(url: &Url, e: reqwest::Error) -> ClientError {
     ClientError::Transport {
         url: url.to_string(),
         reason,
+    }
+}
+
+/// The rustls error behind a failed request, if TLS is what failed.
+fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        // io::Error shows its inner error but skips it as a source (and the connector
+        // wraps one io::Error in another): look inside each.
+        let mut inner = Some(c);
+        while let Some(i) = inner {
+            if let Some(tls) = i.downcast_ref::<rustls::Error>() {
+                return Some(tls);
+            }
+            inner = i
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|e| e as &(dyn std::error::Error + 'static));
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// What a TLS failure means for the user, and what to do about it.
+fn tls_reason(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let hint = "if the server's certificate comes from a private CA or is self-signed, \
+                trust it with --ca-cert FILE or INTAKE_CA_CERT";
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            format!("the server's certificate is not signed by a trusted authority ({hint})")
+        }
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => format!("the server's certificate is not valid for this host name ({e})"),
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            format!("the server's certificate has expired ({e})")
+        }
+        rustls::Error::InvalidCertificate(_) => {
+            format!("the server's certificate was refused ({e})")
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            format!("the server does not answer TLS (is it plain http://?): {e}")
+        }
+        _ => e.to_string(),
     }
 }
 

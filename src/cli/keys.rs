@@ -49,6 +49,10 @@ pub struct CreateArgs {
     /// When the key stops working (RFC 3339, `2030-01-31T00:00:00Z`); never, without it.
     #[arg(long)]
     pub expires_at: Option<String>,
+    /// The only tables the key may import into, create and delete (comma-separated); any,
+    /// without it.
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -89,9 +93,15 @@ async fn create(args: &CreateArgs) -> Result<Exit, ClientError> {
     let key = client
         .post(
             &["v1", "keys"],
-            Some(&match &args.expires_at {
-                Some(at) => json!({"name": args.name, "role": role, "expires_at": at}),
-                None => json!({"name": args.name, "role": role}),
+            Some(&{
+                let mut body = json!({"name": args.name, "role": role});
+                if let Some(at) = &args.expires_at {
+                    body["expires_at"] = json!(at);
+                }
+                if let Some(tables) = &args.tables {
+                    body["tables"] = json!(tables);
+                }
+                body
             }),
         )
         .await?;

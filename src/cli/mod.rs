@@ -1,5 +1,5 @@
 //! The command line: `intake serve` runs the server, `intake worker` runs workers only; `intake import`, `imports`, `tables`
-//! and `keys` talk to one by URL and key (plain HTTP: the client has no TLS).
+//! and `keys` talk to one by URL and key, over http:// or https://.
 
 /// `println!` for command output: a closed stdout (`intake ... | head`) silences the rest
 /// instead of panicking, and the exit code still tells how the command went.
@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// Seconds a URL import's download may take, from connecting to its last byte.
     #[arg(long, env = "INTAKE_URL_TIMEOUT_SECONDS", default_value_t = 600)]
     pub url_timeout_seconds: u64,
+    /// The instance-admin key (at least 16 characters): it opens `/admin/workspaces`, which
+    /// creates, lists and deletes workspaces. Without it that API is off.
+    #[arg(long, env = "INTAKE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -138,9 +142,15 @@ pub struct NodeArgs {
     #[arg(long, env = "INTAKE_DATA_DIR", default_value = "./intake-data")]
     pub data_dir: PathBuf,
     /// PostgreSQL database for metadata and tables (postgres://user@host:port/db), shared by
-    /// every process; by default, SQLite in the data directory.
+    /// every process; by default, SQLite in the data directory. TLS as libpq reads the URL:
+    /// sslmode=disable, prefer (the default), require, verify-ca or verify-full, and
+    /// sslrootcert=FILE or system.
     #[arg(long, env = "INTAKE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// CA certificates (PEM) that the database server's certificate must chain to, when the
+    /// URL names none with sslrootcert (with sslmode=require, verify-ca or verify-full).
+    #[arg(long, env = "INTAKE_DATABASE_CA_CERT")]
+    pub database_ca_cert: Option<PathBuf>,
     /// Where uploaded sources are kept: s3://bucket/prefix (endpoint, region and credentials
     /// from the AWS_* variables) or file:///shared/dir; by default, the data directory.
     #[arg(long, env = "INTAKE_BLOB_URL")]
@@ -184,6 +194,7 @@ impl ServeArgs {
             allow: self.url_allow.clone(),
             timeout: std::time::Duration::from_secs(self.url_timeout_seconds.max(1)),
         });
+        c.api.admin_key = self.admin_key.clone();
         c.api.limits = crate::api::serve::Limits {
             header_read_timeout: std::time::Duration::from_secs(self.header_timeout_seconds.max(1)),
             body_idle_timeout: std::time::Duration::from_secs(self.body_idle_seconds.max(1)),
@@ -199,6 +210,7 @@ impl NodeArgs {
     pub fn config(&self) -> Config {
         let mut c = Config::new(self.data_dir.clone());
         c.database_url = self.database_url.clone();
+        c.database_ca_cert = self.database_ca_cert.clone();
         c.blob_url = self.blob_url.clone();
         c.engine = EngineConfig {
             workers: self.workers,

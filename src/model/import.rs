@@ -8,6 +8,18 @@ macro_rules! string_enum {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name { $($(#[$vm])* #[serde(rename = $s)] $var),+ }
 
+        // Written out (not derived): the derive cannot read the macro's `rename` values.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($s),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl $name {
             /// Every value, in documentation order.
             pub const ALL: &'static [$name] = &[$($name::$var),+];
@@ -176,7 +188,7 @@ string_enum! {
 
 /// The row counts of an import or of one of its tables.
 /// Once the import ends, `processed = created + updated + unchanged + invalid`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counts {
     /// Rows in the source; null until known.
     pub inputs: Option<u64>,

@@ -62,7 +62,7 @@ impl std::fmt::Display for Identifier {
 }
 
 /// The column types a table may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     String,
@@ -137,8 +137,9 @@ impl ColumnType {
 }
 
 /// One column of a table, as stored and as shown by the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ColumnSpec {
+    #[schema(value_type = String)]
     pub name: Identifier,
     #[serde(rename = "type")]
     pub ty: ColumnType,
@@ -176,7 +177,7 @@ pub struct TableSchema {
 }
 
 /// The schema as clients send it, before validation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTableSchema {
     pub name: String,
@@ -186,7 +187,7 @@ pub struct RawTableSchema {
 }
 
 /// A primary key given as one column name or a list of them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum KeyColumns {
     One(String),
@@ -194,7 +195,7 @@ pub enum KeyColumns {
 }
 
 /// One column as clients send it, before validation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawColumn {
     pub name: String,

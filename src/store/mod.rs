@@ -84,6 +84,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_workspace(&self, slug: &str, name: &str) -> StoreResult<Workspace>;
     /// Looks a workspace up by id or slug.
     async fn find_workspace(&self, id_or_slug: &str) -> StoreResult<Option<Workspace>>;
+    /// Every workspace, oldest first.
+    async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>>;
+    /// Deletes a workspace: its tables and their rows, imports, keys and webhooks. Refused
+    /// (conflict) while one of its imports is queued, running or rolling back. Returns the
+    /// blob keys of its imports' sources, for the caller to delete.
+    async fn delete_workspace(&self, id: Uuid) -> StoreResult<Vec<String>>;
 
     /// Stores a new key.
     async fn create_key(&self, workspace_id: Uuid, key: &NewKey) -> StoreResult<KeyRecord>;

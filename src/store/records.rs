@@ -29,6 +29,8 @@ pub struct NewKey {
     pub hash: [u8; 32],
     /// When the key stops working, if it does.
     pub expires_at: Option<OffsetDateTime>,
+    /// The only tables the key may import into (None: any).
+    pub tables: Option<Vec<String>>,
 }
 
 /// A stored key (never the secret).
@@ -49,6 +51,8 @@ pub struct KeyRecord {
     /// Past this instant the key authenticates nothing (None: it does not expire).
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// The only tables the key may import into (None: any).
+    pub tables: Option<Vec<String>>,
 }
 
 /// A managed table: its schema and where it lives in the database.
@@ -464,4 +468,16 @@ pub struct DeliveryOutcome {
     /// When to try again (None: delivered, or given up).
     pub retry_at: Option<i64>,
     pub succeeded: bool,
+}
+
+/// A key's scope as stored: a JSON list of table names, or NULL for any table.
+pub fn scope_text(tables: &Option<Vec<String>>) -> Option<String> {
+    tables
+        .as_ref()
+        .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into()))
+}
+
+/// A stored scope read back; unreadable text scopes the key to no table (never to all).
+pub fn scope_from_text(text: Option<String>) -> Option<Vec<String>> {
+    text.map(|t| serde_json::from_str(&t).unwrap_or_default())
 }

@@ -25,8 +25,8 @@ use crate::api::error::{ApiError, ErrorCode};
 use crate::model::{ImportStatus, Role, Source};
 use crate::store::{
     Condition, EventRecord, FieldKind, FilterOp, FilterValue, ImportField, ImportFilter,
-    ImportLabels, ImportRecord, ImportSearch, SortKey, SortSpec, StoreError, StoredRowError,
-    Workspace,
+    ImportLabels, ImportRecord, ImportSearch, KeyRecord, SortKey, SortSpec, StoreError,
+    StoredRowError, Workspace,
 };
 
 /// JSON:API's media type.
@@ -196,6 +196,15 @@ fn jsonapi(status: StatusCode, body: Value) -> Response {
 /// The workspace of the bearer key, whose role must be at least `role`. Commerce Layer
 /// answers 401 both for a bad token and for one without the permission.
 async fn authorize(state: &AppState, headers: &HeaderMap, role: Role) -> ClResult<Workspace> {
+    authorize_key(state, headers, role).await.map(|(_, ws)| ws)
+}
+
+/// The bearer key and its workspace, for the routes that write (the key's scope applies).
+async fn authorize_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    role: Role,
+) -> ClResult<(KeyRecord, Workspace)> {
     let Some((key, ws)) = caller(state, authorization(headers, "bearer")).await? else {
         return Err(ClError::new(
             StatusCode::UNAUTHORIZED,
@@ -217,7 +226,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, role: Role) -> ClResul
             json!({ "header": "Authorization" }),
         ));
     }
-    Ok(ws)
+    Ok((key, ws))
 }
 
 /// `scheme://host/compat/commercelayer`, from the request's `Host` (links are absolute).
@@ -1528,7 +1537,7 @@ async fn create(
     headers: HeaderMap,
     request: Request,
 ) -> ClResult<Response> {
-    let ws = authorize(&state, &headers, Role::Member).await?;
+    let (key, ws) = authorize_key(&state, &headers, Role::Member).await?;
     let mut data = request_data(&state, &headers, request, None).await?;
     let attrs = attributes(
         &mut data,
@@ -1654,6 +1663,7 @@ async fn create(
             options,
             records,
             source: Source::Api,
+            key,
         },
     )
     .await

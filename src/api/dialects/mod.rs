@@ -193,6 +193,8 @@ struct InlineImport {
     options: RawOptions,
     records: Records,
     source: Source,
+    /// The key that sends it: its scope limits the tables it may load.
+    key: KeyRecord,
 }
 
 /// Creates and queues an import from records, through the native options and the same
@@ -207,6 +209,7 @@ async fn create_inline_import(
         .table
         .clone()
         .ok_or_else(|| ApiError::validation("say which table to load"))?;
+    super::auth::check_scope(&spec.key, &table_name)?;
     let table = match state.store.get_table(ws, &table_name).await {
         Ok(t) => t,
         Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("table")),

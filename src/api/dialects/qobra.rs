@@ -21,7 +21,9 @@ use super::{
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::model::{ImportStatus, Role, Source};
-use crate::store::{ImportRecord, ImportTableRecord, StoreError, StoredRowError, Workspace};
+use crate::store::{
+    ImportRecord, ImportTableRecord, KeyRecord, StoreError, StoredRowError, Workspace,
+};
 
 /// Row errors shown per import (the first ones, in source order).
 const MAX_DETAILS: u32 = 1000;
@@ -81,6 +83,15 @@ type QobraResult<T> = Result<T, QobraError>;
 
 /// The workspace of the `X-API-Key`, whose role must be at least `role`.
 async fn authorize(state: &AppState, headers: &HeaderMap, role: Role) -> QobraResult<Workspace> {
+    authorize_key(state, headers, role).await.map(|(_, ws)| ws)
+}
+
+/// The bearer key and its workspace, for the routes that write (the key's scope applies).
+async fn authorize_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    role: Role,
+) -> QobraResult<(KeyRecord, Workspace)> {
     let Some((key, ws)) = caller(state, header(headers, "x-api-key")).await? else {
         return Err(QobraError::new(
             StatusCode::UNAUTHORIZED,
@@ -96,7 +107,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, role: Role) -> QobraRe
             ),
         ));
     }
-    Ok(ws)
+    Ok((key, ws))
 }
 
 /// Qobra's three statuses: waiting, running, ended (whatever the ending).
@@ -261,7 +272,7 @@ async fn ingest_records(
     headers: HeaderMap,
     request: Request,
 ) -> QobraResult<Response> {
-    let ws = authorize(&state, &headers, Role::Member).await?;
+    let (key, ws) = authorize_key(&state, &headers, Role::Member).await?;
     let Query(q) = query.map_err(|e| QobraError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let all = match q.all.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") | Some("0") => false,
@@ -329,6 +340,7 @@ async fn ingest_records(
             options,
             records: Records::Json(records),
             source: Source::Api,
+            key,
         },
     )
     .await?;

@@ -98,6 +98,11 @@ async fn site_admin(state: &AppState, headers: &HeaderMap, site: &str) -> Rybbit
         tracing::debug!(key = %key.id, "rybbit: imports need an admin or owner key");
         return Err(RybbitError::new(StatusCode::FORBIDDEN, "Forbidden"));
     }
+    // Its imports all load one table, which a scoped key must be allowed.
+    if crate::api::auth::check_scope(&key, EVENTS_TABLE).is_err() {
+        tracing::debug!(key = %key.id, "rybbit: the key's scope leaves out {EVENTS_TABLE}");
+        return Err(RybbitError::new(StatusCode::FORBIDDEN, "Forbidden"));
+    }
     // Another workspace's site (or one that does not exist) is not this key's to see.
     if site != ws.slug && site != ws.id.to_string() {
         return Err(RybbitError::new(StatusCode::FORBIDDEN, "Forbidden"));

@@ -67,7 +67,7 @@ pub struct InferredSchema {
 }
 
 /// A proposed column: its name, the source field it reads, its type and flags.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InferredColumn {
     pub name: String,
     pub source: String,

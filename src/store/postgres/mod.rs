@@ -7,13 +7,14 @@
 //!
 //! The client is the synchronous `postgres` crate: every operation runs as a blocking closure
 //! on tokio's blocking pool (like the SQLite backend), on a connection from a small pool.
-//! Connections do not use TLS (`NoTls`).
+//! Connections use TLS with rustls as the URL's `sslmode` asks, libpq's way (`tls`).
 
 mod imports;
 mod lifecycle;
 mod pool;
 mod search;
 mod tables;
+mod tls;
 mod values;
 mod webhooks;
 mod writer;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_status_index.sql"),
     include_str!("migrations/0003_key_expiry.sql"),
+    include_str!("migrations/0004_key_scope.sql"),
 ];
 
 /// Connections one process keeps open at most.
@@ -140,13 +142,15 @@ pub(crate) struct Inner {
 }
 
 impl PgStore {
-    /// Connects to the database at `url` (`postgres://user@host:port/db`) and runs pending
-    /// migrations. Blocking; may be called from async code (it works on a thread of its own).
-    pub fn connect(url: &str) -> StoreResult<PgStore> {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`, with `sslmode` and
+    /// `sslrootcert` as libpq reads them; `ca_file` is the CA file when the URL names none)
+    /// and runs pending migrations. Blocking; may be called from async code (it works on a
+    /// thread of its own).
+    pub fn connect(url: &str, ca_file: Option<&std::path::Path>) -> StoreResult<PgStore> {
         let url = url.to_owned();
         std::thread::scope(|s| {
             s.spawn(move || {
-                let pool = Pool::new(&url, MAX_CONNECTIONS)?;
+                let pool = Pool::new(&url, ca_file, MAX_CONNECTIONS)?;
                 {
                     let mut conn = pool.get()?;
                     migrate(&mut conn)?;
@@ -328,11 +332,11 @@ fn key_from_row(r: &::postgres::Row) -> StoreResult<KeyRecord> {
         last_used_at: r.try_get(6)?,
         revoked_at: r.try_get(7)?,
         expires_at: r.try_get(8)?,
+        tables: crate::store::scope_from_text(r.try_get(9)?),
     })
 }
 
-const KEY_COLUMNS: &str =
-    "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at, expires_at";
+const KEY_COLUMNS: &str = "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at, expires_at, tables";
 
 fn insert_workspace(tx: &mut Transaction<'_>, slug: &str, name: &str) -> StoreResult<Workspace> {
     tables::check_slug(slug)?;
@@ -366,6 +370,55 @@ fn insert_workspace(tx: &mut Transaction<'_>, slug: &str, name: &str) -> StoreRe
     Ok(ws)
 }
 
+fn delete_workspace(tx: &mut Transaction<'_>, id: Uuid) -> StoreResult<Vec<String>> {
+    // Locked, so that no import or table is added to it meanwhile.
+    let row = tx
+        .query_opt(
+            "SELECT id, slug, name, created_at FROM intake_workspaces WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )?
+        .ok_or(StoreError::NotFound("workspace"))?;
+    let ws = workspace_from_row(&row)?;
+    let busy = tx.query_opt(
+        "SELECT id FROM intake_imports WHERE workspace_id = $1
+         AND status IN ('queued', 'processing', 'rolling_back') LIMIT 1",
+        &[&id],
+    )?;
+    if let Some(row) = busy {
+        let import: Uuid = row.try_get(0)?;
+        return Err(StoreError::Conflict(format!(
+            "workspace {:?} has an import in progress ({import}): cancel it or let it finish first",
+            ws.slug
+        )));
+    }
+    let blobs = tx
+        .query(
+            "SELECT t.blob_key FROM intake_import_tables t
+             JOIN intake_imports i ON i.id = t.import_id
+             WHERE i.workspace_id = $1 AND t.blob_key IS NOT NULL",
+            &[&id],
+        )?
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    for sql in [
+        "DELETE FROM intake_idempotency WHERE workspace_id = $1",
+        "DELETE FROM intake_imports WHERE workspace_id = $1",
+        "DELETE FROM intake_webhooks WHERE workspace_id = $1",
+        "DELETE FROM intake_tables WHERE workspace_id = $1",
+        "DELETE FROM intake_api_keys WHERE workspace_id = $1",
+        "DELETE FROM intake_workspaces WHERE id = $1",
+    ] {
+        tx.execute(sql, &[&id])?;
+    }
+    // Its tables, their undo copies and anything else of it live in its schema.
+    tx.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        values::quote(&ws.slug)
+    ))?;
+    Ok(blobs)
+}
+
 fn insert_key(
     tx: &mut Transaction<'_>,
     workspace_id: Uuid,
@@ -374,7 +427,7 @@ fn insert_key(
     let created_at = now();
     tx.execute(
         "INSERT INTO intake_api_keys (id, workspace_id, name, role, prefix, hash, created_at,
-         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         expires_at, tables) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             &key.id,
             &workspace_id,
@@ -384,6 +437,7 @@ fn insert_key(
             &&key.hash[..],
             &created_at,
             &key.expires_at,
+            &crate::store::scope_text(&key.tables),
         ],
     )?;
     Ok(KeyRecord {
@@ -396,6 +450,7 @@ fn insert_key(
         last_used_at: None,
         revoked_at: None,
         expires_at: key.expires_at,
+        tables: key.tables.clone(),
     })
 }
 
@@ -442,6 +497,23 @@ impl Store for PgStore {
             row.as_ref().map(workspace_from_row).transpose()
         })
         .await
+    }
+
+    async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT id, slug, name, created_at FROM intake_workspaces ORDER BY created_at, id",
+                &[],
+            )?
+            .iter()
+            .map(workspace_from_row)
+            .collect()
+        })
+        .await
+    }
+
+    async fn delete_workspace(&self, id: Uuid) -> StoreResult<Vec<String>> {
+        self.write(move |tx| delete_workspace(tx, id)).await
     }
 
     async fn create_key(&self, workspace_id: Uuid, key: &NewKey) -> StoreResult<KeyRecord> {

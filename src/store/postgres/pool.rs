@@ -2,14 +2,19 @@
 //! taken for one operation (one transaction) and given back. An idle connection is checked
 //! with a trivial query before it is handed out: one that the server closed meanwhile (a
 //! terminated session, a restart) is dropped and replaced, so that a request does not fail
-//! on a connection that was dead before it started.
+//! on a connection that was dead before it started. Connections use TLS as the URL's
+//! `sslmode` says (see `tls`).
 
 use std::ops::{Deref, DerefMut};
+use std::path::Path;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use ::postgres::config::{Host, SslMode as ClientSslMode};
 use ::postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::tls::{self, SslMode};
 use super::{StoreError, StoreResult};
 
 /// How long an operation waits for a free connection before it fails (`Unavailable`).
@@ -23,6 +28,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Open connections to one database, at most `max` at a time.
 pub(crate) struct Pool {
     config: ::postgres::Config,
+    /// `None`: plain TCP (`sslmode=disable`).
+    tls: Option<MakeRustlsConnect>,
     max: usize,
     state: Mutex<State>,
     freed: Condvar,
@@ -49,11 +56,21 @@ pub(crate) struct Conn<'a> {
 }
 
 impl Pool {
-    /// A pool for the database at `url` (a `postgres://` URL or key=value string).
-    pub(crate) fn new(url: &str, max: usize) -> StoreResult<Pool> {
+    /// A pool for the database at `url` (a `postgres://` URL), with
+    /// `ca_file` as the CA certificates when the URL names none (`sslrootcert`).
+    pub(crate) fn new(url: &str, ca_file: Option<&Path>, max: usize) -> StoreResult<Pool> {
+        let (url, settings) =
+            tls::split(url, ca_file).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let mut config: ::postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("invalid database URL: {e}")))?;
+        // The client crate's own modes: it asks for TLS, rustls decides what to trust.
+        config.ssl_mode(match settings.mode {
+            SslMode::Disable => ClientSslMode::Disable,
+            SslMode::Prefer => ClientSslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => ClientSslMode::Require,
+        });
+        let tls = tls::connector(&settings).map_err(|e| StoreError::Invalid(e.to_string()))?;
         if config.get_application_name().is_none() {
             config.application_name("intake");
         }
@@ -63,6 +80,7 @@ impl Pool {
         }
         Ok(Pool {
             config,
+            tls,
             max: max.max(1),
             state: Mutex::new(State {
                 idle: Vec::new(),
@@ -147,10 +165,62 @@ impl Pool {
     }
 
     fn connect(&self) -> StoreResult<Client> {
-        let mut client = self.config.connect(NoTls)?;
+        let connected = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        };
+        let mut client = connected.map_err(|e| self.connect_error(e))?;
         // UTC and shortest exact floats: what the journal's JSON rows are written with.
         client.batch_execute("SET TIME ZONE 'UTC'; SET extra_float_digits = 1")?;
         Ok(client)
+    }
+
+    /// A failed connect as an error naming the server; a failed TLS handshake says so and
+    /// why (the client crate's own text is a bare "error performing TLS handshake").
+    fn connect_error(&self, e: ::postgres::Error) -> StoreError {
+        if e.to_string() != "error performing TLS handshake" {
+            return e.into();
+        }
+        let servers = self.servers();
+        let Some(cause) = std::error::Error::source(&e) else {
+            return StoreError::Database(format!("TLS handshake with {servers} failed"));
+        };
+        let message = format!("TLS handshake with {servers} failed: {cause}");
+        // io::Error shows its inner error but skips it as a source: look inside.
+        let io = cause.downcast_ref::<std::io::Error>();
+        let mut inner = io.and_then(|io| io.get_ref());
+        let mut from_rustls = false;
+        while let Some(i) = inner {
+            from_rustls |= i.is::<rustls::Error>();
+            inner = i
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref());
+        }
+        match io {
+            // The connection broke during the handshake: the server may be restarting.
+            Some(_) if !from_rustls => StoreError::Unavailable(message),
+            // A certificate refused, TLS refused by the server: trying again will not help.
+            _ => StoreError::Database(message),
+        }
+    }
+
+    /// The servers of the URL, as `host:port` (comma-separated when there are several).
+    fn servers(&self) -> String {
+        let ports = self.config.get_ports();
+        self.config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                // One port for every host, or one each.
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                match host {
+                    Host::Tcp(name) => format!("{name}:{port}"),
+                    Host::Unix(dir) => format!("{}:{port}", dir.display()),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn give_back(&self, client: Client) {

@@ -41,7 +41,7 @@ impl TestDb {
     }
 
     fn store(&self) -> PgStore {
-        PgStore::connect(&self.url).expect("connect the store")
+        PgStore::connect(&self.url, None).expect("connect the store")
     }
 
     /// Runs SQL on the test database (as `psql` would), on a thread of its own.
@@ -101,6 +101,7 @@ fn new_key(role: Role) -> NewKey {
             .first_chunk()
             .expect("32 bytes"),
         expires_at: None,
+        tables: None,
     }
 }
 
@@ -213,7 +214,7 @@ async fn processes_starting_together_migrate_once() {
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
-            std::thread::spawn(move || PgStore::connect(&url).map(|_| ()))
+            std::thread::spawn(move || PgStore::connect(&url, None).map(|_| ()))
         })
         .collect();
     for h in handles {

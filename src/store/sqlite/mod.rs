@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_webhooks.sql"),
     include_str!("migrations/0004_status_index.sql"),
     include_str!("migrations/0005_key_expiry.sql"),
+    include_str!("migrations/0006_key_scope.sql"),
 ];
 const READERS: usize = 4;
 
@@ -261,11 +262,11 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
         last_used_at: parse_ts_opt(r.get(6)?),
         revoked_at: parse_ts_opt(r.get(7)?),
         expires_at: parse_ts_opt(r.get(8)?),
+        tables: crate::store::scope_from_text(r.get(9)?),
     })
 }
 
-const KEY_COLUMNS: &str =
-    "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at, expires_at";
+const KEY_COLUMNS: &str = "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at, expires_at, tables";
 
 fn insert_workspace(tx: &Connection, slug: &str, name: &str) -> StoreResult<Workspace> {
     let ws = Workspace {
@@ -287,11 +288,69 @@ fn insert_workspace(tx: &Connection, slug: &str, name: &str) -> StoreResult<Work
     Ok(ws)
 }
 
+fn delete_workspace(tx: &Connection, id: Uuid) -> StoreResult<Vec<String>> {
+    let ws = tx
+        .query_row(
+            "SELECT id, slug, name, created_at FROM intake_workspaces WHERE id = ?1",
+            [id.to_string()],
+            workspace_from_row,
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound("workspace"))?;
+    let wid = id.to_string();
+    let busy: Option<String> = tx
+        .query_row(
+            "SELECT id FROM intake_imports WHERE workspace_id = ?1
+             AND status IN ('queued', 'processing', 'rolling_back') LIMIT 1",
+            [&wid],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(import) = busy {
+        return Err(StoreError::Conflict(format!(
+            "workspace {:?} has an import in progress ({import}): cancel it or let it finish first",
+            ws.slug
+        )));
+    }
+    let blobs: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT t.blob_key FROM intake_import_tables t
+             JOIN intake_imports i ON i.id = t.import_id
+             WHERE i.workspace_id = ?1 AND t.blob_key IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([&wid], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let table_names: Vec<String> = {
+        let mut stmt = tx.prepare("SELECT name FROM intake_tables WHERE workspace_id = ?1")?;
+        let rows = stmt.query_map([&wid], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    // The imports first (their errors, events and undo journals go with them), so that
+    // no import holds a table when the tables are dropped.
+    for sql in [
+        "DELETE FROM intake_idempotency WHERE workspace_id = ?1",
+        "DELETE FROM intake_imports WHERE workspace_id = ?1",
+        "DELETE FROM intake_webhooks WHERE workspace_id = ?1",
+    ] {
+        tx.execute(sql, [&wid])?;
+    }
+    for name in &table_names {
+        tables::delete(tx, &ws, name)?;
+    }
+    tx.execute(
+        "DELETE FROM intake_api_keys WHERE workspace_id = ?1",
+        [&wid],
+    )?;
+    tx.execute("DELETE FROM intake_workspaces WHERE id = ?1", [&wid])?;
+    Ok(blobs)
+}
+
 fn insert_key(tx: &Connection, workspace_id: Uuid, key: &NewKey) -> StoreResult<KeyRecord> {
     let created_at = now();
     tx.execute(
         "INSERT INTO intake_api_keys (id, workspace_id, name, role, prefix, hash, created_at,
-         expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         expires_at, tables) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             key.id.to_string(),
             workspace_id.to_string(),
@@ -300,7 +359,8 @@ fn insert_key(tx: &Connection, workspace_id: Uuid, key: &NewKey) -> StoreResult<
             key.prefix,
             &key.hash[..],
             ts(created_at),
-            key.expires_at.map(ts)
+            key.expires_at.map(ts),
+            crate::store::scope_text(&key.tables)
         ],
     )?;
     Ok(KeyRecord {
@@ -313,6 +373,7 @@ fn insert_key(tx: &Connection, workspace_id: Uuid, key: &NewKey) -> StoreResult<
         last_used_at: None,
         revoked_at: None,
         expires_at: key.expires_at,
+        tables: key.tables.clone(),
     })
 }
 
@@ -350,6 +411,21 @@ impl Store for SqliteStore {
             .optional()?)
         })
         .await
+    }
+
+    async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, slug, name, created_at FROM intake_workspaces ORDER BY created_at, id",
+            )?;
+            let rows = stmt.query_map([], workspace_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn delete_workspace(&self, id: Uuid) -> StoreResult<Vec<String>> {
+        self.write(move |tx| delete_workspace(tx, id)).await
     }
 
     async fn create_key(&self, workspace_id: Uuid, key: &NewKey) -> StoreResult<KeyRecord> {
