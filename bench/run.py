@@ -21,6 +21,7 @@ terminal status; validation is on. Peak RSS is the server's VmHWM (peers: their 
 from /usr/bin/time). Each load is the median of --runs runs.
 """
 import argparse
+import gzip
 import hashlib
 import http.client
 import json
@@ -108,6 +109,66 @@ def install(args):
         else:
             log("installing with pip: duckdb")
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", "duckdb"])
+
+
+def has_xlsxwriter(args):
+    """Whether Python's XlsxWriter (which writes the workbook of the xlsx row) is there,
+    installing it with pip unless --no-install."""
+    probe = [sys.executable, "-c", "import xlsxwriter"]
+    if subprocess.run(probe, capture_output=True).returncode == 0:
+        return True
+    if args.no_install:
+        log("XlsxWriter is not installed (--no-install): the xlsx row is skipped")
+        return False
+    log("installing with pip: XlsxWriter")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "XlsxWriter"])
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def gzipped(path):
+    """`path` gzip-compressed beside it (cached with it)."""
+    out = path + ".gz"
+    if not os.path.exists(out):
+        log("compressing", os.path.basename(path))
+        with open(path, "rb") as src, gzip.open(out + ".part", "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(out + ".part", out)
+    return out
+
+
+def workbook(path, rows):
+    """The first `rows` rows of the CSV at `path` as an xlsx sheet (cached beside it), each
+    cell typed as a spreadsheet user types it: numbers, booleans, text (the RFC 3339
+    timestamps stay text: their offsets are no spreadsheet date)."""
+    out = "%s.%d.xlsx" % (path, rows)
+    if os.path.exists(out):
+        return out
+    import csv
+    import xlsxwriter
+    log("writing", os.path.basename(out))
+    book = xlsxwriter.Workbook(out + ".part.xlsx", {"constant_memory": True})
+    sheet = book.add_worksheet("Orders")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        sheet.write_row(0, 0, header)
+        for r, rec in enumerate(reader, start=1):
+            if r > rows:
+                break
+            for c, (name, value) in enumerate(zip(header, rec)):
+                if value == "":
+                    continue
+                if name in ("id", "quantity"):
+                    sheet.write_number(r, c, int(value))
+                elif name == "amount":
+                    sheet.write_number(r, c, float(value))
+                elif name == "active":
+                    sheet.write_boolean(r, c, value == "true")
+                else:
+                    sheet.write_string(r, c, value)
+    book.close()
+    os.replace(out + ".part.xlsx", out)
+    return out
 
 
 def build(args):
@@ -288,7 +349,21 @@ def free_port():
 
 
 def ctype_of(path):
-    return "application/x-ndjson" if path.endswith(".ndjson") else "text/csv"
+    if path.endswith(".ndjson"):
+        return "application/x-ndjson"
+    # Compressed files and workbooks are recognised by their first bytes.
+    if path.endswith((".gz", ".xlsx")):
+        return "application/octet-stream"
+    return "text/csv"
+
+
+def same_rows(rows):
+    """A check that an import created exactly `rows` rows and rejected none."""
+    def check(srv, imp):
+        c = imp["counts"]
+        if c["created"] != rows or c["invalid"] != 0:
+            raise RuntimeError("created %s and rejected %s of %d rows" % (c["created"], c["invalid"], rows))
+    return check
 
 
 def intake_run(ctx, backend, path, mode="insert", preload=None, observe=False, check=None, create=False):
@@ -738,6 +813,8 @@ def main():
     ap.add_argument("--skip-pgloader", action="store_true")
     ap.add_argument("--skip-duckdb", action="store_true")
     ap.add_argument("--skip-api", action="store_true", help="no API load test")
+    ap.add_argument("--xlsx-rows", type=int, default=100_000,
+                    help="rows of the xlsx workbook load (default 100k: a workbook is read whole)")
     ap.add_argument("--list-imports", type=int, default=100_000, help="imports stored for the list test")
     ap.add_argument("--wrk-seconds", type=int, default=5)
     ap.add_argument("--binary", help="an Intake binary (default: cargo build --release)")
@@ -763,8 +840,12 @@ def main():
     invalid = dataset(cache, rows, invalid=0.01)
     changed = dataset(cache, rows, changed=0.5)
     ndjson = dataset(cache, rows, "ndjson")
+    gz = gzipped(clean)
+    xlsx_rows = min(args.xlsx_rows, rows)
+    xlsx = workbook(clean, xlsx_rows) if has_xlsxwriter(args) else None
     bigf = None if args.skip_10m else dataset(cache, big)
-    ctx.rows_of = {clean: rows, invalid: rows, changed: rows, ndjson: rows, bigf: big}
+    ctx.rows_of = {clean: rows, invalid: rows, changed: rows, ndjson: rows, gz: rows, xlsx: xlsx_rows,
+                   bigf: big}
     size = {p: os.path.getsize(p) for p in ctx.rows_of if p}
     ctx.work = tempfile.mkdtemp(prefix="intake-bench-")
     R = {}
@@ -801,6 +882,16 @@ def main():
             [
                 ("ndjson_sqlite", "Intake -> SQLite, NDJSON", True, lambda: intake_run(ctx, "sqlite", ndjson)),
                 ("ndjson_pg", "Intake -> PostgreSQL, NDJSON", pg_intake, lambda: intake_run(ctx, "postgres", ndjson)),
+            ],
+            [
+                ("gzip_sqlite", "Intake -> SQLite, gzip CSV", True,
+                 lambda: intake_run(ctx, "sqlite", gz, check=same_rows(rows))),
+                ("gzip_pg", "Intake -> PostgreSQL, gzip CSV", pg_intake,
+                 lambda: intake_run(ctx, "postgres", gz, check=same_rows(rows))),
+                ("xlsx_sqlite", "Intake -> SQLite, xlsx", xlsx is not None,
+                 lambda: intake_run(ctx, "sqlite", xlsx, check=same_rows(xlsx_rows))),
+                ("xlsx_pg", "Intake -> PostgreSQL, xlsx", pg_intake and xlsx is not None,
+                 lambda: intake_run(ctx, "postgres", xlsx, check=same_rows(xlsx_rows))),
             ],
             [
                 ("upsert_sqlite3", "sqlite3 upsert", True, lambda: sqlite_import(ctx, changed, upsert_from=clean)),
@@ -854,6 +945,7 @@ def main():
     finally:
         shutil.rmtree(ctx.work, ignore_errors=True)
 
+    ctx.gz, ctx.xlsx, ctx.xlsx_rows = gz, xlsx, xlsx_rows
     text = report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_supported, do_pg, command)
     print(text)
     if args.results:
@@ -933,6 +1025,15 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
         r = ratio(g("intake_pg"), g("ndjson_pg"))
         L.append(fmt_row("Intake, NDJSON", "PostgreSQL", rows, size[ndjson], g("ndjson_pg"),
                          "%.2f× CSV" % r if r else "", "reported"))
+    for key, target, base in (("gzip_sqlite", "SQLite", "intake_sqlite"), ("gzip_pg", "PostgreSQL", "intake_pg")):
+        if key in R:
+            r = ratio(g(base), g(key))
+            L.append(fmt_row("Intake, gzip CSV (level 6)", target, rows, size[ctx.gz], g(key),
+                             "%.2f× plain CSV" % r if r else "", "every row created, as from the plain file"))
+    for key, target in (("xlsx_sqlite", "SQLite"), ("xlsx_pg", "PostgreSQL")):
+        if key in R:
+            L.append(fmt_row("Intake, xlsx (one sheet)", target, ctx.xlsx_rows, size[ctx.xlsx], g(key),
+                             "", "every row created; a workbook is read whole (32 MiB at most)"))
     up = g("upsert_sqlite")
     counts = up["extra"]["counts"] if isinstance(up, dict) else {}
     r = ratio(g("upsert_sqlite3"), up)

@@ -49,6 +49,7 @@ impl Config {
                 max_inline_bytes: 64 << 20,
                 limits: api::serve::Limits::default(),
                 rate_limit_per_workspace: 0,
+                url_policy: Default::default(),
                 admin_key: None,
             },
         }

@@ -707,3 +707,120 @@ async fn keys_create_scopes_a_key_to_tables() {
     let key: Value = serde_json::from_str(&made.stdout).expect("JSON");
     assert_eq!(key["tables"], json!(["items", "orders"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reads_a_sheet_of_a_workbook_and_a_zstd_compressed_file() {
+    let s = TestServer::start().await;
+    let mut book = rust_xlsxwriter::Workbook::new();
+    book.add_worksheet()
+        .set_name("Readme")
+        .and_then(|w| w.write_string(0, 0, "About"))
+        .expect("sheet");
+    let orders = book.add_worksheet();
+    orders.set_name("Orders").expect("name");
+    orders.write_string(0, 0, "Order ID").expect("cell");
+    orders.write_string(0, 1, "Amount").expect("cell");
+    for i in 1..=300u32 {
+        orders.write_number(i, 0, i).expect("cell");
+        orders
+            .write_number(i, 1, f64::from(i) + 0.25)
+            .expect("cell");
+    }
+    let path = s.dir.path().join("Q1 Book.xlsx");
+    book.save(&path).expect("save");
+    let proposal = run(
+        &s,
+        &["tables", "infer", path_str(&path), "--sheet", "2", "--json"],
+    )
+    .await;
+    assert_eq!(proposal.code, 0, "{proposal:?}");
+    let proposal = proposal.json();
+    assert_eq!(proposal["sheet"], "Orders", "{proposal}");
+    assert_eq!(proposal["table"]["name"], "q1_book", "{proposal}");
+    let types: Vec<&str> = proposal["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(types, ["integer", "decimal"], "{proposal}");
+    let r = run(
+        &s,
+        &["import", path_str(&path), "--sheet", "Orders", "--json"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let import = r.json();
+    assert_eq!(import["source"], "xlsx", "{import}");
+    assert_eq!(import["tables"][0]["table"], "q1_book", "{import}");
+    assert_eq!(import["counts"]["created"], 300, "{import}");
+
+    let path = s.dir.path().join("people.csv.zst");
+    let csv = "id,name\n1,Ann\n2,Bob\n";
+    std::fs::write(&path, zstd::encode_all(csv.as_bytes(), 3).expect("zstd")).expect("write");
+    let r = run(&s, &["import", path_str(&path), "--json"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let import = r.json();
+    assert_eq!(import["tables"][0]["table"], "people", "{import}");
+    assert_eq!(import["counts"]["created"], 2, "{import}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_url_has_the_server_download_the_file() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let net = intake::api::url_source::AllowedNet::parse("127.0.0.2").expect("net");
+    let s = TestServer::start_with(|c| {
+        c.api.url_policy = std::sync::Arc::new(intake::api::url_source::UrlPolicy {
+            allow: vec![net],
+            timeout: std::time::Duration::from_secs(30),
+        });
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.2", 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = "id,city\n1,Oslo\n2,Lima\n3,Pune\n";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    let url = format!("http://{addr}/Cities.csv");
+    let r = run(&s, &["import", "--from-url", &url, "--json"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let import = r.json();
+    assert_eq!(import["status"], "complete", "{import}");
+    assert_eq!(import["tables"][0]["table"], "cities", "{import}");
+    assert_eq!(import["counts"]["created"], 3, "{import}");
+    let r = run(
+        &s,
+        &[
+            "import",
+            "--from-url",
+            "http://10.0.0.1/x.csv",
+            "--table",
+            "cities",
+        ],
+    )
+    .await;
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("a private, loopback or link-local address"),
+        "{r:?}"
+    );
+}

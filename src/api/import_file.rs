@@ -15,7 +15,7 @@ use super::import_options::{ImportSettings, RawOptions};
 use super::imports::{check_length, parse_id, stage_error, too_large};
 use super::views::{ImportView, import_view};
 use crate::engine::reader::Format;
-use crate::engine::staging::{detect, stage};
+use crate::engine::staging::{detect, stage_with};
 use crate::model::ImportStatus;
 
 /// A byte range of a resumable upload: `bytes START-END/TOTAL`.
@@ -57,6 +57,8 @@ pub struct FileQuery {
     delimiter: Option<String>,
     /// A WHATWG encoding label.
     encoding: Option<String>,
+    /// The sheet of a workbook: its name, or its position from 1.
+    sheet: Option<String>,
 }
 
 /// A part of a file received, more to come.
@@ -140,6 +142,7 @@ pub async fn upload(
         ("format", &q.format),
         ("delimiter", &q.delimiter),
         ("encoding", &q.encoding),
+        ("sheet", &q.sheet),
     ] {
         if let Some(v) = v {
             raw.insert(k.into(), v.clone().into());
@@ -238,10 +241,10 @@ pub async fn upload(
         .await
         .map_err(ApiError::internal)?;
     let stream = tokio_util::io::ReaderStream::new(source);
-    let staged = stage(
+    let staged = stage_with(
         state.engine.blobs.staging_path(),
         stream,
-        settings.encoding,
+        &settings.stage_options(),
         limit,
     )
     .await
@@ -273,6 +276,7 @@ pub async fn upload(
         serde_json::from_value(input.options.clone()).unwrap_or_default();
     options.delimiter = sniffed.delimiter;
     options.replaced_sequences = staged.replaced;
+    options.sheet = staged.workbook.clone();
     let options = serde_json::to_value(&options).map_err(ApiError::internal)?;
     state
         .store

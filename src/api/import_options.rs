@@ -30,6 +30,7 @@ const KNOWN: &[&str] = &[
     "format",
     "delimiter",
     "encoding",
+    "sheet",
     "null_values",
     "mapping",
     "has_header",
@@ -38,6 +39,7 @@ const KNOWN: &[&str] = &[
     "add_columns",
     "inputs",
     "records",
+    "url",
 ];
 
 /// Raw options, as gathered from the request.
@@ -80,6 +82,8 @@ pub struct ImportOptions {
     pub delimiter: Option<String>,
     /// A WHATWG label (`utf-8`, `windows-1252`, `shift_jis`, …); sniffed when absent.
     pub encoding: Option<String>,
+    /// A workbook's sheet: its name, or its position from 1 (default: the first sheet).
+    pub sheet: Option<String>,
     /// Cells that mean NULL, comma-separated or a JSON list.
     pub null_values: Option<String>,
     /// Source field → column (null to ignore), a JSON object.
@@ -100,8 +104,11 @@ pub struct ImportOptions {
 pub struct ImportRequest {
     #[serde(flatten)]
     pub options: ImportOptions,
-    /// The records, as JSON objects (absent with `start: false`).
+    /// The records, as JSON objects (absent with `start: false` or with `url`).
     pub inputs: Option<Vec<serde_json::Map<String, Value>>>,
+    /// Instead of records: an http(s) URL the server downloads the source from (the import
+    /// is `new`, step `downloading`, until it has the file).
+    pub url: Option<String>,
 }
 
 /// A multipart upload to `POST /v1/imports`: the file, with options as more fields.
@@ -110,7 +117,8 @@ pub struct ImportRequest {
 pub struct ImportUpload {
     #[serde(flatten)]
     pub options: ImportOptions,
-    /// The source file (CSV, TSV, NDJSON, JSON; gzip-compressed or not).
+    /// The source file (CSV, TSV, NDJSON, JSON or a workbook: xlsx, xls, ods; plain or gzip,
+    /// zstd or zip compressed).
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
 }
@@ -131,12 +139,18 @@ pub struct ImportSettings {
     pub platform: Option<String>,
     /// The source's file name, for raw bodies (multipart uploads carry their own).
     pub file_name: Option<String>,
+    /// The URL the source is fetched from (a JSON request's `url`); part of the settings so
+    /// that an `Idempotency-Key` replayed with another URL is told apart.
+    pub url: Option<String>,
     /// False: the import waits (status `new`) for `POST /v1/imports/{id}/start`, and may be
     /// created before its file is uploaded with `PUT /v1/imports/{id}/file`.
     pub start: bool,
     pub format: Option<Format>,
     pub delimiter: Option<u8>,
     pub encoding: Option<Encoding>,
+    /// The sheet of a workbook to load: its name, or its 1-based position when no sheet has
+    /// that name (default: the first).
+    pub sheet: Option<String>,
     pub null_values: Option<Vec<String>>,
     pub mapping: BTreeMap<String, Option<String>>,
     pub has_header: bool,
@@ -346,6 +360,7 @@ impl ImportSettings {
             note: opt_text("note", 2000)?,
             platform: opt_text("platform", 100)?,
             file_name: opt_text("file_name", 255)?,
+            url: opt_text("url", 8192)?,
             start: get("start")
                 .map(|v| flag("start", v))
                 .transpose()?
@@ -353,6 +368,7 @@ impl ImportSettings {
             format,
             delimiter,
             encoding,
+            sheet: opt_text("sheet", 255)?,
             null_values,
             mapping,
             has_header: get("has_header")
@@ -418,6 +434,14 @@ impl ImportSettings {
         crate::engine::mapper::check_mapping(schema, &input).map_err(|e| ApiError::validation(e.0))
     }
 
+    /// How an upload is staged: its declared encoding and the sheet of a workbook.
+    pub fn stage_options(&self) -> crate::engine::staging::StageOptions {
+        crate::engine::staging::StageOptions {
+            encoding: self.encoding,
+            sheet: self.sheet.clone(),
+        }
+    }
+
     /// The reading options stored with each input.
     pub fn input_options(&self, delimiter: u8) -> crate::engine::options::InputOptions {
         let mut o = crate::engine::options::InputOptions {
@@ -449,7 +473,7 @@ mod tests {
         let accepted: Vec<&str> = KNOWN
             .iter()
             .copied()
-            .filter(|k| !matches!(*k, "inputs" | "records"))
+            .filter(|k| !matches!(*k, "inputs" | "records" | "url"))
             .collect();
         assert_eq!(documented, accepted);
     }

@@ -26,14 +26,15 @@ use super::views::{
     import_view, progress_view, row_error_view,
 };
 use crate::engine::reader::Format;
-use crate::engine::staging::{StageError, Staged, detect, stage};
+use crate::engine::staging::{StageError, Staged, detect, stage, stage_with};
+use crate::engine::workbook::{WorkbookError, WorkbookKind};
 use crate::model::{ImportStatus, Source};
 use crate::store::{
     CreateOutcome, ImportQuery, ImportSort, NewIdempotency, NewImport, NewImportInput,
 };
 
 /// One staged source waiting to become an input.
-struct StagedInput {
+pub(super) struct StagedInput {
     table: Option<String>,
     file_name: Option<String>,
     declared: Option<Format>,
@@ -94,7 +95,17 @@ pub async fn create(
                 )
             })??;
             let records = obj.remove("inputs");
+            let url = obj.remove("url");
             add_options(&mut raw, obj)?;
+            if let Some(url) = url {
+                if records.is_some() {
+                    return Err(ApiError::validation(
+                        "send either \"inputs\" or \"url\", not both",
+                    ));
+                }
+                let url = serde_json::from_str(url.get()).map_err(invalid_body)?;
+                return super::import_url::create(&state, &auth, &headers, raw, url).await;
+            }
             let settings = ImportSettings::parse(&raw)?;
             match records {
                 Some(records) => {
@@ -117,7 +128,20 @@ pub async fn create(
                     Some(Format::Ndjson)
                 }
                 "application/json" => Some(Format::Json),
-                "text/plain" | "application/octet-stream" | "" => None,
+                // Compressed files and workbooks are recognised by their first bytes.
+                "text/plain"
+                | "application/octet-stream"
+                | ""
+                | "application/gzip"
+                | "application/x-gzip"
+                | "application/zstd"
+                | "application/x-zstd"
+                | "application/zip"
+                | "application/x-zip-compressed"
+                | "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+                | "application/vnd.ms-excel.sheet.binary.macroenabled.12"
+                | "application/vnd.ms-excel"
+                | "application/vnd.oasis.opendocument.spreadsheet" => None,
                 other => {
                     return Err(ApiError::new(
                         ErrorCode::UnsupportedMediaType,
@@ -129,10 +153,10 @@ pub async fn create(
             };
             let settings = ImportSettings::parse(&raw)?;
             let body = request.into_body().into_data_stream();
-            let staged_file = stage(
+            let staged_file = stage_with(
                 state.engine.blobs.staging_path(),
                 body,
-                settings.encoding,
+                &settings.stage_options(),
                 state.config.max_upload_bytes,
             )
             .await
@@ -146,6 +170,11 @@ pub async fn create(
             None
         };
         let settings = ImportSettings::parse(&raw)?;
+        if settings.url.is_some() {
+            return Err(ApiError::validation(
+                "url is a member of a JSON request ({\"table\", \"url\"}), sent without a file",
+            ));
+        }
         create_import(&state, &auth, &headers, settings, &mut staged, source).await
     }
     .await;
@@ -240,6 +269,16 @@ pub(super) fn stage_error(e: StageError) -> ApiError {
         StageError::Io(e) => ApiError::io("the upload", &e),
         e @ StageError::Damaged(_) => ApiError::new(ErrorCode::UnsupportedFormat, e.to_string()),
         e @ StageError::Bomb(_) => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+        StageError::Archive(crate::engine::archive::ArchiveError::Io(e))
+        | StageError::Workbook(WorkbookError::Io(e)) => ApiError::io("the upload", &e),
+        e @ StageError::Archive(_) => ApiError::new(ErrorCode::UnsupportedFormat, e.to_string()),
+        StageError::Workbook(e @ WorkbookError::TooLarge(_)) => {
+            ApiError::new(ErrorCode::PayloadTooLarge, e.to_string())
+        }
+        StageError::Workbook(e @ WorkbookError::Damaged { .. }) => {
+            ApiError::new(ErrorCode::UnsupportedFormat, e.to_string())
+        }
+        StageError::Workbook(e @ WorkbookError::Sheet(_)) => ApiError::validation(e.to_string()),
     }
 }
 
@@ -352,10 +391,10 @@ async fn read_multipart(
                 _ => None,
             });
             let stream = field.map_err(|e| e.body_text());
-            let staged_file = stage(
+            let staged_file = stage_with(
                 state.engine.blobs.staging_path(),
                 stream,
-                settings.encoding,
+                &settings.stage_options(),
                 state.config.max_upload_bytes,
             )
             .await
@@ -400,7 +439,7 @@ fn fingerprint(options: &str, staged: &[StagedInput]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn create_import(
+pub(super) async fn create_import(
     state: &AppState,
     auth: &Auth<Member>,
     headers: &HeaderMap,
@@ -425,6 +464,7 @@ async fn create_import(
     let mut inputs = Vec::with_capacity(staged.len());
     let mut unsupported: Option<String> = None;
     let mut first_format = None;
+    let mut first_workbook = None;
     for s in staged.iter() {
         // One policy for every format: an empty file is a mistake to report, not an import of
         // nothing (records sent inline may be none).
@@ -470,6 +510,8 @@ async fn create_import(
         let mut options = settings.input_options(delimiter);
         options.records_are_lines = matches!(source, Some(Source::Inline | Source::Api));
         options.replaced_sequences = s.staged.replaced;
+        options.sheet = s.staged.workbook.clone();
+        first_workbook = first_workbook.or(s.staged.workbook.as_ref().map(|w| w.kind));
         inputs.push(NewImportInput {
             table: table_name,
             blob_key: Some(format!("{id}-{}", inputs.len())),
@@ -502,11 +544,15 @@ async fn create_import(
             file_size: None,
         });
     }
-    let source = source.unwrap_or(match first_format {
-        Some(Format::Tsv) => Source::Tsv,
-        Some(Format::Ndjson) => Source::Ndjson,
-        Some(Format::Json) => Source::Json,
-        _ => Source::Csv,
+    let source = source.unwrap_or(match (first_workbook, first_format) {
+        (Some(WorkbookKind::Xlsx), _) => Source::Xlsx,
+        (Some(WorkbookKind::Xlsb), _) => Source::Xlsb,
+        (Some(WorkbookKind::Xls), _) => Source::Xls,
+        (Some(WorkbookKind::Ods), _) => Source::Ods,
+        (None, Some(Format::Tsv)) => Source::Tsv,
+        (None, Some(Format::Ndjson)) => Source::Ndjson,
+        (None, Some(Format::Json)) => Source::Json,
+        (None, _) => Source::Csv,
     });
     let status = if unsupported.is_some() {
         ImportStatus::Unsupported
@@ -828,8 +874,27 @@ pub async fn errors(
         .await?;
     let has_more = rows.len() > limit as usize;
     let rows = &rows[..rows.len().min(limit as usize)];
+    // Errors of a workbook's sheet also name their cell.
+    let import = state.store.get_import(auth.workspace.id, id).await?;
+    let sheets: BTreeMap<&str, crate::engine::options::InputOptions> = import
+        .tables
+        .iter()
+        .filter_map(|t| {
+            let options: crate::engine::options::InputOptions =
+                serde_json::from_value(t.options.clone()).ok()?;
+            options
+                .sheet
+                .is_some()
+                .then_some((t.table.as_str(), options))
+        })
+        .collect();
+    let cell = |e: &crate::store::StoredRowError| {
+        let options = sheets.get(e.table.as_str())?;
+        let sheet = options.sheet.as_ref()?;
+        Some(sheet.cell(&options.mapping, e.error.column.as_deref(), e.error.line))
+    };
     Ok(Json(Page {
-        data: rows.iter().map(row_error_view).collect(),
+        data: rows.iter().map(|e| row_error_view(e, cell(e))).collect(),
         next_cursor: next_cursor(has_more, rows.last().map(|r| r.id)),
         has_more,
     })

@@ -7,6 +7,7 @@ pub mod error;
 mod health;
 mod import_file;
 mod import_options;
+mod import_url;
 mod imports;
 mod keys;
 mod openapi;
@@ -19,6 +20,7 @@ mod schema_infer;
 pub mod serve;
 mod stream;
 mod tables;
+pub mod url_source;
 mod views;
 mod web;
 mod webhooks;
@@ -52,6 +54,8 @@ pub struct ApiConfig {
     pub limits: serve::Limits,
     /// Requests a second each workspace may make through the native API (0: no limit).
     pub rate_limit_per_workspace: u32,
+    /// Which addresses URL imports may fetch from, and how long a download may take.
+    pub url_policy: Arc<url_source::UrlPolicy>,
     /// The instance-admin key, which opens `/admin/workspaces` (None: that API is off).
     pub admin_key: Option<String>,
 }

@@ -31,7 +31,7 @@ pub struct ErrorDetail {
 #[openapi(
     info(
         title = "Intake",
-        description = "Loads CSV, TSV, NDJSON and JSON into typed SQL tables as background jobs. \
+        description = "Loads CSV, TSV, NDJSON, JSON and spreadsheets into typed SQL tables as background jobs. \
                        Every `/v1` route takes `Authorization: Bearer <key>`.",
         license(name = "MIT")
     ),

@@ -11,7 +11,8 @@ use super::AppState;
 use super::auth::{Auth, Viewer};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::engine::reader::{Format, ReaderOptions, RecordBody, SourceReader};
-use crate::engine::staging::{detect, stage};
+use crate::engine::staging::{StageError, StageOptions, detect, stage_with};
+use crate::engine::workbook::WorkbookError;
 use crate::model::infer::{Claims, Inference, InferredColumn, InferredSchema};
 
 /// The most bytes of a sample read, and records looked at.
@@ -21,7 +22,8 @@ const SAMPLE_RECORDS: u64 = 1000;
 /// A proposed schema, and the table and mapping to use it.
 #[derive(Serialize, ToSchema)]
 pub struct InferredView {
-    /// The format read (`csv`, `tsv`, `ndjson`, `json`).
+    /// The format read (`csv`, `tsv`, `ndjson`, `json`; a workbook's sheet is read as
+    /// `ndjson`).
     format: &'static str,
     delimiter: String,
     /// Records the proposal is based on.
@@ -33,6 +35,13 @@ pub struct InferredView {
     mapping: serde_json::Map<String, Value>,
     /// The table as `POST /v1/tables` takes it.
     table: Value,
+    /// For a workbook, a zip or a zstd file (which a browser cannot read): the first rows of
+    /// what it holds, as text (NDJSON for a sheet, line n being the sheet's row n).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sample: Option<String>,
+    /// The sheet read, for a workbook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sheet: Option<String>,
 }
 
 /// Query of the inference route.
@@ -58,11 +67,14 @@ pub struct InferQuery {
     /// Mark columns distinct in the sample unique, and propose a key.
     #[serde(default)]
     unique: bool,
+    /// The sheet of a workbook: its name, or its position from 1 (default: the first).
+    sheet: Option<String>,
 }
 
 /// Proposes a schema (types, required, unique, candidate key) from a sample of a source.
 #[utoipa::path(post, path = "/v1/schema/infer", tag = "tables", params(InferQuery),
-    request_body(description = "A sample of the source (its first 16 MiB are read)",
+    request_body(description = "A sample of the source (its first 16 MiB are read); a \
+        workbook, zip or zstd file whole",
         content((String = "text/csv"), (String = "application/x-ndjson"),
             (String = "application/octet-stream"))),
     responses((status = 200, body = InferredView)))]
@@ -106,20 +118,39 @@ pub async fn infer(
             )));
         }
     };
-    let staged = stage(
+    let options = StageOptions {
+        encoding: None,
+        sheet: q.sheet.clone(),
+    };
+    let staged = stage_with(
         state.engine.blobs.staging_path(),
         request.into_body().into_data_stream(),
-        None,
+        &options,
         SAMPLE_BYTES,
     )
     .await
     .map_err(|e| match e {
-        crate::engine::staging::StageError::TooLarge(_) => ApiError::new(
+        StageError::TooLarge(_) => ApiError::new(
             ErrorCode::PayloadTooLarge,
             format!("a sample may be at most {SAMPLE_BYTES} bytes; send the first rows only"),
         ),
+        StageError::Workbook(e @ WorkbookError::Sheet(_)) => ApiError::validation(e.to_string()),
+        StageError::Workbook(e @ WorkbookError::TooLarge(_)) => {
+            ApiError::new(ErrorCode::PayloadTooLarge, e.to_string())
+        }
         other => ApiError::bad_request(other.to_string()),
     })?;
+    // What a workbook or compressed file holds, as text the caller can preview: a browser
+    // cannot read those itself.
+    let converted = (staged.workbook.is_some() || staged.compression.is_some()).then(|| {
+        let cut = staged
+            .head
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        String::from_utf8_lossy(&staged.head[..cut]).into_owned()
+    });
+    let sheet = staged.workbook.as_ref().map(|w| w.sheet.clone());
     let sniffed = detect(&staged, declared, delimiter, None);
     let path = staged.path.clone();
     let result = match sniffed {
@@ -161,6 +192,8 @@ pub async fn infer(
                         table: schema.table(&name),
                         columns: schema.columns,
                         primary_key: schema.primary_key,
+                        sample: converted,
+                        sheet,
                     }
                 })
         }

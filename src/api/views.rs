@@ -250,10 +250,15 @@ pub struct RowErrorView<'a> {
     message: &'a str,
     /// The rejected row as read: an object keyed by source field name.
     row: &'a Value,
+    /// The spreadsheet cell of an error in a workbook's sheet (`Orders!C17`; `Orders!17:17`
+    /// for the whole row); absent for other sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cell: Option<String>,
 }
 
 /// A stored row error.
-pub fn row_error_view(e: &StoredRowError) -> RowErrorView<'_> {
+/// `cell` names the spreadsheet cell (`Orders!C17`) of an error in a workbook's sheet.
+pub fn row_error_view(e: &StoredRowError, cell: Option<String>) -> RowErrorView<'_> {
     RowErrorView {
         table: &e.table,
         line: e.error.line,
@@ -262,6 +267,7 @@ pub fn row_error_view(e: &StoredRowError) -> RowErrorView<'_> {
         code: e.error.code,
         message: &e.error.message,
         row: &e.error.row,
+        cell,
     }
 }
 

@@ -20,8 +20,14 @@ use super::watch::{self, Followed, UploadStats};
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES_HELP)]
 pub struct ImportArgs {
-    /// The file to load (CSV, TSV, NDJSON or JSON).
-    pub file: PathBuf,
+    /// The file to load: CSV, TSV, NDJSON, JSON or a workbook (xlsx, xls, ods), plain or
+    /// gzip, zstd or zip compressed.
+    #[arg(required_unless_present = "source_url")]
+    pub file: Option<PathBuf>,
+    /// Load the file at this http(s) URL instead: the server downloads it (it must be able
+    /// to reach it; private addresses only when the server allows them with --url-allow).
+    #[arg(long = "from-url", id = "source_url", conflicts_with = "file")]
+    pub source_url: Option<String>,
     /// The table to load it into (default: named after the file). A table that does not
     /// exist is created from the whole file: its columns' types are those every value fits.
     #[arg(long, short)]
@@ -61,6 +67,10 @@ pub struct ImportArgs {
     /// Text encoding, by its label: utf-8, utf-16, windows-1252, latin1, iso-8859-2, shift_jis…
     #[arg(long)]
     pub encoding: Option<String>,
+    /// The sheet of a workbook to load: its name, or its position from 1 (default: the
+    /// first sheet).
+    #[arg(long)]
+    pub sheet: Option<String>,
     /// The file has no header line: fields map to columns by position.
     #[arg(long)]
     pub no_header: bool,
@@ -117,9 +127,9 @@ pub enum FileFormat {
 impl FileFormat {
     /// The format a file name suggests.
     pub fn of_path(path: &Path) -> Option<FileFormat> {
-        // A compressed file is named after what it holds: `orders.csv.gz`.
+        // A compressed file is named after what it holds: `orders.csv.gz`, `orders.csv.zst`.
         let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        let name = super::tables::strip_compression(&name);
         let ext = Path::new(name).extension()?.to_str()?;
         match ext {
             "csv" => Some(FileFormat::Csv),
@@ -186,7 +196,12 @@ impl ImportArgs {
         if self.add_columns {
             q.push(("add_columns", "true".into()));
         }
-        if let Some(name) = self.file.file_name().and_then(|n| n.to_str()) {
+        if let Some(name) = self
+            .file
+            .as_deref()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+        {
             q.push(("file_name", name.to_owned()));
         }
         if let Some(m) = self.mode {
@@ -221,6 +236,7 @@ impl ImportArgs {
         for (name, value) in [
             ("delimiter", &self.delimiter),
             ("encoding", &self.encoding),
+            ("sheet", &self.sheet),
             ("null_values", &self.null_values),
             ("reference", &self.reference),
             ("note", &self.note),
@@ -238,25 +254,101 @@ pub async fn run(args: ImportArgs) -> Exit {
     output::finish(import(&args).await)
 }
 
+/// `intake import --from-url`: the server downloads the file; the import is followed as
+/// after an upload.
+async fn import_url(
+    args: &ImportArgs,
+    client: &super::client::Client,
+    out: Out,
+    table: &str,
+    url: &str,
+    query: Vec<(&'static str, String)>,
+) -> Result<Exit, ClientError> {
+    check_table(args, client, &out, table, url).await?;
+    let mut body = serde_json::Map::new();
+    for (name, value) in query {
+        body.insert(name.to_owned(), Value::String(value));
+    }
+    body.insert("url".into(), Value::String(url.to_owned()));
+    let mut request = client
+        .request(Method::POST, client.url(&["v1", "imports"], &[]))
+        .json(&Value::Object(body));
+    if let Some(key) = &args.idempotency_key {
+        request = request.header("idempotency-key", key);
+    }
+    let created = client.json(request).await?;
+    if args.no_wait {
+        out.print_json(&created);
+        return Ok(Exit::Ok);
+    }
+    match watch::follow(client, &created, out).await? {
+        Followed::Interrupted => Ok(Exit::Interrupted),
+        Followed::Ended(done) if out.json => {
+            out.print_json(&done);
+            Ok(Exit::of_status(done["status"].as_str().unwrap_or("")))
+        }
+        Followed::Ended(done) => watch::summary(client, &done, None, out).await,
+    }
+}
+
+/// Says whether the table exists (it is created from the file when missing, unless
+/// --no-create, which refuses before anything is sent).
+async fn check_table(
+    args: &ImportArgs,
+    client: &super::client::Client,
+    out: &Out,
+    table: &str,
+    source: &str,
+) -> Result<(), ClientError> {
+    match client.get(&["v1", "tables", table], &[]).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("not_found") && !args.no_create => {
+            if !out.json {
+                eprintln!("Table {table:?} does not exist: it is created from the whole file.");
+            }
+            Ok(())
+        }
+        Err(e) if e.code() == Some("not_found") => Err(ClientError::Usage(format!(
+            "there is no table {table:?} in this workspace; drop --no-create to create it from the file, or propose one with `intake tables infer {source}`",
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
 /// The bar of bytes sent.
 const UPLOAD_BAR: &str = "{spinner:.green} {prefix:.bold} [{elapsed_precise}] [{bar:30.cyan/blue}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}";
 
 async fn import(args: &ImportArgs) -> Result<Exit, ClientError> {
     let out = Out::new(args.client.json);
     let client = args.client.connect()?;
-    let format = args.format.or_else(|| FileFormat::of_path(&args.file));
+    // A URL's last segment names what it holds, as a file's name does.
+    let named = match (&args.file, &args.source_url) {
+        (Some(file), _) => file.clone(),
+        (None, Some(url)) => PathBuf::from(
+            url::Url::parse(url)
+                .map_err(|e| ClientError::Usage(format!("--from-url is not a URL: {e}")))?
+                .path_segments()
+                .and_then(|mut s| s.next_back())
+                .unwrap_or_default(),
+        ),
+        (None, None) => return Err(ClientError::Usage("name a FILE or --from-url".into())),
+    };
+    let format = args.format.or_else(|| FileFormat::of_path(&named));
     let table = match &args.table {
         Some(t) => t.clone(),
-        None => super::tables::table_name_from(&args.file).ok_or_else(|| {
+        None => super::tables::table_name_from(&named).ok_or_else(|| {
             ClientError::Usage(format!(
                 "no table name can be made from {}; name the table with --table",
-                args.file.display()
+                named.display()
             ))
         })?,
     };
     let query = args.query(&table, format)?;
+    if let Some(url) = &args.source_url {
+        return import_url(args, &client, out, &table, url, query).await;
+    }
 
-    let path = &args.file;
+    let path = &named;
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| ClientError::io(format!("cannot open {}", path.display()), e))?;
@@ -273,21 +365,7 @@ async fn import(args: &ImportArgs) -> Result<Exit, ClientError> {
     let len = meta.len();
 
     // A missing table would only be reported after the whole upload: ask first.
-    match client.get(&["v1", "tables", &table], &[]).await {
-        Ok(_) => {}
-        Err(e) if e.code() == Some("not_found") && !args.no_create => {
-            if !out.json {
-                eprintln!("Table {table:?} does not exist: it is created from the whole file.");
-            }
-        }
-        Err(e) if e.code() == Some("not_found") => {
-            return Err(ClientError::Usage(format!(
-                "there is no table {table:?} in this workspace; drop --no-create to create it from the file, or propose one with `intake tables infer {}`",
-                path.display(),
-            )));
-        }
-        Err(e) => return Err(e),
-    }
+    check_table(args, &client, &out, &table, &path.display().to_string()).await?;
 
     let bar = out.bar(len, UPLOAD_BAR);
     bar.set_prefix("upload");

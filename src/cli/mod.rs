@@ -111,6 +111,14 @@ pub struct ServeArgs {
     /// evenly; past it, requests answer 429 with Retry-After (0: no limit).
     #[arg(long, env = "INTAKE_RATE_LIMIT_PER_WORKSPACE", default_value_t = 0)]
     pub rate_limit_per_workspace: u32,
+    /// Non-public networks URL imports may fetch from all the same, as addresses or CIDR
+    /// blocks (`10.0.0.0/8,127.0.0.1`); private, loopback and link-local addresses are
+    /// refused otherwise.
+    #[arg(long, env = "INTAKE_URL_ALLOW", value_delimiter = ',', value_parser = crate::api::url_source::AllowedNet::parse)]
+    pub url_allow: Vec<crate::api::url_source::AllowedNet>,
+    /// Seconds a URL import's download may take, from connecting to its last byte.
+    #[arg(long, env = "INTAKE_URL_TIMEOUT_SECONDS", default_value_t = 600)]
+    pub url_timeout_seconds: u64,
     /// The instance-admin key (at least 16 characters): it opens `/admin/workspaces`, which
     /// creates, lists and deletes workspaces. Without it that API is off.
     #[arg(long, env = "INTAKE_ADMIN_KEY", hide_env_values = true)]
@@ -182,6 +190,10 @@ impl ServeArgs {
         c.api.max_upload_bytes = self.max_upload_bytes;
         c.api.max_inline_bytes = self.max_inline_bytes;
         c.api.rate_limit_per_workspace = self.rate_limit_per_workspace;
+        c.api.url_policy = std::sync::Arc::new(crate::api::url_source::UrlPolicy {
+            allow: self.url_allow.clone(),
+            timeout: std::time::Duration::from_secs(self.url_timeout_seconds.max(1)),
+        });
         c.api.admin_key = self.admin_key.clone();
         c.api.limits = crate::api::serve::Limits {
             header_read_timeout: std::time::Duration::from_secs(self.header_timeout_seconds.max(1)),

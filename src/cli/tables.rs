@@ -44,8 +44,12 @@ pub struct CreateArgs {
 /// Options of `intake tables infer`.
 #[derive(Debug, Args)]
 pub struct InferArgs {
-    /// The file to look at (only its first MiB is sent).
+    /// The file to look at (only its first MiB is sent; a workbook or zip is sent whole, up
+    /// to 16 MiB, since it cannot be cut).
     pub file: PathBuf,
+    /// The sheet of a workbook: its name, or its position from 1 (default: the first).
+    #[arg(long)]
+    pub sheet: Option<String>,
     /// The table's name (default: from the file name).
     #[arg(long)]
     pub name: Option<String>,
@@ -133,11 +137,19 @@ async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
     let client = args.client.connect()?;
     let path = &args.file;
     let what = || format!("cannot read {}", path.display());
-    let mut sample = read_sample(path.clone())
+    let (mut sample, whole) = read_sample(path.clone())
         .await
         .map_err(|e| ClientError::io(what(), e))?;
     let format = args.format.or_else(|| FileFormat::of_path(path));
-    if sample.len() > SAMPLE_BYTES {
+    if whole && sample.len() > WHOLE_SAMPLE_BYTES {
+        return Err(ClientError::Usage(format!(
+            "{} is a workbook or zip archive, which is read whole for a proposal, and it is \
+             larger than {WHOLE_SAMPLE_BYTES} bytes: save a part of it as CSV, or let `intake \
+             import` create the table from the whole file",
+            path.display()
+        )));
+    }
+    if !whole && sample.len() > SAMPLE_BYTES {
         sample.truncate(SAMPLE_BYTES);
         // End on a line break so that the last sampled row is whole (a cut value would
         // otherwise skew its column's type). A single JSON array has no rows by line.
@@ -157,6 +169,9 @@ async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
     }
     if let Some(n) = &args.null_values {
         query.push(("null_values", n.as_str()));
+    }
+    if let Some(sheet) = &args.sheet {
+        query.push(("sheet", sheet.as_str()));
     }
     for (asked, name) in [
         (args.enums, "enums"),
@@ -187,34 +202,57 @@ async fn infer(args: &InferArgs) -> Result<Exit, ClientError> {
     Ok(Exit::Ok)
 }
 
+/// The most of a workbook or zip sent for inference: the server's sample limit.
+const WHOLE_SAMPLE_BYTES: usize = 16 << 20;
+
 /// The first [`SAMPLE_BYTES`] (and one more, to tell a longer file) of a file's data:
-/// inflated when the file is gzip-compressed, since the server reads a sample whole.
-async fn read_sample(path: PathBuf) -> std::io::Result<Vec<u8>> {
+/// inflated when the file is gzip or zstd compressed, since the server reads a sample whole.
+/// A workbook or zip archive cannot be cut: it is read whole (up to one byte past
+/// [`WHOLE_SAMPLE_BYTES`]), and `true` says so.
+async fn read_sample(path: PathBuf) -> std::io::Result<(Vec<u8>, bool)> {
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Seek};
         let mut file = std::fs::File::open(&path)?;
-        let mut magic = [0u8; 2];
-        let gzip = file.read(&mut magic)? == 2 && magic == [0x1f, 0x8b];
+        let mut magic = [0u8; 8];
+        let read = file.read(&mut magic)?;
+        let gzip = read >= 2 && magic[..2] == [0x1f, 0x8b];
+        let zstd = read >= 4 && magic[..4] == [0x28, 0xb5, 0x2f, 0xfd];
+        let whole = (read >= 4 && magic[..4] == *b"PK\x03\x04")
+            || (read == 8 && magic == [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]);
         file.rewind()?;
         let mut sample = Vec::with_capacity(64 << 10);
         let limit = SAMPLE_BYTES as u64 + 1;
-        if gzip {
+        if whole {
+            file.take(WHOLE_SAMPLE_BYTES as u64 + 1)
+                .read_to_end(&mut sample)?;
+        } else if gzip {
             let inflated = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+            inflated.take(limit).read_to_end(&mut sample)?;
+        } else if zstd {
+            let inflated = zstd::stream::read::Decoder::new(file)?;
             inflated.take(limit).read_to_end(&mut sample)?;
         } else {
             file.take(limit).read_to_end(&mut sample)?;
         }
-        Ok(sample)
+        Ok((sample, whole))
     })
     .await
     .map_err(std::io::Error::other)?
 }
 
+/// A file name without the extension of its compression (`orders.csv.gz` → `orders.csv`).
+pub(super) fn strip_compression(name: &str) -> &str {
+    [".gz", ".zst", ".zstd", ".zip"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .unwrap_or(name)
+}
+
 /// A valid table name made from a file name (`Orders 2024.csv` → `orders_2024`, and
-/// `orders.csv.gz` → `orders`), if any.
+/// `orders.csv.gz`, `orders.csv.zst` or `book.xlsx` → `orders` or `book`), if any.
 pub(super) fn table_name_from(path: &Path) -> Option<String> {
     let file = path.file_name()?.to_str()?.to_lowercase();
-    let file = file.strip_suffix(".gz").unwrap_or(&file);
+    let file = strip_compression(&file);
     let stem = Path::new(file).file_stem()?.to_str()?;
     let mut name = String::new();
     for c in stem.chars() {
@@ -337,6 +375,9 @@ mod tests {
         assert_eq!(name("data/Orders 2024.csv"), Some("orders_2024".into()));
         assert_eq!(name("orders.csv.gz"), Some("orders".into()));
         assert_eq!(name("Events.NDJSON.GZ"), Some("events".into()));
+        assert_eq!(name("orders.csv.zst"), Some("orders".into()));
+        assert_eq!(name("Q1 Book.xlsx"), Some("q1_book".into()));
+        assert_eq!(name("people.tsv.zip"), Some("people".into()));
         assert_eq!(name("2024.csv"), None);
     }
 }

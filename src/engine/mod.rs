@@ -1,6 +1,7 @@
 //! The import engine: reader → mapper → validator → writer, the worker pool, leases,
 //! checkpoints and cancellation.
 
+pub mod archive;
 mod create_table;
 mod inference_pass;
 pub mod inflate;
@@ -10,6 +11,7 @@ pub mod reader;
 pub mod staging;
 pub mod validator;
 pub mod webhooks;
+pub mod workbook;
 mod worker;
 
 use std::sync::Arc;

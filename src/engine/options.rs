@@ -48,6 +48,9 @@ pub struct InputOptions {
     /// upload was converted to UTF-8: the load says so in a warning.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replaced_sequences: u64,
+    /// The workbook sheet this NDJSON source was converted from: row errors name their cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<super::workbook::SheetSource>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -83,6 +86,7 @@ impl Default for InputOptions {
             typed_null_values: Vec::new(),
             added_columns: None,
             replaced_sequences: 0,
+            sheet: None,
         }
     }
 }

@@ -1,17 +1,21 @@
 //! Staging an upload: the body is streamed to a temporary file (never held whole in memory),
-//! inflated when it is gzip-compressed, converted to UTF-8 on the way, hashed, and
-//! size-limited, then sniffed.
+//! inflated when it is gzip or zstd compressed, converted to UTF-8 on the way, hashed, and
+//! size-limited, then sniffed. Containers (a zip holding one file, a workbook) are spooled
+//! whole first, since their directory is at their end, then read from the spool.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::archive::{self, ArchiveError, CONTAINER_SNIFF, Container, Contents};
 use super::inflate::{Damaged, Inflater};
 use super::reader::Format;
 use super::reader::encoding::{Encoding, Transcoder};
 use super::reader::sniff::{Sniffed, sniff};
+use super::workbook::{self, SheetSource, WorkbookError};
 
 /// A staged upload, ready to become an import's source.
 #[derive(Debug)]
@@ -25,10 +29,17 @@ pub struct Staged {
     pub sha256: String,
     /// Malformed sequences replaced while converting.
     pub replaced: u64,
-    /// How the upload was compressed (`gzip`), if it was.
+    /// How the upload was compressed (`gzip`, `zstd`, `zip`), if it was.
     pub compression: Option<&'static str>,
+    /// The name of the file a zip archive held: read for its extension only.
+    pub entry_name: Option<String>,
+    /// The sheet a workbook upload was converted from (the stored file is then NDJSON).
+    pub workbook: Option<SheetSource>,
     /// The first bytes of the stored file, for sniffing.
     pub head: Vec<u8>,
+    /// Why the upload, received whole, holds nothing readable (a damaged archive, a text
+    /// document): its import is created `unsupported`, as one of a binary file is.
+    pub unsupported: Option<String>,
 }
 
 /// Why an upload could not be staged.
@@ -48,6 +59,10 @@ pub enum StageError {
          {0} bytes); real data compresses far less: a decompression bomb?"
     )]
     Bomb(u64),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Workbook(#[from] WorkbookError),
 }
 
 /// How many times its compressed size an upload may inflate to, once past
@@ -58,10 +73,20 @@ const RATIO_FREE_BYTES: u64 = 16 << 20;
 
 const HEAD: usize = 64 * 1024;
 
+/// How to stage an upload.
+#[derive(Debug, Clone, Default)]
+pub struct StageOptions {
+    /// The text encoding declared (a BOM wins; UTF-8 when none).
+    pub encoding: Option<Encoding>,
+    /// The sheet of a workbook to load: a name, or a 1-based position when no sheet has that
+    /// name (None: the first).
+    pub sheet: Option<String>,
+}
+
 /// Streams `body` to `path`, converting from `encoding` (a BOM wins) to UTF-8.
 pub async fn stage<S, B, E>(
     path: PathBuf,
-    mut body: S,
+    body: S,
     encoding: Option<Encoding>,
     limit: u64,
 ) -> Result<Staged, StageError>
@@ -70,73 +95,287 @@ where
     B: AsRef<[u8]>,
     E: std::fmt::Display,
 {
+    let options = StageOptions {
+        encoding,
+        sheet: None,
+    };
+    stage_with(path, body, &options, limit).await
+}
+
+/// Streams `body` to `path` as UTF-8 text: inflated when gzip or zstd compressed, taken out
+/// of a zip holding one file, converted from a workbook's sheet to NDJSON, converted from
+/// its encoding. Nothing is left behind on error.
+pub async fn stage_with<S, B, E>(
+    path: PathBuf,
+    mut body: S,
+    options: &StageOptions,
+    limit: u64,
+) -> Result<Staged, StageError>
+where
+    S: Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
+    let spool = path.with_extension("spool");
     let result = async {
-        let mut file = tokio::fs::File::create(&path).await?;
-        let mut hasher = Sha256::new();
-        let mut inflater = Inflater::default();
-        let mut transcoder = Transcoder::new(encoding);
-        let mut plain = Vec::with_capacity(128 * 1024);
-        let mut out = Vec::with_capacity(128 * 1024);
-        let mut head = Vec::new();
-        let (mut received, mut inflated, mut size) = (0u64, 0u64, 0u64);
+        let mut received = Received::new(limit);
+        // The first bytes tell a text stream (plain or compressed), which converts as it
+        // comes, from a container (zip, OLE), which can only be read whole.
+        let mut first = Vec::new();
+        while first.len() < CONTAINER_SNIFF {
+            match body.next().await {
+                Some(chunk) => {
+                    let chunk = chunk.map_err(|e| StageError::Body(e.to_string()))?;
+                    received.count(chunk.as_ref())?;
+                    first.extend_from_slice(chunk.as_ref());
+                }
+                None => break,
+            }
+        }
+        let Some(container) = Container::sniff(&first) else {
+            let mut text = TextSink::new(options.encoding, limit);
+            let mut file = tokio::fs::File::create(&path).await?;
+            file.write_all(text.push(&first, received.bytes)?).await?;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| StageError::Body(e.to_string()))?;
+                let total = received.count(chunk.as_ref())?;
+                file.write_all(text.push(chunk.as_ref(), total)?).await?;
+            }
+            file.write_all(text.finish()?).await?;
+            // Synced before the import that points at it is committed.
+            file.sync_all().await?;
+            return Ok(text.staged(path.clone(), received.bytes, received.sha256()));
+        };
+        let mut file = tokio::fs::File::create(&spool).await?;
+        file.write_all(&first).await?;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| StageError::Body(e.to_string()))?;
-            let chunk = chunk.as_ref();
-            received += chunk.len() as u64;
-            if received > limit {
-                return Err(StageError::TooLarge(limit));
-            }
-            hasher.update(chunk);
-            plain.clear();
-            inflater.push(chunk, &mut plain)?;
-            // The limit holds for what is stored too: an inflated upload may not pass it.
-            inflated += plain.len() as u64;
-            if inflated > limit {
-                return Err(StageError::TooLarge(limit));
-            }
-            if inflated > RATIO_FREE_BYTES && inflated / received.max(1) > MAX_RATIO {
-                return Err(StageError::Bomb(inflated));
-            }
-            out.clear();
-            transcoder.push(&plain, &mut out);
-            if head.len() < HEAD {
-                head.extend_from_slice(&out[..out.len().min(HEAD - head.len())]);
-            }
-            size += out.len() as u64;
-            file.write_all(&out).await?;
+            received.count(chunk.as_ref())?;
+            file.write_all(chunk.as_ref()).await?;
         }
-        plain.clear();
-        inflater.finish(&mut plain)?;
-        out.clear();
-        transcoder.push(&plain, &mut out);
-        let replaced = transcoder.finish(&mut out);
-        if head.len() < HEAD {
-            head.extend_from_slice(&out[..out.len().min(HEAD - head.len())]);
-        }
-        size += out.len() as u64;
-        file.write_all(&out).await?;
-        // Synced before the import that points at it is committed.
         file.sync_all().await?;
-        let sha256 = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(Staged {
-            path: path.clone(),
-            received,
-            size,
-            sha256,
-            replaced,
-            compression: inflater.compression(),
-            head,
+        drop(file);
+        let (spooled, out, options) = (spool.clone(), path.clone(), options.clone());
+        let (bytes, sha256) = (received.bytes, received.sha256());
+        tokio::task::spawn_blocking(move || {
+            unpack(&spooled, container, &out, &options, limit, bytes, sha256)
         })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
     }
     .await;
+    let _ = tokio::fs::remove_file(&spool).await;
     if result.is_err() {
         let _ = tokio::fs::remove_file(&path).await;
     }
     result
+}
+
+/// Bytes received so far: counted against the limit and hashed.
+struct Received {
+    bytes: u64,
+    limit: u64,
+    hasher: Sha256,
+}
+
+impl Received {
+    fn new(limit: u64) -> Received {
+        Received {
+            bytes: 0,
+            limit,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Counts and hashes the next chunk of the body; returns the bytes received so far.
+    fn count(&mut self, chunk: &[u8]) -> Result<u64, StageError> {
+        self.bytes += chunk.len() as u64;
+        if self.bytes > self.limit {
+            return Err(StageError::TooLarge(self.limit));
+        }
+        self.hasher.update(chunk);
+        Ok(self.bytes)
+    }
+
+    fn sha256(&self) -> String {
+        self.hasher
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Text on its way to the stored file: inflated, size- and ratio-capped, converted to UTF-8,
+/// its first bytes kept for sniffing.
+struct TextSink {
+    inflater: Inflater,
+    transcoder: Transcoder,
+    limit: u64,
+    plain: Vec<u8>,
+    out: Vec<u8>,
+    head: Vec<u8>,
+    inflated: u64,
+    size: u64,
+    replaced: u64,
+}
+
+impl TextSink {
+    fn new(encoding: Option<Encoding>, limit: u64) -> TextSink {
+        TextSink {
+            inflater: Inflater::default(),
+            transcoder: Transcoder::new(encoding),
+            limit,
+            plain: Vec::with_capacity(128 * 1024),
+            out: Vec::with_capacity(128 * 1024),
+            head: Vec::new(),
+            inflated: 0,
+            size: 0,
+            replaced: 0,
+        }
+    }
+
+    /// Takes the next piece of the source, `received` bytes of upload having come so far;
+    /// returns what to write.
+    fn push(&mut self, chunk: &[u8], received: u64) -> Result<&[u8], StageError> {
+        self.plain.clear();
+        self.inflater.push(chunk, &mut self.plain)?;
+        // The limit holds for what is stored too: an inflated upload may not pass it.
+        self.inflated += self.plain.len() as u64;
+        if self.inflated > self.limit {
+            return Err(StageError::TooLarge(self.limit));
+        }
+        if self.inflated > RATIO_FREE_BYTES && self.inflated / received.max(1) > MAX_RATIO {
+            return Err(StageError::Bomb(self.inflated));
+        }
+        self.out.clear();
+        self.transcoder.push(&self.plain, &mut self.out);
+        Ok(self.emit())
+    }
+
+    /// Ends the source; returns the last bytes to write.
+    fn finish(&mut self) -> Result<&[u8], StageError> {
+        self.plain.clear();
+        self.inflater.finish(&mut self.plain)?;
+        self.out.clear();
+        self.transcoder.push(&self.plain, &mut self.out);
+        self.replaced = self.transcoder.finish(&mut self.out);
+        Ok(self.emit())
+    }
+
+    fn emit(&mut self) -> &[u8] {
+        if self.head.len() < HEAD {
+            let n = self.out.len().min(HEAD - self.head.len());
+            self.head.extend_from_slice(&self.out[..n]);
+        }
+        self.size += self.out.len() as u64;
+        &self.out
+    }
+
+    fn staged(self, path: PathBuf, received: u64, sha256: String) -> Staged {
+        Staged {
+            path,
+            received,
+            size: self.size,
+            sha256,
+            replaced: self.replaced,
+            compression: self.inflater.compression(),
+            entry_name: None,
+            workbook: None,
+            head: self.head,
+            unsupported: None,
+        }
+    }
+}
+
+/// Reads a spooled container into `out`: a workbook's sheet as NDJSON, or the one file a
+/// zip holds as text; a container holding nothing readable is staged as unsupported.
+/// Blocking: runs off the async threads.
+fn unpack(
+    spooled: &Path,
+    container: Container,
+    out: &Path,
+    options: &StageOptions,
+    limit: u64,
+    received: u64,
+    sha256: String,
+) -> Result<Staged, StageError> {
+    let why = match read_container(spooled, container, out, options, limit, received, &sha256) {
+        Err(StageError::Archive(ArchiveError::Damaged(e))) => format!(
+            "the file looks like a zip archive (as xlsx and ods workbooks are), but it cannot \
+             be read: {e}"
+        ),
+        Err(StageError::Archive(ArchiveError::Unsupported(why))) => why,
+        Err(StageError::Workbook(e @ WorkbookError::Damaged { .. })) => e.to_string(),
+        other => return other,
+    };
+    Ok(Staged {
+        path: out.to_owned(),
+        received,
+        // Not empty: the upload had bytes, none of them readable.
+        size: received,
+        sha256,
+        replaced: 0,
+        compression: None,
+        entry_name: None,
+        workbook: None,
+        head: Vec::new(),
+        unsupported: Some(why),
+    })
+}
+
+fn read_container(
+    spooled: &Path,
+    container: Container,
+    out: &Path,
+    options: &StageOptions,
+    limit: u64,
+    received: u64,
+    sha256: &str,
+) -> Result<Staged, StageError> {
+    let sha256 = sha256.to_owned();
+    match archive::inspect(spooled, container)? {
+        Contents::Workbook(kind) => {
+            let converted = workbook::convert(spooled, kind, options.sheet.as_deref(), out, HEAD)?;
+            Ok(Staged {
+                path: out.to_owned(),
+                received,
+                size: converted.size,
+                sha256,
+                replaced: 0,
+                compression: None,
+                entry_name: None,
+                workbook: Some(converted.source),
+                head: converted.head,
+                unsupported: None,
+            })
+        }
+        Contents::DataFile { index, name } => {
+            let mut archive = archive::open(spooled)?;
+            let mut entry = archive
+                .by_index(index)
+                .map_err(|e| ArchiveError::Damaged(e.to_string()))?;
+            let mut text = TextSink::new(options.encoding, limit);
+            let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                let n = match entry.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(ArchiveError::Damaged(e.to_string()).into()),
+                };
+                file.write_all(text.push(&buffer[..n], received)?)?;
+            }
+            file.write_all(text.finish()?)?;
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            let mut staged = text.staged(out.to_owned(), received, sha256);
+            staged.compression = Some("zip");
+            staged.entry_name = Some(name);
+            Ok(staged)
+        }
+    }
 }
 
 /// Decides the format of a staged upload.
@@ -146,5 +385,17 @@ pub fn detect(
     delimiter: Option<u8>,
     file_name: Option<&str>,
 ) -> Result<Sniffed, String> {
-    sniff(&staged.head, declared, delimiter, file_name)
+    if let Some(why) = &staged.unsupported {
+        return Err(why.clone());
+    }
+    // A sheet was converted to NDJSON, whatever was declared.
+    if staged.workbook.is_some() {
+        return Ok(Sniffed {
+            format: Format::Ndjson,
+            delimiter: b',',
+        });
+    }
+    // A zipped file is read as its own name says, the archive's name saying nothing of it.
+    let name = staged.entry_name.as_deref().or(file_name);
+    sniff(&staged.head, declared, delimiter, name)
 }

@@ -107,6 +107,8 @@ string_enum! {
     Step {
         /// Waiting for its file (status `new`).
         Waiting = "waiting",
+        /// Fetching its source from a URL (status `new`).
+        Downloading = "downloading",
         /// Waiting for a worker.
         Queued = "queued",
         /// Reading the whole source to infer the table it creates (`create_table=true`).
@@ -169,6 +171,14 @@ string_enum! {
         Tsv = "tsv",
         Ndjson = "ndjson",
         Json = "json",
+        /// A sheet of an Excel workbook (Office Open XML).
+        Xlsx = "xlsx",
+        /// A sheet of an Excel binary workbook.
+        Xlsb = "xlsb",
+        /// A sheet of an Excel 97-2003 workbook.
+        Xls = "xls",
+        /// A sheet of an OpenDocument spreadsheet.
+        Ods = "ods",
         /// Records sent inline in `POST /v1/imports`.
         Inline = "inline",
         /// Records sent to `POST /v1/tables/{table}/records`.

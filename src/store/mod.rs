@@ -311,6 +311,16 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         remove_rows: bool,
     ) -> StoreResult<PurgedImport>;
+    /// Sets the step of an import still `new` (waiting for its source), or, with `failure`,
+    /// ends it `failed` with that reason (its source could not be fetched). `Conflict` when
+    /// the import is no longer new.
+    async fn set_new_import_step(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        step: crate::model::Step,
+        failure: Option<&str>,
+    ) -> StoreResult<()>;
     /// Records how to read the source of a `new` import's input, once its file arrived.
     async fn set_input_source(
         &self,

@@ -645,6 +645,29 @@ test('a gzip-compressed file previews inflated and loads into a table named afte
   assert.equal(table.body.row_count, 30);
 });
 
+test('a workbook is previewed by the server, its sheet is chosen, and it loads into a new table', async () => {
+  await ownerSignedIn();
+  await page.goto(`${base}/#/new`);
+  await page.setInputFiles('#file', path.join(here, 'stock.xlsx'));
+  await page.locator('#file-info', { hasText: 'sheet "About"' }).waitFor();
+  await page.locator('#sheet').fill('Stock');
+  await page.locator('#sheet').dispatchEvent('change');
+  await page.locator('#file-info', { hasText: 'sheet "Stock"' }).waitFor();
+  await page.locator('#target-create:checked').waitFor();
+  assert.equal(await page.locator('#new-table-name').inputValue(), 'stock');
+  const answered = page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/v1/imports');
+  await page.getByRole('button', { name: 'Start import' }).click();
+  const response = await answered;
+  assert.equal(response.status(), 202);
+  assert.equal(new URL(response.url()).searchParams.get('sheet'), 'Stock');
+  await page.waitForURL(/#\/imports\/[0-9a-f-]{36}$/, { timeout: 60000 });
+  await page.locator('#import-status .chip[data-status="complete"]').waitFor({ timeout: 60000 });
+  const table = await apiCall('GET', '/v1/tables/stock');
+  assert.equal(table.body.row_count, 12);
+  assert.deepEqual(table.body.columns.map((c) => c.type), ['integer', 'string', 'integer', 'decimal', 'date']);
+  await shot('21-workbook-loaded');
+});
+
 test('the error summary groups the rejected rows, warns when the download holds only some, and is absent without the route', async () => {
   await ownerSignedIn();
   const made = await apiCall('POST', '/v1/tables', {

@@ -4,8 +4,13 @@
 /** How much of a file is read for the preview and sent for schema inference. */
 export const SAMPLE_BYTES = 256 * 1024;
 
-/** The first bytes of a file as text, cut after the last complete line when the file is longer. */
+/**
+ * The first bytes of a file as text, cut after the last complete line when the file is longer.
+ * A workbook, a zip or a zstd file cannot be read here: `binary` says so, and the server's
+ * schema proposal brings its first rows as text instead.
+ */
 export async function sample(file) {
+  if (await isContainer(file)) return { text: '', truncated: true, binary: true };
   const { bytes, truncated } = await isGzip(file) ? await inflatedHead(file) : {
     bytes: new Uint8Array(await file.slice(0, SAMPLE_BYTES).arrayBuffer()),
     truncated: file.size > SAMPLE_BYTES,
@@ -17,6 +22,14 @@ export async function sample(file) {
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   return { text, truncated };
+}
+
+/** Whether a file starts like a zip (xlsx, ods), an OLE file (xls) or a zstd stream. */
+async function isContainer(file) {
+  const b = new Uint8Array(await file.slice(0, 8).arrayBuffer());
+  const starts = (magic) => magic.every((v, i) => b[i] === v);
+  return starts([0x50, 0x4b, 0x03, 0x04]) || starts([0x28, 0xb5, 0x2f, 0xfd])
+    || starts([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]);
 }
 
 /** Whether a file starts with gzip's magic bytes (the server inflates such uploads). */
@@ -46,9 +59,14 @@ async function inflatedHead(file) {
   return { bytes: out.subarray(0, filled), truncated };
 }
 
+/** A file's name without the extension of its compression: `orders.csv.zst` → `orders.csv`. */
+export function withoutCompression(name) {
+  return name.replace(/\.(gz|zst|zstd|zip)$/i, '');
+}
+
 /** The format a file's name suggests (`orders.csv.gz` is CSV), or null. */
 export function formatFromName(name) {
-  const ext = (name.replace(/\.gz$/i, '').split('.').pop() || '').toLowerCase();
+  const ext = (withoutCompression(name).split('.').pop() || '').toLowerCase();
   return { csv: 'csv', tsv: 'tsv', tab: 'tsv', ndjson: 'ndjson', jsonl: 'ndjson', json: 'json' }[ext] || null;
 }
 

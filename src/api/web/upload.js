@@ -5,9 +5,11 @@
 
 import { ApiError, api, qs, uploadImport } from './api.js';
 import { announce, bar, bytes, cell, errorBox, h, noticeBox, replace, setBar, tableWrap } from './dom.js';
-import { SAMPLE_BYTES, columnName, formatFromName, preview, sample, sniff } from './parse.js';
+import { SAMPLE_BYTES, columnName, formatFromName, preview, sample, sniff, withoutCompression } from './parse.js';
 
 const TYPES = ['string', 'integer', 'float', 'decimal', 'boolean', 'date', 'datetime', 'email', 'url', 'uuid', 'enum', 'json'];
+/** The largest workbook or zstd/zip file sent whole for a proposal (the server's sample limit). */
+const BINARY_PROPOSAL_BYTES = 16 * 1024 * 1024;
 const MIME = { csv: 'text/csv', tsv: 'text/tab-separated-values', ndjson: 'application/x-ndjson', json: 'application/json' };
 const IGNORE = '';
 const DELIMITERS = [['', 'Detect'], [',', 'Comma ( , )'], [';', 'Semicolon ( ; )'], ['tab', 'Tab'], ['|', 'Pipe ( | )']];
@@ -69,13 +71,13 @@ export async function renderUpload(main, ctx) {
   // Built once: the reading settings keep their focus while the proposal is asked again.
   const input = h('input', {
     id: 'file', type: 'file', class: 'visually-hidden',
-    accept: '.csv,.tsv,.tab,.txt,.ndjson,.jsonl,.json,.gz,text/csv,text/tab-separated-values,application/json,application/x-ndjson,application/gzip',
+    accept: '.csv,.tsv,.tab,.txt,.ndjson,.jsonl,.json,.gz,.zst,.zip,.xlsx,.xlsb,.xls,.ods,text/csv,text/tab-separated-values,application/json,application/x-ndjson,application/gzip,application/zstd,application/zip,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet,application/vnd.ms-excel,application/vnd.oasis.opendocument.spreadsheet',
   });
   input.addEventListener('change', () => { if (input.files[0]) pick(input.files[0]); });
   const zoneTitle = h('span', { class: 'dz-title' }, 'Drop a file here, or choose one');
   const zone = h('label', { for: 'file', class: 'dropzone', id: 'dropzone' },
     zoneTitle,
-    h('span', { class: 'dz-help' }, 'CSV, TSV, NDJSON or JSON. The file is read in this browser for a preview, then uploaded as it is.'),
+    h('span', { class: 'dz-help' }, 'CSV, TSV, NDJSON, JSON or a workbook (xlsx, xls, ods), plain or gzip, zstd or zip compressed. The file is read in this browser for a preview (workbooks and zstd or zip files by the server), then uploaded as it is.'),
     h('span', { class: 'btn small', 'aria-hidden': 'true' }, 'Choose a file…'));
   for (const type of ['dragenter', 'dragover']) {
     zone.addEventListener(type, (e) => {
@@ -98,16 +100,22 @@ export async function renderUpload(main, ctx) {
     h('label', { for: 'delimiter' }, 'Delimiter'), delimiter,
     h('p', { class: 'help', id: 'delimiter-help' }, 'The character between fields of a CSV file.'));
   const nullValues = h('input', { id: 'null_values', placeholder: 'NA,null', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'null-help' });
+  const sheet = h('input', { id: 'sheet', name: 'sheet', placeholder: 'the first', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'sheet-help' });
+  const sheetField = h('div', { class: 'field', hidden: true },
+    h('label', { for: 'sheet' }, 'Sheet'), sheet,
+    h('p', { class: 'help', id: 'sheet-help' }, 'The sheet of a workbook to load: its name, or its position from 1.'));
   const reading = h('fieldset', { class: 'reading', hidden: true },
     h('legend', {}, 'Reading the file'),
     h('div', { class: 'grid2' },
       delimiterField,
+      sheetField,
       h('div', { class: 'field' }, h('label', { for: 'null_values' }, 'Cells that mean null'), nullValues,
         h('p', { class: 'help', id: 'null-help' }, 'A comma list, such as NA,N/A; empty cells are null anyway. Changing it proposes the schema again.'))));
   // The proposal depends on these: ask again when they change (typing pauses first).
   let typingTimer = null;
   ctx.signal.addEventListener('abort', () => clearTimeout(typingTimer));
   delimiter.addEventListener('change', () => propose());
+  sheet.addEventListener('change', () => propose());
   nullValues.addEventListener('input', () => {
     // The preview shows the new null cells at once; the proposal follows when typing pauses.
     if (st.shown) renderMapping();
@@ -123,7 +131,7 @@ export async function renderUpload(main, ctx) {
     input, zone, fileInfo, reading);
 
   function readingSettings() {
-    return { delimiter: delimiter.value, null_values: nullValues.value.trim() };
+    return { delimiter: delimiter.value, null_values: nullValues.value.trim(), sheet: sheet.value.trim() };
   }
 
   /** The cells the settings read as null, for the preview. */
@@ -136,12 +144,15 @@ export async function renderUpload(main, ctx) {
     if (!st.file) return;
     reading.hidden = false;
     delimiterField.hidden = st.format !== 'csv' && st.format !== 'tsv';
+    sheetField.hidden = !(st.sample && st.sample.binary);
     const d = st.infer && st.infer.delimiter;
     replace(fileInfo,
       h('p', { class: 'file-info', id: 'file-info' },
         h('strong', {}, st.file.name), ` · ${bytes(st.file.size)}`,
-        st.format ? ` · ${st.format.toUpperCase()}${st.format === 'csv' && d && d !== ',' ? ` (delimiter ${JSON.stringify(d)})` : ''}` : '',
-        st.sample && st.sample.truncated ? h('span', { class: 'muted' }, ` · preview and proposed schema from the first ${bytes(SAMPLE_BYTES)}`) : null),
+        st.infer && st.infer.sheet ? ` · sheet ${JSON.stringify(st.infer.sheet)}`
+          : st.format ? ` · ${st.format.toUpperCase()}${st.format === 'csv' && d && d !== ',' ? ` (delimiter ${JSON.stringify(d)})` : ''}` : '',
+        st.sample && st.sample.binary ? h('span', { class: 'muted' }, ' · read by the server; preview and proposed schema from its first rows')
+          : st.sample && st.sample.truncated ? h('span', { class: 'muted' }, ` · preview and proposed schema from the first ${bytes(SAMPLE_BYTES)}`) : null),
       busy ? h('p', { class: 'muted small', role: 'status', id: 'proposing' }, busy) : null,
       st.inferError ? errorBox(st.inferError, 'The file\'s schema could not be inferred') : null);
   }
@@ -157,13 +168,14 @@ export async function renderUpload(main, ctx) {
     st.nameEdited = Boolean(requestedNew);
     st.proposedWith = null;
     st.shown = false;
-    // Another file may have another delimiter; the cells that mean null are kept.
+    // Another file may have another delimiter or sheets; the cells that mean null are kept.
     delimiter.value = '';
+    sheet.value = '';
     zoneTitle.textContent = `Reading ${file.name}…`;
     const text = await sample(file);
     if (ctx.signal.aborted || st.file !== file) return;
     st.sample = text;
-    st.format = formatFromName(file.name) || sniff(st.sample.text).format;
+    st.format = text.binary ? null : formatFromName(file.name) || sniff(st.sample.text).format;
     st.newName = requestedNew || tableNameFor(file.name);
     await propose({ force: true });
   }
@@ -203,13 +215,23 @@ export async function renderUpload(main, ctx) {
     const signal = AbortSignal.any([ctx.signal, ctl.signal]);
     const file = st.file;
     renderFile(st.shown ? 'Proposing the schema again with these settings…' : null);
-    const guess = formatFromName(file.name) || sniff(st.sample.text).format;
+    const binary = Boolean(st.sample.binary);
+    const guess = binary ? null : formatFromName(file.name) || sniff(st.sample.text).format;
     let infer = null;
     let error = null;
     try {
-      infer = await api(`/v1/schema/infer${qs({ name: st.newName || tableNameFor(file.name), format: guess, ...settings })}`, {
-        method: 'POST', body: st.sample.text, headers: { 'Content-Type': MIME[guess] || 'text/plain' }, signal,
-      });
+      const name = st.newName || tableNameFor(file.name);
+      if (binary && file.size > BINARY_PROPOSAL_BYTES) {
+        throw new ApiError(0, 'too_large', `A workbook or compressed file is read by the server for its preview, up to ${bytes(BINARY_PROPOSAL_BYTES)}: this one is larger. Create the table from the whole file, or load it into an existing table.`);
+      }
+      // A workbook, zip or zstd file goes whole: the server reads it and sends its first rows back.
+      infer = binary
+        ? await api(`/v1/schema/infer${qs({ name, delimiter: settings.delimiter, null_values: settings.null_values, sheet: settings.sheet })}`, {
+          method: 'POST', body: file, headers: { 'Content-Type': 'application/octet-stream' }, signal,
+        })
+        : await api(`/v1/schema/infer${qs({ name, format: guess, delimiter: settings.delimiter, null_values: settings.null_values })}`, {
+          method: 'POST', body: st.sample.text, headers: { 'Content-Type': MIME[guess] || 'text/plain' }, signal,
+        });
     } catch (e) {
       if (signal.aborted) return;
       error = e;
@@ -218,6 +240,7 @@ export async function renderUpload(main, ctx) {
     st.proposing = null;
     st.infer = infer;
     st.inferError = error;
+    if (binary) st.sample = { text: (infer && infer.sample) || '', truncated: true, binary: true };
     st.format = infer ? infer.format : guess;
     const d = settings.delimiter === 'tab' ? '\t' : settings.delimiter || (infer ? infer.delimiter : sniff(st.sample.text).delimiter);
     st.parsed = preview(st.sample.text, st.format, d, !st.sample.truncated);
@@ -658,6 +681,7 @@ export async function renderUpload(main, ctx) {
         max_errors: value('max_errors'),
         delimiter: settings.delimiter,
         null_values: settings.null_values,
+        sheet: settings.sheet,
         note: value('note'),
         mapping: oneStep ? '' : explicitMapping(m),
       };
@@ -702,7 +726,7 @@ export async function renderUpload(main, ctx) {
 
 /** A table name from a file's name: "Orders 2024.csv" → "orders_2024", "orders.csv.gz" → "orders". */
 function tableNameFor(fileName) {
-  return columnName(fileName.replace(/\.gz$/i, '').replace(/\.[^.]*$/, '')).replace(/^c_/, 't_');
+  return columnName(withoutCompression(fileName).replace(/\.[^.]*$/, '')).replace(/^c_/, 't_');
 }
 
 /** An enum's values to send: each as typed (commas and all), blank ones left out. */

@@ -12,7 +12,8 @@ pub struct Sniffed {
 
 /// Magic numbers of binary formats people upload by mistake, with what to call them.
 const MAGIC: &[(&[u8], &str)] = &[
-    (b"PK\x03\x04", "a zip archive (an xlsx spreadsheet is one)"),
+    // A zip or workbook upload was unpacked when staged: these are archives inside one.
+    (b"PK\x03\x04", "a zip archive inside a compressed file"),
     (b"\x1f\x8b", "a gzip file"),
     (b"%PDF-", "a PDF document"),
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
@@ -48,7 +49,8 @@ pub fn sniff(
 ) -> Result<Sniffed, String> {
     if let Some((_, kind)) = MAGIC.iter().find(|(magic, _)| sample.starts_with(magic)) {
         return Err(format!(
-            "the file looks like {kind}, not text: upload CSV, TSV, NDJSON or JSON"
+            "the file looks like {kind}, not text: upload CSV, TSV, NDJSON, JSON or a workbook \
+             (xlsx, xls, ods), plain or gzip, zstd or zip compressed"
         ));
     }
     if looks_binary(sample) {
@@ -78,9 +80,12 @@ pub fn sniff(
 
 /// The format a file name's extension stands for.
 fn by_extension(name: &str, text: &[u8]) -> Option<Format> {
-    // A compressed file is named after what it holds: `orders.csv.gz`.
+    // A compressed file is named after what it holds: `orders.csv.gz`, `orders.csv.zst`.
     let lower = name.to_ascii_lowercase();
-    let name = lower.strip_suffix(".gz").unwrap_or(&lower);
+    let name = [".gz", ".zst", ".zstd"]
+        .iter()
+        .find_map(|ext| lower.strip_suffix(ext))
+        .unwrap_or(&lower);
     let (_, ext) = name.rsplit_once('.')?;
     match ext.to_ascii_lowercase().as_str() {
         "csv" | "txt" => Some(Format::Csv),

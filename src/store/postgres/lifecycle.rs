@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::tables::IMPORT_COLUMN;
 use super::values::{qualified, quote};
 use super::{StoreError, StoreResult, imports, now};
-use crate::model::ImportStatus;
+use crate::model::{ImportStatus, Step};
 use crate::store::{ImportLabels, ImportRecord, PurgedImport, Workspace};
 
 pub(super) fn start(
@@ -133,6 +133,47 @@ pub(super) fn relabel(
         &[&id, &reference, &origin, &metadata, &now()],
     )?;
     imports::get(tx, workspace_id, id)
+}
+
+pub(super) fn set_new_step(
+    tx: &mut Transaction<'_>,
+    workspace_id: Uuid,
+    id: Uuid,
+    step: Step,
+    failure: Option<&str>,
+) -> StoreResult<()> {
+    let import = imports::get_locked(tx, workspace_id, id)?;
+    if import.status != ImportStatus::New {
+        return Err(StoreError::Conflict(format!(
+            "the import is {} and no longer waits for its source",
+            import.status
+        )));
+    }
+    let Some(why) = failure else {
+        tx.execute(
+            "UPDATE intake_imports SET step = $2, updated_at = $3 WHERE id = $1",
+            &[&id, &step.as_str(), &now()],
+        )?;
+        return Ok(());
+    };
+    tx.execute(
+        "UPDATE intake_import_tables SET status = 'failed', error = $2, completed_at = $3
+         WHERE import_id = $1",
+        &[&id, &why, &now()],
+    )?;
+    tx.execute(
+        "UPDATE intake_imports SET status = 'failed', step = 'done', error = $2,
+         completed_at = $3, updated_at = $3 WHERE id = $1",
+        &[&id, &why, &now()],
+    )?;
+    imports::append_event(
+        tx,
+        workspace_id,
+        id,
+        ImportStatus::Failed.event_type(),
+        &serde_json::json!({"status": "failed", "error": why}),
+    )?;
+    Ok(())
 }
 
 pub(super) fn set_input_source(

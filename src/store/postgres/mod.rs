@@ -915,6 +915,20 @@ impl Store for PgStore {
             .await
     }
 
+    async fn set_new_import_step(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        step: crate::model::Step,
+        failure: Option<&str>,
+    ) -> StoreResult<()> {
+        let failure = failure.map(str::to_owned);
+        self.write(move |tx| {
+            lifecycle::set_new_step(tx, workspace_id, id, step, failure.as_deref())
+        })
+        .await
+    }
+
     async fn set_input_source(
         &self,
         workspace_id: Uuid,

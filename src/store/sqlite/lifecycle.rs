@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::tables::{IMPORT_COLUMN, physical_name};
 use super::values::{quote, ts};
 use super::{StoreError, StoreResult, imports, now};
-use crate::model::ImportStatus;
+use crate::model::{ImportStatus, Step};
 use crate::store::{ImportLabels, ImportRecord, PurgedImport, Workspace};
 
 pub(super) fn start(
@@ -143,6 +143,48 @@ pub(super) fn relabel(
         ],
     )?;
     imports::get(tx, workspace_id, id)
+}
+
+pub(super) fn set_new_step(
+    tx: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+    step: Step,
+    failure: Option<&str>,
+) -> StoreResult<()> {
+    let import = imports::get(tx, workspace_id, id)?;
+    if import.status != ImportStatus::New {
+        return Err(StoreError::Conflict(format!(
+            "the import is {} and no longer waits for its source",
+            import.status
+        )));
+    }
+    let at = ts(now());
+    let Some(why) = failure else {
+        tx.execute(
+            "UPDATE intake_imports SET step = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id.to_string(), step.as_str(), at],
+        )?;
+        return Ok(());
+    };
+    tx.execute(
+        "UPDATE intake_import_tables SET status = 'failed', error = ?2, completed_at = ?3
+         WHERE import_id = ?1",
+        params![id.to_string(), why, at],
+    )?;
+    tx.execute(
+        "UPDATE intake_imports SET status = 'failed', step = 'done', error = ?2,
+         completed_at = ?3, updated_at = ?3 WHERE id = ?1",
+        params![id.to_string(), why, at],
+    )?;
+    imports::append_event(
+        tx,
+        workspace_id,
+        id,
+        ImportStatus::Failed.event_type(),
+        &serde_json::json!({"status": "failed", "error": why}),
+    )?;
+    Ok(())
 }
 
 pub(super) fn set_input_source(
