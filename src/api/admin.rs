@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{generate_key, hash_key};
+use super::auth::{bearer, generate_key, hash_key};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use super::views::{List, WorkspaceView};
 use crate::model::{Identifier, Role};
@@ -42,14 +42,8 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
             "the instance-admin API is off: start the server with --admin-key",
         ));
     };
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
     // Compared as hashes in constant time: the answer's timing says nothing of the key.
-    match token {
+    match bearer(headers) {
         Some(t) if bool::from(hash_key(t).ct_eq(&hash_key(admin))) => Ok(()),
         _ => Err(ApiError::new(
             ErrorCode::Unauthenticated,

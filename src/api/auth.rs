@@ -114,10 +114,9 @@ pub async fn authenticate(
     Ok((key, ws))
 }
 
-/// The bearer token of a request, if any.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts
-        .headers
+/// The bearer token of a request's headers, if any.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?;
@@ -129,7 +128,7 @@ impl<R: RequiredRole> FromRequestParts<AppState> for Auth<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let (key, workspace) = authenticate(state, bearer(parts)).await?;
+        let (key, workspace) = authenticate(state, bearer(&parts.headers)).await?;
         if let Some(note) = parts
             .extensions
             .get::<std::sync::Arc<super::request_log::RequestNote>>()

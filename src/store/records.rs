@@ -33,23 +33,18 @@ pub struct NewKey {
     pub tables: Option<Vec<String>>,
 }
 
-/// A stored key (never the secret).
-#[derive(Debug, Clone, Serialize)]
+/// A stored key (never the secret). The API shows it through its own view.
+#[derive(Debug, Clone)]
 pub struct KeyRecord {
     pub id: Uuid,
-    #[serde(skip)]
     pub workspace_id: Uuid,
     pub name: String,
     pub role: Role,
     pub prefix: String,
-    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    #[serde(skip)]
     pub last_used_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     /// Past this instant the key authenticates nothing (None: it does not expire).
-    #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     /// The only tables the key may import into (None: any).
     pub tables: Option<Vec<String>>,
