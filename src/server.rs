@@ -108,10 +108,15 @@ pub async fn launch(
     let mut workers = engine.spawn_workers(stop_rx.clone());
     workers.push(engine.spawn_maintenance(stop_rx.clone()));
     workers.push(engine.spawn_webhook_sender(stop_rx.clone()));
+    let mut api_config = config.api.clone();
+    // URL imports may never read the server's own sources, whatever buckets are allowed.
+    let mut url_policy = (*api_config.url_policy).clone();
+    url_policy.sources_url = config.blob_url.clone();
+    api_config.url_policy = Arc::new(url_policy);
     let state = AppState {
         store,
         engine,
-        config: Arc::new(config.api.clone()),
+        config: Arc::new(api_config),
         stopping: stop_rx.clone(),
         rates: crate::api::workspace_rates(config.api.rate_limit_per_workspace),
     };

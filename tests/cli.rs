@@ -773,6 +773,7 @@ async fn import_from_url_has_the_server_download_the_file() {
         c.api.url_policy = std::sync::Arc::new(intake::api::url_source::UrlPolicy {
             allow: vec![net],
             timeout: std::time::Duration::from_secs(30),
+            ..Default::default()
         });
     })
     .await;

@@ -11,16 +11,7 @@ use reqwest::multipart::{Form, Part};
 use rust_xlsxwriter::{ExcelDateTime, Format, Formula, Workbook};
 use serde_json::{Value, json};
 
-fn people(name: &str) -> Value {
-    json!({
-        "name": name,
-        "columns": [
-            {"name": "id", "type": "integer", "required": true},
-            {"name": "name", "type": "string"}
-        ],
-        "primary_key": ["id"]
-    })
-}
+use common::people_schema as people;
 
 /// Uploads a raw body, expects 202 and waits for the end.
 async fn import(s: &TestServer, query: &str, body: Vec<u8>) -> Value {
@@ -360,6 +351,44 @@ async fn row_errors_of_a_sheet_name_their_cell_and_line_is_the_spreadsheet_row()
     );
     assert_eq!(errors[0]["column"], "amount");
     assert_eq!(errors[0]["row"]["Customer"], "Ann, Ltd.");
+    // The rejected-rows file names the cells too, between the line and the error.
+    let csv = s
+        .get(&format!(
+            "/v1/imports/{}/errors?format=csv",
+            done["id"].as_str().expect("id")
+        ))
+        .send()
+        .await
+        .expect("download")
+        .text()
+        .await
+        .expect("body");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        header[header.len() - 3..],
+        ["line", "cell", "error"],
+        "{csv}"
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    let at = |r: &csv::StringRecord, back: usize| r[r.len() - back].to_owned();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (at(r, 3), at(r, 2)))
+            .collect::<Vec<_>>(),
+        [
+            ("2".to_owned(), "Orders!C2".to_owned()),
+            ("3".to_owned(), "Orders!C3".to_owned()),
+            ("5".to_owned(), "Orders!C5".to_owned()),
+        ]
+    );
+    assert!(at(&records[0], 1).starts_with("amount: "), "{csv}");
 }
 
 #[tokio::test]
@@ -624,6 +653,7 @@ async fn server_allowing(allowed: &str) -> TestServer {
         c.api.url_policy = std::sync::Arc::new(intake::api::url_source::UrlPolicy {
             allow: vec![net],
             timeout: std::time::Duration::from_secs(30),
+            ..Default::default()
         });
     })
     .await
@@ -773,4 +803,178 @@ async fn a_merged_cell_belongs_to_its_first_row_and_the_others_are_empty() {
             json!({"id": 3, "name": "Cy"})
         ]
     );
+}
+
+/// The test S3 server's bucket, or None (skipped, saying so) outside CI when none runs.
+#[cfg(feature = "s3")]
+fn test_bucket() -> Option<&'static str> {
+    if std::env::var_os("AWS_ENDPOINT").is_some() {
+        return Some("intake-test");
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the S3 tests need the local S3 server in CI (eval \"$(scripts/s3-server.sh)\")"
+    );
+    eprintln!("skipped: no S3 server (AWS_ENDPOINT is unset)");
+    None
+}
+
+/// Puts `bytes` at `key` in the test bucket.
+#[cfg(feature = "s3")]
+async fn put_object(bucket: &str, key: &str, bytes: &[u8]) {
+    use object_store::ObjectStoreExt;
+    let store = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .build()
+        .expect("S3 client");
+    store
+        .put(&object_store::path::Path::from(key), bytes.to_vec().into())
+        .await
+        .expect("put object");
+}
+
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn a_file_in_an_allowed_bucket_is_read_with_the_servers_s3_client() {
+    let Some(bucket) = test_bucket() else { return };
+    let s = TestServer::start_with(|c| {
+        c.api.url_policy = std::sync::Arc::new(intake::api::url_source::UrlPolicy {
+            buckets: vec![bucket.to_owned()],
+            ..Default::default()
+        });
+    })
+    .await;
+    s.create_table(people("people")).await;
+    let folder = format!("url-imports/{}", uuid::Uuid::now_v7());
+    put_object(
+        bucket,
+        &format!("{folder}/new people.csv"),
+        b"id,name\n1,Ann\n2,\"Bob, Jr.\"\n",
+    )
+    .await;
+    let (status, created) = send(s.post("/v1/imports").json(&json!({
+        "table": "people",
+        "url": format!("s3://{bucket}/{folder}/new%20people.csv"),
+    })))
+    .await;
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["step"], "downloading", "{created}");
+    let done = s.wait_done(created["id"].as_str().expect("id")).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(
+        rows(&s, "people").await,
+        [
+            json!({"id": 1, "name": "Ann"}),
+            json!({"id": 2, "name": "Bob, Jr."})
+        ]
+    );
+    // A key that is not there fails the import, saying so.
+    let (status, created) = send(s.post("/v1/imports").json(&json!({
+        "table": "people",
+        "url": format!("s3://{bucket}/{folder}/gone.csv"),
+    })))
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let done = s.wait_done(created["id"].as_str().expect("id")).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"], "the server at the URL answered 404");
+    // Buckets not allowed, and keys that climb, are refused before anything is created.
+    for (url, why) in [
+        (
+            "s3://another-bucket/people.csv".to_owned(),
+            "the bucket \"another-bucket\" is not one URL imports may read from (an operator \
+             allows buckets with --url-buckets)",
+        ),
+        // (`/../` itself is resolved when the URL is parsed; escaped, it is a key's text.)
+        (
+            format!("s3://{bucket}/{folder}%2F..%2Fpeople.csv"),
+            "an S3 key may not hold . or .. segments",
+        ),
+        (
+            format!("s3://{bucket}"),
+            "an S3 URL names a bucket and a key: s3://bucket/path/to/file.csv",
+        ),
+    ] {
+        let (status, body) = send(
+            s.post("/v1/imports")
+                .json(&json!({"table": "people", "url": url})),
+        )
+        .await;
+        assert_eq!(status, 422, "{url}: {body}");
+        assert_eq!(body["error"]["message"], why, "{url}");
+    }
+    let (_, page) = send(s.get("/v1/imports")).await;
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(2), "{page}");
+}
+
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn the_servers_own_sources_cannot_be_imported_from_a_url() {
+    let Some(bucket) = test_bucket() else { return };
+    let own = format!("own-sources-{}", uuid::Uuid::now_v7());
+    let sources = format!("s3://{bucket}/{own}");
+    let s = TestServer::start_with(|c| {
+        c.blob_url = Some(sources.clone());
+        c.api.url_policy = std::sync::Arc::new(intake::api::url_source::UrlPolicy {
+            buckets: vec![bucket.to_owned()],
+            ..Default::default()
+        });
+    })
+    .await;
+    s.create_table(people("people")).await;
+    let (status, first) = s
+        .upload("table=people", "text/csv", b"id,name\n1,Ann\n".to_vec())
+        .await;
+    assert_eq!(status, 202, "{first}");
+    s.wait_done(first["id"].as_str().expect("id")).await;
+    for key in [format!("{own}/anything.csv"), own.clone()] {
+        let url = format!("s3://{bucket}/{key}");
+        let (status, body) = send(
+            s.post("/v1/imports")
+                .json(&json!({"table": "people", "url": url})),
+        )
+        .await;
+        assert_eq!(status, 422, "{url}: {body}");
+        assert_eq!(
+            body["error"]["message"],
+            format!(
+                "{url} is where this server keeps uploaded sources: it cannot be imported from"
+            ),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sheet_of_a_header_and_no_rows_creates_its_table_as_such_a_csv_file_does() {
+    let s = TestServer::start().await;
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.write_string(0, 0, "Order Id").expect("header");
+    sheet.write_string(0, 1, "name").expect("header");
+    let done = import(
+        &s,
+        "table=from_sheet&create_table=true",
+        book.save_to_buffer().expect("xlsx"),
+    )
+    .await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let done = import(
+        &s,
+        "table=from_csv&create_table=true",
+        b"Order Id,name\n".to_vec(),
+    )
+    .await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let columns = |table: &'static str| {
+        let s = &s;
+        async move {
+            let (status, body) = send(s.get(&format!("/v1/tables/{table}"))).await;
+            assert_eq!(status, 200, "{body}");
+            body["columns"].clone()
+        }
+    };
+    let from_sheet = columns("from_sheet").await;
+    assert_eq!(from_sheet, columns("from_csv").await);
+    assert_eq!(from_sheet[0]["name"], "order_id", "{from_sheet}");
+    assert_eq!(from_sheet.as_array().map(Vec::len), Some(2), "{from_sheet}");
 }

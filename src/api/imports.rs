@@ -876,25 +876,12 @@ pub async fn errors(
     let rows = &rows[..rows.len().min(limit as usize)];
     // Errors of a workbook's sheet also name their cell.
     let import = state.store.get_import(auth.workspace.id, id).await?;
-    let sheets: BTreeMap<&str, crate::engine::options::InputOptions> = import
-        .tables
-        .iter()
-        .filter_map(|t| {
-            let options: crate::engine::options::InputOptions =
-                serde_json::from_value(t.options.clone()).ok()?;
-            options
-                .sheet
-                .is_some()
-                .then_some((t.table.as_str(), options))
-        })
-        .collect();
-    let cell = |e: &crate::store::StoredRowError| {
-        let options = sheets.get(e.table.as_str())?;
-        let sheet = options.sheet.as_ref()?;
-        Some(sheet.cell(&options.mapping, e.error.column.as_deref(), e.error.line))
-    };
+    let cells = super::sheet_cells::SheetCells::of(&import);
     Ok(Json(Page {
-        data: rows.iter().map(|e| row_error_view(e, cell(e))).collect(),
+        data: rows
+            .iter()
+            .map(|e| row_error_view(e, cells.cell(e)))
+            .collect(),
         next_cursor: next_cursor(has_more, rows.last().map(|r| r.id)),
         has_more,
     })

@@ -18,6 +18,7 @@ mod rejected_csv;
 mod request_log;
 mod schema_infer;
 pub mod serve;
+mod sheet_cells;
 mod stream;
 mod tables;
 pub mod url_source;

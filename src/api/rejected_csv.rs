@@ -1,5 +1,5 @@
 //! The rejected rows of an import as a CSV, ready to fix and upload again: the original
-//! fields plus `line` and `error`. Cells that a spreadsheet would run as a formula are
+//! fields plus `line` (and `cell`, for a workbook's sheet) and `error`. Cells that a spreadsheet would run as a formula are
 //! neutralised with a leading apostrophe. When some rejected rows were counted but not
 //! stored, the `Intake-Errors-Truncated` header says how many the file holds.
 
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use super::sheet_cells::SheetCells;
 use crate::store::StoredRowError;
 
 /// Makes a cell safe to open in a spreadsheet.
@@ -97,8 +98,14 @@ pub async fn download(state: &AppState, workspace_id: Uuid, id: Uuid) -> ApiResu
         }
     }
     let mut header: Vec<String> = columns.iter().map(|c| neutralise(c).into_owned()).collect();
+    let cells = std::sync::Arc::new(super::sheet_cells::SheetCells::of(&import));
+    let added: &[&str] = if cells.any() {
+        &["line", "cell", "error"]
+    } else {
+        &["line", "error"]
+    };
     // The added columns never take the name of an original one.
-    for added in ["line", "error"] {
+    for &added in added {
         let mut name = added.to_owned();
         while columns.contains(&name) {
             name.insert(0, '_');
@@ -109,7 +116,7 @@ pub async fn download(state: &AppState, workspace_id: Uuid, id: Uuid) -> ApiResu
 
     let store = state.store.clone();
     let rows = futures_util::stream::unfold(Some(None), move |cursor: Option<Option<i64>>| {
-        let (store, columns) = (store.clone(), columns.clone());
+        let (store, columns, cells) = (store.clone(), columns.clone(), cells.clone());
         async move {
             let after = cursor?;
             if after.is_some_and(|a| a >= last_id) || last_id == 0 {
@@ -128,7 +135,7 @@ pub async fn download(state: &AppState, workspace_id: Uuid, id: Uuid) -> ApiResu
             let records = page
                 .iter()
                 .filter(|e| e.id <= last_id)
-                .map(|e| rejected_record(&columns, e));
+                .map(|e| rejected_record(&columns, &cells, e));
             let chunk = csv_bytes(records);
             let cursor = match (&chunk, next) {
                 (Ok(_), Some(n)) if page.len() == PAGE as usize => Some(Some(n)),
@@ -162,8 +169,9 @@ pub async fn download(state: &AppState, workspace_id: Uuid, id: Uuid) -> ApiResu
     Ok(response)
 }
 
-/// One rejected row: its original fields in `columns` order, then its line and error.
-fn rejected_record(columns: &[String], e: &StoredRowError) -> Vec<String> {
+/// One rejected row: its original fields in `columns` order, then its line, its cell (when
+/// some input is a sheet) and its error.
+fn rejected_record(columns: &[String], cells: &SheetCells, e: &StoredRowError) -> Vec<String> {
     let mut record: Vec<String> = columns
         .iter()
         .map(|c| {
@@ -174,6 +182,9 @@ fn rejected_record(columns: &[String], e: &StoredRowError) -> Vec<String> {
         })
         .collect();
     record.push(e.error.line.to_string());
+    if cells.any() {
+        record.push(cells.cell(e).unwrap_or_default());
+    }
     let what = match &e.error.column {
         Some(c) => format!("{}: {} ({})", c, e.error.message, e.error.code.as_str()),
         None => format!("{} ({})", e.error.message, e.error.code.as_str()),

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 pub use parts::PartSink;
 use remote::Remote;
+pub use remote::read_s3_object;
 
 /// What can go wrong with stored sources.
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
@@ -40,6 +41,23 @@ fn s3(url: &str, _rest: &str) -> Result<Arc<dyn ObjectStore>, BlobError> {
         "{url}: this build of Intake has no S3 support (it was built without the s3 feature); \
          use file:///dir, or build with the default features"
     )))
+}
+
+/// The object `key` of S3 bucket `bucket` (the server's S3 credentials, endpoint and region
+/// from the `AWS_*` variables), as its size and a stream of its bytes.
+pub async fn read_s3_object(
+    bucket: &str,
+    key: &str,
+) -> Result<(u64, BoxStream<'static, Result<bytes::Bytes, BlobError>>), BlobError> {
+    let store = s3(&format!("s3://{bucket}"), bucket)?;
+    let got = store.get(&ObjectPath::from(key)).await?;
+    let size = got.meta.size;
+    Ok((
+        size,
+        got.into_stream()
+            .map(|c| c.map_err(BlobError::from))
+            .boxed(),
+    ))
 }
 
 /// An object store with the prefix sources are kept under.

@@ -24,8 +24,9 @@ pub struct ImportArgs {
     /// gzip, zstd or zip compressed.
     #[arg(required_unless_present = "source_url")]
     pub file: Option<PathBuf>,
-    /// Load the file at this http(s) URL instead: the server downloads it (it must be able
-    /// to reach it; private addresses only when the server allows them with --url-allow).
+    /// Load the file at this http(s) or s3://bucket/key URL instead: the server downloads it
+    /// (it must be able to reach it; private addresses only when the server allows them with
+    /// --url-allow, buckets only those it allows with --url-buckets).
     #[arg(long = "from-url", id = "source_url", conflicts_with = "file")]
     pub source_url: Option<String>,
     /// The table to load it into (default: named after the file). A table that does not

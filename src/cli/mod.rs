@@ -116,6 +116,11 @@ pub struct ServeArgs {
     /// refused otherwise.
     #[arg(long, env = "INTAKE_URL_ALLOW", value_delimiter = ',', value_parser = crate::api::url_source::AllowedNet::parse)]
     pub url_allow: Vec<crate::api::url_source::AllowedNet>,
+    /// S3 buckets URL imports may read from (`s3://bucket/key`), with the server's S3
+    /// credentials, endpoint and region (the AWS_* variables); other buckets are refused, and
+    /// the place the server keeps its own sources always is.
+    #[arg(long, env = "INTAKE_URL_BUCKETS", value_delimiter = ',')]
+    pub url_buckets: Vec<String>,
     /// Seconds a URL import's download may take, from connecting to its last byte.
     #[arg(long, env = "INTAKE_URL_TIMEOUT_SECONDS", default_value_t = 600)]
     pub url_timeout_seconds: u64,
@@ -192,6 +197,8 @@ impl ServeArgs {
         c.api.rate_limit_per_workspace = self.rate_limit_per_workspace;
         c.api.url_policy = std::sync::Arc::new(crate::api::url_source::UrlPolicy {
             allow: self.url_allow.clone(),
+            buckets: self.url_buckets.clone(),
+            sources_url: None,
             timeout: std::time::Duration::from_secs(self.url_timeout_seconds.max(1)),
         });
         c.api.admin_key = self.admin_key.clone();

@@ -15,7 +15,7 @@ use super::mapper::column_for;
 use super::options::InputOptions;
 use super::reader::ReaderOptions;
 use crate::background::{self, Share};
-use crate::model::infer::{Claims, InferredSchema};
+use crate::model::infer::{Claims, Inference, InferredSchema};
 use crate::model::schema::{RawColumn, RawTableSchema};
 use crate::model::{ColumnSpec, Mode, Step, TableSchema};
 use crate::store::{Claim, ImportTableRecord, StoreError, TableStart, Workspace};
@@ -279,6 +279,13 @@ impl Engine {
         let claims = Claims::whole_source(options.infer_enums);
         let nulls = options.null_values.clone();
         let (path, opts) = (input.path.to_owned(), input.reader_options.clone());
+        // A sheet is read as records of its header's fields, so a sheet of a header and no
+        // rows shows no field: its columns are its header's, as those of such a CSV file.
+        let sheet_header: Vec<String> = options
+            .sheet
+            .iter()
+            .flat_map(|s| s.fields.iter().flatten().cloned())
+            .collect();
         let (stop2, read2) = (stop.clone(), bytes_read.clone());
         let pass = background::spawn("intake-infer", Share::Yield, move || {
             let progress = Progress {
@@ -286,6 +293,12 @@ impl Engine {
                 bytes_read: &read2,
             };
             match inference_pass::run(&path, &opts, claims, &nulls, &progress) {
+                Ok(Some((schema, read)))
+                    if schema.columns.is_empty() && !sheet_header.is_empty() =>
+                {
+                    let header = Inference::new(&sheet_header, claims, &nulls).finish();
+                    PassEnd::Inferred(header, read)
+                }
                 Ok(Some((schema, read))) => PassEnd::Inferred(schema, read),
                 Ok(None) => PassEnd::Stopped,
                 Err(why) => PassEnd::Unreadable(why),
