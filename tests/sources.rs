@@ -978,3 +978,60 @@ async fn a_sheet_of_a_header_and_no_rows_creates_its_table_as_such_a_csv_file_do
     assert_eq!(from_sheet[0]["name"], "order_id", "{from_sheet}");
     assert_eq!(from_sheet.as_array().map(Vec::len), Some(2), "{from_sheet}");
 }
+
+#[tokio::test]
+async fn an_xls_sheet_written_by_an_excel_97_writer_loads_with_its_types() {
+    // tests/data/orders.xls is written by tests/data/make_orders_xls.py (xlwt).
+    let book = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/orders.xls"
+    ))
+    .expect("tests/data/orders.xls");
+    let s = TestServer::start().await;
+    let done = import(&s, "table=orders&create_table=true&sheet=Orders", book).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(done["source"], "xls", "{done}");
+    let columns: Vec<String> = done["tables"][0]["created_schema"]["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["name"].as_str().unwrap_or(""),
+                c["type"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "order_id integer",
+            "customer string",
+            "amount decimal",
+            "ordered_on date",
+            "shipped_at datetime",
+            "paid boolean",
+            "note string",
+        ]
+    );
+    let mut got = s.all_records("orders").await;
+    got.sort_by_key(|r| r["order_id"].as_i64());
+    assert_eq!(got.len(), 3, "the blank row is skipped: {got:?}");
+    assert_eq!(got[0]["customer"], "Ann, Ltd.");
+    assert_eq!(got[0]["amount"], json!("12.5"));
+    assert_eq!(got[0]["ordered_on"], "2024-03-01");
+    assert!(
+        got[0]["shipped_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2024-03-02T14:30:00")),
+        "{}",
+        got[0]
+    );
+    assert_eq!(got[0]["paid"], true);
+    assert_eq!(got[0]["note"], "first line\nsecond, with \"quotes\"");
+    assert_eq!(got[1]["amount"], json!("1234567.891"), "no digit lost");
+    assert_eq!(got[1]["shipped_at"], Value::Null);
+    assert_eq!(got[1]["note"], Value::Null, "a trailing empty cell is null");
+    assert_eq!(got[2]["ordered_on"], "2024-02-29");
+}
