@@ -1025,7 +1025,7 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
         ip = g("intake_pg") if pg_supported else None
         r_psql, r_pgl = ratio(g("psql"), ip), ratio(g("pgloader"), ip)
         L.append(fmt_row("Intake, CSV", "PostgreSQL", rows, size[clean], ip,
-                         "%.2f× psql, %.1f× pgloader" % (r_psql or 0, r_pgl or 0) if r_psql else "",
+                         ("%.2f× psql" % r_psql + (", %.1f× pgloader" % r_pgl if r_pgl else "")) if r_psql else "",
                          goal("CSV → PostgreSQL: ≥ 1.25× `psql \\copy`", r_psql, 1.25)))
         L.append(fmt_row("`psql \\copy`", "PostgreSQL", rows, size[clean], g("psql"), "peer"))
         if "pgloader" in R:
