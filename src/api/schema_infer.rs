@@ -219,7 +219,7 @@ fn sample(
         };
         match item.body {
             RecordBody::Fields(rec) => inference.add_fields(rec.iter()),
-            RecordBody::Object(obj, _) => inference.add_object(&obj),
+            RecordBody::Object(obj, _) => inference.add_object(obj.iter().map(|(k, v)| (k, v))),
             RecordBody::Bad { .. } => {}
         }
     }

@@ -9,7 +9,7 @@ use crate::model::{ColumnType, RowError, TableSchema, Value};
 use crate::store::TypedRow;
 
 use super::mapper::{FieldMapping, KeyMapping};
-use super::reader::{ReadItem, RecordBody};
+use super::reader::{JsonFields, ReadItem, RecordBody};
 
 /// Validates records of one source against one table.
 pub struct Validator {
@@ -24,6 +24,10 @@ pub struct Validator {
     warned: HashSet<String>,
     /// Positions of the key columns.
     key: Vec<usize>,
+    /// The keys of the last JSON object, by position, with the column each feeds: the
+    /// objects of a file mostly name the same keys in the same order, and comparing a key
+    /// with the one before costs less than hashing it.
+    key_columns: Vec<(String, Option<usize>)>,
 }
 
 /// The cells that mean NULL; the usual set (only the empty cell) is checked without hashing.
@@ -95,6 +99,7 @@ impl Validator {
             header: Arc::new(header),
             warned: HashSet::new(),
             key,
+            key_columns: Vec::new(),
         })
     }
 
@@ -105,23 +110,43 @@ impl Validator {
 
     /// Unknown JSON keys of this object not warned about yet (each key is reported once).
     pub fn new_unknown_keys(&mut self, item: &ReadItem) -> Vec<String> {
-        let (Some(keys), RecordBody::Object(obj, _)) = (&self.keys, &item.body) else {
+        let RecordBody::Object(obj, _) = &item.body else {
+            return Vec::new();
+        };
+        self.remember_key_columns(obj);
+        let Some(keys) = &self.keys else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for k in obj.keys() {
-            if keys.column(&self.schema, k).is_none()
-                && !keys.ignored.contains(k)
-                && self.warned.insert(k.clone())
-            {
+        for (k, column) in &self.key_columns {
+            if column.is_none() && !keys.ignored.contains(k) && self.warned.insert(k.clone()) {
                 out.push(k.clone());
             }
         }
         out
     }
 
+    /// Brings `key_columns` to the keys of `obj`, finding the column only of a key that is
+    /// not the one the object before had at its position.
+    fn remember_key_columns(&mut self, obj: &JsonFields) {
+        let Some(keys) = &self.keys else {
+            self.key_columns.clear();
+            return;
+        };
+        self.key_columns.truncate(obj.len());
+        for (i, (k, _)) in obj.iter().enumerate() {
+            match self.key_columns.get_mut(i) {
+                Some((known, _)) if known == k => {}
+                Some(slot) => *slot = (k.clone(), keys.column(&self.schema, k)),
+                None => self
+                    .key_columns
+                    .push((k.clone(), keys.column(&self.schema, k))),
+            }
+        }
+    }
+
     /// Checks one record.
-    pub fn check(&self, item: ReadItem) -> Checked {
+    pub fn check(&mut self, item: ReadItem) -> Checked {
         let n = self.schema.columns.len();
         let mut values = Vec::with_capacity(n);
         let mut problems: Vec<(usize, CoerceError)> = Vec::new();
@@ -162,12 +187,11 @@ impl Validator {
                 SourceRecord::Fields(self.header.clone(), rec)
             }
             RecordBody::Object(obj, text) => {
+                self.remember_key_columns(&obj);
                 let mut cells: Vec<Option<&serde_json::Value>> = vec![None; n];
-                if let Some(keys) = &self.keys {
-                    for (k, v) in &obj {
-                        if let Some(i) = keys.column(&self.schema, k) {
-                            cells[i] = Some(v);
-                        }
+                for ((_, v), (_, column)) in obj.iter().zip(&self.key_columns) {
+                    if let Some(i) = *column {
+                        cells[i] = Some(v);
                     }
                 }
                 for (i, coercer) in self.coercers.iter().enumerate() {

@@ -11,6 +11,8 @@ mod record;
 pub mod sniff;
 mod stray_quotes;
 
+pub use record::JsonFields;
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -120,7 +122,7 @@ pub enum RecordBody {
     Fields(csv::StringRecord),
     /// An NDJSON line or JSON array element that is an object, and the text it was read
     /// from (kept to report the record, instead of the parsed object, which is larger).
-    Object(serde_json::Map<String, serde_json::Value>, Box<str>),
+    Object(JsonFields, Box<str>),
     /// A record that cannot be used; `row` is what could be recovered, as a JSON object:
     /// header name → field text for delimited records (extra fields keyed `field_N`),
     /// `{"_raw": text}` or `{"_value": value}` for JSON.
@@ -134,9 +136,9 @@ pub enum RecordBody {
 impl RecordBody {
     /// The object of a JSON record.
     #[cfg(test)]
-    pub fn object(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+    pub fn object(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
         match self {
-            RecordBody::Object(map, _) => Some(map),
+            RecordBody::Object(fields, _) => Some(fields.iter().cloned().collect()),
             _ => None,
         }
     }
@@ -343,10 +345,13 @@ fn repeated_field(field: &str, bytes: &[u8]) -> RecordBody {
 }
 
 /// The body for a JSON value parsed from `text`: the object itself, or `not_an_object`.
-fn object_body(v: serde_json::Value, text: &str) -> RecordBody {
-    match v {
-        serde_json::Value::Object(map) => RecordBody::Object(map, text.into()),
-        other => RecordBody::Bad {
+fn object_body(parsed: record::Parsed, text: &str) -> RecordBody {
+    match parsed {
+        record::Parsed::Object(fields) => RecordBody::Object(fields, text.into()),
+        record::Parsed::Other(serde_json::Value::Object(map)) => {
+            RecordBody::Object(map.into_iter().collect(), text.into())
+        }
+        record::Parsed::Other(other) => RecordBody::Bad {
             code: RowErrorCode::NotAnObject,
             message: format!("expected a JSON object, found {}", json_kind(&other)),
             row: serde_json::json!({ "_value": other }),

@@ -168,7 +168,7 @@ mod tests {
         let (_, items) = read_all(f.path(), &ndjson_opts(), None);
         let pos: Vec<_> = items.iter().map(|it| (it.line, it.record)).collect();
         assert_eq!(pos, vec![(1, 1), (4, 2), (5, 3), (6, 4), (7, 5)]);
-        assert_eq!(items[0].body.object(), json!({"a": 1}).as_object());
+        assert_eq!(items[0].body.object(), json!({"a": 1}).as_object().cloned());
         assert_eq!(
             bad(&items[1]),
             (
@@ -191,7 +191,10 @@ mod tests {
             message,
             "the line is not valid UTF-8 (invalid byte at column 6)"
         );
-        assert_eq!(items[4].body.object(), json!({"c": "é"}).as_object());
+        assert_eq!(
+            items[4].body.object(),
+            json!({"c": "é"}).as_object().cloned()
+        );
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl Inference {
     }
 
     /// Adds a JSON record; keys not seen before become columns, missing in earlier records.
-    pub fn add_object(&mut self, object: &Map<String, Json>) {
+    pub fn add_object<'a>(&mut self, object: impl IntoIterator<Item = (&'a String, &'a Json)>) {
         let mut seen = vec![false; self.columns.len()];
         for (key, value) in object {
             let i = match self.keys.get(key) {
