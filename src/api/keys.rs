@@ -188,7 +188,7 @@ pub async fn revoke(
         .await
         .map_err(|e| match e {
             // Only admins have a limit (member), so a refusal means an admin or owner key.
-            crate::store::StoreError::Conflict(_) => ApiError::new(
+            crate::store::StoreError::Refused(crate::model::Refusal::KeyOutranks(_)) => ApiError::new(
                 ErrorCode::Forbidden,
                 format!(
                     "{} key can revoke only member and viewer keys",

@@ -23,8 +23,10 @@ use crate::model::{Role, TableSchema};
 pub enum StoreError {
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("{0}")]
-    Conflict(String),
+    /// The model refused the change (the import, table or workspace is not in a state that
+    /// allows it).
+    #[error(transparent)]
+    Refused(#[from] crate::model::Refusal),
     /// The request is well-formed but refers to something unusable (e.g. a bad table name).
     #[error("{0}")]
     Invalid(String),
@@ -204,13 +206,10 @@ pub trait Store: Send + Sync + 'static {
     /// batch. Returns the import as it is after the request.
     async fn request_cancel(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
 
-    /// Starts rolling back a finished import. Refused (`Conflict`, naming it) when a later
+    /// Starts rolling back a finished import. Refused (naming it) when a later
     /// import that is not rolled back changed any of the same rows; a rolled-back import is
     /// answered as it is.
     async fn request_rollback(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
-    /// Forgets a finished import (record, row errors, events, undo journal; its rows stay);
-    /// returns the keys of its stored sources.
-    async fn delete_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Vec<String>>;
     /// Drops the undo journals and row errors of imports whose rollback window has ended: the
     /// deadline they ended with, or `retention` after they ended, whichever is sooner (so a
     /// lowered retention reaches imports that ended before it); returns how many were pruned.
@@ -294,7 +293,7 @@ pub trait Store: Send + Sync + 'static {
     async fn search_imports(&self, workspace_id: Uuid, q: &ImportSearch)
     -> StoreResult<SearchPage>;
     /// Queues an import that waited (status `new`) for sources sent in parts, now complete:
-    /// `sizes` are its inputs' final sizes in bytes, in position order. `Conflict` when the
+    /// `sizes` are its inputs' final sizes in bytes, in position order. Refused when the
     /// import is no longer new.
     async fn start_import(
         &self,
@@ -302,17 +301,19 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         sizes: &[u64],
     ) -> StoreResult<ImportRecord>;
-    /// Forgets an import that is new or has ended (`Conflict` while it runs); with
-    /// `remove_rows`, first deletes from its tables the rows it last wrote (`_intake_import`
-    /// equal to its number).
+    /// Forgets an import that has ended (or, as `which` allows, that waits for its sources):
+    /// its record, row errors, events, undo journal and a replace's undo copy; refused while
+    /// it runs. With `remove_rows`, first deletes from its tables the rows it last wrote
+    /// (`_intake_import` equal to its number); else its rows stay.
     async fn purge_import(
         &self,
         workspace: &Workspace,
         id: Uuid,
+        which: crate::model::Forget,
         remove_rows: bool,
     ) -> StoreResult<PurgedImport>;
     /// Sets the step of an import still `new` (waiting for its source), or, with `failure`,
-    /// ends it `failed` with that reason (its source could not be fetched). `Conflict` when
+    /// ends it `failed` with that reason (its source could not be fetched). Refused when
     /// the import is no longer new.
     async fn set_new_import_step(
         &self,

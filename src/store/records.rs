@@ -194,6 +194,15 @@ pub struct ImportRecord {
 }
 
 impl ImportRecord {
+    /// What its life-cycle decisions read.
+    pub fn lifecycle(&self) -> crate::model::Lifecycle {
+        crate::model::Lifecycle {
+            status: self.status,
+            dry_run: self.dry_run,
+            rollback_until: self.rollback_until,
+        }
+    }
+
     /// Whether some of its rejected rows were counted but not stored: the download of its
     /// rejected rows is then not all of them.
     pub fn errors_truncated(&self) -> bool {

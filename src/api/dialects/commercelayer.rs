@@ -22,7 +22,7 @@ use super::{
 };
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorCode};
-use crate::model::{ImportStatus, Role, Source};
+use crate::model::{Forget, ImportStatus, Refusal, Role, Source};
 use crate::store::{
     Condition, EventRecord, FieldKind, FilterOp, FilterValue, ImportField, ImportFilter,
     ImportLabels, ImportRecord, ImportSearch, KeyRecord, SortKey, SortSpec, StoreError,
@@ -1715,8 +1715,12 @@ async fn update(
     if interrupt {
         current = match state.store.request_cancel(ws.id, current.id).await {
             Ok(i) => i,
-            Err(StoreError::Conflict(m)) => {
-                return Err(ClError::invalid("_interrupt", "cannot be interrupted", m));
+            Err(StoreError::Refused(r @ Refusal::NotCancellable(_))) => {
+                return Err(ClError::invalid(
+                    "_interrupt",
+                    "cannot be interrupted",
+                    r.to_string(),
+                ));
             }
             Err(e) => return Err(e.into()),
         };
@@ -1739,10 +1743,15 @@ async fn destroy(
             "the import is pending (waiting for its file); interrupt it first",
         ));
     }
-    let purged = match state.store.purge_import(&ws, import.id, false).await {
+    let purged = match state
+        .store
+        .purge_import(&ws, import.id, Forget::EndedOrWaiting, false)
+        .await
+    {
         Ok(p) => p,
         Err(StoreError::NotFound(_)) => return Err(ClError::not_found()),
-        Err(StoreError::Conflict(m)) => return Err(locked(m)),
+        // Commerce Layer locks an import while it runs; other refusals answer as usual.
+        Err(StoreError::Refused(r @ Refusal::Running(..))) => return Err(locked(r.to_string())),
         Err(e) => return Err(e.into()),
     };
     for key in &purged.blob_keys {

@@ -8,7 +8,10 @@ use uuid::Uuid;
 use super::tables::{IMPORT_COLUMN, stored_schema, undo_table, workspace_slug};
 use super::values::{Params, qualified, quote};
 use super::{CLAIMS_LOCK, EVENTS_LOCK, StoreError, StoreResult, lock_workspace, ms, now};
-use crate::model::{Counts, ImportStatus, Mode, OnError, RowError, RowErrorCode, Source, Step};
+use crate::model::{
+    CancelAction, Counts, ImportStatus, Mode, OnError, Refusal, RollbackAction, RowError, RowErrorCode,
+    Source, Step,
+};
 use crate::store::*;
 
 const IMPORT_COLUMNS: &str = "id, workspace_id, number, status, step, source, mode, on_error, \
@@ -619,20 +622,15 @@ pub(super) fn request_cancel(
     id: Uuid,
 ) -> StoreResult<ImportRecord> {
     let import = get_locked(tx, workspace_id, id)?;
-    match import.status {
-        ImportStatus::New | ImportStatus::Queued => {
+    match import.lifecycle().cancel()? {
+        CancelAction::CancelNow => {
             set_terminal(tx, &import, ImportStatus::Cancelled, None)?;
         }
-        ImportStatus::Processing => {
+        CancelAction::AskWorker => {
             tx.execute(
                 "UPDATE intake_imports SET cancel_requested = true, updated_at = $2 WHERE id = $1",
                 &[&id, &now()],
             )?;
-        }
-        s => {
-            return Err(StoreError::Conflict(format!(
-                "the import is {s} and can no longer be cancelled"
-            )));
         }
     }
     get(tx, workspace_id, id)
@@ -1054,42 +1052,15 @@ pub(super) fn request_rollback(
     id: Uuid,
 ) -> StoreResult<ImportRecord> {
     let import = get_locked(tx, workspace_id, id)?;
-    match import.status {
-        ImportStatus::RolledBack | ImportStatus::RollingBack => return Ok(import),
-        ImportStatus::New | ImportStatus::Queued | ImportStatus::Processing => {
-            return Err(StoreError::Conflict(format!(
-                "the import is {} and cannot be rolled back until it ends; cancel it first",
-                import.status
-            )));
-        }
-        ImportStatus::Unsupported => {
-            return Err(StoreError::Conflict(
-                "the import wrote nothing (its source was unsupported)".into(),
-            ));
-        }
-        _ => {}
-    }
-    if import.dry_run {
-        return Err(StoreError::Conflict(
-            "a dry run wrote nothing to roll back".into(),
-        ));
-    }
-    match import.rollback_until {
-        Some(until) if until > now() => {}
-        _ => {
-            return Err(StoreError::Conflict(
-                "this import can no longer be rolled back: its undo journal was pruned".into(),
-            ));
-        }
+    if import.lifecycle().rollback(now())? == RollbackAction::AsItIs {
+        return Ok(import);
     }
     let conflict = match later_conflict(tx, &import)? {
         Some(c) => Some(c),
         None => live_conflict(tx, &import)?,
     };
     if let Some((later, number)) = conflict {
-        return Err(StoreError::Conflict(format!(
-            "import {later} (number {number}) changed rows this import wrote; roll it back first"
-        )));
+        return Err(Refusal::RollbackBlocked { later, number }.into());
     }
     tx.execute(
         "UPDATE intake_imports SET status = 'rolling_back', step = 'rolling_back',
@@ -1120,33 +1091,6 @@ pub(super) fn undo_tables(
         }
     }
     Ok(out)
-}
-
-pub(super) fn delete(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-) -> StoreResult<Vec<String>> {
-    let import = get_locked(tx, workspace_id, id)?;
-    if !import.status.is_terminal() {
-        return Err(StoreError::Conflict(format!(
-            "the import is {}; only a finished import can be deleted",
-            import.status
-        )));
-    }
-    for t in undo_tables(tx, &import)? {
-        tx.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?;
-    }
-    tx.execute(
-        "DELETE FROM intake_idempotency WHERE import_id = $1",
-        &[&id],
-    )?;
-    tx.execute("DELETE FROM intake_imports WHERE id = $1", &[&id])?;
-    Ok(import
-        .tables
-        .into_iter()
-        .filter_map(|t| t.blob_key)
-        .collect())
 }
 
 pub(super) fn prune(

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::tables::IMPORT_COLUMN;
 use super::values::{qualified, quote};
 use super::{StoreError, StoreResult, imports, now};
-use crate::model::{ImportStatus, Step};
+use crate::model::{Forget, ImportStatus, Step};
 use crate::store::{ImportLabels, ImportRecord, PurgedImport, Workspace};
 
 pub(super) fn start(
@@ -18,12 +18,7 @@ pub(super) fn start(
     sizes: &[u64],
 ) -> StoreResult<ImportRecord> {
     let import = imports::get_locked(tx, workspace_id, id)?;
-    if import.status != ImportStatus::New {
-        return Err(StoreError::Conflict(format!(
-            "the import is {} and no longer waits for its sources",
-            import.status
-        )));
-    }
+    import.lifecycle().expect_waiting()?;
     if sizes.len() != import.tables.len() {
         return Err(StoreError::Invalid(format!(
             "the import has {} inputs, not {}",
@@ -58,18 +53,13 @@ pub(super) fn purge(
     tx: &mut Transaction<'_>,
     ws: &Workspace,
     id: Uuid,
+    which: Forget,
     remove_rows: bool,
 ) -> StoreResult<PurgedImport> {
     let import = imports::get_locked(tx, ws.id, id)?;
-    if !(import.status.is_terminal() || import.status == ImportStatus::New) {
-        return Err(StoreError::Conflict(format!(
-            "the import is {} and cannot be deleted until it ends",
-            import.status
-        )));
-    }
+    import.lifecycle().forget(which)?;
     let mut rows_deleted = 0u64;
-    // A dry run wrote nothing: rows carrying its number belong to another import.
-    if remove_rows && !import.dry_run {
+    if remove_rows && import.lifecycle().wrote_rows() {
         let mut done: Vec<&str> = Vec::new();
         for table in &import.tables {
             if done.contains(&table.table.as_str()) {
@@ -94,7 +84,7 @@ pub(super) fn purge(
             )?;
         }
     }
-    // A replace's undo copy goes with the import, as with the native delete.
+    // A replace's undo copy goes with the import.
     for t in imports::undo_tables(tx, &import)? {
         tx.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?;
     }
@@ -143,12 +133,7 @@ pub(super) fn set_new_step(
     failure: Option<&str>,
 ) -> StoreResult<()> {
     let import = imports::get_locked(tx, workspace_id, id)?;
-    if import.status != ImportStatus::New {
-        return Err(StoreError::Conflict(format!(
-            "the import is {} and no longer waits for its source",
-            import.status
-        )));
-    }
+    import.lifecycle().expect_waiting()?;
     let Some(why) = failure else {
         tx.execute(
             "UPDATE intake_imports SET step = $2, updated_at = $3 WHERE id = $1",
@@ -185,12 +170,7 @@ pub(super) fn set_input_source(
     options: &serde_json::Value,
 ) -> StoreResult<()> {
     let import = imports::get_locked(tx, workspace_id, id)?;
-    if import.status != ImportStatus::New {
-        return Err(StoreError::Conflict(format!(
-            "the import is {} and no longer waits for its file",
-            import.status
-        )));
-    }
+    import.lifecycle().expect_waiting()?;
     tx.execute(
         "UPDATE intake_import_tables SET format = $3, options = $4
          WHERE import_id = $1 AND position = $2",

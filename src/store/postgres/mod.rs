@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{Role, Step, TableSchema};
+use crate::model::{Forget, Refusal, Role, Step, TableSchema};
 use pool::Pool;
 
 const MIGRATIONS: &[&str] = &[
@@ -350,9 +350,7 @@ fn insert_workspace(tx: &mut Transaction<'_>, slug: &str, name: &str) -> StoreRe
     };
     let taken = tx.query_opt("SELECT 1 FROM intake_workspaces WHERE slug = $1", &[&slug])?;
     if taken.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "workspace {slug:?} already exists"
-        )));
+        return Err(Refusal::WorkspaceExists(slug.to_owned()).into());
     }
     tx.execute(
         "INSERT INTO intake_workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
@@ -360,7 +358,7 @@ fn insert_workspace(tx: &mut Transaction<'_>, slug: &str, name: &str) -> StoreRe
     )
     .map_err(|e| match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
-            StoreError::Conflict(format!("workspace {slug:?} already exists"))
+            Refusal::WorkspaceExists(slug.to_owned()).into()
         }
         _ => e.into(),
     })?;
@@ -388,10 +386,11 @@ fn delete_workspace(tx: &mut Transaction<'_>, id: Uuid) -> StoreResult<Vec<Strin
     )?;
     if let Some(row) = busy {
         let import: Uuid = row.try_get(0)?;
-        return Err(StoreError::Conflict(format!(
-            "workspace {:?} has an import in progress ({import}): cancel it or let it finish first",
-            ws.slug
-        )));
+        return Err(Refusal::WorkspaceBusy {
+            slug: ws.slug,
+            import: import.to_string(),
+        }
+        .into());
     }
     let blobs = tx
         .query(
@@ -571,10 +570,7 @@ impl Store for PgStore {
                 .ok_or(StoreError::NotFound("key"))?;
             let key = key_from_row(&row)?;
             if key.role > max_role {
-                return Err(StoreError::Conflict(format!(
-                    "a {} key cannot be revoked with this key",
-                    key.role.as_str()
-                )));
+                return Err(Refusal::KeyOutranks(key.role).into());
             }
             if key.revoked_at.is_some() {
                 return Ok(key);
@@ -827,13 +823,8 @@ impl Store for PgStore {
             .await
     }
 
-    async fn delete_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Vec<String>> {
-        self.write(move |tx| imports::delete(tx, workspace_id, id))
-            .await
-    }
-
     async fn prune(&self, now: OffsetDateTime, retention: std::time::Duration) -> StoreResult<u64> {
-        let ended_before = now - retention;
+        let ended_before = crate::model::lifecycle::prune_before(now, retention);
         self.write(move |tx| imports::prune(tx, now, ended_before))
             .await
     }
@@ -908,10 +899,11 @@ impl Store for PgStore {
         &self,
         workspace: &Workspace,
         id: Uuid,
+        which: Forget,
         remove_rows: bool,
     ) -> StoreResult<PurgedImport> {
         let ws = workspace.clone();
-        self.write(move |tx| lifecycle::purge(tx, &ws, id, remove_rows))
+        self.write(move |tx| lifecycle::purge(tx, &ws, id, which, remove_rows))
             .await
     }
 

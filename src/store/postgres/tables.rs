@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::values::{cell_to_json, declared_type, qualified, quote, read_expr};
 use super::{StoreError, StoreResult, now};
-use crate::model::{ColumnSpec, ColumnType, TableSchema};
+use crate::model::{ColumnSpec, ColumnType, Refusal, TableSchema};
 use crate::store::{RecordsPage, TableRecord, Workspace};
 
 /// The column holding the number of the import that last wrote each row.
@@ -173,9 +173,7 @@ pub(super) fn create(
         &[&ws.id, &name],
     )?;
     if taken.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "table {name:?} already exists"
-        )));
+        return Err(Refusal::TableExists(name.to_owned()).into());
     }
     let created_at = now();
     let schema_json = serde_json::to_value(schema)
@@ -188,7 +186,7 @@ pub(super) fn create(
     )
     .map_err(|e| {
         if unique_violation(&e) {
-            StoreError::Conflict(format!("table {name:?} already exists"))
+            Refusal::TableExists(name.to_owned()).into()
         } else {
             e.into()
         }
@@ -207,7 +205,10 @@ pub(super) fn create(
     // A leftover table of the same name (created outside Intake) is an error, not adopted.
     tx.batch_execute(&create_sql(&ws.slug, name, schema, false))
         .map_err(|e| {
-            StoreError::Conflict(format!("cannot create table {name:?}: {}", db_message(&e)))
+            StoreError::from(Refusal::TableLeftOver {
+                name: name.to_owned(),
+                why: db_message(&e),
+            })
         })?;
     Ok(TableRecord {
         schema: schema.clone(),
@@ -367,9 +368,11 @@ pub(super) fn delete(tx: &mut Transaction<'_>, ws: &Workspace, name: &str) -> St
     )?;
     if let Some(row) = busy {
         let id: Uuid = row.try_get(0)?;
-        return Err(StoreError::Conflict(format!(
-            "table {name:?} is in use by import {id}, which has not finished"
-        )));
+        return Err(Refusal::TableInUse {
+            name: name.to_owned(),
+            import: id.to_string(),
+        }
+        .into());
     }
     tx.execute(
         "DELETE FROM intake_tables WHERE workspace_id = $1 AND name = $2",

@@ -6,7 +6,10 @@ use uuid::Uuid;
 
 use super::values::{parse_ts, parse_ts_opt, ts};
 use super::{StoreError, StoreResult, now, parse_uuid};
-use crate::model::{Counts, ImportStatus, Mode, OnError, RowError, RowErrorCode, Source, Step};
+use crate::model::{
+    CancelAction, Counts, ImportStatus, Mode, OnError, Refusal, RollbackAction, RowError, RowErrorCode,
+    Source, Step,
+};
 use crate::store::*;
 
 const IMPORT_COLUMNS: &str = "id, workspace_id, number, status, step, source, mode, on_error, \
@@ -544,20 +547,15 @@ pub(super) fn request_cancel(
     id: Uuid,
 ) -> StoreResult<ImportRecord> {
     let import = get(tx, workspace_id, id)?;
-    match import.status {
-        ImportStatus::New | ImportStatus::Queued => {
+    match import.lifecycle().cancel()? {
+        CancelAction::CancelNow => {
             set_terminal(tx, &import, ImportStatus::Cancelled, None)?;
         }
-        ImportStatus::Processing => {
+        CancelAction::AskWorker => {
             tx.execute(
                 "UPDATE intake_imports SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
                 params![id.to_string(), ts(now())],
             )?;
-        }
-        s => {
-            return Err(StoreError::Conflict(format!(
-                "the import is {s} and can no longer be cancelled"
-            )));
         }
     }
     get(tx, workspace_id, id)
@@ -966,38 +964,11 @@ pub(super) fn request_rollback(
     id: Uuid,
 ) -> StoreResult<ImportRecord> {
     let import = get(tx, workspace_id, id)?;
-    match import.status {
-        ImportStatus::RolledBack | ImportStatus::RollingBack => return Ok(import),
-        ImportStatus::New | ImportStatus::Queued | ImportStatus::Processing => {
-            return Err(StoreError::Conflict(format!(
-                "the import is {} and cannot be rolled back until it ends; cancel it first",
-                import.status
-            )));
-        }
-        ImportStatus::Unsupported => {
-            return Err(StoreError::Conflict(
-                "the import wrote nothing (its source was unsupported)".into(),
-            ));
-        }
-        _ => {}
-    }
-    if import.dry_run {
-        return Err(StoreError::Conflict(
-            "a dry run wrote nothing to roll back".into(),
-        ));
-    }
-    match import.rollback_until {
-        Some(until) if until > now() => {}
-        _ => {
-            return Err(StoreError::Conflict(
-                "this import can no longer be rolled back: its undo journal was pruned".into(),
-            ));
-        }
+    if import.lifecycle().rollback(now())? == RollbackAction::AsItIs {
+        return Ok(import);
     }
     if let Some((later, number)) = later_conflict(tx, &import)?.or(live_conflict(tx, &import)?) {
-        return Err(StoreError::Conflict(format!(
-            "import {later} (number {number}) changed rows this import wrote; roll it back first"
-        )));
+        return Err(Refusal::RollbackBlocked { later, number }.into());
     }
     tx.execute(
         "UPDATE intake_imports SET status = 'rolling_back', step = 'rolling_back',
@@ -1033,32 +1004,6 @@ pub(super) fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult
         out.extend(exists);
     }
     Ok(out)
-}
-
-pub(super) fn delete(tx: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResult<Vec<String>> {
-    let import = get(tx, workspace_id, id)?;
-    if !import.status.is_terminal() {
-        return Err(StoreError::Conflict(format!(
-            "the import is {}; only a finished import can be deleted",
-            import.status
-        )));
-    }
-    for t in undo_tables(tx, &import)? {
-        tx.execute_batch(&format!(
-            "DROP TABLE IF EXISTS {}",
-            super::values::quote(&t)
-        ))?;
-    }
-    tx.execute(
-        "DELETE FROM intake_idempotency WHERE import_id = ?1",
-        [id.to_string()],
-    )?;
-    tx.execute("DELETE FROM intake_imports WHERE id = ?1", [id.to_string()])?;
-    Ok(import
-        .tables
-        .into_iter()
-        .filter_map(|t| t.blob_key)
-        .collect())
 }
 
 pub(super) fn prune(

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::tables::{IMPORT_COLUMN, physical_name};
 use super::values::{quote, ts};
 use super::{StoreError, StoreResult, imports, now};
-use crate::model::{ImportStatus, Step};
+use crate::model::{Forget, ImportStatus, Step};
 use crate::store::{ImportLabels, ImportRecord, PurgedImport, Workspace};
 
 pub(super) fn start(
@@ -18,12 +18,7 @@ pub(super) fn start(
     sizes: &[u64],
 ) -> StoreResult<ImportRecord> {
     let import = imports::get(tx, workspace_id, id)?;
-    if import.status != ImportStatus::New {
-        return Err(StoreError::Conflict(format!(
-            "the import is {} and no longer waits for its sources",
-            import.status
-        )));
-    }
+    import.lifecycle().expect_waiting()?;
     if sizes.len() != import.tables.len() {
         return Err(StoreError::Invalid(format!(
             "the import has {} inputs, not {}",
@@ -59,18 +54,13 @@ pub(super) fn purge(
     tx: &Connection,
     ws: &Workspace,
     id: Uuid,
+    which: Forget,
     remove_rows: bool,
 ) -> StoreResult<PurgedImport> {
     let import = imports::get(tx, ws.id, id)?;
-    if !(import.status.is_terminal() || import.status == ImportStatus::New) {
-        return Err(StoreError::Conflict(format!(
-            "the import is {} and cannot be deleted until it ends",
-            import.status
-        )));
-    }
+    import.lifecycle().forget(which)?;
     let mut rows_deleted = 0u64;
-    // A dry run wrote nothing: rows carrying its number belong to another import.
-    if remove_rows && !import.dry_run {
+    if remove_rows && import.lifecycle().wrote_rows() {
         let mut done: Vec<&str> = Vec::new();
         for table in &import.tables {
             if done.contains(&table.table.as_str()) {
@@ -98,7 +88,7 @@ pub(super) fn purge(
             )? as u64;
         }
     }
-    // A replace's undo copy goes with the import, as with the native delete.
+    // A replace's undo copy goes with the import.
     for t in imports::undo_tables(tx, &import)? {
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&t)))?;
     }
@@ -153,12 +143,7 @@ pub(super) fn set_new_step(
     failure: Option<&str>,
 ) -> StoreResult<()> {
     let import = imports::get(tx, workspace_id, id)?;
-    if import.status != ImportStatus::New {
-        return Err(StoreError::Conflict(format!(
-            "the import is {} and no longer waits for its source",
-            import.status
-        )));
-    }
+    import.lifecycle().expect_waiting()?;
     let at = ts(now());
     let Some(why) = failure else {
         tx.execute(
@@ -196,12 +181,7 @@ pub(super) fn set_input_source(
     options: &serde_json::Value,
 ) -> StoreResult<()> {
     let import = imports::get(tx, workspace_id, id)?;
-    if import.status != ImportStatus::New {
-        return Err(StoreError::Conflict(format!(
-            "the import is {} and no longer waits for its file",
-            import.status
-        )));
-    }
+    import.lifecycle().expect_waiting()?;
     tx.execute(
         "UPDATE intake_import_tables SET format = ?3, options = ?4 WHERE import_id = ?1 AND position = ?2",
         params![id.to_string(), position, format, options.to_string()],

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{Role, Step, TableSchema};
+use crate::model::{Forget, Refusal, Role, Step, TableSchema};
 use checkpointer::Checkpointer;
 use reserve::Reserve;
 use values::{parse_ts, parse_ts_opt, ts};
@@ -281,7 +281,7 @@ fn insert_workspace(tx: &Connection, slug: &str, name: &str) -> StoreResult<Work
     )
     .map_err(|e| match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => {
-            StoreError::Conflict(format!("workspace {slug:?} already exists"))
+            Refusal::WorkspaceExists(slug.to_owned()).into()
         }
         _ => e.into(),
     })?;
@@ -307,10 +307,11 @@ fn delete_workspace(tx: &Connection, id: Uuid) -> StoreResult<Vec<String>> {
         )
         .optional()?;
     if let Some(import) = busy {
-        return Err(StoreError::Conflict(format!(
-            "workspace {:?} has an import in progress ({import}): cancel it or let it finish first",
-            ws.slug
-        )));
+        return Err(Refusal::WorkspaceBusy {
+            slug: ws.slug,
+            import: import.to_string(),
+        }
+        .into());
     }
     let blobs: Vec<String> = {
         let mut stmt = tx.prepare(
@@ -479,10 +480,7 @@ impl Store for SqliteStore {
                 .optional()?
                 .ok_or(StoreError::NotFound("key"))?;
             if key.role > max_role {
-                return Err(StoreError::Conflict(format!(
-                    "a {} key cannot be revoked with this key",
-                    key.role.as_str()
-                )));
+                return Err(Refusal::KeyOutranks(key.role).into());
             }
             if key.revoked_at.is_some() {
                 return Ok(key);
@@ -733,13 +731,8 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Vec<String>> {
-        self.write(move |tx| imports::delete(tx, workspace_id, id))
-            .await
-    }
-
     async fn prune(&self, now: OffsetDateTime, retention: std::time::Duration) -> StoreResult<u64> {
-        let ended_before = now - retention;
+        let ended_before = crate::model::lifecycle::prune_before(now, retention);
         self.write(move |tx| imports::prune(tx, now, ended_before))
             .await
     }
@@ -816,10 +809,11 @@ impl Store for SqliteStore {
         &self,
         workspace: &Workspace,
         id: Uuid,
+        which: Forget,
         remove_rows: bool,
     ) -> StoreResult<PurgedImport> {
         let ws = workspace.clone();
-        self.write(move |tx| lifecycle::purge(tx, &ws, id, remove_rows))
+        self.write(move |tx| lifecycle::purge(tx, &ws, id, which, remove_rows))
             .await
     }
 

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::values::{cell_to_json, declared_type, parse_ts, quote, ts};
 use super::{StoreError, StoreResult, now};
-use crate::model::{ColumnSpec, TableSchema};
+use crate::model::{ColumnSpec, Refusal, TableSchema};
 use crate::store::{RecordsPage, TableRecord, Workspace};
 
 /// The column holding the number of the import that last wrote each row.
@@ -77,9 +77,7 @@ pub(super) fn create(
         )
         .optional()?;
     if exists.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "table {name:?} already exists"
-        )));
+        return Err(Refusal::TableExists(name.to_owned()).into());
     }
     let physical = physical_name(ws, name);
     // The time as stored (milliseconds), so the answer to create matches later reads.
@@ -92,7 +90,10 @@ pub(super) fn create(
     )?;
     // A leftover table of the same name (created outside Intake) is an error, not adopted.
     tx.execute_batch(&create_sql(&physical, schema))
-        .map_err(|e| StoreError::Conflict(format!("cannot create table {name:?}: {e}")))?;
+        .map_err(|e| StoreError::from(Refusal::TableLeftOver {
+            name: name.to_owned(),
+            why: e.to_string(),
+        }))?;
     Ok(TableRecord {
         schema: schema.clone(),
         physical_name: physical,
@@ -218,9 +219,11 @@ pub(super) fn delete(tx: &Connection, ws: &Workspace, name: &str) -> StoreResult
         )
         .optional()?;
     if let Some(id) = busy {
-        return Err(StoreError::Conflict(format!(
-            "table {name:?} is in use by import {id}, which has not finished"
-        )));
+        return Err(Refusal::TableInUse {
+            name: name.to_owned(),
+            import: id.to_string(),
+        }
+        .into());
     }
     tx.execute(
         "DELETE FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
