@@ -204,7 +204,10 @@ mod tests {
             ended(ImportStatus::Queued).cancel(),
             Ok(CancelAction::CancelNow)
         );
-        assert_eq!(ended(ImportStatus::New).cancel(), Ok(CancelAction::CancelNow));
+        assert_eq!(
+            ended(ImportStatus::New).cancel(),
+            Ok(CancelAction::CancelNow)
+        );
         assert_eq!(
             ended(ImportStatus::Processing).cancel(),
             Ok(CancelAction::AskWorker)

@@ -50,6 +50,42 @@ pub enum FieldKind {
 }
 
 impl ImportField {
+    /// The SQL expression of the field over `intake_imports i`, the same on both backends
+    /// (PostgreSQL compares `id` as text: see its search).
+    pub(crate) fn sql(self) -> &'static str {
+        use ImportField::*;
+        match self {
+            Id => "i.id",
+            Number => "i.number",
+            Status => "i.status",
+            Table => {
+                "(SELECT t.table_name FROM intake_import_tables t \
+                 WHERE t.import_id = i.id AND t.position = 0)"
+            }
+            Format => {
+                "(SELECT t.format FROM intake_import_tables t \
+                 WHERE t.import_id = i.id AND t.position = 0)"
+            }
+            Platform => "i.platform",
+            Reference => "i.reference",
+            ReferenceOrigin => "i.reference_origin",
+            CreatedAt => "i.created_at",
+            UpdatedAt => "i.updated_at",
+            StartedAt => "i.started_at",
+            CompletedAt => "i.completed_at",
+            StoppedAt => {
+                "(CASE i.status WHEN 'cancelled' THEN i.cancelled_at \
+                 WHEN 'rolled_back' THEN i.rolled_back_at \
+                 WHEN 'failed' THEN i.completed_at WHEN 'unsupported' THEN i.completed_at END)"
+            }
+            Inputs => "i.inputs",
+            Processed => "i.processed",
+            Invalid => "i.invalid",
+            Warnings => "i.warnings",
+            Destroyed => "i.destroyed",
+        }
+    }
+
     /// How the field's values compare.
     pub fn kind(self) -> FieldKind {
         use ImportField::*;

@@ -186,7 +186,7 @@ pub(super) fn create(
     )
     .map_err(|e| {
         if unique_violation(&e) {
-            Refusal::TableExists(name.to_owned()).into()
+            StoreError::from(Refusal::TableExists(name.to_owned()))
         } else {
             e.into()
         }

@@ -14,37 +14,7 @@ use crate::store::{
 
 /// The SQL expression of a field over `intake_imports i`.
 fn expr(field: ImportField) -> &'static str {
-    use ImportField::*;
-    match field {
-        Id => "i.id",
-        Number => "i.number",
-        Status => "i.status",
-        Table => {
-            "(SELECT t.table_name FROM intake_import_tables t \
-             WHERE t.import_id = i.id AND t.position = 0)"
-        }
-        Format => {
-            "(SELECT t.format FROM intake_import_tables t \
-             WHERE t.import_id = i.id AND t.position = 0)"
-        }
-        Platform => "i.platform",
-        Reference => "i.reference",
-        ReferenceOrigin => "i.reference_origin",
-        CreatedAt => "i.created_at",
-        UpdatedAt => "i.updated_at",
-        StartedAt => "i.started_at",
-        CompletedAt => "i.completed_at",
-        StoppedAt => {
-            "(CASE i.status WHEN 'cancelled' THEN i.cancelled_at \
-             WHEN 'rolled_back' THEN i.rolled_back_at \
-             WHEN 'failed' THEN i.completed_at WHEN 'unsupported' THEN i.completed_at END)"
-        }
-        Inputs => "i.inputs",
-        Processed => "i.processed",
-        Invalid => "i.invalid",
-        Warnings => "i.warnings",
-        Destroyed => "i.destroyed",
-    }
+    field.sql()
 }
 
 /// The expression a field sorts by: nullable fields with nulls replaced by a value below

@@ -90,10 +90,12 @@ pub(super) fn create(
     )?;
     // A leftover table of the same name (created outside Intake) is an error, not adopted.
     tx.execute_batch(&create_sql(&physical, schema))
-        .map_err(|e| StoreError::from(Refusal::TableLeftOver {
-            name: name.to_owned(),
-            why: e.to_string(),
-        }))?;
+        .map_err(|e| {
+            StoreError::from(Refusal::TableLeftOver {
+                name: name.to_owned(),
+                why: e.to_string(),
+            })
+        })?;
     Ok(TableRecord {
         schema: schema.clone(),
         physical_name: physical,
@@ -288,4 +290,9 @@ pub(super) fn read_records(
         rows: out,
         next: if more { last } else { None },
     })
+}
+
+/// The table a replace keeps the previous rows in, to roll back.
+pub fn undo_table(table: &str, number: i64) -> String {
+    format!("{table}__undo_{number}")
 }
