@@ -161,12 +161,6 @@ impl Lifecycle {
         }
     }
 
-    /// Whether deleting the rows the import wrote can find any: a dry run wrote none, and
-    /// rows carrying its number belong to another import.
-    pub fn wrote_rows(&self) -> bool {
-        !self.dry_run
-    }
-
     /// Decides a change that only an import waiting for its sources accepts (starting it,
     /// recording a source, its download's step).
     pub fn expect_waiting(&self) -> Result<(), Refusal> {

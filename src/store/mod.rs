@@ -2,6 +2,7 @@
 //! and the batch writer that loads rows into user tables. The only place that writes SQL.
 
 mod adapter;
+mod columns;
 mod lifecycle;
 pub mod postgres;
 mod records;

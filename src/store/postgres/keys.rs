@@ -32,7 +32,7 @@ fn key_from_row(r: &::postgres::Row) -> StoreResult<KeyRecord> {
     })
 }
 
-const KEY_COLUMNS: &str = "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at, expires_at, tables";
+use crate::store::columns::KEY_COLUMNS;
 
 pub(super) fn insert_workspace(
     tx: &mut Transaction<'_>,
@@ -139,18 +139,7 @@ pub(super) fn insert_key(
             &crate::store::scope_text(&key.tables),
         ],
     )?;
-    Ok(KeyRecord {
-        id: key.id,
-        workspace_id,
-        name: key.name.clone(),
-        role: key.role,
-        prefix: key.prefix.clone(),
-        created_at,
-        last_used_at: None,
-        revoked_at: None,
-        expires_at: key.expires_at,
-        tables: key.tables.clone(),
-    })
+    Ok(key.record(workspace_id, created_at))
 }
 
 /// Creates the default workspace and its owner key when there is no workspace yet.

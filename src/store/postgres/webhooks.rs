@@ -17,7 +17,7 @@ fn webhook_from_row(r: &Row) -> StoreResult<WebhookRecord> {
     })
 }
 
-const WEBHOOK_COLUMNS: &str = "id, url, events, secret, description, created_at";
+use crate::store::columns::WEBHOOK_COLUMNS;
 
 pub(super) fn create(
     tx: &mut Transaction<'_>,

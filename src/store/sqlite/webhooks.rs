@@ -18,7 +18,7 @@ fn webhook_from_row(r: &Row<'_>) -> rusqlite::Result<WebhookRecord> {
     })
 }
 
-const WEBHOOK_COLUMNS: &str = "id, url, events, secret, description, created_at";
+use crate::store::columns::WEBHOOK_COLUMNS;
 
 pub(super) fn create(
     tx: &Connection,

@@ -80,6 +80,17 @@ impl IntoResponse for ClError {
     }
 }
 
+/// 423: the import is pending or running.
+pub(super) fn locked(detail: impl Into<String>) -> ClError {
+    ClError::new(
+        StatusCode::LOCKED,
+        "LOCKED",
+        "Locked",
+        detail,
+        json!({ "parameter": "id" }),
+    )
+}
+
 impl From<ApiError> for ClError {
     fn from(e: ApiError) -> ClError {
         let status = e.code.status();
@@ -94,7 +105,19 @@ impl From<ApiError> for ClError {
                     json!({}),
                 );
             }
-            ErrorCode::Validation | ErrorCode::Conflict => ("VALIDATION_ERROR", "is invalid"),
+            // Commerce Layer locks an import while it runs (423); its other refusals are
+            // validation errors of the request.
+            ErrorCode::ImportRunning => return locked(e.message),
+            ErrorCode::Validation
+            | ErrorCode::Conflict
+            | ErrorCode::ImportNotCancellable
+            | ErrorCode::ImportNotRollbackable
+            | ErrorCode::RollbackBlocked
+            | ErrorCode::ImportNotWaiting
+            | ErrorCode::TableExists
+            | ErrorCode::TableInUse
+            | ErrorCode::WorkspaceExists
+            | ErrorCode::WorkspaceBusy => ("VALIDATION_ERROR", "is invalid"),
             ErrorCode::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", "Payload too large"),
             ErrorCode::UnsupportedMediaType | ErrorCode::UnsupportedFormat => {
                 ("UNSUPPORTED_MEDIA_TYPE", "Unsupported media type")

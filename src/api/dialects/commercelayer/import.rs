@@ -381,8 +381,6 @@ pub(super) async fn destroy(
     {
         Ok(p) => p,
         Err(StoreError::NotFound(_)) => return Err(ClError::not_found()),
-        // Commerce Layer locks an import while it runs; other refusals answer as usual.
-        Err(StoreError::Refused(r @ Refusal::Running(..))) => return Err(locked(r.to_string())),
         Err(e) => return Err(e.into()),
     };
     for key in &purged.blob_keys {
@@ -391,17 +389,6 @@ pub(super) async fn destroy(
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// 423: the import is pending or running.
-pub(super) fn locked(detail: impl Into<String>) -> ClError {
-    ClError::new(
-        StatusCode::LOCKED,
-        "LOCKED",
-        "Locked",
-        detail,
-        json!({ "parameter": "id" }),
-    )
 }
 
 /// An Intake event as a Commerce Layer event resource.

@@ -340,13 +340,7 @@ pub(crate) fn start(
 ) -> StoreResult<ImportRecord> {
     let import = get_locked(tx, workspace_id, id)?;
     import.lifecycle().expect_waiting()?;
-    if sizes.len() != import.tables.len() {
-        return Err(StoreError::Invalid(format!(
-            "the import has {} inputs, not {}",
-            import.tables.len(),
-            sizes.len()
-        )));
-    }
+    import.check_sizes(sizes)?;
     for (table, size) in import.tables.iter().zip(sizes) {
         tx.execute(
             "UPDATE intake_import_tables SET status = 'queued', file_size = $3, bytes_total = $3
@@ -380,30 +374,28 @@ pub(crate) fn purge(
     let import = get_locked(tx, ws.id, id)?;
     import.lifecycle().forget(which)?;
     let mut rows_deleted = 0u64;
-    if remove_rows && import.lifecycle().wrote_rows() {
-        let mut done: Vec<&str> = Vec::new();
-        for table in &import.tables {
-            if done.contains(&table.table.as_str()) {
-                continue;
-            }
-            done.push(&table.table);
-            // A table dropped since has no rows left to delete.
-            let exists = tx.query_opt(
-                "SELECT 1 FROM intake_tables WHERE workspace_id = $1 AND name = $2",
-                &[&ws.id, &table.table],
-            )?;
-            if exists.is_none() {
-                continue;
-            }
-            rows_deleted += tx.execute(
-                &format!(
-                    "DELETE FROM {} WHERE {} = $1",
-                    qualified(&ws.slug, &table.table),
-                    quote(IMPORT_COLUMN)
-                ),
-                &[&import.number],
-            )?;
+    let tables = if remove_rows {
+        import.tables_written()
+    } else {
+        Vec::new()
+    };
+    for table in tables {
+        // A table dropped since has no rows left to delete.
+        let exists = tx.query_opt(
+            "SELECT 1 FROM intake_tables WHERE workspace_id = $1 AND name = $2",
+            &[&ws.id, &table],
+        )?;
+        if exists.is_none() {
+            continue;
         }
+        rows_deleted += tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE {} = $1",
+                qualified(&ws.slug, table),
+                quote(IMPORT_COLUMN)
+            ),
+            &[&import.number],
+        )?;
     }
     // A replace's undo copy goes with the import.
     for t in undo_tables(tx, &import)? {
@@ -417,11 +409,7 @@ pub(crate) fn purge(
     tx.execute("DELETE FROM intake_imports WHERE id = $1", &[&id])?;
     Ok(PurgedImport {
         rows_deleted,
-        blob_keys: import
-            .tables
-            .iter()
-            .filter_map(|t| t.blob_key.clone())
-            .collect(),
+        blob_keys: import.blob_keys(),
     })
 }
 
@@ -432,12 +420,7 @@ pub(crate) fn relabel(
     labels: &ImportLabels,
 ) -> StoreResult<ImportRecord> {
     let import = get_locked(tx, workspace_id, id)?;
-    let reference = labels.reference.clone().unwrap_or(import.reference);
-    let origin = labels
-        .reference_origin
-        .clone()
-        .unwrap_or(import.reference_origin);
-    let metadata = labels.metadata.clone().unwrap_or(import.metadata);
+    let (reference, origin, metadata) = import.relabelled(labels);
     tx.execute(
         "UPDATE intake_imports SET reference = $2, reference_origin = $3, metadata = $4,
          updated_at = $5 WHERE id = $1",

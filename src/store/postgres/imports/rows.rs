@@ -11,16 +11,7 @@ use super::super::{StoreError, StoreResult, ms};
 use crate::model::{Counts, ImportStatus, Mode, OnError, RowError, RowErrorCode, Source, Step};
 use crate::store::*;
 
-pub(crate) const IMPORT_COLUMNS: &str = "id, workspace_id, number, status, step, source, mode, on_error, \
-    max_errors, dry_run, cleanup_records, reference, reference_origin, metadata, note, platform, \
-    error, bytes_total, bytes_read, inputs, processed, created, updated, unchanged, invalid, \
-    destroyed, warnings, cancel_requested, created_at, started_at, completed_at, cancelled_at, \
-    rolled_back_at, updated_at, rollback_until, errors_stored";
-
-pub(crate) const TABLE_COLUMNS: &str = "position, table_name, status, format, options, blob_key, file_name, \
-    file_size, header, bytes_total, bytes_read, checkpoint_offset, checkpoint_line, \
-    checkpoint_record, inputs, processed, created, updated, unchanged, invalid, destroyed, \
-    warnings, error, started_at, completed_at";
+pub(crate) use crate::store::columns::{IMPORT_COLUMNS, TABLE_COLUMNS};
 
 pub(crate) fn count(r: &Row, i: usize) -> StoreResult<u64> {
     Ok(r.try_get::<_, i64>(i)?.max(0) as u64)

@@ -351,13 +351,7 @@ pub(crate) fn start(
 ) -> StoreResult<ImportRecord> {
     let import = get(tx, workspace_id, id)?;
     import.lifecycle().expect_waiting()?;
-    if sizes.len() != import.tables.len() {
-        return Err(StoreError::Invalid(format!(
-            "the import has {} inputs, not {}",
-            import.tables.len(),
-            sizes.len()
-        )));
-    }
+    import.check_sizes(sizes)?;
     let at = ts(now());
     for (table, size) in import.tables.iter().zip(sizes) {
         tx.execute(
@@ -392,33 +386,31 @@ pub(crate) fn purge(
     let import = get(tx, ws.id, id)?;
     import.lifecycle().forget(which)?;
     let mut rows_deleted = 0u64;
-    if remove_rows && import.lifecycle().wrote_rows() {
-        let mut done: Vec<&str> = Vec::new();
-        for table in &import.tables {
-            if done.contains(&table.table.as_str()) {
-                continue;
-            }
-            done.push(&table.table);
-            // A table dropped since has no rows left to delete.
-            let exists: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
-                    params![ws.id.to_string(), table.table],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if exists.is_none() {
-                continue;
-            }
-            rows_deleted += tx.execute(
-                &format!(
-                    "DELETE FROM {} WHERE {} = ?1",
-                    quote(&physical_name(ws, &table.table)),
-                    quote(IMPORT_COLUMN)
-                ),
-                [import.number],
-            )? as u64;
+    let tables = if remove_rows {
+        import.tables_written()
+    } else {
+        Vec::new()
+    };
+    for table in tables {
+        // A table dropped since has no rows left to delete.
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
+                params![ws.id.to_string(), table],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            continue;
         }
+        rows_deleted += tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE {} = ?1",
+                quote(&physical_name(ws, table)),
+                quote(IMPORT_COLUMN)
+            ),
+            [import.number],
+        )? as u64;
     }
     // A replace's undo copy goes with the import.
     for t in undo_tables(tx, &import)? {
@@ -432,11 +424,7 @@ pub(crate) fn purge(
     tx.execute("DELETE FROM intake_imports WHERE id = ?1", [id.to_string()])?;
     Ok(PurgedImport {
         rows_deleted,
-        blob_keys: import
-            .tables
-            .iter()
-            .filter_map(|t| t.blob_key.clone())
-            .collect(),
+        blob_keys: import.blob_keys(),
     })
 }
 
@@ -447,12 +435,7 @@ pub(crate) fn relabel(
     labels: &ImportLabels,
 ) -> StoreResult<ImportRecord> {
     let import = get(tx, workspace_id, id)?;
-    let reference = labels.reference.clone().unwrap_or(import.reference);
-    let origin = labels
-        .reference_origin
-        .clone()
-        .unwrap_or(import.reference_origin);
-    let metadata = labels.metadata.clone().unwrap_or(import.metadata);
+    let (reference, origin, metadata) = import.relabelled(labels);
     tx.execute(
         "UPDATE intake_imports SET reference = ?2, reference_origin = ?3, metadata = ?4,
          updated_at = ?5 WHERE id = ?1",
