@@ -227,3 +227,84 @@ pub struct SearchPage {
     /// How many imports match the filters and `after` (whatever `offset` and `limit`).
     pub total: u64,
 }
+
+/// The full order of a search: the requested keys, then `number` as the tie-breaker.
+pub(crate) fn effective_order(sort: &[SortSpec]) -> Vec<SortSpec> {
+    let mut keys = sort.to_vec();
+    let descending = sort.last().is_none_or(|s| s.descending);
+    keys.push(SortSpec {
+        key: SortKey::Field(ImportField::Number),
+        descending,
+    });
+    keys
+}
+
+/// A condition tree as SQL: each filter as `filter` writes it, an empty `All` and `Any` as
+/// the backend's `truth` literals (true, false).
+pub(crate) fn condition_sql(
+    c: &Condition,
+    truth: (&str, &str),
+    filter: &mut dyn FnMut(&ImportFilter) -> String,
+) -> String {
+    let (parts, joiner, empty) = match c {
+        Condition::Filter(f) => return filter(f),
+        Condition::All(cs) => (cs, " AND ", truth.0),
+        Condition::Any(cs) => (cs, " OR ", truth.1),
+    };
+    if parts.is_empty() {
+        return empty.to_owned();
+    }
+    let sql: Vec<String> = parts
+        .iter()
+        .map(|c| condition_sql(c, truth, filter))
+        .collect();
+    format!("({})", sql.join(joiner))
+}
+
+/// Writes the placeholder of one keyset value of a field (binding the value).
+pub(crate) type BindKey<'a> =
+    dyn FnMut(ImportField, &Option<FilterValue>) -> super::StoreResult<String> + 'a;
+
+/// The keyset condition "after this position in this order", as ` AND (...)`: each key as
+/// `key` writes it, each value as `bind` writes it (a placeholder the backend binds, called
+/// in the order the placeholders appear).
+pub(crate) fn after_sql(
+    order: &[SortSpec],
+    after: &[Option<FilterValue>],
+    key: &dyn Fn(ImportField) -> String,
+    bind: &mut BindKey<'_>,
+) -> super::StoreResult<String> {
+    use super::StoreError;
+    if after.len() != order.len() {
+        return Err(StoreError::Invalid(format!(
+            "a keyset position needs {} values, not {}",
+            order.len(),
+            after.len()
+        )));
+    }
+    let mut fields = Vec::with_capacity(order.len());
+    for spec in order {
+        match spec.key {
+            SortKey::Field(f) => fields.push(f),
+            SortKey::Ranked { .. } => {
+                return Err(StoreError::Invalid(
+                    "a keyset position cannot follow a ranked order".into(),
+                ));
+            }
+        }
+    }
+    // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ..., each comparison in its key's direction.
+    let mut alternatives = Vec::with_capacity(order.len());
+    for i in 0..order.len() {
+        let mut terms = Vec::with_capacity(i + 1);
+        for j in 0..i {
+            let v = bind(fields[j], &after[j])?;
+            terms.push(format!("{} = {v}", key(fields[j])));
+        }
+        let cmp = if order[i].descending { "<" } else { ">" };
+        let v = bind(fields[i], &after[i])?;
+        terms.push(format!("{} {cmp} {v}", key(fields[i])));
+        alternatives.push(format!("({})", terms.join(" AND ")));
+    }
+    Ok(format!(" AND ({})", alternatives.join(" OR ")))
+}
