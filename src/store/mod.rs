@@ -3,6 +3,7 @@
 
 mod adapter;
 mod columns;
+mod ddl;
 mod lifecycle;
 pub mod postgres;
 mod records;

@@ -234,9 +234,7 @@ pub(super) fn revoke_key(
         )?
         .ok_or(StoreError::NotFound("key"))?;
     let key = key_from_row(&row)?;
-    if key.role > max_role {
-        return Err(Refusal::KeyOutranks(key.role).into());
-    }
+    key.role.revoke_within(max_role)?;
     if key.revoked_at.is_some() {
         return Ok(key);
     }

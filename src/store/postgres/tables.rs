@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::values::{cell_to_json, declared_type, qualified, quote, read_expr};
 use super::{StoreError, StoreResult, now};
 use crate::model::{ColumnSpec, ColumnType, Refusal, TableSchema};
+use crate::store::ddl::column_defs;
 use crate::store::{RecordsPage, TableRecord, Workspace};
 
 /// The column holding the number of the import that last wrote each row.
@@ -109,30 +110,11 @@ pub fn order_expr(schema: &TableSchema) -> String {
 /// The statements creating a table of a schema: the table, and the index reads page by
 /// when that is not the key.
 pub fn create_sql(slug: &str, name: &str, schema: &TableSchema, unlogged: bool) -> String {
-    let mut cols: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| {
-            let mut def = format!("{} {}", quote(c.name.as_str()), declared_type(c));
-            if c.required {
-                def.push_str(" NOT NULL");
-            }
-            if c.unique && !(schema.primary_key.len() == 1 && schema.primary_key[0] == c.name) {
-                def.push_str(" UNIQUE");
-            }
-            def
-        })
-        .collect();
-    cols.push(format!("{} bigint NOT NULL", quote(IMPORT_COLUMN)));
-    cols.push(format!("{} bigint NOT NULL", quote(ROW_COLUMN)));
-    if !schema.primary_key.is_empty() {
-        let key: Vec<String> = schema
-            .primary_key
-            .iter()
-            .map(|k| quote(k.as_str()))
-            .collect();
-        cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
-    }
+    let extra = [
+        format!("{} bigint NOT NULL", quote(IMPORT_COLUMN)),
+        format!("{} bigint NOT NULL", quote(ROW_COLUMN)),
+    ];
+    let cols = column_defs(schema, declared_type, &extra);
     let table = qualified(slug, name);
     let mut sql = format!(
         "CREATE {}TABLE {table} (\n  {}\n);",

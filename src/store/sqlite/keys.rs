@@ -207,9 +207,7 @@ pub(super) fn revoke_key(
         )
         .optional()?
         .ok_or(StoreError::NotFound("key"))?;
-    if key.role > max_role {
-        return Err(Refusal::KeyOutranks(key.role).into());
-    }
+    key.role.revoke_within(max_role)?;
     if key.revoked_at.is_some() {
         return Ok(key);
     }

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::values::{cell_to_json, declared_type, parse_ts, quote, ts};
 use super::{StoreError, StoreResult, now};
 use crate::model::{ColumnSpec, Refusal, TableSchema};
+use crate::store::ddl::column_defs;
 use crate::store::{RecordsPage, TableRecord, Workspace};
 
 /// The column holding the number of the import that last wrote each row.
@@ -33,29 +34,8 @@ pub fn physical_name_in(slug: &str, table: &str) -> String {
 
 /// The `CREATE TABLE` statement of a schema under a given physical name.
 pub fn create_sql(name: &str, schema: &TableSchema) -> String {
-    let mut cols: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| {
-            let mut def = format!("{} {}", quote(c.name.as_str()), declared_type(c.ty));
-            if c.required {
-                def.push_str(" NOT NULL");
-            }
-            if c.unique && !(schema.primary_key.len() == 1 && schema.primary_key[0] == c.name) {
-                def.push_str(" UNIQUE");
-            }
-            def
-        })
-        .collect();
-    cols.push(format!("{} INTEGER NOT NULL", quote(IMPORT_COLUMN)));
-    if !schema.primary_key.is_empty() {
-        let key: Vec<String> = schema
-            .primary_key
-            .iter()
-            .map(|k| quote(k.as_str()))
-            .collect();
-        cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
-    }
+    let import = format!("{} INTEGER NOT NULL", quote(IMPORT_COLUMN));
+    let cols = column_defs(schema, |c| declared_type(c.ty).to_owned(), &[import]);
     format!(
         "CREATE TABLE {} (\n  {}\n)",
         quote(name),

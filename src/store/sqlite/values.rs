@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::model::{ColumnType, Value};
+pub use crate::store::ddl::quote;
 pub use crate::store::text::{date_text, datetime_text, ts};
 
 /// Parses a timestamp written by [`ts`].
@@ -130,9 +131,4 @@ pub fn journal_to_row(text: &str) -> Vec<SqlValue> {
             }
         })
         .collect()
-}
-
-/// Quotes an identifier that has already been validated (double quotes doubled anyway).
-pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
