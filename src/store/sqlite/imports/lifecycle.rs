@@ -7,8 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::super::tables::{IMPORT_COLUMN, physical_name};
-use super::super::values::quote;
-use super::super::values::ts;
+use super::super::values::{quote, ts};
 use super::super::{StoreError, StoreResult, now, parse_uuid};
 use super::events::*;
 use super::queue::*;
