@@ -1535,14 +1535,14 @@ async fn invalid_schemas_are_422_with_a_message_naming_the_problem() {
 }
 
 #[tokio::test]
-async fn creating_a_table_twice_is_409_conflict() {
+async fn creating_a_table_twice_is_409_table_exists() {
     let s = TestServer::start().await;
     s.create_table(people_schema("orders")).await;
     let (status, body) = send(s.post("/v1/tables").json(&people_schema("orders"))).await;
     assert_eq!(status, 409);
     assert_eq!(
         body,
-        error_body("conflict", "table \"orders\" already exists")
+        error_body("table_exists", "table \"orders\" already exists")
     );
     s.stop().await;
 }
@@ -2352,4 +2352,87 @@ async fn connections_past_the_cap_per_address_are_closed_at_once() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+// Refusals: each answers 409 with a code of its own, the same on both backends.
+
+#[tokio::test]
+async fn creating_a_workspace_whose_slug_is_taken_is_409_workspace_exists() {
+    const ADMIN: &str = "instance_admin_key_0123456789";
+    let s = TestServer::start_with(|c| c.api.admin_key = Some(ADMIN.into())).await;
+    let create = || {
+        s.req_as(ADMIN, Method::POST, "/admin/workspaces")
+            .json(&json!({"slug": "acme", "name": "Acme"}))
+    };
+    let (status, body) = send(create()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = send(create()).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body,
+        error_body("workspace_exists", "workspace \"acme\" already exists")
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_workspace_with_a_queued_import_is_409_workspace_busy() {
+    const ADMIN: &str = "instance_admin_key_0123456789";
+    let s = TestServer::start_with(|c| {
+        c.api.admin_key = Some(ADMIN.into());
+        c.engine.workers = 0;
+    })
+    .await;
+    let (status, made) = send(
+        s.req_as(ADMIN, Method::POST, "/admin/workspaces")
+            .json(&json!({"slug": "acme", "name": "Acme"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let owner = made["owner_key"].as_str().unwrap().to_owned();
+    let (status, body) = send(
+        s.req_as(&owner, Method::POST, "/v1/tables")
+            .json(&people_schema("orders")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, queued) = import_csv_as(&s, &owner, "orders", "id,name\n1,Ann\n").await;
+    assert_eq!(status, 202, "{queued}");
+    let id = queued["id"].as_str().unwrap();
+    let (status, body) = send(s.req_as(ADMIN, Method::DELETE, "/admin/workspaces/acme")).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body,
+        error_body(
+            "workspace_busy",
+            &format!(
+                "workspace \"acme\" has an import in progress ({id}): cancel it or let it finish first"
+            )
+        )
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_table_a_queued_import_writes_to_is_409_table_in_use() {
+    let s = TestServer::start_with(|c| c.engine.workers = 0).await;
+    s.create_table(people_schema("orders")).await;
+    let (status, queued) = send(
+        s.post("/v1/imports?table=orders")
+            .header("Content-Type", "text/csv")
+            .body("id,name\n1,Ann\n"),
+    )
+    .await;
+    assert_eq!(status, 202, "{queued}");
+    let id = queued["id"].as_str().unwrap();
+    let (status, body) = send(s.delete("/v1/tables/orders")).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body,
+        error_body(
+            "table_in_use",
+            &format!("table \"orders\" is in use by import {id}, which has not finished")
+        )
+    );
+    s.stop().await;
 }

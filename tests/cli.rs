@@ -280,7 +280,10 @@ async fn imports_list_show_errors_cancel_and_rollback() {
     assert_eq!(cancel.code, 1, "{cancel:?}");
     assert!(cancel.stderr.starts_with("error: "), "{cancel:?}");
     assert!(
-        cancel.stderr.trim_end().ends_with("(conflict)"),
+        cancel
+            .stderr
+            .trim_end()
+            .ends_with("(import_not_cancellable)"),
         "{cancel:?}"
     );
 
@@ -396,7 +399,7 @@ async fn tables_infer_output_creates_a_table_the_file_then_loads_into() {
     assert!(create.stdout.contains("sign_ups_2024"), "{create:?}");
     let again = run(&s, &["tables", "create", "--schema", path_str(&schema)]).await;
     assert_eq!(again.code, 1, "{again:?}");
-    assert!(again.stderr.contains("(conflict)"), "{again:?}");
+    assert!(again.stderr.contains("(table_exists)"), "{again:?}");
 
     let load = run(
         &s,

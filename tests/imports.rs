@@ -2358,7 +2358,7 @@ async fn a_running_import_cancelled_keeps_the_rows_it_wrote() {
 }
 
 #[tokio::test]
-async fn cancelling_a_finished_import_is_a_conflict() {
+async fn cancelling_a_finished_import_is_refused_as_not_cancellable() {
     let s = TestServer::start().await;
     s.create_table(people("people")).await;
     let done = import(&s, "table=people", "text/csv", "id,name\n1,A\n").await;
@@ -2366,7 +2366,7 @@ async fn cancelling_a_finished_import_is_a_conflict() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(
         body,
-        json!({"error": {"code": "conflict", "message": "the import is complete and can no longer be cancelled"}})
+        json!({"error": {"code": "import_not_cancellable", "message": "the import is complete and can no longer be cancelled"}})
     );
 }
 

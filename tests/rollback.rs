@@ -142,7 +142,7 @@ async fn a_rollback_is_refused_while_a_later_import_that_changed_the_same_rows_s
     let second = load(&s, "table=people&mode=upsert", "id,name\n2,Robert\n").await;
     let (status, body) = roll_back(&s, &id_of(&first)).await;
     assert_eq!(status, 409, "{body}");
-    assert_eq!(body["error"]["code"], "conflict");
+    assert_eq!(body["error"]["code"], "rollback_blocked");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains(&id_of(&second)), "{message}");
     assert!(
@@ -183,8 +183,8 @@ async fn rollback_is_idempotent_and_refused_for_what_wrote_nothing() {
     let (status, body) = roll_back(&s, &id_of(&dry)).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(
-        body["error"]["message"],
-        "a dry run wrote nothing to roll back"
+        body,
+        json!({"error": {"code": "import_not_rollbackable", "message": "a dry run wrote nothing to roll back"}})
     );
     s.stop().await;
 }
@@ -202,8 +202,8 @@ async fn only_admins_roll_back_and_a_running_import_cannot_be_rolled_back() {
     let (status, body) = send(s.post(&path)).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(
-        body["error"]["message"],
-        "the import is queued and cannot be rolled back until it ends; cancel it first"
+        body,
+        json!({"error": {"code": "import_running", "message": "the import is queued and cannot be rolled back until it ends; cancel it first"}})
     );
     s.stop().await;
 }
@@ -254,6 +254,10 @@ async fn an_unfinished_import_cannot_be_deleted() {
     let (_, queued) = s.upload("table=people", "text/csv", BASE).await;
     let (status, body) = send(s.delete(&format!("/v1/imports/{}", id_of(&queued)))).await;
     assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body,
+        json!({"error": {"code": "import_running", "message": "the import is queued and cannot be deleted until it ends; cancel it first"}})
+    );
     s.stop().await;
 }
 
@@ -284,6 +288,10 @@ async fn past_the_retention_period_errors_and_undo_are_pruned_and_rollback_is_re
     assert!(import["rollback_available_until"].is_null());
     let (status, body) = roll_back(&s, &id_of(&first)).await;
     assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body,
+        json!({"error": {"code": "import_not_rollbackable", "message": "this import can no longer be rolled back: its undo journal was pruned"}})
+    );
     s.stop().await;
 }
 

@@ -188,3 +188,21 @@ async fn inference_treats_the_given_null_values_as_missing() {
     assert_eq!(body["columns"][1]["required"], false, "{body}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn starting_an_import_twice_is_409_import_not_waiting() {
+    let s = TestServer::start_with(|c| c.engine.workers = 0).await;
+    s.create_table(people()).await;
+    let id = create_waiting(&s).await;
+    let (status, body) = send(put(&s, &id).body(csv(5))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(s.post(&format!("/v1/imports/{id}/start"))).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = send(s.post(&format!("/v1/imports/{id}/start"))).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body,
+        json!({"error": {"code": "import_not_waiting", "message": "the import is queued and no longer waits for its sources"}})
+    );
+    s.stop().await;
+}

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::model::Refusal;
 use crate::store::StoreError;
 
 /// Every error code the API answers with, and its status.
@@ -17,7 +18,27 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    /// A request that conflicts with the state of what it names (e.g. an upload to a
+    /// finished import), where no finer code says more.
     Conflict,
+    /// Cancelling an import that has ended.
+    ImportNotCancellable,
+    /// Rolling back or deleting an import that has not ended.
+    ImportRunning,
+    /// Rolling back an import that wrote nothing or whose undo journal was pruned.
+    ImportNotRollbackable,
+    /// Rolling back an import whose rows a later import changed.
+    RollbackBlocked,
+    /// Starting, or sending a source to, an import that no longer waits for one.
+    ImportNotWaiting,
+    /// Creating a table whose name is taken.
+    TableExists,
+    /// Deleting a table an unfinished import writes to.
+    TableInUse,
+    /// Creating a workspace whose slug is taken.
+    WorkspaceExists,
+    /// Deleting a workspace while one of its imports runs.
+    WorkspaceBusy,
     PayloadTooLarge,
     UnsupportedMediaType,
     UnsupportedFormat,
@@ -48,6 +69,15 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::ImportNotCancellable => "import_not_cancellable",
+            ErrorCode::ImportRunning => "import_running",
+            ErrorCode::ImportNotRollbackable => "import_not_rollbackable",
+            ErrorCode::RollbackBlocked => "rollback_blocked",
+            ErrorCode::ImportNotWaiting => "import_not_waiting",
+            ErrorCode::TableExists => "table_exists",
+            ErrorCode::TableInUse => "table_in_use",
+            ErrorCode::WorkspaceExists => "workspace_exists",
+            ErrorCode::WorkspaceBusy => "workspace_busy",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::UnsupportedFormat => "unsupported_format",
@@ -61,6 +91,52 @@ impl ErrorCode {
         }
     }
 
+    /// Every code, in documentation order.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidJson,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::ImportNotCancellable,
+        ErrorCode::ImportRunning,
+        ErrorCode::ImportNotRollbackable,
+        ErrorCode::RollbackBlocked,
+        ErrorCode::ImportNotWaiting,
+        ErrorCode::TableExists,
+        ErrorCode::TableInUse,
+        ErrorCode::WorkspaceExists,
+        ErrorCode::WorkspaceBusy,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::UnsupportedFormat,
+        ErrorCode::Validation,
+        ErrorCode::EmptyFile,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::Internal,
+        ErrorCode::DatabaseUnavailable,
+        ErrorCode::StorageFull,
+        ErrorCode::RateLimited,
+    ];
+
+    /// The code a refusal of the model is answered with.
+    pub fn of_refusal(refusal: &Refusal) -> ErrorCode {
+        match refusal {
+            Refusal::NotCancellable(_) => ErrorCode::ImportNotCancellable,
+            Refusal::Running(..) => ErrorCode::ImportRunning,
+            Refusal::NotRollbackable(_) => ErrorCode::ImportNotRollbackable,
+            Refusal::RollbackBlocked { .. } => ErrorCode::RollbackBlocked,
+            Refusal::NotWaiting(_) => ErrorCode::ImportNotWaiting,
+            Refusal::WorkspaceExists(_) => ErrorCode::WorkspaceExists,
+            Refusal::WorkspaceBusy { .. } => ErrorCode::WorkspaceBusy,
+            Refusal::KeyOutranks(_) => ErrorCode::Forbidden,
+            Refusal::TableExists(_) | Refusal::TableLeftOver { .. } => ErrorCode::TableExists,
+            Refusal::TableInUse { .. } => ErrorCode::TableInUse,
+        }
+    }
+
     /// The HTTP status the code is answered with.
     pub fn status(self) -> StatusCode {
         match self {
@@ -69,7 +145,16 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict
+            | ErrorCode::ImportNotCancellable
+            | ErrorCode::ImportRunning
+            | ErrorCode::ImportNotRollbackable
+            | ErrorCode::RollbackBlocked
+            | ErrorCode::ImportNotWaiting
+            | ErrorCode::TableExists
+            | ErrorCode::TableInUse
+            | ErrorCode::WorkspaceExists
+            | ErrorCode::WorkspaceBusy => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType | ErrorCode::UnsupportedFormat => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -203,7 +288,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
-            StoreError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
+            StoreError::Refused(r) => ApiError::from(r),
             StoreError::Invalid(m) => ApiError::validation(m),
             e @ StoreError::Unavailable(_) => ApiError::unavailable(e),
             e @ StoreError::StorageFull(_) => ApiError::storage_full("the change", e),
@@ -212,6 +297,12 @@ impl From<StoreError> for ApiError {
             | StoreError::Replay
             | StoreError::Database(_)) => ApiError::internal(e),
         }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        ApiError::new(ErrorCode::of_refusal(&r), r.to_string())
     }
 }
 
@@ -252,4 +343,18 @@ pub async fn wrong_method() -> ApiError {
 /// Answers 404 in the error envelope for unknown routes.
 pub async fn no_route() -> ApiError {
     ApiError::not_found("route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_docs_list_every_code_with_its_status() {
+        let docs = include_str!("../../docs/api.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
+            assert!(docs.contains(&row), "docs/api.md lacks the row {row}");
+        }
+    }
 }

@@ -28,7 +28,7 @@ use super::views::{
 use crate::engine::reader::Format;
 use crate::engine::staging::{StageError, Staged, detect, stage, stage_with};
 use crate::engine::workbook::{WorkbookError, WorkbookKind};
-use crate::model::{ImportStatus, Source};
+use crate::model::{Forget, ImportStatus, Source};
 use crate::store::{
     CreateOutcome, ImportQuery, ImportSort, NewIdempotency, NewImport, NewImportInput,
 };
@@ -996,11 +996,11 @@ pub async fn delete(
     auth: Auth<Admin>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let keys = state
+    let purged = state
         .store
-        .delete_import(auth.workspace.id, parse_id(&id)?)
+        .purge_import(&auth.workspace, parse_id(&id)?, Forget::Ended, false)
         .await?;
-    for key in keys {
+    for key in purged.blob_keys {
         if let Err(e) = state.engine.blobs.delete(&key).await {
             tracing::warn!(error = %e, key, "could not delete a deleted import's source");
         }

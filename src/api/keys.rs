@@ -188,13 +188,15 @@ pub async fn revoke(
         .await
         .map_err(|e| match e {
             // Only admins have a limit (member), so a refusal means an admin or owner key.
-            crate::store::StoreError::Conflict(_) => ApiError::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "{} key can revoke only member and viewer keys",
-                    with_article(auth.key.role)
-                ),
-            ),
+            crate::store::StoreError::Refused(crate::model::Refusal::KeyOutranks(_)) => {
+                ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "{} key can revoke only member and viewer keys",
+                        with_article(auth.key.role)
+                    ),
+                )
+            }
             other => other.into(),
         })?;
     Ok(Json(KeyView::of(&key)))

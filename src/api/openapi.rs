@@ -6,10 +6,12 @@ use std::sync::OnceLock;
 
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::error::ErrorCode;
 use super::{admin, health, import_file, imports, keys, schema_infer, stream, tables, webhooks};
 
 /// The body of every error answer.
@@ -22,7 +24,8 @@ pub struct ErrorBody {
 /// (`import_id`, `retry_after`, `received`).
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// One of the codes in docs/api.md (`validation_failed`, `not_found`, …).
+    /// One of the codes in docs/api.md (`validation_failed`, `not_found`, …); the document
+    /// lists them all, from the one table of codes.
     pub code: String,
     pub message: String,
 }
@@ -107,8 +110,8 @@ impl Modify for Security {
     }
 }
 
-/// Gives every operation the error envelope as its `default` answer: any status an
-/// operation does not list is an error with that body.
+/// Gives every operation the error envelope as its `default` answer (any status an
+/// operation does not list is an error with that body), and lists the error codes.
 struct ErrorAnswers;
 
 impl Modify for ErrorAnswers {
@@ -140,6 +143,18 @@ impl Modify for ErrorAnswers {
                     .entry("default".into())
                     .or_insert_with(|| RefOr::T(error.clone()));
             }
+        }
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        let code = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(codes))
+            .description(Some("A stable code; docs/api.md gives each one's status"))
+            .into();
+        if let Some(components) = openapi.components.as_mut()
+            && let Some(RefOr::T(Schema::Object(detail))) =
+                components.schemas.get_mut("ErrorDetail")
+        {
+            detail.properties.insert("code".into(), code);
         }
     }
 }
@@ -205,5 +220,14 @@ mod tests {
             27,
             "a route is documented that the router lacks"
         );
+    }
+
+    #[test]
+    fn the_document_lists_every_error_code() {
+        let doc: serde_json::Value = serde_json::from_str(document()).expect("valid JSON");
+        let listed = &doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"];
+        let expected: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, &serde_json::json!(expected));
+        assert!(expected.contains(&"import_not_cancellable"));
     }
 }

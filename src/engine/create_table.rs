@@ -139,7 +139,7 @@ impl Engine {
             }
             // Created since the import was queued: by this import before a crash, or by
             // another one. The rows go into the table as it is.
-            Err(StoreError::Conflict(why)) => refused = Some(why),
+            Err(StoreError::Refused(why)) => refused = Some(why.to_string()),
             Err(e) => return Err(e),
         }
         match self.store.get_table(workspace, &table.table).await {

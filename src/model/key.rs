@@ -46,6 +46,14 @@ impl Role {
         }
     }
 
+    /// Decides revoking a key of this role by a caller who may revoke keys up to `max`.
+    pub fn revoke_within(self, max: Role) -> Result<(), super::Refusal> {
+        if self > max {
+            return Err(super::Refusal::KeyOutranks(self));
+        }
+        Ok(())
+    }
+
     /// Whether a key of this role may create a key of `other`: owners create any role,
     /// admins create roles below admin, nobody else creates keys.
     pub fn can_grant(self, other: Role) -> bool {

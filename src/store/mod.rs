@@ -1,11 +1,15 @@
 //! Persistence behind one interface: workspaces, keys, tables, imports, row errors, events,
 //! and the batch writer that loads rows into user tables. The only place that writes SQL.
 
+mod adapter;
+mod columns;
+mod ddl;
 mod lifecycle;
 pub mod postgres;
 mod records;
 mod search;
 pub mod sqlite;
+mod text;
 
 use std::sync::Arc;
 
@@ -23,8 +27,10 @@ use crate::model::{Role, TableSchema};
 pub enum StoreError {
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("{0}")]
-    Conflict(String),
+    /// The model refused the change (the import, table or workspace is not in a state that
+    /// allows it).
+    #[error(transparent)]
+    Refused(#[from] crate::model::Refusal),
     /// The request is well-formed but refers to something unusable (e.g. a bad table name).
     #[error("{0}")]
     Invalid(String),
@@ -74,9 +80,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The store, shared by the API and the engine.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Everything Intake keeps in its database.
+/// The role traits of a store, each a concern of its own; [`Store`] is all of them.
+/// Workspaces and their keys.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Keys: Send + Sync + 'static {
     /// Creates the default workspace and its owner key when the database has no workspace;
     /// returns the workspace created, if any.
     async fn bootstrap(&self, owner_key: &NewKey) -> StoreResult<Option<Workspace>>;
@@ -90,7 +97,6 @@ pub trait Store: Send + Sync + 'static {
     /// (conflict) while one of its imports is queued, running or rolling back. Returns the
     /// blob keys of its imports' sources, for the caller to delete.
     async fn delete_workspace(&self, id: Uuid) -> StoreResult<Vec<String>>;
-
     /// Stores a new key.
     async fn create_key(&self, workspace_id: Uuid, key: &NewKey) -> StoreResult<KeyRecord>;
     /// Finds a live (not revoked) key by its hash and records its use.
@@ -104,7 +110,11 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         max_role: Role,
     ) -> StoreResult<KeyRecord>;
+}
 
+/// Workspaces' tables: their definitions, the real tables, and their rows.
+#[async_trait]
+pub trait Tables: Send + Sync + 'static {
     /// Creates a table: its definition and the real table in the database.
     async fn create_table(
         &self,
@@ -133,7 +143,11 @@ pub trait Store: Send + Sync + 'static {
         after: Option<i64>,
         limit: u32,
     ) -> StoreResult<RecordsPage>;
+}
 
+/// Imports as users see them: creating, reading and listing them, their row errors and events, and the life-cycle changes users ask for.
+#[async_trait]
+pub trait Imports: Send + Sync + 'static {
     /// Creates an import with its inputs; with an idempotency key, either stores the key with
     /// the import or returns what the key was first used for.
     async fn create_import(&self, new: &NewImport) -> StoreResult<CreateOutcome>;
@@ -147,6 +161,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
     /// A filtered, sorted page of imports.
     async fn list_imports(&self, workspace_id: Uuid, q: &ImportQuery) -> StoreResult<ImportPage>;
+    /// Imports of a workspace matching typed filters, in a typed order, a page at a time,
+    /// with how many match (the compatibility dialects' richer lists).
+    async fn search_imports(&self, workspace_id: Uuid, q: &ImportSearch)
+    -> StoreResult<SearchPage>;
     /// A page of an import's stored row errors, in source order.
     async fn list_row_errors(
         &self,
@@ -177,6 +195,80 @@ pub trait Store: Send + Sync + 'static {
         after: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<EventRecord>>;
+    /// Appends a lifecycle event to an import.
+    async fn append_event(
+        &self,
+        workspace_id: Uuid,
+        import_id: Uuid,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> StoreResult<()>;
+    /// Asks an import to stop: a queued one is cancelled at once, a processing one at its next
+    /// batch. Returns the import as it is after the request.
+    async fn request_cancel(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
+    /// Starts rolling back a finished import. Refused (naming it) when a later
+    /// import that is not rolled back changed any of the same rows; a rolled-back import is
+    /// answered as it is.
+    async fn request_rollback(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
+    /// Forgets an import that has ended (or, as `which` allows, that waits for its sources):
+    /// its record, row errors, events, undo journal and a replace's undo copy; refused while
+    /// it runs. With `remove_rows`, first deletes from its tables the rows it last wrote
+    /// (`_intake_import` equal to its number); else its rows stay.
+    async fn purge_import(
+        &self,
+        workspace: &Workspace,
+        id: Uuid,
+        which: crate::model::Forget,
+        remove_rows: bool,
+    ) -> StoreResult<PurgedImport>;
+    /// Drops the undo journals and row errors of imports whose rollback window has ended: the
+    /// deadline they ended with, or `retention` after they ended, whichever is sooner (so a
+    /// lowered retention reaches imports that ended before it); returns how many were pruned.
+    async fn prune(
+        &self,
+        now: time::OffsetDateTime,
+        retention: std::time::Duration,
+    ) -> StoreResult<u64>;
+    /// Queues an import that waited (status `new`) for sources sent in parts, now complete:
+    /// `sizes` are its inputs' final sizes in bytes, in position order. Refused when the
+    /// import is no longer new.
+    async fn start_import(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        sizes: &[u64],
+    ) -> StoreResult<ImportRecord>;
+    /// Sets the step of an import still `new` (waiting for its source), or, with `failure`,
+    /// ends it `failed` with that reason (its source could not be fetched). Refused when
+    /// the import is no longer new.
+    async fn set_new_import_step(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        step: crate::model::Step,
+        failure: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Records how to read the source of a `new` import's input, once its file arrived.
+    async fn set_input_source(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        position: u32,
+        format: &str,
+        options: &serde_json::Value,
+    ) -> StoreResult<()>;
+    /// Changes an import's reference, reference origin or metadata.
+    async fn relabel_import(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        labels: &ImportLabels,
+    ) -> StoreResult<ImportRecord>;
+}
+
+/// Webhooks and their deliveries.
+#[async_trait]
+pub trait Webhooks: Send + Sync + 'static {
     /// Registers a webhook.
     async fn create_webhook(
         &self,
@@ -200,26 +292,11 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_deliveries(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>>;
     /// Records one attempt of a delivery.
     async fn record_delivery(&self, id: i64, outcome: &DeliveryOutcome) -> StoreResult<()>;
-    /// Asks an import to stop: a queued one is cancelled at once, a processing one at its next
-    /// batch. Returns the import as it is after the request.
-    async fn request_cancel(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
+}
 
-    /// Starts rolling back a finished import. Refused (`Conflict`, naming it) when a later
-    /// import that is not rolled back changed any of the same rows; a rolled-back import is
-    /// answered as it is.
-    async fn request_rollback(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
-    /// Forgets a finished import (record, row errors, events, undo journal; its rows stay);
-    /// returns the keys of its stored sources.
-    async fn delete_import(&self, workspace_id: Uuid, id: Uuid) -> StoreResult<Vec<String>>;
-    /// Drops the undo journals and row errors of imports whose rollback window has ended: the
-    /// deadline they ended with, or `retention` after they ended, whichever is sooner (so a
-    /// lowered retention reaches imports that ended before it); returns how many were pruned.
-    async fn prune(
-        &self,
-        now: time::OffsetDateTime,
-        retention: std::time::Duration,
-    ) -> StoreResult<u64>;
-
+/// The workers' side: claiming imports under a lease and recording their progress.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
     /// Claims the oldest runnable import (queued, or whose lease expired) for `worker`, from
     /// a workspace running fewer than `per_workspace` imports.
     async fn claim_import(
@@ -261,18 +338,15 @@ pub trait Store: Send + Sync + 'static {
         step: crate::model::Step,
         error: Option<&str>,
     ) -> StoreResult<()>;
-    /// Appends a lifecycle event to an import.
-    async fn append_event(
-        &self,
-        workspace_id: Uuid,
-        import_id: Uuid,
-        kind: &str,
-        data: &serde_json::Value,
-    ) -> StoreResult<()>;
-    /// Checks the database answers.
-    async fn ping(&self) -> StoreResult<()>;
     /// How many imports wait for a worker, across workspaces, and since when the oldest.
     async fn queue_stats(&self) -> StoreResult<QueueStats>;
+}
+
+/// The database itself: whether it answers, its connections, and what a restart or a full disk needs.
+#[async_trait]
+pub trait Upkeep: Send + Sync + 'static {
+    /// Checks the database answers.
+    async fn ping(&self) -> StoreResult<()>;
     /// How busy this process's database connections are (without waiting for one).
     fn pool_stats(&self) -> PoolStats;
     /// Frees the disk space the store keeps in reserve (beside an embedded database) so
@@ -288,56 +362,12 @@ pub trait Store: Send + Sync + 'static {
         let _ = node;
         Ok(0)
     }
-
-    /// Imports of a workspace matching typed filters, in a typed order, a page at a time,
-    /// with how many match (the compatibility dialects' richer lists).
-    async fn search_imports(&self, workspace_id: Uuid, q: &ImportSearch)
-    -> StoreResult<SearchPage>;
-    /// Queues an import that waited (status `new`) for sources sent in parts, now complete:
-    /// `sizes` are its inputs' final sizes in bytes, in position order. `Conflict` when the
-    /// import is no longer new.
-    async fn start_import(
-        &self,
-        workspace_id: Uuid,
-        id: Uuid,
-        sizes: &[u64],
-    ) -> StoreResult<ImportRecord>;
-    /// Forgets an import that is new or has ended (`Conflict` while it runs); with
-    /// `remove_rows`, first deletes from its tables the rows it last wrote (`_intake_import`
-    /// equal to its number).
-    async fn purge_import(
-        &self,
-        workspace: &Workspace,
-        id: Uuid,
-        remove_rows: bool,
-    ) -> StoreResult<PurgedImport>;
-    /// Sets the step of an import still `new` (waiting for its source), or, with `failure`,
-    /// ends it `failed` with that reason (its source could not be fetched). `Conflict` when
-    /// the import is no longer new.
-    async fn set_new_import_step(
-        &self,
-        workspace_id: Uuid,
-        id: Uuid,
-        step: crate::model::Step,
-        failure: Option<&str>,
-    ) -> StoreResult<()>;
-    /// Records how to read the source of a `new` import's input, once its file arrived.
-    async fn set_input_source(
-        &self,
-        workspace_id: Uuid,
-        id: Uuid,
-        position: u32,
-        format: &str,
-        options: &serde_json::Value,
-    ) -> StoreResult<()>;
-    /// Changes an import's reference, reference origin or metadata.
-    async fn relabel_import(
-        &self,
-        workspace_id: Uuid,
-        id: Uuid,
-        labels: &ImportLabels,
-    ) -> StoreResult<ImportRecord>;
 }
+
+/// Everything Intake keeps in its database: every role, behind one `Arc<dyn Store>`.
+pub trait Store: Keys + Tables + Imports + Webhooks + Queue + Upkeep {}
+
+impl<T: Keys + Tables + Imports + Webhooks + Queue + Upkeep> Store for T {}
 
 /// Loads batches of one table of one import: rows, counts and checkpoint always commit in one
 /// transaction.
@@ -404,5 +434,5 @@ pub fn write_each<W: BatchWriter + ?Sized>(
 
 /// The text a timestamp sorts by in list cursors (fixed-width RFC 3339, UTC, milliseconds).
 pub fn sort_key(t: time::OffsetDateTime) -> String {
-    sqlite::sort_key(t)
+    text::ts(t)
 }

@@ -33,6 +33,24 @@ pub struct NewKey {
     pub tables: Option<Vec<String>>,
 }
 
+impl NewKey {
+    /// The key as stored in a workspace at `created_at`, never used yet.
+    pub fn record(&self, workspace_id: Uuid, created_at: OffsetDateTime) -> KeyRecord {
+        KeyRecord {
+            id: self.id,
+            workspace_id,
+            name: self.name.clone(),
+            role: self.role,
+            prefix: self.prefix.clone(),
+            created_at,
+            last_used_at: None,
+            revoked_at: None,
+            expires_at: self.expires_at,
+            tables: self.tables.clone(),
+        }
+    }
+}
+
 /// A stored key (never the secret). The API shows it through its own view.
 #[derive(Debug, Clone)]
 pub struct KeyRecord {
@@ -194,6 +212,65 @@ pub struct ImportRecord {
 }
 
 impl ImportRecord {
+    /// The tables whose rows carrying its number are its own, each once: none for a dry run,
+    /// which wrote nothing (rows carrying its number belong to another import).
+    pub fn tables_written(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        if self.dry_run {
+            return out;
+        }
+        for t in &self.tables {
+            if !out.contains(&t.table.as_str()) {
+                out.push(&t.table);
+            }
+        }
+        out
+    }
+
+    /// The keys of its stored sources.
+    pub fn blob_keys(&self) -> Vec<String> {
+        self.tables
+            .iter()
+            .filter_map(|t| t.blob_key.clone())
+            .collect()
+    }
+
+    /// Checks that `sizes` gives one size per input, as starting it needs.
+    pub fn check_sizes(&self, sizes: &[u64]) -> super::StoreResult<()> {
+        if sizes.len() == self.tables.len() {
+            return Ok(());
+        }
+        Err(super::StoreError::Invalid(format!(
+            "the import has {} inputs, not {}",
+            self.tables.len(),
+            sizes.len()
+        )))
+    }
+
+    /// Its reference, reference origin and metadata once `labels` are applied.
+    pub fn relabelled(
+        &self,
+        labels: &super::ImportLabels,
+    ) -> (Option<String>, Option<String>, serde_json::Value) {
+        (
+            labels.reference.clone().unwrap_or(self.reference.clone()),
+            labels
+                .reference_origin
+                .clone()
+                .unwrap_or(self.reference_origin.clone()),
+            labels.metadata.clone().unwrap_or(self.metadata.clone()),
+        )
+    }
+
+    /// What its life-cycle decisions read.
+    pub fn lifecycle(&self) -> crate::model::Lifecycle {
+        crate::model::Lifecycle {
+            status: self.status,
+            dry_run: self.dry_run,
+            rollback_until: self.rollback_until,
+        }
+    }
+
     /// Whether some of its rejected rows were counted but not stored: the download of its
     /// rejected rows is then not all of them.
     pub fn errors_truncated(&self) -> bool {

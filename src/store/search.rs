@@ -50,6 +50,42 @@ pub enum FieldKind {
 }
 
 impl ImportField {
+    /// The SQL expression of the field over `intake_imports i`, the same on both backends
+    /// (PostgreSQL compares `id` as text: see its search).
+    pub(crate) fn sql(self) -> &'static str {
+        use ImportField::*;
+        match self {
+            Id => "i.id",
+            Number => "i.number",
+            Status => "i.status",
+            Table => {
+                "(SELECT t.table_name FROM intake_import_tables t \
+                 WHERE t.import_id = i.id AND t.position = 0)"
+            }
+            Format => {
+                "(SELECT t.format FROM intake_import_tables t \
+                 WHERE t.import_id = i.id AND t.position = 0)"
+            }
+            Platform => "i.platform",
+            Reference => "i.reference",
+            ReferenceOrigin => "i.reference_origin",
+            CreatedAt => "i.created_at",
+            UpdatedAt => "i.updated_at",
+            StartedAt => "i.started_at",
+            CompletedAt => "i.completed_at",
+            StoppedAt => {
+                "(CASE i.status WHEN 'cancelled' THEN i.cancelled_at \
+                 WHEN 'rolled_back' THEN i.rolled_back_at \
+                 WHEN 'failed' THEN i.completed_at WHEN 'unsupported' THEN i.completed_at END)"
+            }
+            Inputs => "i.inputs",
+            Processed => "i.processed",
+            Invalid => "i.invalid",
+            Warnings => "i.warnings",
+            Destroyed => "i.destroyed",
+        }
+    }
+
     /// How the field's values compare.
     pub fn kind(self) -> FieldKind {
         use ImportField::*;
@@ -190,4 +226,85 @@ pub struct SearchPage {
     pub imports: Vec<ImportRecord>,
     /// How many imports match the filters and `after` (whatever `offset` and `limit`).
     pub total: u64,
+}
+
+/// The full order of a search: the requested keys, then `number` as the tie-breaker.
+pub(crate) fn effective_order(sort: &[SortSpec]) -> Vec<SortSpec> {
+    let mut keys = sort.to_vec();
+    let descending = sort.last().is_none_or(|s| s.descending);
+    keys.push(SortSpec {
+        key: SortKey::Field(ImportField::Number),
+        descending,
+    });
+    keys
+}
+
+/// A condition tree as SQL: each filter as `filter` writes it, an empty `All` and `Any` as
+/// the backend's `truth` literals (true, false).
+pub(crate) fn condition_sql(
+    c: &Condition,
+    truth: (&str, &str),
+    filter: &mut dyn FnMut(&ImportFilter) -> String,
+) -> String {
+    let (parts, joiner, empty) = match c {
+        Condition::Filter(f) => return filter(f),
+        Condition::All(cs) => (cs, " AND ", truth.0),
+        Condition::Any(cs) => (cs, " OR ", truth.1),
+    };
+    if parts.is_empty() {
+        return empty.to_owned();
+    }
+    let sql: Vec<String> = parts
+        .iter()
+        .map(|c| condition_sql(c, truth, filter))
+        .collect();
+    format!("({})", sql.join(joiner))
+}
+
+/// Writes the placeholder of one keyset value of a field (binding the value).
+pub(crate) type BindKey<'a> =
+    dyn FnMut(ImportField, &Option<FilterValue>) -> super::StoreResult<String> + 'a;
+
+/// The keyset condition "after this position in this order", as ` AND (...)`: each key as
+/// `key` writes it, each value as `bind` writes it (a placeholder the backend binds, called
+/// in the order the placeholders appear).
+pub(crate) fn after_sql(
+    order: &[SortSpec],
+    after: &[Option<FilterValue>],
+    key: &dyn Fn(ImportField) -> String,
+    bind: &mut BindKey<'_>,
+) -> super::StoreResult<String> {
+    use super::StoreError;
+    if after.len() != order.len() {
+        return Err(StoreError::Invalid(format!(
+            "a keyset position needs {} values, not {}",
+            order.len(),
+            after.len()
+        )));
+    }
+    let mut fields = Vec::with_capacity(order.len());
+    for spec in order {
+        match spec.key {
+            SortKey::Field(f) => fields.push(f),
+            SortKey::Ranked { .. } => {
+                return Err(StoreError::Invalid(
+                    "a keyset position cannot follow a ranked order".into(),
+                ));
+            }
+        }
+    }
+    // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ..., each comparison in its key's direction.
+    let mut alternatives = Vec::with_capacity(order.len());
+    for i in 0..order.len() {
+        let mut terms = Vec::with_capacity(i + 1);
+        for j in 0..i {
+            let v = bind(fields[j], &after[j])?;
+            terms.push(format!("{} = {v}", key(fields[j])));
+        }
+        let cmp = if order[i].descending { "<" } else { ">" };
+        let v = bind(fields[i], &after[i])?;
+        terms.push(format!("{} {cmp} {v}", key(fields[i])));
+        alternatives.push(format!("({})", terms.join(" AND ")));
+    }
+    Ok(format!(" AND ({})", alternatives.join(" OR ")))
 }

@@ -19,7 +19,7 @@ use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::engine::options::InputOptions;
 use crate::model::schema::RawTableSchema;
-use crate::model::{ImportStatus, Mode, OnError, Role, Source, TableSchema};
+use crate::model::{Forget, ImportStatus, Mode, OnError, Refusal, Role, Source, TableSchema};
 use crate::store::{
     CreateOutcome, ImportField, ImportRecord, ImportSearch, NewImport, NewImportInput, SortKey,
     SortSpec, StoreError, Workspace,
@@ -177,7 +177,7 @@ async fn ensure_events_table(state: &AppState, ws: &Workspace) -> Result<(), Api
         Err(StoreError::NotFound(_)) => match state.store.create_table(ws, &events_schema()?).await
         {
             // Two first imports racing: one creates it, the other finds it made.
-            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Ok(_) | Err(StoreError::Refused(Refusal::TableExists(_))) => Ok(()),
             Err(e) => Err(e.into()),
         },
         Err(e) => Err(e.into()),
@@ -395,7 +395,7 @@ async fn batch(
         match state.store.start_import(ws.id, id, &[size]).await {
             Ok(_) => state.engine.wake(),
             // Another request's last batch queued it first.
-            Err(StoreError::Conflict(_)) => {}
+            Err(StoreError::Refused(Refusal::NotWaiting(_))) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -411,12 +411,16 @@ async fn remove(
 ) -> RybbitResult<Response> {
     let ws = site_admin(&state, &headers, &site).await?;
     let id = uuid::Uuid::parse_str(&import_id).map_err(|_| RybbitError::validation())?;
-    let purged = match state.store.purge_import(&ws, id, true).await {
+    let purged = match state
+        .store
+        .purge_import(&ws, id, Forget::EndedOrWaiting, true)
+        .await
+    {
         Ok(p) => p,
         Err(StoreError::NotFound(_)) => {
             return Err(RybbitError::new(StatusCode::NOT_FOUND, "Import not found"));
         }
-        Err(StoreError::Conflict(_)) => {
+        Err(StoreError::Refused(Refusal::Running(..))) => {
             return Err(RybbitError::new(
                 StatusCode::BAD_REQUEST,
                 "Cannot delete active import",

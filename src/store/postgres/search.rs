@@ -7,43 +7,17 @@ use uuid::Uuid;
 
 use super::values::Params;
 use super::{StoreError, StoreResult, imports, ms};
+use crate::store::search::{after_sql, condition_sql, effective_order};
 use crate::store::{
-    Condition, FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch,
-    SearchPage, SortKey, SortSpec,
+    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage, SortKey,
+    SortSpec,
 };
 
-/// The SQL expression of a field over `intake_imports i`.
+/// The SQL expression of a field over `intake_imports i`; the id as text, as SQLite stores it.
 fn expr(field: ImportField) -> &'static str {
-    use ImportField::*;
     match field {
-        Id => "i.id::text",
-        Number => "i.number",
-        Status => "i.status",
-        Table => {
-            "(SELECT t.table_name FROM intake_import_tables t \
-             WHERE t.import_id = i.id AND t.position = 0)"
-        }
-        Format => {
-            "(SELECT t.format FROM intake_import_tables t \
-             WHERE t.import_id = i.id AND t.position = 0)"
-        }
-        Platform => "i.platform",
-        Reference => "i.reference",
-        ReferenceOrigin => "i.reference_origin",
-        CreatedAt => "i.created_at",
-        UpdatedAt => "i.updated_at",
-        StartedAt => "i.started_at",
-        CompletedAt => "i.completed_at",
-        StoppedAt => {
-            "(CASE i.status WHEN 'cancelled' THEN i.cancelled_at \
-             WHEN 'rolled_back' THEN i.rolled_back_at \
-             WHEN 'failed' THEN i.completed_at WHEN 'unsupported' THEN i.completed_at END)"
-        }
-        Inputs => "i.inputs",
-        Processed => "i.processed",
-        Invalid => "i.invalid",
-        Warnings => "i.warnings",
-        Destroyed => "i.destroyed",
+        ImportField::Id => "i.id::text",
+        f => f.sql(),
     }
 }
 
@@ -205,75 +179,6 @@ fn filter_sql(p: &mut Params, f: &ImportFilter) -> String {
     }
 }
 
-/// A condition tree as SQL.
-fn condition_sql(p: &mut Params, c: &Condition) -> String {
-    let (parts, joiner, empty) = match c {
-        Condition::Filter(f) => return filter_sql(p, f),
-        Condition::All(cs) => (cs, " AND ", "true"),
-        Condition::Any(cs) => (cs, " OR ", "false"),
-    };
-    if parts.is_empty() {
-        return empty.to_owned();
-    }
-    let sql: Vec<String> = parts.iter().map(|c| condition_sql(p, c)).collect();
-    format!("({})", sql.join(joiner))
-}
-
-/// The full order: the requested keys, then `number` as the tie-breaker.
-fn effective_order(sort: &[SortSpec]) -> Vec<SortSpec> {
-    let mut keys = sort.to_vec();
-    let descending = sort.last().is_none_or(|s| s.descending);
-    keys.push(SortSpec {
-        key: SortKey::Field(ImportField::Number),
-        descending,
-    });
-    keys
-}
-
-/// Appends the keyset condition "after this position in this order".
-fn push_after(
-    sql: &mut String,
-    p: &mut Params,
-    order: &[SortSpec],
-    after: &[Option<FilterValue>],
-) -> StoreResult<()> {
-    if after.len() != order.len() {
-        return Err(StoreError::Invalid(format!(
-            "a keyset position needs {} values, not {}",
-            order.len(),
-            after.len()
-        )));
-    }
-    let mut fields = Vec::with_capacity(order.len());
-    for spec in order {
-        match spec.key {
-            SortKey::Field(f) => fields.push(f),
-            SortKey::Ranked { .. } => {
-                return Err(StoreError::Invalid(
-                    "a keyset position cannot follow a ranked order".into(),
-                ));
-            }
-        }
-    }
-    // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ..., each comparison in its key's direction.
-    let mut alternatives = Vec::with_capacity(order.len());
-    for i in 0..order.len() {
-        let mut terms = Vec::with_capacity(i + 1);
-        for j in 0..i {
-            let v = bind_key(p, fields[j], &after[j])?;
-            terms.push(format!("{} = {v}", sort_expr(fields[j])));
-        }
-        let cmp = if order[i].descending { "<" } else { ">" };
-        let v = bind_key(p, fields[i], &after[i])?;
-        terms.push(format!("{} {cmp} {v}", sort_expr(fields[i])));
-        alternatives.push(format!("({})", terms.join(" AND ")));
-    }
-    sql.push_str(" AND (");
-    sql.push_str(&alternatives.join(" OR "));
-    sql.push(')');
-    Ok(())
-}
-
 /// The ORDER BY clause (ranked keys bind their groups).
 fn order_by(p: &mut Params, order: &[SortSpec]) -> String {
     let parts: Vec<String> = order
@@ -317,12 +222,13 @@ pub(super) fn search(
     }
     for c in &q.conditions {
         cond.push_str(" AND ");
-        let sql = condition_sql(&mut p, c);
+        let sql = condition_sql(c, ("true", "false"), &mut |f| filter_sql(&mut p, f));
         cond.push_str(&sql);
     }
     let order = effective_order(&q.sort);
     if let Some(after) = &q.after {
-        push_after(&mut cond, &mut p, &order, after)?;
+        let mut bind = |field, v: &Option<FilterValue>| bind_key(&mut p, field, v);
+        cond.push_str(&after_sql(&order, after, &sort_expr, &mut bind)?);
     }
     let total: i64 = tx
         .query_one(

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::values::{cell_to_json, declared_type, qualified, quote, read_expr};
 use super::{StoreError, StoreResult, now};
-use crate::model::{ColumnSpec, ColumnType, TableSchema};
+use crate::model::{ColumnSpec, ColumnType, Refusal, TableSchema};
+use crate::store::ddl::column_defs;
 use crate::store::{RecordsPage, TableRecord, Workspace};
 
 /// The column holding the number of the import that last wrote each row.
@@ -109,30 +110,11 @@ pub fn order_expr(schema: &TableSchema) -> String {
 /// The statements creating a table of a schema: the table, and the index reads page by
 /// when that is not the key.
 pub fn create_sql(slug: &str, name: &str, schema: &TableSchema, unlogged: bool) -> String {
-    let mut cols: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| {
-            let mut def = format!("{} {}", quote(c.name.as_str()), declared_type(c));
-            if c.required {
-                def.push_str(" NOT NULL");
-            }
-            if c.unique && !(schema.primary_key.len() == 1 && schema.primary_key[0] == c.name) {
-                def.push_str(" UNIQUE");
-            }
-            def
-        })
-        .collect();
-    cols.push(format!("{} bigint NOT NULL", quote(IMPORT_COLUMN)));
-    cols.push(format!("{} bigint NOT NULL", quote(ROW_COLUMN)));
-    if !schema.primary_key.is_empty() {
-        let key: Vec<String> = schema
-            .primary_key
-            .iter()
-            .map(|k| quote(k.as_str()))
-            .collect();
-        cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
-    }
+    let extra = [
+        format!("{} bigint NOT NULL", quote(IMPORT_COLUMN)),
+        format!("{} bigint NOT NULL", quote(ROW_COLUMN)),
+    ];
+    let cols = column_defs(schema, declared_type, &extra);
     let table = qualified(slug, name);
     let mut sql = format!(
         "CREATE {}TABLE {table} (\n  {}\n);",
@@ -173,9 +155,7 @@ pub(super) fn create(
         &[&ws.id, &name],
     )?;
     if taken.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "table {name:?} already exists"
-        )));
+        return Err(Refusal::TableExists(name.to_owned()).into());
     }
     let created_at = now();
     let schema_json = serde_json::to_value(schema)
@@ -188,7 +168,7 @@ pub(super) fn create(
     )
     .map_err(|e| {
         if unique_violation(&e) {
-            StoreError::Conflict(format!("table {name:?} already exists"))
+            StoreError::from(Refusal::TableExists(name.to_owned()))
         } else {
             e.into()
         }
@@ -207,7 +187,10 @@ pub(super) fn create(
     // A leftover table of the same name (created outside Intake) is an error, not adopted.
     tx.batch_execute(&create_sql(&ws.slug, name, schema, false))
         .map_err(|e| {
-            StoreError::Conflict(format!("cannot create table {name:?}: {}", db_message(&e)))
+            StoreError::from(Refusal::TableLeftOver {
+                name: name.to_owned(),
+                why: db_message(&e),
+            })
         })?;
     Ok(TableRecord {
         schema: schema.clone(),
@@ -367,9 +350,11 @@ pub(super) fn delete(tx: &mut Transaction<'_>, ws: &Workspace, name: &str) -> St
     )?;
     if let Some(row) = busy {
         let id: Uuid = row.try_get(0)?;
-        return Err(StoreError::Conflict(format!(
-            "table {name:?} is in use by import {id}, which has not finished"
-        )));
+        return Err(Refusal::TableInUse {
+            name: name.to_owned(),
+            import: id.to_string(),
+        }
+        .into());
     }
     tx.execute(
         "DELETE FROM intake_tables WHERE workspace_id = $1 AND name = $2",

@@ -240,7 +240,13 @@ async fn slugs_postgresql_owns_are_refused_and_a_workspace_gets_its_schema() {
         .create_workspace("acme", "Acme")
         .await
         .expect_err("taken");
-    assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+    assert!(
+        matches!(
+            again,
+            StoreError::Refused(crate::model::Refusal::WorkspaceExists(_))
+        ),
+        "{again:?}"
+    );
     let t = store.create_table(&acme, &people()).await.expect("table");
     assert_eq!(t.physical_name, "acme.people");
     assert_eq!(

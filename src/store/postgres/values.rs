@@ -11,12 +11,8 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::model::schema::ColumnSpec;
 use crate::model::{ColumnType, Value};
-use crate::store::sqlite::values::{date_text, datetime_text};
-
-/// Quotes an identifier that has already been validated (double quotes doubled anyway).
-pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use crate::store::ddl::quote;
+use crate::store::text::{date_text, datetime_text};
 
 /// `"schema"."table"`.
 pub fn qualified(schema: &str, table: &str) -> String {

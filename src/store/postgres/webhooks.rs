@@ -1,59 +1,10 @@
 //! Webhooks, their deliveries, and the workspace-wide event feed.
 
-use ::postgres::{GenericClient, Row, Transaction};
-use time::OffsetDateTime;
+use ::postgres::{Row, Transaction};
 use uuid::Uuid;
 
-use super::imports::event_from_row;
-use super::{StoreError, StoreResult, now};
-use crate::store::{
-    DeliveryOutcome, DeliveryRecord, DueDelivery, EventRecord, NewWebhook, WebhookRecord,
-};
-
-/// The current time in Unix milliseconds (how the engine schedules retries).
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// Queues a delivery of an event to every webhook of the workspace subscribed to its type;
-/// called in the transaction that appends the event.
-pub(super) fn enqueue(
-    tx: &mut impl GenericClient,
-    workspace_id: Uuid,
-    import_id: Uuid,
-    event_id: i64,
-    kind: &str,
-) -> StoreResult<()> {
-    tx.execute(
-        "INSERT INTO intake_webhook_deliveries (webhook_id, workspace_id, event_id, event_type,
-         import_id, status, next_attempt_at, created_at)
-         SELECT w.id, w.workspace_id, $1, $2, $3, 'pending', $4, $5 FROM intake_webhooks w
-         WHERE w.workspace_id = $6 AND $2 = ANY (w.events)",
-        &[
-            &event_id,
-            &kind,
-            &import_id,
-            &now_ms(),
-            &now(),
-            &workspace_id,
-        ],
-    )?;
-    Ok(())
-}
-
-pub(super) fn workspace_events(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    after: Option<i64>,
-    limit: u32,
-) -> StoreResult<Vec<EventRecord>> {
-    let rows = tx.query(
-        "SELECT id, import_id, kind, data, created_at FROM intake_events
-         WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-        &[&workspace_id, &after.unwrap_or(0), &i64::from(limit)],
-    )?;
-    rows.iter().map(event_from_row).collect()
-}
+use super::{StoreError, StoreResult, now, now_ms};
+use crate::store::{DeliveryOutcome, DeliveryRecord, DueDelivery, NewWebhook, WebhookRecord};
 
 fn webhook_from_row(r: &Row) -> StoreResult<WebhookRecord> {
     Ok(WebhookRecord {
@@ -66,7 +17,7 @@ fn webhook_from_row(r: &Row) -> StoreResult<WebhookRecord> {
     })
 }
 
-const WEBHOOK_COLUMNS: &str = "id, url, events, secret, description, created_at";
+use crate::store::columns::WEBHOOK_COLUMNS;
 
 pub(super) fn create(
     tx: &mut Transaction<'_>,

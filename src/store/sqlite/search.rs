@@ -6,45 +6,16 @@ use rusqlite::types::Value as Sql;
 use uuid::Uuid;
 
 use super::values::ts;
-use super::{StoreError, StoreResult, imports};
+use super::{StoreResult, imports};
+use crate::store::search::{after_sql, condition_sql, effective_order};
 use crate::store::{
-    Condition, FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch,
-    SearchPage, SortKey, SortSpec,
+    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage, SortKey,
+    SortSpec,
 };
 
 /// The SQL expression of a field over `intake_imports i`.
 fn expr(field: ImportField) -> &'static str {
-    use ImportField::*;
-    match field {
-        Id => "i.id",
-        Number => "i.number",
-        Status => "i.status",
-        Table => {
-            "(SELECT t.table_name FROM intake_import_tables t \
-             WHERE t.import_id = i.id AND t.position = 0)"
-        }
-        Format => {
-            "(SELECT t.format FROM intake_import_tables t \
-             WHERE t.import_id = i.id AND t.position = 0)"
-        }
-        Platform => "i.platform",
-        Reference => "i.reference",
-        ReferenceOrigin => "i.reference_origin",
-        CreatedAt => "i.created_at",
-        UpdatedAt => "i.updated_at",
-        StartedAt => "i.started_at",
-        CompletedAt => "i.completed_at",
-        StoppedAt => {
-            "(CASE i.status WHEN 'cancelled' THEN i.cancelled_at \
-             WHEN 'rolled_back' THEN i.rolled_back_at \
-             WHEN 'failed' THEN i.completed_at WHEN 'unsupported' THEN i.completed_at END)"
-        }
-        Inputs => "i.inputs",
-        Processed => "i.processed",
-        Invalid => "i.invalid",
-        Warnings => "i.warnings",
-        Destroyed => "i.destroyed",
-    }
+    field.sql()
 }
 
 /// The expression a field sorts by: nullable fields with nulls replaced by a value below
@@ -175,75 +146,6 @@ fn filter_sql(args: &mut Vec<Sql>, f: &ImportFilter) -> String {
     }
 }
 
-/// A condition tree as SQL, its values appended to `args` in order.
-fn condition_sql(args: &mut Vec<Sql>, c: &Condition) -> String {
-    let (parts, joiner, empty) = match c {
-        Condition::Filter(f) => return filter_sql(args, f),
-        Condition::All(cs) => (cs, " AND ", "1"),
-        Condition::Any(cs) => (cs, " OR ", "0"),
-    };
-    if parts.is_empty() {
-        return empty.to_owned();
-    }
-    let sql: Vec<String> = parts.iter().map(|c| condition_sql(args, c)).collect();
-    format!("({})", sql.join(joiner))
-}
-
-/// The full order: the requested keys, then `number` as the tie-breaker.
-fn effective_order(sort: &[SortSpec]) -> Vec<SortSpec> {
-    let mut keys = sort.to_vec();
-    let descending = sort.last().is_none_or(|s| s.descending);
-    keys.push(SortSpec {
-        key: SortKey::Field(ImportField::Number),
-        descending,
-    });
-    keys
-}
-
-/// Appends the keyset condition "after this position in this order".
-fn push_after(
-    sql: &mut String,
-    args: &mut Vec<Sql>,
-    order: &[SortSpec],
-    after: &[Option<FilterValue>],
-) -> StoreResult<()> {
-    if after.len() != order.len() {
-        return Err(StoreError::Invalid(format!(
-            "a keyset position needs {} values, not {}",
-            order.len(),
-            after.len()
-        )));
-    }
-    let mut fields = Vec::with_capacity(order.len());
-    for spec in order {
-        match spec.key {
-            SortKey::Field(f) => fields.push(f),
-            SortKey::Ranked { .. } => {
-                return Err(StoreError::Invalid(
-                    "a keyset position cannot follow a ranked order".into(),
-                ));
-            }
-        }
-    }
-    // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ..., each comparison in its key's direction.
-    let mut alternatives = Vec::with_capacity(order.len());
-    for i in 0..order.len() {
-        let mut terms = Vec::with_capacity(i + 1);
-        for j in 0..i {
-            terms.push(format!("{} = ?", sort_expr(fields[j])));
-            args.push(bind_key(fields[j], &after[j]));
-        }
-        let cmp = if order[i].descending { "<" } else { ">" };
-        terms.push(format!("{} {cmp} ?", sort_expr(fields[i])));
-        args.push(bind_key(fields[i], &after[i]));
-        alternatives.push(format!("({})", terms.join(" AND ")));
-    }
-    sql.push_str(" AND (");
-    sql.push_str(&alternatives.join(" OR "));
-    sql.push(')');
-    Ok(())
-}
-
 /// The ORDER BY clause and its bound values (ranked keys bind their groups).
 fn order_by(order: &[SortSpec]) -> (String, Vec<Sql>) {
     let mut args = Vec::new();
@@ -289,12 +191,16 @@ pub(super) fn search(
     }
     for c in &q.conditions {
         cond.push_str(" AND ");
-        let sql = condition_sql(&mut args, c);
+        let sql = condition_sql(c, ("1", "0"), &mut |f| filter_sql(&mut args, f));
         cond.push_str(&sql);
     }
     let order = effective_order(&q.sort);
     if let Some(after) = &q.after {
-        push_after(&mut cond, &mut args, &order, after)?;
+        let mut bind = |field, v: &Option<FilterValue>| {
+            args.push(bind_key(field, v));
+            Ok("?".to_owned())
+        };
+        cond.push_str(&after_sql(&order, after, &sort_expr, &mut bind)?);
     }
     let total: i64 = c.query_row(
         &format!("SELECT count(*) FROM intake_imports i WHERE {cond}"),

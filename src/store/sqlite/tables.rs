@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::values::{cell_to_json, declared_type, parse_ts, quote, ts};
 use super::{StoreError, StoreResult, now};
-use crate::model::{ColumnSpec, TableSchema};
+use crate::model::{ColumnSpec, Refusal, TableSchema};
+use crate::store::ddl::column_defs;
 use crate::store::{RecordsPage, TableRecord, Workspace};
 
 /// The column holding the number of the import that last wrote each row.
@@ -33,29 +34,8 @@ pub fn physical_name_in(slug: &str, table: &str) -> String {
 
 /// The `CREATE TABLE` statement of a schema under a given physical name.
 pub fn create_sql(name: &str, schema: &TableSchema) -> String {
-    let mut cols: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| {
-            let mut def = format!("{} {}", quote(c.name.as_str()), declared_type(c.ty));
-            if c.required {
-                def.push_str(" NOT NULL");
-            }
-            if c.unique && !(schema.primary_key.len() == 1 && schema.primary_key[0] == c.name) {
-                def.push_str(" UNIQUE");
-            }
-            def
-        })
-        .collect();
-    cols.push(format!("{} INTEGER NOT NULL", quote(IMPORT_COLUMN)));
-    if !schema.primary_key.is_empty() {
-        let key: Vec<String> = schema
-            .primary_key
-            .iter()
-            .map(|k| quote(k.as_str()))
-            .collect();
-        cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
-    }
+    let import = format!("{} INTEGER NOT NULL", quote(IMPORT_COLUMN));
+    let cols = column_defs(schema, |c| declared_type(c.ty).to_owned(), &[import]);
     format!(
         "CREATE TABLE {} (\n  {}\n)",
         quote(name),
@@ -77,9 +57,7 @@ pub(super) fn create(
         )
         .optional()?;
     if exists.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "table {name:?} already exists"
-        )));
+        return Err(Refusal::TableExists(name.to_owned()).into());
     }
     let physical = physical_name(ws, name);
     // The time as stored (milliseconds), so the answer to create matches later reads.
@@ -92,7 +70,12 @@ pub(super) fn create(
     )?;
     // A leftover table of the same name (created outside Intake) is an error, not adopted.
     tx.execute_batch(&create_sql(&physical, schema))
-        .map_err(|e| StoreError::Conflict(format!("cannot create table {name:?}: {e}")))?;
+        .map_err(|e| {
+            StoreError::from(Refusal::TableLeftOver {
+                name: name.to_owned(),
+                why: e.to_string(),
+            })
+        })?;
     Ok(TableRecord {
         schema: schema.clone(),
         physical_name: physical,
@@ -218,9 +201,11 @@ pub(super) fn delete(tx: &Connection, ws: &Workspace, name: &str) -> StoreResult
         )
         .optional()?;
     if let Some(id) = busy {
-        return Err(StoreError::Conflict(format!(
-            "table {name:?} is in use by import {id}, which has not finished"
-        )));
+        return Err(Refusal::TableInUse {
+            name: name.to_owned(),
+            import: id.to_string(),
+        }
+        .into());
     }
     tx.execute(
         "DELETE FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
@@ -285,4 +270,9 @@ pub(super) fn read_records(
         rows: out,
         next: if more { last } else { None },
     })
+}
+
+/// The table a replace keeps the previous rows in, to roll back.
+pub fn undo_table(table: &str, number: i64) -> String {
+    format!("{table}__undo_{number}")
 }

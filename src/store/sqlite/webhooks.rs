@@ -3,72 +3,9 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
-use super::imports::now_ms;
 use super::values::{parse_ts, parse_ts_opt, ts};
-use super::{StoreError, StoreResult, now, parse_uuid};
-use crate::store::{
-    DeliveryOutcome, DeliveryRecord, DueDelivery, EventRecord, NewWebhook, WebhookRecord,
-};
-
-/// Queues a delivery of an event to every webhook of the workspace subscribed to its type;
-/// called in the transaction that appends the event.
-pub(super) fn enqueue(
-    tx: &Connection,
-    workspace_id: Uuid,
-    import_id: Uuid,
-    event_id: i64,
-    kind: &str,
-) -> StoreResult<()> {
-    tx.prepare_cached(
-        "INSERT INTO intake_webhook_deliveries (webhook_id, workspace_id, event_id, event_type,
-         import_id, status, next_attempt_at, created_at)
-         SELECT w.id, w.workspace_id, ?1, ?2, ?3, 'pending', ?4, ?5 FROM intake_webhooks w
-         WHERE w.workspace_id = ?6 AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = ?2)",
-    )?
-    .execute(params![
-        event_id,
-        kind,
-        import_id.to_string(),
-        now_ms(),
-        ts(now()),
-        workspace_id.to_string()
-    ])?;
-    Ok(())
-}
-
-fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
-    Ok(EventRecord {
-        id: r.get(0)?,
-        import_id: parse_uuid(&r.get::<_, String>(1)?),
-        kind: r.get(2)?,
-        data: r
-            .get::<_, Option<String>>(3)?
-            .and_then(|d| serde_json::from_str(&d).ok())
-            .unwrap_or(serde_json::Value::Null),
-        created_at: parse_ts(&r.get::<_, String>(4)?),
-    })
-}
-
-pub(super) fn workspace_events(
-    c: &Connection,
-    workspace_id: Uuid,
-    after: Option<i64>,
-    limit: u32,
-) -> StoreResult<Vec<EventRecord>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, import_id, kind, data, created_at FROM intake_events
-         WHERE workspace_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            workspace_id.to_string(),
-            after.unwrap_or(0),
-            i64::from(limit)
-        ],
-        event_from_row,
-    )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
+use super::{StoreError, StoreResult, now, now_ms, parse_uuid};
+use crate::store::{DeliveryOutcome, DeliveryRecord, DueDelivery, NewWebhook, WebhookRecord};
 
 fn webhook_from_row(r: &Row<'_>) -> rusqlite::Result<WebhookRecord> {
     Ok(WebhookRecord {
@@ -81,7 +18,7 @@ fn webhook_from_row(r: &Row<'_>) -> rusqlite::Result<WebhookRecord> {
     })
 }
 
-const WEBHOOK_COLUMNS: &str = "id, url, events, secret, description, created_at";
+use crate::store::columns::WEBHOOK_COLUMNS;
 
 pub(super) fn create(
     tx: &Connection,

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use uuid::Uuid;
 
 use super::imports::{append_event, check_lease, mark_table_finished};
-use super::tables::{IMPORT_COLUMN, create_sql, physical_name};
+use super::tables::{IMPORT_COLUMN, create_sql, physical_name, undo_table};
 use super::values::{declared_type, journal_to_row, quote, row_to_journal, same_value, to_sql, ts};
 use super::{Inner, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
@@ -534,11 +534,6 @@ impl Statements {
             claim,
         }
     }
-}
-
-/// The table a replace keeps the previous rows in, to roll back.
-pub fn undo_table(table: &str, number: i64) -> String {
-    format!("{table}__undo_{number}")
 }
 
 /// The column named by a uniqueness violation, if `e` is one.

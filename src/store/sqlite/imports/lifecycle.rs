@@ -1,0 +1,504 @@
+//! Import life-cycle changes asked for by users: create, start, cancel, roll back, relabel, forget
+//! (with or without its rows), and the pruning of ended rollback windows. The model decides
+//! each; these apply its answer.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::super::tables::{IMPORT_COLUMN, physical_name};
+use super::super::values::{quote, ts};
+use super::super::{StoreError, StoreResult, now, parse_uuid};
+use super::events::*;
+use super::queue::*;
+use super::rows::*;
+use crate::model::{CancelAction, Forget, ImportStatus, Refusal, RollbackAction, Step};
+use crate::store::*;
+
+pub(crate) fn create(tx: &Connection, new: &NewImport) -> StoreResult<CreateOutcome> {
+    if let Some(idem) = &new.idempotency
+        && let Some(found) = find_idempotency(tx, new.workspace_id, &idem.key)?
+    {
+        return Ok(CreateOutcome::Replayed(found));
+    }
+    let number: i64 = tx.query_row(
+        "UPDATE intake_workspaces SET next_import_number = next_import_number + 1
+         WHERE id = ?1 RETURNING next_import_number - 1",
+        [new.workspace_id.to_string()],
+        |r| r.get(0),
+    )?;
+    let at = ts(now());
+    let step = match new.status {
+        ImportStatus::New => Step::Waiting,
+        ImportStatus::Queued => Step::Queued,
+        _ => Step::Done,
+    };
+    let total: u64 = new.inputs.iter().filter_map(|i| i.file_size).sum();
+    let terminal = new.status.is_terminal();
+    tx.execute(
+        &format!(
+            "INSERT INTO intake_imports (id, workspace_id, number, status, step, source, mode,
+             on_error, max_errors, dry_run, cleanup_records, reference, reference_origin, metadata,
+             note, platform, error, bytes_total, created_at, updated_at, completed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+             ?18, ?19, ?19, {})",
+            if terminal { "?19" } else { "NULL" }
+        ),
+        params![
+            new.id.to_string(),
+            new.workspace_id.to_string(),
+            number,
+            new.status.as_str(),
+            step.as_str(),
+            new.source.as_str(),
+            new.mode.as_str(),
+            new.on_error.as_str(),
+            new.max_errors.map(|v| v as i64),
+            new.dry_run,
+            new.cleanup_records,
+            new.reference,
+            new.reference_origin,
+            new.metadata.to_string(),
+            new.note,
+            new.platform,
+            new.error,
+            total as i64,
+            at,
+        ],
+    )?;
+    for (pos, input) in new.inputs.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO intake_import_tables (import_id, position, table_name, status, format,
+             options, blob_key, file_name, file_size, bytes_total, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                new.id.to_string(),
+                pos as i64,
+                input.table,
+                new.status.as_str(),
+                input.format,
+                input.options.to_string(),
+                input.blob_key,
+                input.file_name,
+                input.file_size.map(|v| v as i64),
+                input.file_size.unwrap_or(0) as i64,
+                if terminal { new.error.clone() } else { None },
+            ],
+        )?;
+    }
+    if let Some(idem) = &new.idempotency {
+        tx.execute(
+            "INSERT INTO intake_idempotency (workspace_id, key, fingerprint, import_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                new.workspace_id.to_string(),
+                idem.key,
+                idem.fingerprint,
+                new.id.to_string(),
+                at
+            ],
+        )?;
+    }
+    append_event(
+        tx,
+        new.workspace_id,
+        new.id,
+        new.status.event_type(),
+        &serde_json::json!({"status": new.status.as_str()}),
+    )?;
+    Ok(CreateOutcome::Created(Box::new(get_any(tx, new.id)?)))
+}
+
+pub(crate) fn request_cancel(
+    tx: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> StoreResult<ImportRecord> {
+    let import = get(tx, workspace_id, id)?;
+    match import.lifecycle().cancel()? {
+        CancelAction::CancelNow => {
+            set_terminal(tx, &import, ImportStatus::Cancelled, None)?;
+        }
+        CancelAction::AskWorker => {
+            tx.execute(
+                "UPDATE intake_imports SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
+                params![id.to_string(), ts(now())],
+            )?;
+        }
+    }
+    get(tx, workspace_id, id)
+}
+
+/// The import that now holds a row this import's undo would restore: a destroyed row that is
+/// back, or an updated row that another import wrote since. The journal is checked against
+/// the live table, so that an undo never fails halfway on a key that is taken.
+pub(crate) fn live_conflict(
+    tx: &Connection,
+    import: &ImportRecord,
+) -> StoreResult<Option<(String, i64)>> {
+    let slug = super::super::tables::workspace_slug(tx, import.workspace_id)?;
+    for table in &import.tables {
+        let Some(schema_text): Option<String> = tx
+            .query_row(
+                "SELECT schema FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
+                params![import.workspace_id.to_string(), table.table],
+                |r| r.get(0),
+            )
+            .optional()?
+        else {
+            continue;
+        };
+        let schema = crate::model::TableSchema::from_stored(&schema_text)
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let key = schema.key_indexes();
+        if key.is_empty() {
+            continue;
+        }
+        let cond: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                format!(
+                    "{} = ?{}",
+                    super::super::values::quote(schema.columns[i].name.as_str()),
+                    j + 1
+                )
+            })
+            .collect();
+        let lookup = format!(
+            "SELECT {} FROM {} WHERE {}",
+            super::super::values::quote(super::super::tables::IMPORT_COLUMN),
+            super::super::values::quote(&super::super::tables::physical_name_in(
+                &slug,
+                &table.table
+            )),
+            cond.join(" AND ")
+        );
+        let mut entries =
+            tx.prepare("SELECT op, row FROM intake_undo WHERE import_id = ?1 AND position = ?2")?;
+        let rows = entries.query_map(params![import.id.to_string(), table.position], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut probe = tx.prepare(&lookup)?;
+        for entry in rows {
+            let (op, row) = entry?;
+            let old = super::super::values::journal_to_row(&row);
+            let key_values: Vec<&rusqlite::types::Value> =
+                key.iter().filter_map(|&i| old.get(i)).collect();
+            let owner: Option<i64> = probe
+                .query_row(rusqlite::params_from_iter(key_values), |r| r.get(0))
+                .optional()?;
+            let holder = match (op.as_str(), owner) {
+                ("destroyed", Some(n)) => Some(n),
+                ("destroyed", None) => None,
+                (_, Some(n)) if n != import.number => Some(n),
+                (_, Some(_)) => None,
+                // The updated row is gone: a later import deleted it.
+                (_, None) => Some(-1),
+            };
+            if let Some(number) = holder {
+                let later: Option<(String, i64)> = tx
+                    .query_row(
+                        "SELECT id, number FROM intake_imports WHERE workspace_id = ?1 AND number = ?2",
+                        params![import.workspace_id.to_string(), number],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                return Ok(Some(
+                    later.unwrap_or_else(|| ("a later import".into(), number)),
+                ));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The first later import that changed rows this import wrote, and is not rolled back.
+pub(crate) fn later_conflict(
+    tx: &Connection,
+    import: &ImportRecord,
+) -> StoreResult<Option<(String, i64)>> {
+    let ws = import.workspace_id.to_string();
+    for table in &import.tables {
+        // A later import still running on the table, or a later replace (which changed
+        // every row), or any later write when this import was itself a replace.
+        let unfinished_or_replacing: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT i.id, i.number FROM intake_imports i
+                 JOIN intake_import_tables t ON t.import_id = i.id
+                 WHERE i.workspace_id = ?1 AND t.table_name = ?2 AND i.number > ?3
+                   AND i.dry_run = 0
+                   AND (i.status IN ('new', 'queued', 'processing', 'rolling_back')
+                        OR (t.status IN ('complete', 'partially_complete', 'cancelled', 'failed')
+                            AND NOT (t.status = 'failed' AND i.on_error IN ('abort', 'atomic'))
+                            AND (i.mode = 'replace' OR ?4 = 'replace')
+                            AND (t.created + t.updated + t.destroyed) > 0))
+                 ORDER BY i.number LIMIT 1",
+                params![ws, table.table, import.number, import.mode.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if unfinished_or_replacing.is_some() {
+            return Ok(unfinished_or_replacing);
+        }
+        // A later upsert journaled the previous version of rows this import had written.
+        let touched: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT i.id, i.number FROM intake_imports i
+                 JOIN intake_import_tables t ON t.import_id = i.id
+                 JOIN intake_undo u ON u.import_id = i.id AND u.position = t.position
+                 WHERE i.workspace_id = ?1 AND t.table_name = ?2 AND i.number > ?3
+                   AND t.status <> 'rolled_back'
+                   AND json_extract(u.row, '$[#-1].i') = ?3
+                 ORDER BY i.number LIMIT 1",
+                params![ws, table.table, import.number],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if touched.is_some() {
+            return Ok(touched);
+        }
+    }
+    Ok(None)
+}
+
+pub(crate) fn request_rollback(
+    tx: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> StoreResult<ImportRecord> {
+    let import = get(tx, workspace_id, id)?;
+    if import.lifecycle().rollback(now())? == RollbackAction::AsItIs {
+        return Ok(import);
+    }
+    if let Some((later, number)) = later_conflict(tx, &import)?.or(live_conflict(tx, &import)?) {
+        return Err(Refusal::RollbackBlocked { later, number }.into());
+    }
+    tx.execute(
+        "UPDATE intake_imports SET status = 'rolling_back', step = 'rolling_back',
+         lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2 WHERE id = ?1",
+        params![id.to_string(), ts(now())],
+    )?;
+    append_event(
+        tx,
+        workspace_id,
+        id,
+        ImportStatus::RollingBack.event_type(),
+        &serde_json::json!({"status": "rolling_back"}),
+    )?;
+    get(tx, workspace_id, id)
+}
+
+/// Names of the tables a replace kept as undo copies for this import.
+pub(crate) fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult<Vec<String>> {
+    let slug = super::super::tables::workspace_slug(tx, import.workspace_id)?;
+    let mut out = Vec::new();
+    for t in &import.tables {
+        let name = super::super::tables::undo_table(
+            &super::super::tables::physical_name_in(&slug, &t.table),
+            import.number,
+        );
+        let exists: Option<String> = tx
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [&name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        out.extend(exists);
+    }
+    Ok(out)
+}
+
+pub(crate) fn prune(
+    tx: &Connection,
+    at: OffsetDateTime,
+    ended_before: OffsetDateTime,
+) -> StoreResult<u64> {
+    let ids: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT id FROM intake_imports WHERE rollback_until IS NOT NULL
+             AND (rollback_until < ?1 OR completed_at < ?2)",
+        )?;
+        let rows = stmt.query_map([ts(at), ts(ended_before)], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for id in &ids {
+        let import = get_any(tx, parse_uuid(id))?;
+        for t in undo_tables(tx, &import)? {
+            tx.execute_batch(&format!(
+                "DROP TABLE IF EXISTS {}",
+                super::super::values::quote(&t)
+            ))?;
+        }
+        tx.execute("DELETE FROM intake_undo WHERE import_id = ?1", [id])?;
+        tx.execute("DELETE FROM intake_row_errors WHERE import_id = ?1", [id])?;
+        tx.execute(
+            // The row errors are gone: the import no longer claims them as stored.
+            "UPDATE intake_imports SET rollback_until = NULL, errors_stored = 0 WHERE id = ?1",
+            [id],
+        )?;
+    }
+    Ok(ids.len() as u64)
+}
+
+pub(crate) fn start(
+    tx: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+    sizes: &[u64],
+) -> StoreResult<ImportRecord> {
+    let import = get(tx, workspace_id, id)?;
+    import.lifecycle().expect_waiting()?;
+    import.check_sizes(sizes)?;
+    let at = ts(now());
+    for (table, size) in import.tables.iter().zip(sizes) {
+        tx.execute(
+            "UPDATE intake_import_tables SET status = 'queued', file_size = ?3, bytes_total = ?3
+             WHERE import_id = ?1 AND position = ?2",
+            params![id.to_string(), table.position, *size as i64],
+        )?;
+    }
+    let total: u64 = sizes.iter().sum();
+    tx.execute(
+        "UPDATE intake_imports SET status = 'queued', step = 'queued', bytes_total = ?2,
+         updated_at = ?3 WHERE id = ?1",
+        params![id.to_string(), total as i64, at],
+    )?;
+    append_event(
+        tx,
+        workspace_id,
+        id,
+        ImportStatus::Queued.event_type(),
+        &serde_json::json!({"status": "queued"}),
+    )?;
+    get(tx, workspace_id, id)
+}
+
+pub(crate) fn purge(
+    tx: &Connection,
+    ws: &Workspace,
+    id: Uuid,
+    which: Forget,
+    remove_rows: bool,
+) -> StoreResult<PurgedImport> {
+    let import = get(tx, ws.id, id)?;
+    import.lifecycle().forget(which)?;
+    let mut rows_deleted = 0u64;
+    let tables = if remove_rows {
+        import.tables_written()
+    } else {
+        Vec::new()
+    };
+    for table in tables {
+        // A table dropped since has no rows left to delete.
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
+                params![ws.id.to_string(), table],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            continue;
+        }
+        rows_deleted += tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE {} = ?1",
+                quote(&physical_name(ws, table)),
+                quote(IMPORT_COLUMN)
+            ),
+            [import.number],
+        )? as u64;
+    }
+    // A replace's undo copy goes with the import.
+    for t in undo_tables(tx, &import)? {
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&t)))?;
+    }
+    tx.execute(
+        "DELETE FROM intake_idempotency WHERE workspace_id = ?1 AND import_id = ?2",
+        params![ws.id.to_string(), id.to_string()],
+    )?;
+    // Its tables, row errors, events and undo journal go with it (ON DELETE CASCADE).
+    tx.execute("DELETE FROM intake_imports WHERE id = ?1", [id.to_string()])?;
+    Ok(PurgedImport {
+        rows_deleted,
+        blob_keys: import.blob_keys(),
+    })
+}
+
+pub(crate) fn relabel(
+    tx: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+    labels: &ImportLabels,
+) -> StoreResult<ImportRecord> {
+    let import = get(tx, workspace_id, id)?;
+    let (reference, origin, metadata) = import.relabelled(labels);
+    tx.execute(
+        "UPDATE intake_imports SET reference = ?2, reference_origin = ?3, metadata = ?4,
+         updated_at = ?5 WHERE id = ?1",
+        params![
+            id.to_string(),
+            reference,
+            origin,
+            metadata.to_string(),
+            ts(now())
+        ],
+    )?;
+    get(tx, workspace_id, id)
+}
+
+pub(crate) fn set_new_step(
+    tx: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+    step: Step,
+    failure: Option<&str>,
+) -> StoreResult<()> {
+    let import = get(tx, workspace_id, id)?;
+    import.lifecycle().expect_waiting()?;
+    let at = ts(now());
+    let Some(why) = failure else {
+        tx.execute(
+            "UPDATE intake_imports SET step = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id.to_string(), step.as_str(), at],
+        )?;
+        return Ok(());
+    };
+    tx.execute(
+        "UPDATE intake_import_tables SET status = 'failed', error = ?2, completed_at = ?3
+         WHERE import_id = ?1",
+        params![id.to_string(), why, at],
+    )?;
+    tx.execute(
+        "UPDATE intake_imports SET status = 'failed', step = 'done', error = ?2,
+         completed_at = ?3, updated_at = ?3 WHERE id = ?1",
+        params![id.to_string(), why, at],
+    )?;
+    append_event(
+        tx,
+        workspace_id,
+        id,
+        ImportStatus::Failed.event_type(),
+        &serde_json::json!({"status": "failed", "error": why}),
+    )?;
+    Ok(())
+}
+
+pub(crate) fn set_input_source(
+    tx: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+    position: u32,
+    format: &str,
+    options: &serde_json::Value,
+) -> StoreResult<()> {
+    let import = get(tx, workspace_id, id)?;
+    import.lifecycle().expect_waiting()?;
+    tx.execute(
+        "UPDATE intake_import_tables SET format = ?3, options = ?4 WHERE import_id = ?1 AND position = ?2",
+        params![id.to_string(), position, format, options.to_string()],
+    )?;
+    Ok(())
+}
