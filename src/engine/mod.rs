@@ -9,6 +9,7 @@ pub mod mapper;
 pub mod options;
 pub mod reader;
 pub mod staging;
+mod submit;
 pub mod validator;
 pub mod webhooks;
 pub mod workbook;
@@ -22,6 +23,7 @@ use tokio::sync::{Notify, watch};
 use crate::blob::BlobStore;
 use crate::store::SharedStore;
 
+pub use submit::{StagedSource, Submission, SubmitError, Submitted};
 pub use worker::Ran;
 
 /// Engine settings.
@@ -109,8 +111,9 @@ impl Engine {
         }
     }
 
-    /// Tells idle workers there is work.
-    pub fn wake(&self) {
+    /// Tells idle workers there is work; private, so that only the engine's own use cases
+    /// (`submit`) wake them, once what they queued is committed.
+    fn wake(&self) {
         self.wake.notify_waiters();
     }
 
