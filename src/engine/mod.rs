@@ -7,6 +7,7 @@ mod inference_pass;
 pub mod inflate;
 pub mod mapper;
 pub mod options;
+pub mod pause;
 pub mod reader;
 pub mod staging;
 mod submit;
@@ -61,6 +62,8 @@ pub struct EngineConfig {
     /// The identity of the data directory this process holds; its workers' names carry it,
     /// so that the next process on the directory can release what a killed one held.
     pub node: String,
+    /// Where a test build's workers wait for the test (nothing in a release build).
+    pub pauses: pause::PausePoints,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +83,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             outage_limit: Duration::from_secs(60),
             node: uuid::Uuid::now_v7().simple().to_string(),
+            pauses: pause::PausePoints::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ mod table;
 use tokio::sync::watch;
 
 use super::Engine;
+use super::pause::PausePoint;
 use crate::model::{ImportStatus, Mode, OnError, Step};
 use crate::store::{
     BatchWriter, Claim, ImportEnd, ImportTableRecord, StoreError, TableEnd, WritePlan,
@@ -62,6 +63,7 @@ impl Engine {
             metrics::counter!("intake_imports_resumed_total").increment(1);
         }
         let heartbeat = self.spawn_heartbeat(&claim);
+        self.config.pauses.pause_async(PausePoint::Claimed).await;
         let ran = self.run_through_outages(&claim, shutdown).await;
         heartbeat.abort();
         match ran {

@@ -12,6 +12,7 @@ use super::super::mapper::{
     FieldMapping, KeyMapping, MappingError, map_fields, map_keys, unknown_fields_warning,
 };
 use super::super::options::InputOptions;
+use super::super::pause::PausePoint;
 use super::super::reader::{Checkpoint, Format, ReaderOptions, SourceReader};
 use super::super::validator::{Checked, Validator};
 use super::lease::{LeaseFlags, LeaseRenewal};
@@ -274,11 +275,15 @@ impl Pass<'_> {
         from: Position,
     ) -> Result<Written, StoreError> {
         let shutdown = self.shutdown.clone();
+        let pauses = self.engine.config.pauses.clone();
         let write = background::spawn("intake-write", Share::Equal, move || {
             let mut stop = None;
+            let mut batches = 0u64;
             writer.continue_from(from);
             let mut next = || rx.recv().ok();
             let mut seen = |out: &BatchOutcome| {
+                batches += 1;
+                pauses.pause(PausePoint::AfterBatch(batches));
                 metrics::counter!("intake_rows_written_total")
                     .increment(out.created + out.updated + out.unchanged);
                 metrics::counter!("intake_rows_rejected_total").increment(out.invalid);
