@@ -47,7 +47,12 @@ pub enum Submitted {
     /// The import was created (and queued, unless it waits for its file or was refused).
     Created(Box<ImportRecord>),
     /// Its idempotency key was already used: by this same request when `same_request`.
-    Replayed { import_id: Uuid, same_request: bool },
+    Replayed {
+        /// The import the key created first.
+        import_id: Uuid,
+        /// The request is the one the key was first used with (same options and sources).
+        same_request: bool,
+    },
 }
 
 /// Why a submission failed.

@@ -28,9 +28,13 @@ const VALIDATION_ERRORS_KEPT: u64 = 100_000;
 
 /// How the pipeline over one source ended.
 pub(super) struct PassEnd {
+    /// Records of the source read (all of it, unless the pass stopped early).
     pub records: u64,
+    /// Invalid rows of the table so far, those before the checkpoint included.
     pub invalid: u64,
+    /// Why the pass stopped before the end of its source, if it did.
     pub stop: Option<Stop>,
+    /// Why the source could not be read (or mapped onto the table), if it could not.
     pub read_error: Option<String>,
     /// The writer rolled back batches it had not committed: the pass must run again from
     /// the table's last checkpoint.
@@ -53,20 +57,30 @@ impl PassEnd {
 /// Why a pass stopped before the end of its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stop {
+    /// A cancel was asked.
     Cancelled,
+    /// The process is stopping (or lost the lease): the import is left to be resumed.
     Shutdown,
+    /// More invalid rows than `max_errors` allows.
     TooManyErrors,
 }
 
 /// What every pass over one table's source needs: the claimed import, the table's schema,
 /// and the source with its options.
 pub(super) struct Pass<'a> {
+    /// The engine whose store, configuration and pause points the pass uses.
     pub engine: &'a Engine,
+    /// The import, as claimed (its lease fences every commit).
     pub claim: &'a Claim,
+    /// The table's schema, as the source is loaded into it.
     pub schema: &'a TableSchema,
+    /// How to read the table's input (mapping, nulls, encoding).
     pub options: &'a InputOptions,
+    /// The source's format and limits.
     pub reader_options: &'a ReaderOptions,
+    /// Where the source is on local disk.
     pub path: &'a Path,
+    /// Turns true when the process is stopping.
     pub shutdown: &'a watch::Receiver<bool>,
 }
 

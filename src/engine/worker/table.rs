@@ -20,10 +20,11 @@ const MAX_REPLAYS: u32 = 5;
 
 /// How one table's load ended.
 pub(super) enum TableOutcome {
-    Done {
-        invalid: u64,
-    },
+    /// The table is loaded, with this many invalid rows.
+    Done { invalid: u64 },
+    /// The table failed, saying why.
     Failed(String),
+    /// A cancel was asked.
     Cancelled,
     /// The process is shutting down or lost the lease: leave the import to be resumed.
     Interrupted,
