@@ -148,3 +148,41 @@ mod release {
         pub(crate) async fn pause_async(&self, _point: PausePoint) {}
     }
 }
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use super::{PausePoint, PausePoints};
+
+    #[tokio::test]
+    async fn a_worker_waits_at_an_armed_point_until_the_test_releases_it() {
+        let pauses = PausePoints::default();
+        pauses.arm(PausePoint::AfterBatch(2));
+        // A point that is not armed lets the worker through at once.
+        pauses.pause(PausePoint::AfterBatch(1));
+        let worker = {
+            let pauses = pauses.clone();
+            tokio::task::spawn_blocking(move || pauses.pause(PausePoint::AfterBatch(2)))
+        };
+        pauses.reached(PausePoint::AfterBatch(2)).await;
+        assert!(!worker.is_finished());
+        pauses.release(PausePoint::AfterBatch(2));
+        worker.await.expect("the worker went on");
+        // Released, the point holds no one again.
+        pauses.pause(PausePoint::AfterBatch(2));
+        pauses.pause_async(PausePoint::AfterBatch(2)).await;
+    }
+
+    #[tokio::test]
+    async fn an_async_step_waits_at_an_armed_point_until_the_test_releases_it() {
+        let pauses = PausePoints::default();
+        pauses.arm(PausePoint::Claimed);
+        let step = {
+            let pauses = pauses.clone();
+            tokio::spawn(async move { pauses.pause_async(PausePoint::Claimed).await })
+        };
+        pauses.reached(PausePoint::Claimed).await;
+        assert!(!step.is_finished());
+        pauses.release(PausePoint::Claimed);
+        step.await.expect("the step went on");
+    }
+}
