@@ -15,6 +15,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{TestServer, on_postgres, sql_rows};
+#[cfg(debug_assertions)]
+use intake::engine::pause::PausePoint;
+use intake::engine::pause::PausePoints;
 use serde_json::{Value, json};
 
 // ---- Helpers --------------------------------------------------------------------------
@@ -509,7 +512,9 @@ async fn on_cluster<T: Send + 'static>(ctl: &Ctl, f: impl FnOnce(&Ctl) -> T + Se
 
 /// A throwaway cluster and a server on it, with a table to load; None when the suite does
 /// not run on PostgreSQL.
-async fn server_on_own_cluster() -> Option<(Cluster, TestServer)> {
+/// A server on a PostgreSQL cluster of its own, its workers held at the points `pauses`
+/// arms.
+async fn server_on_own_cluster(pauses: PausePoints) -> Option<(Cluster, TestServer)> {
     logs();
     if !on_postgres() {
         eprintln!("skipped: the PostgreSQL fault tests run with INTAKE_TEST_BACKEND=postgres");
@@ -523,6 +528,7 @@ async fn server_on_own_cluster() -> Option<(Cluster, TestServer)> {
     let s = TestServer::start_with(move |c| {
         c.data_dir = dir;
         c.database_url = Some(url);
+        c.engine.pauses = pauses;
     })
     .await;
     s.create_table(people_schema("people")).await;
@@ -564,7 +570,7 @@ fn processed(import: &Value) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_whose_database_sessions_are_terminated_replays_and_ends_exact() {
-    let Some((cluster, s)) = server_on_own_cluster().await else {
+    let Some((cluster, s)) = server_on_own_cluster(PausePoints::default()).await else {
         return;
     };
     let id = upload_big(&s).await;
@@ -611,13 +617,21 @@ async fn an_import_whose_database_sessions_are_terminated_replays_and_ends_exact
     s.stop().await;
 }
 
+// Built with debug assertions only: release builds have no pause points.
+#[cfg(debug_assertions)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_survives_a_restart_of_postgresql_and_requests_meanwhile_answer_503() {
-    let Some((cluster, s)) = server_on_own_cluster().await else {
+    // Batches of 5,000 rows: by the 11th, a group of them (50,000 rows at most) committed,
+    // and the writer is in the middle of the next when the database stops.
+    let held = PausePoint::AfterBatch(11);
+    let pauses = PausePoints::default();
+    pauses.arm(held);
+    let Some((cluster, s)) = server_on_own_cluster(pauses.clone()).await else {
         return;
     };
     let id = upload_big(&s).await;
     let started = Instant::now();
+    pauses.reached(held).await;
     let (import, _) = wait_for(&s, &id, Duration::from_secs(60), |i| {
         terminal(i) || processed(i) > 0
     })
@@ -653,6 +667,7 @@ async fn an_import_survives_a_restart_of_postgresql_and_requests_meanwhile_answe
     assert!(refused > 0);
     on_cluster(&cluster.ctl, |c| c.pg_ctl(&["start"])).await;
     eprintln!("the database was away for {:?}", down.elapsed());
+    pauses.release(held);
 
     let (import, unavailable) = wait_for(&s, &id, Duration::from_secs(60), terminal).await;
     eprintln!(

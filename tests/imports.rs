@@ -11,6 +11,8 @@ use std::process::Command;
 
 use common::people_schema as people;
 use common::{TestServer, orders_schema, send};
+#[cfg(debug_assertions)]
+use intake::engine::pause::{PausePoint, PausePoints};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
@@ -2302,17 +2304,37 @@ async fn a_queued_import_is_cancelled_at_once() {
     assert_eq!(row_count(&s, "people").await, 0);
 }
 
+/// A server whose workers hold at `point` until the test releases them.
+#[cfg(debug_assertions)]
+async fn paused_server(point: PausePoint) -> (TestServer, PausePoints) {
+    let pauses = PausePoints::default();
+    pauses.arm(point);
+    let held = pauses.clone();
+    let s = TestServer::start_with(move |c| {
+        c.engine.batch_rows = 1000;
+        c.engine.pauses = held;
+    })
+    .await;
+    (s, pauses)
+}
+
+// Built with debug assertions only: release builds have no pause points.
+#[cfg(debug_assertions)]
 #[tokio::test]
 async fn a_big_import_cancelled_right_after_creation_ends_cancelled() {
-    let s = TestServer::start_with(|c| c.engine.batch_rows = 1000).await;
+    let (s, pauses) = paused_server(PausePoint::Claimed).await;
     s.create_table(people("people")).await;
     let (status, created) = s
         .upload("table=people", "text/csv", synthetic_people(300_000))
         .await;
     assert_eq!(status, 202, "{created}");
     let id = id_of(&created);
+    // A worker holds the import and has read none of it yet.
+    pauses.reached(PausePoint::Claimed).await;
     let (status, body) = send(s.post(&format!("/v1/imports/{id}/cancel"))).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "processing", "{body}");
+    pauses.release(PausePoint::Claimed);
     let started = std::time::Instant::now();
     let done = s.wait_done(&id).await;
     assert!(
@@ -2333,22 +2355,24 @@ async fn a_big_import_cancelled_right_after_creation_ends_cancelled() {
     );
 }
 
+#[cfg(debug_assertions)]
 #[tokio::test]
 async fn a_running_import_cancelled_keeps_the_rows_it_wrote() {
-    let s = TestServer::start_with(|c| c.engine.batch_rows = 1000).await;
+    let (s, pauses) = paused_server(PausePoint::AfterBatch(1)).await;
     s.create_table(people("people")).await;
     let (status, created) = s
         .upload("table=people", "text/csv", synthetic_people(300_000))
         .await;
     assert_eq!(status, 202, "{created}");
     let id = id_of(&created);
-    s.wait_until(&id, |i| i["counts"]["created"].as_u64().unwrap_or(0) > 0)
-        .await;
+    // The writer has written its first batch and waits before the next.
+    pauses.reached(PausePoint::AfterBatch(1)).await;
     let (status, body) = send(s.post(&format!("/v1/imports/{id}/cancel"))).await;
     assert_eq!(
         status, 200,
         "the import ended before it could be cancelled: {body}"
     );
+    pauses.release(PausePoint::AfterBatch(1));
     let done = s.wait_done(&id).await;
     assert_eq!(done["status"], "cancelled", "{done}");
     assert!(done["cancelled_at"].is_string(), "{done}");

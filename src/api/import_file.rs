@@ -252,7 +252,7 @@ pub async fn upload(
     if staged.size == 0 {
         let _ = tokio::fs::remove_file(&staged.path).await;
         let _ = blobs.delete_part(id).await;
-        return Err(super::imports::empty_file());
+        return Err(super::import_create::empty_file());
     }
     let declared = settings.format.or_else(|| Format::parse(&input.format));
     let sniffed = detect(
@@ -331,7 +331,6 @@ pub async fn start(
             None => sizes.push(0),
         }
     }
-    let import = state.store.start_import(ws, id, &sizes).await?;
-    state.engine.wake();
+    let import = state.engine.start(ws, id, &sizes).await?;
     Ok((StatusCode::ACCEPTED, Json(import_view(&import))))
 }

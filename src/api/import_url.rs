@@ -59,7 +59,7 @@ pub(super) async fn create(
     let waiting = ImportSettings::parse(&raw)?;
     let ws = &auth.workspace;
     let response =
-        super::imports::create_import(state, auth, headers, waiting, &mut [], None).await?;
+        super::import_create::create_import(state, auth, headers, waiting, &mut [], None).await?;
     if response.headers().contains_key("idempotent-replayed") {
         return Ok(response);
     }
@@ -156,11 +156,10 @@ async fn download(
             .map_err(|e| format!("the file could not be stored: {e}"))?;
         if settings.start {
             state
-                .store
-                .start_import(workspace, id, &[staged.size])
+                .engine
+                .start(workspace, id, &[staged.size])
                 .await
                 .map_err(|e| e.to_string())?;
-            state.engine.wake();
         } else {
             state
                 .store

@@ -10,13 +10,13 @@ use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{Admin, Auth, Member, Viewer};
 use super::error::{ApiError, ApiResult, ErrorCode};
+use super::import_create::{StagedInput, create_import};
 use super::import_options::{
     ImportOptions, ImportRequest, ImportSettings, ImportUpload, RawOptions,
 };
@@ -26,20 +26,10 @@ use super::views::{
     import_view, progress_view, row_error_view,
 };
 use crate::engine::reader::Format;
-use crate::engine::staging::{StageError, Staged, detect, stage, stage_with};
-use crate::engine::workbook::{WorkbookError, WorkbookKind};
+use crate::engine::staging::{StageError, stage, stage_with};
+use crate::engine::workbook::WorkbookError;
 use crate::model::{Forget, ImportStatus, Source};
-use crate::store::{
-    CreateOutcome, ImportQuery, ImportSort, NewIdempotency, NewImport, NewImportInput,
-};
-
-/// One staged source waiting to become an input.
-pub(super) struct StagedInput {
-    table: Option<String>,
-    file_name: Option<String>,
-    declared: Option<Format>,
-    staged: Staged,
-}
+use crate::store::{ImportQuery, ImportSort};
 
 /// Creates an import from a multipart upload, a raw body or a JSON request (202).
 #[utoipa::path(post, path = "/v1/imports", tag = "imports",
@@ -246,14 +236,6 @@ pub(super) fn check_length(state: &AppState, headers: &HeaderMap) -> ApiResult<(
     }
 }
 
-/// The answer to a file of 0 bytes, whatever its format.
-pub(super) fn empty_file() -> ApiError {
-    ApiError::new(
-        ErrorCode::EmptyFile,
-        "the file is empty (0 bytes): there is nothing to import",
-    )
-}
-
 pub(super) fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
@@ -422,236 +404,6 @@ async fn read_multipart(
         ));
     }
     Ok(())
-}
-
-/// What an idempotency key's request is recognised by: its options and its sources' bytes.
-fn fingerprint(options: &str, staged: &[StagedInput]) -> String {
-    let mut h = Sha256::new();
-    h.update(options.as_bytes());
-    for s in staged {
-        h.update(b"\0");
-        h.update(s.table.as_deref().unwrap_or("").as_bytes());
-        h.update(b"\0");
-        h.update(s.file_name.as_deref().unwrap_or("").as_bytes());
-        h.update(b"\0");
-        h.update(s.staged.sha256.as_bytes());
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(super) async fn create_import(
-    state: &AppState,
-    auth: &Auth<Member>,
-    headers: &HeaderMap,
-    settings: ImportSettings,
-    staged: &mut [StagedInput],
-    source: Option<Source>,
-) -> ApiResult<Response> {
-    let ws = &auth.workspace;
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    ApiError::bad_request("Idempotency-Key must be 1 to 255 visible characters")
-                })
-        })
-        .transpose()?;
-    let id = Uuid::now_v7();
-    let mut inputs = Vec::with_capacity(staged.len());
-    let mut unsupported: Option<String> = None;
-    let mut first_format = None;
-    let mut first_workbook = None;
-    for s in staged.iter() {
-        // One policy for every format: an empty file is a mistake to report, not an import of
-        // nothing (records sent inline may be none).
-        if s.staged.size == 0 && !matches!(source, Some(Source::Inline | Source::Api)) {
-            return Err(empty_file());
-        }
-        let table_name = s.table.clone().or_else(|| settings.table.clone()).ok_or_else(|| {
-            ApiError::validation("say which table to load: the table option (?table=orders), or a file field named after the table")
-        })?;
-        super::auth::check_scope(&auth.key, &table_name)?;
-        match state.store.get_table(ws, &table_name).await {
-            Ok(table) => settings.check_against(&table.schema)?,
-            // The worker infers the table from the whole source, then creates and loads it.
-            Err(crate::store::StoreError::NotFound(_)) => {
-                settings.check_for_new_table(&table_name)?
-            }
-            Err(e) => return Err(e.into()),
-        }
-        // Undo works per table: two sources for one table would undo each other's changes.
-        if inputs
-            .iter()
-            .any(|i: &NewImportInput| i.table == table_name)
-        {
-            return Err(ApiError::validation(format!(
-                "table {table_name:?} appears twice in this import; send one file per table"
-            )));
-        }
-        let declared = settings.format.or(s.declared);
-        let sniffed = detect(
-            &s.staged,
-            declared,
-            settings.delimiter,
-            s.file_name.as_deref(),
-        );
-        let (format, delimiter) = match sniffed {
-            Ok(sn) => (sn.format, sn.delimiter),
-            Err(why) => {
-                unsupported.get_or_insert(why);
-                (declared.unwrap_or(Format::Csv), b',')
-            }
-        };
-        first_format.get_or_insert(format);
-        let mut options = settings.input_options(delimiter);
-        options.records_are_lines = matches!(source, Some(Source::Inline | Source::Api));
-        options.replaced_sequences = s.staged.replaced;
-        options.sheet = s.staged.workbook.clone();
-        first_workbook = first_workbook.or(s.staged.workbook.as_ref().map(|w| w.kind));
-        inputs.push(NewImportInput {
-            table: table_name,
-            blob_key: Some(format!("{id}-{}", inputs.len())),
-            format: format.as_str().to_owned(),
-            options: serde_json::to_value(&options).map_err(ApiError::internal)?,
-            file_name: s.file_name.clone(),
-            file_size: Some(s.staged.size),
-        });
-    }
-    if staged.is_empty() {
-        // Created before its file: one input, its format decided when the file arrives.
-        let table_name = settings
-            .table
-            .clone()
-            .ok_or_else(|| ApiError::validation("say which table to load: the table option"))?;
-        match state.store.get_table(ws, &table_name).await {
-            Ok(table) => settings.check_against(&table.schema)?,
-            Err(crate::store::StoreError::NotFound(_)) => {
-                settings.check_for_new_table(&table_name)?
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let options = settings.input_options(settings.delimiter.unwrap_or(b','));
-        inputs.push(NewImportInput {
-            table: table_name,
-            blob_key: Some(format!("{id}-0")),
-            format: settings.format.map(|f| f.as_str()).unwrap_or("").to_owned(),
-            options: serde_json::to_value(&options).map_err(ApiError::internal)?,
-            file_name: settings.file_name.clone(),
-            file_size: None,
-        });
-    }
-    let source = source.unwrap_or(match (first_workbook, first_format) {
-        (Some(WorkbookKind::Xlsx), _) => Source::Xlsx,
-        (Some(WorkbookKind::Xlsb), _) => Source::Xlsb,
-        (Some(WorkbookKind::Xls), _) => Source::Xls,
-        (Some(WorkbookKind::Ods), _) => Source::Ods,
-        (None, Some(Format::Tsv)) => Source::Tsv,
-        (None, Some(Format::Ndjson)) => Source::Ndjson,
-        (None, Some(Format::Json)) => Source::Json,
-        (None, _) => Source::Csv,
-    });
-    let status = if unsupported.is_some() {
-        ImportStatus::Unsupported
-    } else if !settings.start {
-        ImportStatus::New
-    } else {
-        ImportStatus::Queued
-    };
-    let new = NewImport {
-        id,
-        workspace_id: ws.id,
-        status,
-        source,
-        mode: settings.mode,
-        on_error: settings.on_error,
-        max_errors: settings.max_errors,
-        dry_run: settings.dry_run,
-        cleanup_records: settings.cleanup_records,
-        reference: settings.reference.clone(),
-        reference_origin: settings.reference_origin.clone(),
-        metadata: settings.metadata.clone(),
-        note: settings.note.clone(),
-        platform: settings
-            .platform
-            .clone()
-            .or_else(|| Some(source.as_str().to_owned())),
-        error: unsupported.clone(),
-        idempotency: idempotency_key.as_ref().map(|key| NewIdempotency {
-            key: key.clone(),
-            fingerprint: fingerprint(&settings.canonical, staged),
-        }),
-        inputs,
-    };
-    // Sources are in place before the import that points at them is committed.
-    if status != ImportStatus::Unsupported {
-        for (s, input) in staged.iter().zip(&new.inputs) {
-            if let Some(key) = &input.blob_key {
-                state
-                    .engine
-                    .blobs
-                    .commit(&s.staged.path, key)
-                    .await
-                    .map_err(|e| ApiError::blob("the upload", e))?;
-            }
-        }
-    }
-    match state.store.create_import(&new).await? {
-        CreateOutcome::Created(import) => {
-            if status == ImportStatus::Unsupported {
-                return Err(ApiError::new(
-                    ErrorCode::UnsupportedFormat,
-                    format!(
-                        "the source cannot be read: {}",
-                        unsupported.unwrap_or_default()
-                    ),
-                )
-                .with("import_id", import.id.to_string()));
-            }
-            state.engine.wake();
-            Ok((StatusCode::ACCEPTED, Json(import_view(&import))).into_response())
-        }
-        CreateOutcome::Replayed(first) => {
-            for input in &new.inputs {
-                if let Some(key) = &input.blob_key {
-                    let _ = state.engine.blobs.delete(key).await;
-                }
-            }
-            let same = new
-                .idempotency
-                .as_ref()
-                .is_some_and(|i| i.fingerprint == first.fingerprint);
-            if !same {
-                return Err(ApiError::new(
-                    ErrorCode::IdempotencyKeyReused,
-                    "this Idempotency-Key was already used with a different request",
-                )
-                .with("import_id", first.import_id.to_string()));
-            }
-            let import = state.store.get_import(ws.id, first.import_id).await?;
-            // A replay answers as the first request was answered: a refused source stays a 415.
-            if import.status == ImportStatus::Unsupported {
-                let refused = ApiError::new(
-                    ErrorCode::UnsupportedFormat,
-                    format!(
-                        "the source cannot be read: {}",
-                        import.error.clone().unwrap_or_default()
-                    ),
-                )
-                .with("import_id", import.id.to_string());
-                return Ok(([("idempotent-replayed", "true")], refused).into_response());
-            }
-            Ok((
-                StatusCode::ACCEPTED,
-                [("idempotent-replayed", "true")],
-                Json(import_view(&import)),
-            )
-                .into_response())
-        }
-    }
 }
 
 /// The body of `POST /v1/tables/{table}/records`.
@@ -975,10 +727,9 @@ pub async fn rollback(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let import = state
-        .store
-        .request_rollback(auth.workspace.id, parse_id(&id)?)
+        .engine
+        .roll_back(auth.workspace.id, parse_id(&id)?)
         .await?;
-    state.engine.wake();
     let status = if import.status == ImportStatus::RolledBack {
         StatusCode::OK
     } else {

@@ -5,6 +5,7 @@ mod auth;
 mod dialects;
 pub mod error;
 mod health;
+mod import_create;
 mod import_file;
 mod import_options;
 mod import_url;

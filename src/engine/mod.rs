@@ -7,8 +7,10 @@ mod inference_pass;
 pub mod inflate;
 pub mod mapper;
 pub mod options;
+pub mod pause;
 pub mod reader;
 pub mod staging;
+mod submit;
 pub mod validator;
 pub mod webhooks;
 pub mod workbook;
@@ -22,6 +24,7 @@ use tokio::sync::{Notify, watch};
 use crate::blob::BlobStore;
 use crate::store::SharedStore;
 
+pub use submit::{StagedSource, Submission, SubmitError, Submitted};
 pub use worker::Ran;
 
 /// Engine settings.
@@ -59,6 +62,8 @@ pub struct EngineConfig {
     /// The identity of the data directory this process holds; its workers' names carry it,
     /// so that the next process on the directory can release what a killed one held.
     pub node: String,
+    /// Where a test build's workers wait for the test (nothing in a release build).
+    pub pauses: pause::PausePoints,
 }
 
 impl Default for EngineConfig {
@@ -78,6 +83,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             outage_limit: Duration::from_secs(60),
             node: uuid::Uuid::now_v7().simple().to_string(),
+            pauses: pause::PausePoints::default(),
         }
     }
 }
@@ -109,8 +115,9 @@ impl Engine {
         }
     }
 
-    /// Tells idle workers there is work.
-    pub fn wake(&self) {
+    /// Tells idle workers there is work; private, so that only the engine's own use cases
+    /// (`submit`) wake them, once what they queued is committed.
+    fn wake(&self) {
         self.wake.notify_waiters();
     }
 

@@ -24,10 +24,10 @@ use super::error::{ApiError, ApiResult, ErrorCode};
 use super::import_options::{ImportSettings, RawOptions};
 use crate::engine::reader::Format;
 use crate::engine::staging::{StageError, Staged, stage};
+use crate::engine::{StagedSource, Submission, SubmitError, Submitted};
 use crate::model::{ImportStatus, Source};
 use crate::store::{
-    CreateOutcome, ImportRecord, KeyRecord, NewImport, NewImportInput, StoreError, StoredRowError,
-    Workspace,
+    ImportRecord, KeyRecord, NewImport, NewImportInput, StoreError, StoredRowError, Workspace,
 };
 
 /// The key a request presents and its workspace; `None` when there is no key, or when it is
@@ -261,19 +261,24 @@ async fn create_inline_import(
             }],
             idempotency: None,
         };
-        // The source is in place before the import that points at it is committed.
-        state
-            .engine
-            .blobs
-            .commit(&staged.path, &format!("{id}-0"))
-            .await
-            .map_err(ApiError::internal)?;
-        match state.store.create_import(&new).await? {
-            CreateOutcome::Created(import) => {
-                state.engine.wake();
-                Ok(*import)
-            }
-            CreateOutcome::Replayed(_) => Err(ApiError::internal(
+        let submission = Submission {
+            import: new,
+            sources: vec![StagedSource {
+                path: &staged.path,
+                sha256: &staged.sha256,
+                table: None,
+                file_name: None,
+            }],
+            idempotency_key: None,
+            canonical: &settings.canonical,
+        };
+        let submitted = state.engine.submit(submission).await.map_err(|e| match e {
+            SubmitError::Blob(e) => ApiError::internal(e),
+            SubmitError::Store(e) => e.into(),
+        })?;
+        match submitted {
+            Submitted::Created(import) => Ok(*import),
+            Submitted::Replayed { .. } => Err(ApiError::internal(
                 "an import without an idempotency key was answered as a replay",
             )),
         }

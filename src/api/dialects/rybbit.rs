@@ -18,11 +18,12 @@ use super::{authorization, caller, millis, parse_json, read_body};
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::engine::options::InputOptions;
+use crate::engine::{Submission, SubmitError, Submitted};
 use crate::model::schema::RawTableSchema;
 use crate::model::{Forget, ImportStatus, Mode, OnError, Refusal, Role, Source, TableSchema};
 use crate::store::{
-    CreateOutcome, ImportField, ImportRecord, ImportSearch, NewImport, NewImportInput, SortKey,
-    SortSpec, StoreError, Workspace,
+    ImportField, ImportRecord, ImportSearch, NewImport, NewImportInput, SortKey, SortSpec,
+    StoreError, Workspace,
 };
 
 /// The table a site's imported events land in.
@@ -237,12 +238,22 @@ async fn create(
         }],
         idempotency: None,
     };
-    let import = match state.store.create_import(&new).await {
-        Ok(CreateOutcome::Created(import)) => import,
-        Ok(CreateOutcome::Replayed(_)) => {
+    let submission = Submission {
+        import: new,
+        sources: Vec::new(),
+        idempotency_key: None,
+        canonical: "",
+    };
+    let import = match state.engine.submit(submission).await {
+        Ok(Submitted::Created(import)) => import,
+        Ok(Submitted::Replayed { .. }) => {
             return Err(ApiError::internal("a new import was answered as a replay").into());
         }
-        Err(e) => {
+        Err(SubmitError::Blob(e)) => {
+            let _ = state.engine.blobs.delete(&key).await;
+            return Err(ApiError::internal(e).into());
+        }
+        Err(SubmitError::Store(e)) => {
             let _ = state.engine.blobs.delete(&key).await;
             return Err(e.into());
         }
@@ -392,8 +403,8 @@ async fn batch(
             .await
             .map_err(ApiError::internal)?;
         blobs.delete_part(id).await.map_err(ApiError::internal)?;
-        match state.store.start_import(ws.id, id, &[size]).await {
-            Ok(_) => state.engine.wake(),
+        match state.engine.start(ws.id, id, &[size]).await {
+            Ok(_) => {}
             // Another request's last batch queued it first.
             Err(StoreError::Refused(Refusal::NotWaiting(_))) => {}
             Err(e) => return Err(e.into()),
