@@ -92,6 +92,13 @@ impl Engine {
         self.store
             .set_step(claim, Step::Reverting, Some(&why))
             .await?;
+        // Undoing writes as well (the journal of what it deletes), which a full disk may
+        // refuse again. From the `reverting` step on, the source is never read again (a
+        // resumed undo needs only the journal), so its space goes to the undo now rather
+        // than once the import has ended.
+        if matches!(error, StoreError::StorageFull(_)) {
+            self.delete_sources(&claim.import).await;
+        }
         self.revert_all(claim, Some(why)).await
     }
 }
