@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 export INTAKE_CRASH_ROWS="${ROWS:-1000000}"
 export INTAKE_CRASH_KILLS="${KILLS:-40}"
 if [ -n "${SEED:-}" ]; then export INTAKE_CRASH_SEED="$SEED"; fi
-cargo test --release --test crash -- --nocapture --test-threads 1
+cargo test --release --test integration crash:: -- --nocapture --test-threads 1

@@ -2,7 +2,7 @@
 //! roles, workspace isolation, table schemas, record pages, schema inference and the error
 //! envelope.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! The command line against a real server: the `intake` binary is run as a user would run
 //! it (stdout and stderr piped, so not a terminal), and its exit codes and output are checked.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

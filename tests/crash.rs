@@ -5,7 +5,7 @@
 //! The size is `INTAKE_CRASH_ROWS` (default 60 000 rows) and the number of kills
 //! `INTAKE_CRASH_KILLS` (default 8); `scripts/crash-test.sh` runs a larger version.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

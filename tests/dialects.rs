@@ -4,7 +4,7 @@
 //! unsupported, rolled back, cancelled, queued and running. Each vendor's field names,
 //! types, nullability, status mapping, pages, sorts, filters and auth failures are checked.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

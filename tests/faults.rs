@@ -7,7 +7,7 @@
 //! `INTAKE_TEST_BACKEND=postgres` only, on a throwaway cluster each starts for itself with
 //! `initdb` on a free port (never the server the other tests share).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

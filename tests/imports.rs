@@ -3,7 +3,7 @@
 //! rows, options (nulls, mapping, modes, error policies, dry run, metadata), idempotency, the
 //! list, progress, events, the rejected-rows CSV, cancel and the limits that refuse input.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Live progress: Server-Sent Events and signed webhooks.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Malformed input never gets a 5xx, a panic or a stuck import: every JSONTestSuite file is
 //! sent as a JSON source, as NDJSON, and as a JSON request body.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, send, shared_testdata};
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! another from its checkpoint, and every import ends exactly once with exact counts and
 //! exact rows. Runs on the PostgreSQL backend only (INTAKE_TEST_BACKEND=postgres).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};

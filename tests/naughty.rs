@@ -1,7 +1,7 @@
 //! The big list of naughty strings: every valid UTF-8 string survives an import as a cell
 //! value and reads back byte-exact, from CSV and from NDJSON; invalid UTF-8 is a row error.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, send, shared_testdata};
 use serde_json::{Value, json};

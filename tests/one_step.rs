@@ -2,7 +2,7 @@
 //! it and loads every row, on the backend under test; then real public files, written by people
 //! who never heard of Intake, load that way with every row landing.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! when several processes start at once. Runs on the PostgreSQL backend only
 //! (INTAKE_TEST_BACKEND=postgres).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

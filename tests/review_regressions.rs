@@ -1,6 +1,6 @@
 //! Cases where an import's undo or a stopped import could have left the table wrong.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, send};
 use serde_json::{Value, json};

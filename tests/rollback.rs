@@ -1,7 +1,7 @@
 //! Rollback: every import can be undone exactly, as a resumable job, unless a later import
 //! changed the same rows.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, send};
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! The shortest path a newcomer takes: start, create a table, upload, read the rows.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, send};
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! holding one file, and spreadsheets (xlsx written by a real spreadsheet writer, ods), with
 //! their sheets, types, empty cells and row errors that name their cell.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

@@ -7,7 +7,7 @@
 //! where the cluster cannot be made (no `initdb`, not root nor `postgres`) they are skipped
 //! with a message, except under `CI`, where they fail.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

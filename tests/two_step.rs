@@ -1,7 +1,7 @@
 //! The two-step flow for big files: create with start=false, upload (resumable in parts),
 //! start.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, send};
 use serde_json::{Value, json};

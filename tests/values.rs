@@ -2,7 +2,7 @@
 //! integers written with an exponent, through CSV, NDJSON, a JSON array and inline records, on
 //! the backend under test, read back through the API and straight from the database.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, physical_table, send, sql_rows};
 use serde_json::{Value, json};
