@@ -204,5 +204,9 @@ async fn starting_an_import_twice_is_409_import_not_waiting() {
         body,
         json!({"error": {"code": "import_not_waiting", "message": "the import is queued and no longer waits for its sources"}})
     );
+    // Nor does it take another file.
+    let (status, again) = send(put(&s, &id).body(csv(5))).await;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(again, body);
     s.stop().await;
 }

@@ -109,12 +109,7 @@ pub async fn upload(
     let id = parse_id(&id)?;
     let ws = auth.workspace.id;
     let import = state.store.get_import(ws, id).await?;
-    if import.status != ImportStatus::New {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("the import is {} and no longer takes a file", import.status),
-        ));
-    }
+    import.lifecycle().expect_waiting()?;
     let [input] = import.tables.as_slice() else {
         return Err(ApiError::new(
             ErrorCode::Conflict,
