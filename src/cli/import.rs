@@ -13,6 +13,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
 use super::client::{ClientArgs, ClientError};
+use super::file_name::{FileFormat, table_name_from};
 use super::output::{self, EXIT_CODES_HELP, Exit, Out};
 use super::watch::{self, Followed, UploadStats};
 
@@ -114,54 +115,6 @@ pub enum OnErrorPolicy {
     Skip,
     Abort,
     Atomic,
-}
-
-/// Source formats.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FileFormat {
-    Csv,
-    Tsv,
-    Ndjson,
-    Json,
-}
-
-impl FileFormat {
-    /// The format a file name suggests.
-    pub fn of_path(path: &Path) -> Option<FileFormat> {
-        // A compressed file is named after what it holds: `orders.csv.gz`, `orders.csv.zst`.
-        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-        let name = super::tables::strip_compression(&name);
-        let ext = Path::new(name).extension()?.to_str()?;
-        match ext {
-            "csv" => Some(FileFormat::Csv),
-            "tsv" | "tab" => Some(FileFormat::Tsv),
-            "ndjson" | "jsonl" => Some(FileFormat::Ndjson),
-            "json" => Some(FileFormat::Json),
-            _ => None,
-        }
-    }
-
-    /// The format's name in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileFormat::Csv => "csv",
-            FileFormat::Tsv => "tsv",
-            FileFormat::Ndjson => "ndjson",
-            FileFormat::Json => "json",
-        }
-    }
-
-    /// The `Content-Type` the API reads the format from.
-    pub fn content_type(format: Option<FileFormat>) -> &'static str {
-        match format {
-            Some(FileFormat::Csv) => "text/csv",
-            Some(FileFormat::Tsv) => "text/tab-separated-values",
-            Some(FileFormat::Ndjson) => "application/x-ndjson",
-            Some(FileFormat::Json) => "application/json",
-            // Unknown extension: the server sniffs it.
-            None => "application/octet-stream",
-        }
-    }
 }
 
 fn value_name(v: impl ValueEnum) -> String {
@@ -337,7 +290,7 @@ async fn import(args: &ImportArgs) -> Result<Exit, ClientError> {
     let format = args.format.or_else(|| FileFormat::of_path(&named));
     let table = match &args.table {
         Some(t) => t.clone(),
-        None => super::tables::table_name_from(&named).ok_or_else(|| {
+        None => table_name_from(&named).ok_or_else(|| {
             ClientError::Usage(format!(
                 "no table name can be made from {}; name the table with --table",
                 named.display()

@@ -14,6 +14,7 @@ macro_rules! say {
 
 pub mod admin;
 pub mod client;
+pub mod file_name;
 pub mod import;
 pub mod imports;
 pub mod keys;

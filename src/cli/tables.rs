@@ -1,6 +1,6 @@
 //! `intake tables create|infer|list|show`: typed tables, and schemas proposed from a file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
@@ -8,7 +8,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
 
 use super::client::{ClientArgs, ClientError};
-use super::import::FileFormat;
+use super::file_name::{FileFormat, table_name_from};
 use super::output::{self, Exit, Out, count_of};
 
 /// Options of `intake tables`.
@@ -240,34 +240,6 @@ async fn read_sample(path: PathBuf) -> std::io::Result<(Vec<u8>, bool)> {
     .map_err(std::io::Error::other)?
 }
 
-/// A file name without the extension of its compression (`orders.csv.gz` → `orders.csv`).
-pub(super) fn strip_compression(name: &str) -> &str {
-    [".gz", ".zst", ".zstd", ".zip"]
-        .iter()
-        .find_map(|ext| name.strip_suffix(ext))
-        .unwrap_or(name)
-}
-
-/// A valid table name made from a file name (`Orders 2024.csv` → `orders_2024`, and
-/// `orders.csv.gz`, `orders.csv.zst` or `book.xlsx` → `orders` or `book`), if any.
-pub(super) fn table_name_from(path: &Path) -> Option<String> {
-    let file = path.file_name()?.to_str()?.to_lowercase();
-    let file = strip_compression(&file);
-    let stem = Path::new(file).file_stem()?.to_str()?;
-    let mut name = String::new();
-    for c in stem.chars() {
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            name.push(c);
-        } else if !name.is_empty() && !name.ends_with('_') {
-            name.push('_');
-        }
-    }
-    let name: String = name.chars().take(48).collect();
-    let name = name.trim_end_matches('_').to_owned();
-    let valid = name.starts_with(|c: char| c.is_ascii_lowercase()) && !name.starts_with("intake");
-    valid.then_some(name)
-}
-
 async fn list(args: &ListArgs) -> Result<Exit, ClientError> {
     let out = Out::new(args.client.json);
     let client = args.client.connect()?;
@@ -363,21 +335,4 @@ async fn show(args: &ShowArgs) -> Result<Exit, ClientError> {
         .collect();
     output::print_table(&["column", "type", "required", "unique", "rules"], &rows);
     Ok(Exit::Ok)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_names_come_from_the_file_name_without_its_extensions() {
-        let name = |p: &str| table_name_from(Path::new(p));
-        assert_eq!(name("data/Orders 2024.csv"), Some("orders_2024".into()));
-        assert_eq!(name("orders.csv.gz"), Some("orders".into()));
-        assert_eq!(name("Events.NDJSON.GZ"), Some("events".into()));
-        assert_eq!(name("orders.csv.zst"), Some("orders".into()));
-        assert_eq!(name("Q1 Book.xlsx"), Some("q1_book".into()));
-        assert_eq!(name("people.tsv.zip"), Some("people".into()));
-        assert_eq!(name("2024.csv"), None);
-    }
 }
