@@ -2,6 +2,7 @@
 //! (with or without its rows), and the pruning of ended rollback windows. The model decides
 //! each; these apply its answer.
 
+use ::postgres::types::ToSql;
 use ::postgres::{Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -12,7 +13,8 @@ use super::super::{StoreError, StoreResult, ms, now};
 use super::events::*;
 use super::queue::*;
 use super::rows::*;
-use crate::model::{CancelAction, Forget, ImportStatus, Refusal, RollbackAction, Step};
+use crate::model::{CancelAction, ImportStatus, Step};
+use crate::store::apply::{Apply, Arg};
 use crate::store::*;
 
 pub(crate) fn create(tx: &mut Transaction<'_>, new: &NewImport) -> StoreResult<CreateOutcome> {
@@ -254,37 +256,6 @@ pub(crate) fn later_conflict(
     Ok(None)
 }
 
-pub(crate) fn request_rollback(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-) -> StoreResult<ImportRecord> {
-    let import = get_locked(tx, workspace_id, id)?;
-    if import.lifecycle().rollback(now())? == RollbackAction::AsItIs {
-        return Ok(import);
-    }
-    let conflict = match later_conflict(tx, &import)? {
-        Some(c) => Some(c),
-        None => live_conflict(tx, &import)?,
-    };
-    if let Some((later, number)) = conflict {
-        return Err(Refusal::RollbackBlocked { later, number }.into());
-    }
-    tx.execute(
-        "UPDATE intake_imports SET status = 'rolling_back', step = 'rolling_back',
-         lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 WHERE id = $1",
-        &[&id, &now()],
-    )?;
-    append_event(
-        tx,
-        workspace_id,
-        id,
-        ImportStatus::RollingBack.event_type(),
-        &serde_json::json!({"status": "rolling_back"}),
-    )?;
-    get(tx, workspace_id, id)
-}
-
 /// The tables a replace kept as undo copies for this import.
 pub(crate) fn undo_tables(
     tx: &mut Transaction<'_>,
@@ -301,184 +272,85 @@ pub(crate) fn undo_tables(
     Ok(out)
 }
 
-pub(crate) fn prune(
-    tx: &mut Transaction<'_>,
-    at: OffsetDateTime,
-    ended_before: OffsetDateTime,
-) -> StoreResult<u64> {
-    let ids: Vec<Uuid> = tx
-        .query(
+pub(crate) use crate::store::apply::{
+    prune, purge, relabel, request_rollback, set_input_source, set_new_step, start,
+};
+
+impl Apply for &mut Transaction<'_> {
+    fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        Ok(self.execute(sql, &bind(args))?)
+    }
+
+    fn any(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<bool> {
+        Ok(self.query_opt(sql, &bind(args))?.is_some())
+    }
+
+    fn import_locked(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+        get_locked(self, workspace_id, id)
+    }
+
+    fn import(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+        get(self, workspace_id, id)
+    }
+
+    fn import_any(&mut self, id: Uuid) -> StoreResult<ImportRecord> {
+        get_any(self, id)
+    }
+
+    fn event(
+        &mut self,
+        workspace_id: Uuid,
+        id: Uuid,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> StoreResult<()> {
+        append_event(&mut **self, workspace_id, id, kind, data)
+    }
+
+    fn rollback_conflict(&mut self, import: &ImportRecord) -> StoreResult<Option<(String, i64)>> {
+        match later_conflict(self, import)? {
+            Some(c) => Ok(Some(c)),
+            None => live_conflict(self, import),
+        }
+    }
+
+    fn undo_copies(&mut self, import: &ImportRecord) -> StoreResult<Vec<String>> {
+        undo_tables(self, import)
+    }
+
+    fn data_table(&self, ws: &Workspace, table: &str) -> String {
+        qualified(&ws.slug, table)
+    }
+
+    fn prunable(
+        &mut self,
+        at: OffsetDateTime,
+        ended_before: OffsetDateTime,
+    ) -> StoreResult<Vec<Uuid>> {
+        let rows = self.query(
             "SELECT id FROM intake_imports
              WHERE rollback_until IS NOT NULL AND (rollback_until < $1 OR completed_at < $2)
              FOR NO KEY UPDATE SKIP LOCKED",
             &[&ms(at), &ms(ended_before)],
-        )?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
-    for id in &ids {
-        let import = get_any(tx, *id)?;
-        for t in undo_tables(tx, &import)? {
-            tx.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?;
-        }
-        tx.execute("DELETE FROM intake_undo WHERE import_id = $1", &[id])?;
-        tx.execute("DELETE FROM intake_row_errors WHERE import_id = $1", &[id])?;
-        tx.execute(
-            // The row errors are gone: the import no longer claims them as stored.
-            "UPDATE intake_imports SET rollback_until = NULL, errors_stored = 0 WHERE id = $1",
-            &[id],
         )?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
     }
-    Ok(ids.len() as u64)
 }
 
-pub(crate) fn start(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-    sizes: &[u64],
-) -> StoreResult<ImportRecord> {
-    let import = get_locked(tx, workspace_id, id)?;
-    import.lifecycle().expect_waiting()?;
-    import.check_sizes(sizes)?;
-    for (table, size) in import.tables.iter().zip(sizes) {
-        tx.execute(
-            "UPDATE intake_import_tables SET status = 'queued', file_size = $3, bytes_total = $3
-             WHERE import_id = $1 AND position = $2",
-            &[&id, &i64::from(table.position), &(*size as i64)],
-        )?;
-    }
-    let total: u64 = sizes.iter().sum();
-    tx.execute(
-        "UPDATE intake_imports SET status = 'queued', step = 'queued', bytes_total = $2,
-         updated_at = $3 WHERE id = $1",
-        &[&id, &(total as i64), &now()],
-    )?;
-    append_event(
-        tx,
-        workspace_id,
-        id,
-        ImportStatus::Queued.event_type(),
-        &serde_json::json!({"status": "queued"}),
-    )?;
-    get(tx, workspace_id, id)
-}
-
-pub(crate) fn purge(
-    tx: &mut Transaction<'_>,
-    ws: &Workspace,
-    id: Uuid,
-    which: Forget,
-    remove_rows: bool,
-) -> StoreResult<PurgedImport> {
-    let import = get_locked(tx, ws.id, id)?;
-    import.lifecycle().forget(which)?;
-    let mut rows_deleted = 0u64;
-    let tables = if remove_rows {
-        import.tables_written()
-    } else {
-        Vec::new()
-    };
-    for table in tables {
-        // A table dropped since has no rows left to delete.
-        let exists = tx.query_opt(
-            "SELECT 1 FROM intake_tables WHERE workspace_id = $1 AND name = $2",
-            &[&ws.id, &table],
-        )?;
-        if exists.is_none() {
-            continue;
-        }
-        rows_deleted += tx.execute(
-            &format!(
-                "DELETE FROM {} WHERE {} = $1",
-                qualified(&ws.slug, table),
-                quote(IMPORT_COLUMN)
-            ),
-            &[&import.number],
-        )?;
-    }
-    // A replace's undo copy goes with the import.
-    for t in undo_tables(tx, &import)? {
-        tx.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?;
-    }
-    tx.execute(
-        "DELETE FROM intake_idempotency WHERE workspace_id = $1 AND import_id = $2",
-        &[&ws.id, &id],
-    )?;
-    // Its tables, row errors, events and undo journal go with it (ON DELETE CASCADE).
-    tx.execute("DELETE FROM intake_imports WHERE id = $1", &[&id])?;
-    Ok(PurgedImport {
-        rows_deleted,
-        blob_keys: import.blob_keys(),
-    })
-}
-
-pub(crate) fn relabel(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-    labels: &ImportLabels,
-) -> StoreResult<ImportRecord> {
-    let import = get_locked(tx, workspace_id, id)?;
-    let (reference, origin, metadata) = import.relabelled(labels);
-    tx.execute(
-        "UPDATE intake_imports SET reference = $2, reference_origin = $3, metadata = $4,
-         updated_at = $5 WHERE id = $1",
-        &[&id, &reference, &origin, &metadata, &now()],
-    )?;
-    get(tx, workspace_id, id)
-}
-
-pub(crate) fn set_new_step(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-    step: Step,
-    failure: Option<&str>,
-) -> StoreResult<()> {
-    let import = get_locked(tx, workspace_id, id)?;
-    import.lifecycle().expect_waiting()?;
-    let Some(why) = failure else {
-        tx.execute(
-            "UPDATE intake_imports SET step = $2, updated_at = $3 WHERE id = $1",
-            &[&id, &step.as_str(), &now()],
-        )?;
-        return Ok(());
-    };
-    tx.execute(
-        "UPDATE intake_import_tables SET status = 'failed', error = $2, completed_at = $3
-         WHERE import_id = $1",
-        &[&id, &why, &now()],
-    )?;
-    tx.execute(
-        "UPDATE intake_imports SET status = 'failed', step = 'done', error = $2,
-         completed_at = $3, updated_at = $3 WHERE id = $1",
-        &[&id, &why, &now()],
-    )?;
-    append_event(
-        tx,
-        workspace_id,
-        id,
-        ImportStatus::Failed.event_type(),
-        &serde_json::json!({"status": "failed", "error": why}),
-    )?;
-    Ok(())
-}
-
-pub(crate) fn set_input_source(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-    position: u32,
-    format: &str,
-    options: &serde_json::Value,
-) -> StoreResult<()> {
-    let import = get_locked(tx, workspace_id, id)?;
-    import.lifecycle().expect_waiting()?;
-    tx.execute(
-        "UPDATE intake_import_tables SET format = $3, options = $4
-         WHERE import_id = $1 AND position = $2",
-        &[&id, &i64::from(position), &format, options],
-    )?;
-    Ok(())
+/// The arguments as the PostgreSQL client binds them.
+fn bind<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    args.iter()
+        .map(|a| -> &(dyn ToSql + Sync) {
+            match a {
+                Arg::Id(v) => v,
+                Arg::Int(v) => v,
+                Arg::Text(v) => v,
+                Arg::Json(v) => *v,
+                Arg::Time(v) => v,
+            }
+        })
+        .collect()
 }
