@@ -1,12 +1,16 @@
-//! Import life-cycle steps written once for both backends: start, roll back, relabel, forget,
-//! set a step or a source, and prune. Each backend implements [`Apply`] for its transaction
+//! Import life-cycle and work-queue steps written once for both backends: start, roll back,
+//! relabel, forget, set a step or a source, prune, and a worker's table starts and ends. Each
+//! backend implements [`Apply`] for its transaction
 //! (its dialect, its value types, its row locks); the statements and their order live here,
 //! so that the two backends cannot drift apart.
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ImportLabels, ImportRecord, PurgedImport, StoreResult, Workspace};
+use super::{
+    Claim, ImportEnd, ImportLabels, ImportRecord, LeaseState, PurgedImport, StoreError,
+    StoreResult, TableEnd, TableStart, Workspace,
+};
 use crate::model::{Forget, ImportStatus, Refusal, RollbackAction, Step};
 
 /// A value bound to a statement, converted by each backend to its own column types.
@@ -15,12 +19,14 @@ pub(crate) enum Arg<'a> {
     Id(Uuid),
     /// An integer.
     Int(i64),
+    /// An integer, or NULL.
+    MaybeInt(Option<i64>),
     /// Text, or NULL.
     Text(Option<&'a str>),
-    /// A JSON document (JSONB in PostgreSQL, text in SQLite).
-    Json(&'a serde_json::Value),
-    /// A time (timestamptz in PostgreSQL, text in SQLite).
-    Time(OffsetDateTime),
+    /// A JSON document (JSONB in PostgreSQL, text in SQLite), or NULL.
+    Json(Option<&'a serde_json::Value>),
+    /// A time (timestamptz in PostgreSQL, text in SQLite), or NULL.
+    Time(Option<OffsetDateTime>),
 }
 
 /// A transaction that can run the statements of the shared life-cycle steps.
@@ -29,6 +35,19 @@ pub(crate) trait Apply {
     fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64>;
     /// Whether a query written with `$n` placeholders returns a row.
     fn any(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<bool>;
+    /// The first column of the first row of a query, as a flag (`None`: no row).
+    fn flag(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<bool>>;
+    /// The first column of the first row of a query, as an integer (`None`: no row).
+    fn number(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<i64>>;
+    /// Checks the claim still holds the lease and extends it; the fencing check of every write.
+    fn lease(&mut self, claim: &Claim) -> StoreResult<LeaseState>;
+    /// Sets the terminal state of an import and of its unfinished tables.
+    fn terminal(
+        &mut self,
+        import: &ImportRecord,
+        status: ImportStatus,
+        error: Option<&str>,
+    ) -> StoreResult<()>;
     /// The import, locked until commit where the backend locks rows.
     fn import_locked(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
     /// The import as it now is.
@@ -60,7 +79,11 @@ pub(crate) trait Apply {
 /// The current time at the precision timestamps are stored with (milliseconds), so that
 /// what a write answers equals what later reads return.
 pub(crate) fn now() -> OffsetDateTime {
-    let t = OffsetDateTime::now_utc();
+    ms(OffsetDateTime::now_utc())
+}
+
+/// A time cut to milliseconds: filters compare at the precision the SQLite backend keeps.
+pub(crate) fn ms(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
         .unwrap_or(t)
 }
@@ -81,7 +104,7 @@ pub(crate) fn request_rollback(
     tx.run(
         "UPDATE intake_imports SET status = 'rolling_back', step = 'rolling_back',
          lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 WHERE id = $1",
-        &[Arg::Id(id), Arg::Time(now())],
+        &[Arg::Id(id), Arg::Time(Some(now()))],
     )?;
     tx.event(
         workspace_id,
@@ -141,7 +164,7 @@ pub(crate) fn start(
     tx.run(
         "UPDATE intake_imports SET status = 'queued', step = 'queued', bytes_total = $2,
          updated_at = $3 WHERE id = $1",
-        &[Arg::Id(id), Arg::Int(total as i64), Arg::Time(now())],
+        &[Arg::Id(id), Arg::Int(total as i64), Arg::Time(Some(now()))],
     )?;
     tx.event(
         workspace_id,
@@ -217,8 +240,8 @@ pub(crate) fn relabel(
             Arg::Id(id),
             Arg::Text(reference.as_deref()),
             Arg::Text(origin.as_deref()),
-            Arg::Json(&metadata),
-            Arg::Time(now()),
+            Arg::Json(Some(&metadata)),
+            Arg::Time(Some(now())),
         ],
     )?;
     tx.import(workspace_id, id)
@@ -234,7 +257,7 @@ pub(crate) fn set_new_step(
 ) -> StoreResult<()> {
     let import = tx.import_locked(workspace_id, id)?;
     import.lifecycle().expect_waiting()?;
-    let at = Arg::Time(now());
+    let at = Arg::Time(Some(now()));
     let Some(why) = failure else {
         tx.run(
             "UPDATE intake_imports SET step = $2, updated_at = $3 WHERE id = $1",
@@ -280,7 +303,233 @@ pub(crate) fn set_input_source(
             Arg::Id(id),
             Arg::Int(i64::from(position)),
             Arg::Text(Some(format)),
+            Arg::Json(Some(options)),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records an inference pass's progress (and, at its end, the input's options).
+pub(crate) fn note_inference(
+    mut tx: impl Apply,
+    claim: &Claim,
+    position: u32,
+    bytes_read: u64,
+    options: Option<&serde_json::Value>,
+) -> StoreResult<LeaseState> {
+    let lease = tx.lease(claim)?;
+    tx.run(
+        "UPDATE intake_import_tables SET bytes_read = $3, options = coalesce($4, options)
+         WHERE import_id = $1 AND position = $2",
+        &[
+            Arg::Id(claim.import.id),
+            Arg::Int(i64::from(position)),
+            Arg::Int(bytes_read as i64),
             Arg::Json(options),
+        ],
+    )?;
+    Ok(lease)
+}
+
+/// Records that a worker starts (or resumes) one table of its import.
+pub(crate) fn start_table(
+    mut tx: impl Apply,
+    claim: &Claim,
+    position: u32,
+    start: &TableStart,
+) -> StoreResult<()> {
+    tx.lease(claim)?;
+    let at = now();
+    let header = start
+        .header
+        .as_ref()
+        .map(|h| serde_json::to_value(h).unwrap_or_default());
+    let id = claim.import.id;
+    let position = i64::from(position);
+    let keys = [Arg::Id(id), Arg::Int(position)];
+    let first_start = tx
+        .flag(
+            "SELECT started_at IS NULL FROM intake_import_tables WHERE import_id = $1 AND position = $2",
+            &keys,
+        )?
+        .ok_or(StoreError::NotFound("import table"))?;
+    tx.run(
+        "UPDATE intake_import_tables SET status = 'processing', header = coalesce(header, $3),
+         bytes_total = $4, started_at = coalesce(started_at, $5)
+         WHERE import_id = $1 AND position = $2",
+        &[
+            Arg::Id(id),
+            Arg::Int(position),
+            Arg::Json(header.as_ref()),
+            Arg::Int(start.bytes_total as i64),
+            Arg::Time(Some(at)),
+        ],
+    )?;
+    // Warnings are counted once, at the table's first start, not again on resume.
+    if first_start && !start.warnings.is_empty() {
+        let n = start.warnings.len() as i64;
+        tx.run(
+            "UPDATE intake_import_tables SET warnings = warnings + $3
+             WHERE import_id = $1 AND position = $2",
+            &[Arg::Id(id), Arg::Int(position), Arg::Int(n)],
+        )?;
+        tx.run(
+            "UPDATE intake_imports SET warnings = warnings + $2 WHERE id = $1",
+            &[Arg::Id(id), Arg::Int(n)],
+        )?;
+        for w in &start.warnings {
+            tx.event(
+                claim.import.workspace_id,
+                id,
+                "import.warning",
+                &serde_json::json!({"table_position": position, "message": w}),
+            )?;
+        }
+    }
+    if first_start {
+        tx.event(
+            claim.import.workspace_id,
+            id,
+            "table.started",
+            &serde_json::json!({"table_position": position}),
+        )?;
+    }
+    Ok(())
+}
+
+/// Records that a worker finished one table of its import.
+pub(crate) fn finish_table(
+    mut tx: impl Apply,
+    claim: &Claim,
+    position: u32,
+    end: &TableEnd,
+) -> StoreResult<()> {
+    tx.lease(claim)?;
+    mark_table_finished(
+        tx,
+        claim.import.workspace_id,
+        claim.import.id,
+        position,
+        end,
+    )
+}
+
+/// Ends a table whose clean-up destroyed `destroyed` rows (announced when there were any),
+/// in the transaction of that clean-up.
+pub(crate) fn finish_cleaned_table(
+    mut tx: impl Apply,
+    workspace_id: Uuid,
+    import_id: Uuid,
+    position: u32,
+    end: &TableEnd,
+    destroyed: u64,
+) -> StoreResult<u64> {
+    if destroyed > 0 {
+        tx.event(
+            workspace_id,
+            import_id,
+            "table.cleaned_up",
+            &serde_json::json!({"table_position": position, "destroyed": destroyed}),
+        )?;
+    }
+    let end = TableEnd {
+        destroyed,
+        ..end.clone()
+    };
+    mark_table_finished(tx, workspace_id, import_id, position, &end)?;
+    Ok(destroyed)
+}
+
+/// Records the end of one table of an import (its status, inputs, rows destroyed), in the
+/// caller's transaction: the writer does it in the transaction of its last change, so that
+/// no crash can leave a table changed but not finished.
+pub(crate) fn mark_table_finished(
+    mut tx: impl Apply,
+    workspace_id: Uuid,
+    import_id: Uuid,
+    position: u32,
+    end: &TableEnd,
+) -> StoreResult<()> {
+    let position = i64::from(position);
+    let prev_destroyed = tx
+        .number(
+            "SELECT destroyed FROM intake_import_tables WHERE import_id = $1 AND position = $2",
+            &[Arg::Id(import_id), Arg::Int(position)],
+        )?
+        .ok_or(StoreError::NotFound("import table"))?;
+    let destroyed_delta = end.destroyed as i64 - prev_destroyed;
+    let at = now();
+    tx.run(
+        "UPDATE intake_import_tables SET status = $3, inputs = $4, destroyed = $5, error = $6,
+         completed_at = $7, bytes_read = bytes_total WHERE import_id = $1 AND position = $2",
+        &[
+            Arg::Id(import_id),
+            Arg::Int(position),
+            Arg::Text(Some(end.status.as_str())),
+            Arg::MaybeInt(end.inputs.map(|v| v as i64)),
+            Arg::Int(end.destroyed as i64),
+            Arg::Text(end.error.as_deref()),
+            Arg::Time(Some(at)),
+        ],
+    )?;
+    tx.run(
+        "UPDATE intake_imports SET destroyed = destroyed + $2,
+         inputs = (SELECT CASE WHEN count(inputs) = count(*) THEN CAST(sum(inputs) AS bigint) END
+                   FROM intake_import_tables WHERE import_id = $1),
+         updated_at = $3 WHERE id = $1",
+        &[
+            Arg::Id(import_id),
+            Arg::Int(destroyed_delta),
+            Arg::Time(Some(at)),
+        ],
+    )?;
+    tx.event(
+        workspace_id,
+        import_id,
+        "table.finished",
+        &serde_json::json!({"table_position": position, "status": end.status.as_str()}),
+    )
+}
+
+/// Ends a worker's import with its final status.
+pub(crate) fn finish(mut tx: impl Apply, claim: &Claim, end: &ImportEnd) -> StoreResult<()> {
+    tx.lease(claim)?;
+    let import = tx.import_any(claim.import.id)?;
+    // What a finished or cancelled import wrote can be rolled back until then.
+    if end.status != ImportStatus::RolledBack {
+        tx.run(
+            "UPDATE intake_imports SET rollback_until = $2 WHERE id = $1",
+            &[Arg::Id(import.id), Arg::Time(end.rollback_until.map(ms))],
+        )?;
+    }
+    if !matches!(
+        end.status,
+        ImportStatus::Cancelled | ImportStatus::RolledBack
+    ) {
+        tx.run(
+            "UPDATE intake_imports SET bytes_read = bytes_total WHERE id = $1",
+            &[Arg::Id(import.id)],
+        )?;
+    }
+    tx.terminal(&import, end.status, end.error.as_deref())
+}
+
+/// Records the step a worker's import is at (and an error it met, if any).
+pub(crate) fn set_step(
+    mut tx: impl Apply,
+    claim: &Claim,
+    step: Step,
+    error: Option<&str>,
+) -> StoreResult<()> {
+    tx.lease(claim)?;
+    tx.run(
+        "UPDATE intake_imports SET step = $2, updated_at = $3, error = coalesce($4, error)
+         WHERE id = $1",
+        &[
+            Arg::Id(claim.import.id),
+            Arg::Text(Some(step.as_str())),
+            Arg::Time(Some(now())),
+            Arg::Text(error),
         ],
     )?;
     Ok(())

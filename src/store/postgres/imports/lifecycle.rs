@@ -273,7 +273,8 @@ pub(crate) fn undo_tables(
 }
 
 pub(crate) use crate::store::apply::{
-    prune, purge, relabel, request_rollback, set_input_source, set_new_step, start,
+    finish, finish_table, note_inference, prune, purge, relabel, request_rollback,
+    set_input_source, set_new_step, set_step, start, start_table,
 };
 
 impl Apply for &mut Transaction<'_> {
@@ -283,6 +284,29 @@ impl Apply for &mut Transaction<'_> {
 
     fn any(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<bool> {
         Ok(self.query_opt(sql, &bind(args))?.is_some())
+    }
+
+    fn flag(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<bool>> {
+        let row = self.query_opt(sql, &bind(args))?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    fn number(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<i64>> {
+        let row = self.query_opt(sql, &bind(args))?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    fn lease(&mut self, claim: &Claim) -> StoreResult<LeaseState> {
+        check_lease(self, claim.import.id, claim.token, claim.lease_ms)
+    }
+
+    fn terminal(
+        &mut self,
+        import: &ImportRecord,
+        status: ImportStatus,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        set_terminal(self, import, status, error)
     }
 
     fn import_locked(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
@@ -347,8 +371,9 @@ fn bind<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
             match a {
                 Arg::Id(v) => v,
                 Arg::Int(v) => v,
+                Arg::MaybeInt(v) => v,
                 Arg::Text(v) => v,
-                Arg::Json(v) => *v,
+                Arg::Json(v) => v,
                 Arg::Time(v) => v,
             }
         })

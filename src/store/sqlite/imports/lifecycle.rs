@@ -286,7 +286,8 @@ pub(crate) fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult
 }
 
 pub(crate) use crate::store::apply::{
-    prune, purge, relabel, request_rollback, set_input_source, set_new_step, start,
+    finish, finish_table, note_inference, prune, purge, relabel, request_rollback,
+    set_input_source, set_new_step, set_step, start, start_table,
 };
 
 impl Apply for &rusqlite::Transaction<'_> {
@@ -298,6 +299,33 @@ impl Apply for &rusqlite::Transaction<'_> {
         Ok(self
             .prepare(&numbered(sql))?
             .exists(params_from_iter(bind(args)))?)
+    }
+
+    fn flag(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<bool>> {
+        let mut stmt = self.prepare_cached(&numbered(sql))?;
+        Ok(stmt
+            .query_row(params_from_iter(bind(args)), |r| r.get(0))
+            .optional()?)
+    }
+
+    fn number(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<i64>> {
+        let mut stmt = self.prepare_cached(&numbered(sql))?;
+        Ok(stmt
+            .query_row(params_from_iter(bind(args)), |r| r.get(0))
+            .optional()?)
+    }
+
+    fn lease(&mut self, claim: &Claim) -> StoreResult<LeaseState> {
+        check_lease(self, claim.import.id, claim.token, claim.lease_ms)
+    }
+
+    fn terminal(
+        &mut self,
+        import: &ImportRecord,
+        status: ImportStatus,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        set_terminal(self, import, status, error)
     }
 
     fn import_locked(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
@@ -362,9 +390,10 @@ fn bind(args: &[Arg<'_>]) -> Vec<Value> {
         .map(|a| match a {
             Arg::Id(v) => Value::Text(v.to_string()),
             Arg::Int(v) => Value::Integer(*v),
+            Arg::MaybeInt(v) => v.map_or(Value::Null, Value::Integer),
             Arg::Text(v) => v.map_or(Value::Null, |s| Value::Text(s.to_owned())),
-            Arg::Json(v) => Value::Text(v.to_string()),
-            Arg::Time(v) => Value::Text(ts(*v)),
+            Arg::Json(v) => v.map_or(Value::Null, |j| Value::Text(j.to_string())),
+            Arg::Time(v) => v.map_or(Value::Null, |t| Value::Text(ts(t))),
         })
         .collect()
 }
