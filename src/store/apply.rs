@@ -76,6 +76,60 @@ pub(crate) trait Apply {
     ) -> StoreResult<Vec<Uuid>>;
 }
 
+/// Writes the [`Apply`] methods a backend answers with its own functions of the same names
+/// (`first`, `check_lease`, `set_terminal`, `get_locked`, `get`, `get_any`, `later_conflict`,
+/// `live_conflict`), inside its `impl Apply` in the module that has them in scope.
+macro_rules! apply_by_name {
+    () => {
+        fn flag(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<bool>> {
+            first(self, sql, args)
+        }
+
+        fn number(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<i64>> {
+            first(self, sql, args)
+        }
+
+        fn lease(
+            &mut self,
+            claim: &$crate::store::Claim,
+        ) -> StoreResult<$crate::store::LeaseState> {
+            check_lease(self, claim.import.id, claim.token, claim.lease_ms)
+        }
+
+        fn terminal(
+            &mut self,
+            import: &ImportRecord,
+            status: $crate::model::ImportStatus,
+            error: Option<&str>,
+        ) -> StoreResult<()> {
+            set_terminal(self, import, status, error)
+        }
+
+        fn import_locked(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+            get_locked(self, workspace_id, id)
+        }
+
+        fn import(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
+            get(self, workspace_id, id)
+        }
+
+        fn import_any(&mut self, id: Uuid) -> StoreResult<ImportRecord> {
+            get_any(self, id)
+        }
+
+        fn rollback_conflict(
+            &mut self,
+            import: &ImportRecord,
+        ) -> StoreResult<Option<(String, i64)>> {
+            match later_conflict(self, import)? {
+                Some(c) => Ok(Some(c)),
+                None => live_conflict(self, import),
+            }
+        }
+    };
+}
+pub(crate) use apply_by_name;
+
 /// The current time at the precision timestamps are stored with (milliseconds), so that
 /// what a write answers equals what later reads return.
 pub(crate) fn now() -> OffsetDateTime {

@@ -14,7 +14,7 @@ use super::events::*;
 use super::queue::*;
 use super::rows::*;
 use crate::model::{CancelAction, ImportStatus, Step};
-use crate::store::apply::{Apply, Arg};
+use crate::store::apply::{Apply, Arg, apply_by_name};
 use crate::store::*;
 
 pub(crate) fn create(tx: &mut Transaction<'_>, new: &NewImport) -> StoreResult<CreateOutcome> {
@@ -278,47 +278,14 @@ pub(crate) use crate::store::apply::{
 };
 
 impl Apply for &mut Transaction<'_> {
+    apply_by_name!();
+
     fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
         Ok(self.execute(sql, &bind(args))?)
     }
 
     fn any(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<bool> {
         Ok(self.query_opt(sql, &bind(args))?.is_some())
-    }
-
-    fn flag(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<bool>> {
-        let row = self.query_opt(sql, &bind(args))?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    fn number(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<i64>> {
-        let row = self.query_opt(sql, &bind(args))?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    fn lease(&mut self, claim: &Claim) -> StoreResult<LeaseState> {
-        check_lease(self, claim.import.id, claim.token, claim.lease_ms)
-    }
-
-    fn terminal(
-        &mut self,
-        import: &ImportRecord,
-        status: ImportStatus,
-        error: Option<&str>,
-    ) -> StoreResult<()> {
-        set_terminal(self, import, status, error)
-    }
-
-    fn import_locked(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
-        get_locked(self, workspace_id, id)
-    }
-
-    fn import(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
-        get(self, workspace_id, id)
-    }
-
-    fn import_any(&mut self, id: Uuid) -> StoreResult<ImportRecord> {
-        get_any(self, id)
     }
 
     fn event(
@@ -329,13 +296,6 @@ impl Apply for &mut Transaction<'_> {
         data: &serde_json::Value,
     ) -> StoreResult<()> {
         append_event(&mut **self, workspace_id, id, kind, data)
-    }
-
-    fn rollback_conflict(&mut self, import: &ImportRecord) -> StoreResult<Option<(String, i64)>> {
-        match later_conflict(self, import)? {
-            Some(c) => Ok(Some(c)),
-            None => live_conflict(self, import),
-        }
     }
 
     fn undo_copies(&mut self, import: &ImportRecord) -> StoreResult<Vec<String>> {
@@ -362,6 +322,16 @@ impl Apply for &mut Transaction<'_> {
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?)
     }
+}
+
+/// The first column of the first row of a query.
+fn first<T: for<'a> ::postgres::types::FromSql<'a>>(
+    tx: &mut Transaction<'_>,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> StoreResult<Option<T>> {
+    let row = tx.query_opt(sql, &bind(args))?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
 /// The arguments as the PostgreSQL client binds them.

@@ -14,7 +14,7 @@ use super::events::*;
 use super::queue::*;
 use super::rows::*;
 use crate::model::{CancelAction, ImportStatus, Step};
-use crate::store::apply::{Apply, Arg};
+use crate::store::apply::{Apply, Arg, apply_by_name};
 use crate::store::*;
 
 pub(crate) fn create(tx: &Connection, new: &NewImport) -> StoreResult<CreateOutcome> {
@@ -291,6 +291,8 @@ pub(crate) use crate::store::apply::{
 };
 
 impl Apply for &rusqlite::Transaction<'_> {
+    apply_by_name!();
+
     fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
         Ok(self.execute(&numbered(sql), params_from_iter(bind(args)))? as u64)
     }
@@ -301,46 +303,6 @@ impl Apply for &rusqlite::Transaction<'_> {
             .exists(params_from_iter(bind(args)))?)
     }
 
-    fn flag(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<bool>> {
-        let mut stmt = self.prepare_cached(&numbered(sql))?;
-        Ok(stmt
-            .query_row(params_from_iter(bind(args)), |r| r.get(0))
-            .optional()?)
-    }
-
-    fn number(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<i64>> {
-        let mut stmt = self.prepare_cached(&numbered(sql))?;
-        Ok(stmt
-            .query_row(params_from_iter(bind(args)), |r| r.get(0))
-            .optional()?)
-    }
-
-    fn lease(&mut self, claim: &Claim) -> StoreResult<LeaseState> {
-        check_lease(self, claim.import.id, claim.token, claim.lease_ms)
-    }
-
-    fn terminal(
-        &mut self,
-        import: &ImportRecord,
-        status: ImportStatus,
-        error: Option<&str>,
-    ) -> StoreResult<()> {
-        set_terminal(self, import, status, error)
-    }
-
-    fn import_locked(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
-        // The one writer connection serializes writes: reading is locking.
-        get(self, workspace_id, id)
-    }
-
-    fn import(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
-        get(self, workspace_id, id)
-    }
-
-    fn import_any(&mut self, id: Uuid) -> StoreResult<ImportRecord> {
-        get_any(self, id)
-    }
-
     fn event(
         &mut self,
         workspace_id: Uuid,
@@ -349,13 +311,6 @@ impl Apply for &rusqlite::Transaction<'_> {
         data: &serde_json::Value,
     ) -> StoreResult<()> {
         append_event(self, workspace_id, id, kind, data)
-    }
-
-    fn rollback_conflict(&mut self, import: &ImportRecord) -> StoreResult<Option<(String, i64)>> {
-        match later_conflict(self, import)? {
-            Some(c) => Ok(Some(c)),
-            None => live_conflict(self, import),
-        }
     }
 
     fn undo_copies(&mut self, import: &ImportRecord) -> StoreResult<Vec<String>> {
@@ -382,6 +337,18 @@ impl Apply for &rusqlite::Transaction<'_> {
         let ids = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(ids.iter().map(|id| parse_uuid(id)).collect())
     }
+}
+
+/// The first column of the first row of a query written with `$n` placeholders.
+fn first<T: rusqlite::types::FromSql>(
+    c: &Connection,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> StoreResult<Option<T>> {
+    let mut stmt = c.prepare_cached(&numbered(sql))?;
+    Ok(stmt
+        .query_row(params_from_iter(bind(args)), |r| r.get(0))
+        .optional()?)
 }
 
 /// The arguments as SQLite stores them.

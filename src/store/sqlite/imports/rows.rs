@@ -140,6 +140,16 @@ pub(crate) fn get_any(c: &Connection, id: Uuid) -> StoreResult<ImportRecord> {
     Ok(import)
 }
 
+/// The import, for a change: the one writer connection serializes writes, so reading is
+/// locking.
+pub(crate) fn get_locked(
+    c: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> StoreResult<ImportRecord> {
+    get(c, workspace_id, id)
+}
+
 pub(crate) fn get(c: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
     let import = get_any(c, id)?;
     // Another workspace's import is indistinguishable from a missing one.
