@@ -8,10 +8,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Claim, ImportEnd, ImportLabels, ImportRecord, LeaseState, PurgedImport, StoreError,
-    StoreResult, TableEnd, TableStart, Workspace,
+    Claim, CreateOutcome, IdempotencyRecord, ImportEnd, ImportLabels, ImportRecord, LeaseState,
+    NewImport, PurgedImport, StoreError, StoreResult, TableEnd, TableStart, Workspace,
 };
-use crate::model::{Forget, ImportStatus, Refusal, RollbackAction, Step};
+use crate::model::{CancelAction, Forget, ImportStatus, Refusal, RollbackAction, Step};
 
 /// A value bound to a statement, converted by each backend to its own column types.
 pub(crate) enum Arg<'a> {
@@ -21,6 +21,8 @@ pub(crate) enum Arg<'a> {
     Int(i64),
     /// An integer, or NULL.
     MaybeInt(Option<i64>),
+    /// A flag (boolean in PostgreSQL, 0 or 1 in SQLite).
+    Bool(bool),
     /// Text, or NULL.
     Text(Option<&'a str>),
     /// A JSON document (JSONB in PostgreSQL, text in SQLite), or NULL.
@@ -48,6 +50,15 @@ pub(crate) trait Apply {
         status: ImportStatus,
         error: Option<&str>,
     ) -> StoreResult<()>;
+    /// Holds the workspace's creations back until commit, so that import numbers have no
+    /// gaps and an idempotency key makes one import even when two requests bring it together.
+    fn serialize_creations(&mut self, workspace_id: Uuid) -> StoreResult<()>;
+    /// What an idempotency key of the workspace was first used for.
+    fn idempotency(
+        &mut self,
+        workspace_id: Uuid,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
     /// The import, locked until commit where the backend locks rows.
     fn import_locked(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord>;
     /// The import as it now is.
@@ -77,7 +88,7 @@ pub(crate) trait Apply {
 }
 
 /// Writes the [`Apply`] methods a backend answers with its own functions of the same names
-/// (`first`, `check_lease`, `set_terminal`, `get_locked`, `get`, `get_any`, `later_conflict`,
+/// (`first`, `find_idempotency`, `check_lease`, `set_terminal`, `get_locked`, `get`, `get_any`, `later_conflict`,
 /// `live_conflict`), inside its `impl Apply` in the module that has them in scope.
 macro_rules! apply_by_name {
     () => {
@@ -103,6 +114,14 @@ macro_rules! apply_by_name {
             error: Option<&str>,
         ) -> StoreResult<()> {
             set_terminal(self, import, status, error)
+        }
+
+        fn idempotency(
+            &mut self,
+            workspace_id: Uuid,
+            key: &str,
+        ) -> StoreResult<Option<$crate::store::IdempotencyRecord>> {
+            find_idempotency(self, workspace_id, key)
         }
 
         fn import_locked(&mut self, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
@@ -140,6 +159,121 @@ pub(crate) fn now() -> OffsetDateTime {
 pub(crate) fn ms(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
         .unwrap_or(t)
+}
+
+/// Creates an import with its tables (or finds the one its idempotency key made).
+pub(crate) fn create(mut tx: impl Apply, new: &NewImport) -> StoreResult<CreateOutcome> {
+    tx.serialize_creations(new.workspace_id)?;
+    if let Some(idem) = &new.idempotency
+        && let Some(found) = tx.idempotency(new.workspace_id, &idem.key)?
+    {
+        return Ok(CreateOutcome::Replayed(found));
+    }
+    let number = tx
+        .number(
+            "UPDATE intake_workspaces SET next_import_number = next_import_number + 1
+             WHERE id = $1 RETURNING next_import_number - 1",
+            &[Arg::Id(new.workspace_id)],
+        )?
+        .ok_or(StoreError::NotFound("workspace"))?;
+    let at = now();
+    let step = match new.status {
+        ImportStatus::New => Step::Waiting,
+        ImportStatus::Queued => Step::Queued,
+        _ => Step::Done,
+    };
+    let total: u64 = new.inputs.iter().filter_map(|i| i.file_size).sum();
+    let terminal = new.status.is_terminal();
+    tx.run(
+        "INSERT INTO intake_imports (id, workspace_id, number, status, step, source, mode,
+         on_error, max_errors, dry_run, cleanup_records, reference, reference_origin, metadata,
+         note, platform, error, bytes_total, created_at, updated_at, completed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+         $18, $19, $19, $20)",
+        &[
+            Arg::Id(new.id),
+            Arg::Id(new.workspace_id),
+            Arg::Int(number),
+            Arg::Text(Some(new.status.as_str())),
+            Arg::Text(Some(step.as_str())),
+            Arg::Text(Some(new.source.as_str())),
+            Arg::Text(Some(new.mode.as_str())),
+            Arg::Text(Some(new.on_error.as_str())),
+            Arg::MaybeInt(new.max_errors.map(|v| v as i64)),
+            Arg::Bool(new.dry_run),
+            Arg::Bool(new.cleanup_records),
+            Arg::Text(new.reference.as_deref()),
+            Arg::Text(new.reference_origin.as_deref()),
+            Arg::Json(Some(&new.metadata)),
+            Arg::Text(new.note.as_deref()),
+            Arg::Text(new.platform.as_deref()),
+            Arg::Text(new.error.as_deref()),
+            Arg::Int(total as i64),
+            Arg::Time(Some(at)),
+            Arg::Time(terminal.then_some(at)),
+        ],
+    )?;
+    for (pos, input) in new.inputs.iter().enumerate() {
+        tx.run(
+            "INSERT INTO intake_import_tables (import_id, position, table_name, status, format,
+             options, blob_key, file_name, file_size, bytes_total, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                Arg::Id(new.id),
+                Arg::Int(pos as i64),
+                Arg::Text(Some(&input.table)),
+                Arg::Text(Some(new.status.as_str())),
+                Arg::Text(Some(&input.format)),
+                Arg::Json(Some(&input.options)),
+                Arg::Text(input.blob_key.as_deref()),
+                Arg::Text(input.file_name.as_deref()),
+                Arg::MaybeInt(input.file_size.map(|v| v as i64)),
+                Arg::Int(input.file_size.unwrap_or(0) as i64),
+                Arg::Text(new.error.as_deref().filter(|_| terminal)),
+            ],
+        )?;
+    }
+    if let Some(idem) = &new.idempotency {
+        tx.run(
+            "INSERT INTO intake_idempotency (workspace_id, key, fingerprint, import_id, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                Arg::Id(new.workspace_id),
+                Arg::Text(Some(&idem.key)),
+                Arg::Text(Some(&idem.fingerprint)),
+                Arg::Id(new.id),
+                Arg::Time(Some(at)),
+            ],
+        )?;
+    }
+    tx.event(
+        new.workspace_id,
+        new.id,
+        new.status.event_type(),
+        &serde_json::json!({"status": new.status.as_str()}),
+    )?;
+    Ok(CreateOutcome::Created(Box::new(tx.import_any(new.id)?)))
+}
+
+/// Cancels an import at once, or asks its worker to stop, as the model decides.
+pub(crate) fn request_cancel(
+    mut tx: impl Apply,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> StoreResult<ImportRecord> {
+    let import = tx.import_locked(workspace_id, id)?;
+    match import.lifecycle().cancel()? {
+        CancelAction::CancelNow => {
+            tx.terminal(&import, ImportStatus::Cancelled, None)?;
+        }
+        CancelAction::AskWorker => {
+            tx.run(
+                "UPDATE intake_imports SET cancel_requested = true, updated_at = $2 WHERE id = $1",
+                &[Arg::Id(id), Arg::Time(Some(now()))],
+            )?;
+        }
+    }
+    tx.import(workspace_id, id)
 }
 
 /// Asks for an import's rollback, unless a later import or a live row stands in its way.

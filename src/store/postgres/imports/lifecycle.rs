@@ -9,134 +9,12 @@ use uuid::Uuid;
 
 use super::super::tables::{IMPORT_COLUMN, stored_schema, undo_table, workspace_slug};
 use super::super::values::{qualified, quote};
-use super::super::{StoreError, StoreResult, ms, now};
+use super::super::{StoreError, StoreResult, ms};
 use super::events::*;
 use super::queue::*;
 use super::rows::*;
-use crate::model::{CancelAction, ImportStatus, Step};
 use crate::store::apply::{Apply, Arg, apply_by_name};
 use crate::store::*;
-
-pub(crate) fn create(tx: &mut Transaction<'_>, new: &NewImport) -> StoreResult<CreateOutcome> {
-    // The workspace row serializes creations: numbers without gaps, and one import per
-    // idempotency key even when two requests with the key arrive together.
-    tx.query_opt(
-        "SELECT 1 FROM intake_workspaces WHERE id = $1 FOR NO KEY UPDATE",
-        &[&new.workspace_id],
-    )?
-    .ok_or(StoreError::NotFound("workspace"))?;
-    if let Some(idem) = &new.idempotency
-        && let Some(found) = find_idempotency(tx, new.workspace_id, &idem.key)?
-    {
-        return Ok(CreateOutcome::Replayed(found));
-    }
-    let number: i64 = tx
-        .query_one(
-            "UPDATE intake_workspaces SET next_import_number = next_import_number + 1
-             WHERE id = $1 RETURNING next_import_number - 1",
-            &[&new.workspace_id],
-        )?
-        .try_get(0)?;
-    let at = now();
-    let step = match new.status {
-        ImportStatus::New => Step::Waiting,
-        ImportStatus::Queued => Step::Queued,
-        _ => Step::Done,
-    };
-    let total: u64 = new.inputs.iter().filter_map(|i| i.file_size).sum();
-    let terminal = new.status.is_terminal();
-    let completed_at = terminal.then_some(at);
-    tx.execute(
-        "INSERT INTO intake_imports (id, workspace_id, number, status, step, source, mode,
-         on_error, max_errors, dry_run, cleanup_records, reference, reference_origin, metadata,
-         note, platform, error, bytes_total, created_at, updated_at, completed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-         $18, $19, $19, $20)",
-        &[
-            &new.id,
-            &new.workspace_id,
-            &number,
-            &new.status.as_str(),
-            &step.as_str(),
-            &new.source.as_str(),
-            &new.mode.as_str(),
-            &new.on_error.as_str(),
-            &new.max_errors.map(|v| v as i64),
-            &new.dry_run,
-            &new.cleanup_records,
-            &new.reference,
-            &new.reference_origin,
-            &new.metadata,
-            &new.note,
-            &new.platform,
-            &new.error,
-            &(total as i64),
-            &at,
-            &completed_at,
-        ],
-    )?;
-    for (pos, input) in new.inputs.iter().enumerate() {
-        tx.execute(
-            "INSERT INTO intake_import_tables (import_id, position, table_name, status, format,
-             options, blob_key, file_name, file_size, bytes_total, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            &[
-                &new.id,
-                &(pos as i64),
-                &input.table,
-                &new.status.as_str(),
-                &input.format,
-                &input.options,
-                &input.blob_key,
-                &input.file_name,
-                &input.file_size.map(|v| v as i64),
-                &(input.file_size.unwrap_or(0) as i64),
-                &if terminal { new.error.clone() } else { None },
-            ],
-        )?;
-    }
-    if let Some(idem) = &new.idempotency {
-        tx.execute(
-            "INSERT INTO intake_idempotency (workspace_id, key, fingerprint, import_id, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &new.workspace_id,
-                &idem.key,
-                &idem.fingerprint,
-                &new.id,
-                &at,
-            ],
-        )?;
-    }
-    append_event(
-        tx,
-        new.workspace_id,
-        new.id,
-        new.status.event_type(),
-        &serde_json::json!({"status": new.status.as_str()}),
-    )?;
-    Ok(CreateOutcome::Created(Box::new(get_any(tx, new.id)?)))
-}
-
-pub(crate) fn request_cancel(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-) -> StoreResult<ImportRecord> {
-    let import = get_locked(tx, workspace_id, id)?;
-    match import.lifecycle().cancel()? {
-        CancelAction::CancelNow => {
-            set_terminal(tx, &import, ImportStatus::Cancelled, None)?;
-        }
-        CancelAction::AskWorker => {
-            tx.execute(
-                "UPDATE intake_imports SET cancel_requested = true, updated_at = $2 WHERE id = $1",
-                &[&id, &now()],
-            )?;
-        }
-    }
-    get(tx, workspace_id, id)
-}
 
 /// The id and number of the import of a workspace with this number, if it still exists.
 pub(crate) fn import_by_number(
@@ -273,12 +151,22 @@ pub(crate) fn undo_tables(
 }
 
 pub(crate) use crate::store::apply::{
-    finish, finish_table, note_inference, prune, purge, relabel, request_rollback,
-    set_input_source, set_new_step, set_step, start, start_table,
+    create, finish, finish_table, note_inference, prune, purge, relabel, request_cancel,
+    request_rollback, set_input_source, set_new_step, set_step, start, start_table,
 };
 
 impl Apply for &mut Transaction<'_> {
     apply_by_name!();
+
+    fn serialize_creations(&mut self, workspace_id: Uuid) -> StoreResult<()> {
+        // The workspace row: held until commit by every creation in the workspace.
+        self.query_opt(
+            "SELECT 1 FROM intake_workspaces WHERE id = $1 FOR NO KEY UPDATE",
+            &[&workspace_id],
+        )?
+        .ok_or(StoreError::NotFound("workspace"))?;
+        Ok(())
+    }
 
     fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
         Ok(self.execute(sql, &bind(args))?)
@@ -342,6 +230,7 @@ fn bind<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
                 Arg::Id(v) => v,
                 Arg::Int(v) => v,
                 Arg::MaybeInt(v) => v,
+                Arg::Bool(v) => v,
                 Arg::Text(v) => v,
                 Arg::Json(v) => v,
                 Arg::Time(v) => v,

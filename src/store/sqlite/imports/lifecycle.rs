@@ -9,127 +9,12 @@ use uuid::Uuid;
 
 use super::super::tables::physical_name;
 use super::super::values::{quote, ts};
-use super::super::{StoreError, StoreResult, now, parse_uuid};
+use super::super::{StoreError, StoreResult, parse_uuid};
 use super::events::*;
 use super::queue::*;
 use super::rows::*;
-use crate::model::{CancelAction, ImportStatus, Step};
 use crate::store::apply::{Apply, Arg, apply_by_name};
 use crate::store::*;
-
-pub(crate) fn create(tx: &Connection, new: &NewImport) -> StoreResult<CreateOutcome> {
-    if let Some(idem) = &new.idempotency
-        && let Some(found) = find_idempotency(tx, new.workspace_id, &idem.key)?
-    {
-        return Ok(CreateOutcome::Replayed(found));
-    }
-    let number: i64 = tx.query_row(
-        "UPDATE intake_workspaces SET next_import_number = next_import_number + 1
-         WHERE id = ?1 RETURNING next_import_number - 1",
-        [new.workspace_id.to_string()],
-        |r| r.get(0),
-    )?;
-    let at = ts(now());
-    let step = match new.status {
-        ImportStatus::New => Step::Waiting,
-        ImportStatus::Queued => Step::Queued,
-        _ => Step::Done,
-    };
-    let total: u64 = new.inputs.iter().filter_map(|i| i.file_size).sum();
-    let terminal = new.status.is_terminal();
-    tx.execute(
-        &format!(
-            "INSERT INTO intake_imports (id, workspace_id, number, status, step, source, mode,
-             on_error, max_errors, dry_run, cleanup_records, reference, reference_origin, metadata,
-             note, platform, error, bytes_total, created_at, updated_at, completed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-             ?18, ?19, ?19, {})",
-            if terminal { "?19" } else { "NULL" }
-        ),
-        params![
-            new.id.to_string(),
-            new.workspace_id.to_string(),
-            number,
-            new.status.as_str(),
-            step.as_str(),
-            new.source.as_str(),
-            new.mode.as_str(),
-            new.on_error.as_str(),
-            new.max_errors.map(|v| v as i64),
-            new.dry_run,
-            new.cleanup_records,
-            new.reference,
-            new.reference_origin,
-            new.metadata.to_string(),
-            new.note,
-            new.platform,
-            new.error,
-            total as i64,
-            at,
-        ],
-    )?;
-    for (pos, input) in new.inputs.iter().enumerate() {
-        tx.execute(
-            "INSERT INTO intake_import_tables (import_id, position, table_name, status, format,
-             options, blob_key, file_name, file_size, bytes_total, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                new.id.to_string(),
-                pos as i64,
-                input.table,
-                new.status.as_str(),
-                input.format,
-                input.options.to_string(),
-                input.blob_key,
-                input.file_name,
-                input.file_size.map(|v| v as i64),
-                input.file_size.unwrap_or(0) as i64,
-                if terminal { new.error.clone() } else { None },
-            ],
-        )?;
-    }
-    if let Some(idem) = &new.idempotency {
-        tx.execute(
-            "INSERT INTO intake_idempotency (workspace_id, key, fingerprint, import_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                new.workspace_id.to_string(),
-                idem.key,
-                idem.fingerprint,
-                new.id.to_string(),
-                at
-            ],
-        )?;
-    }
-    append_event(
-        tx,
-        new.workspace_id,
-        new.id,
-        new.status.event_type(),
-        &serde_json::json!({"status": new.status.as_str()}),
-    )?;
-    Ok(CreateOutcome::Created(Box::new(get_any(tx, new.id)?)))
-}
-
-pub(crate) fn request_cancel(
-    tx: &Connection,
-    workspace_id: Uuid,
-    id: Uuid,
-) -> StoreResult<ImportRecord> {
-    let import = get(tx, workspace_id, id)?;
-    match import.lifecycle().cancel()? {
-        CancelAction::CancelNow => {
-            set_terminal(tx, &import, ImportStatus::Cancelled, None)?;
-        }
-        CancelAction::AskWorker => {
-            tx.execute(
-                "UPDATE intake_imports SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
-                params![id.to_string(), ts(now())],
-            )?;
-        }
-    }
-    get(tx, workspace_id, id)
-}
 
 /// The import that now holds a row this import's undo would restore: a destroyed row that is
 /// back, or an updated row that another import wrote since. The journal is checked against
@@ -286,12 +171,17 @@ pub(crate) fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult
 }
 
 pub(crate) use crate::store::apply::{
-    finish, finish_table, note_inference, prune, purge, relabel, request_rollback,
-    set_input_source, set_new_step, set_step, start, start_table,
+    create, finish, finish_table, note_inference, prune, purge, relabel, request_cancel,
+    request_rollback, set_input_source, set_new_step, set_step, start, start_table,
 };
 
 impl Apply for &rusqlite::Transaction<'_> {
     apply_by_name!();
+
+    fn serialize_creations(&mut self, _workspace_id: Uuid) -> StoreResult<()> {
+        // The one writer connection already runs one write transaction at a time.
+        Ok(())
+    }
 
     fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
         Ok(self.execute(&numbered(sql), params_from_iter(bind(args)))? as u64)
@@ -358,6 +248,7 @@ fn bind(args: &[Arg<'_>]) -> Vec<Value> {
             Arg::Id(v) => Value::Text(v.to_string()),
             Arg::Int(v) => Value::Integer(*v),
             Arg::MaybeInt(v) => v.map_or(Value::Null, Value::Integer),
+            Arg::Bool(v) => Value::Integer(i64::from(*v)),
             Arg::Text(v) => v.map_or(Value::Null, |s| Value::Text(s.to_owned())),
             Arg::Json(v) => v.map_or(Value::Null, |j| Value::Text(j.to_string())),
             Arg::Time(v) => v.map_or(Value::Null, |t| Value::Text(ts(t))),
