@@ -19,3 +19,6 @@ pub(crate) const KEY_COLUMNS: &str = "id, workspace_id, name, role, prefix, crea
 
 /// A webhook's columns (`intake_webhooks`).
 pub(crate) const WEBHOOK_COLUMNS: &str = "id, url, events, secret, description, created_at";
+
+/// The column holding the number of the import that last wrote each row.
+pub const IMPORT_COLUMN: &str = "_intake_import";

@@ -2,6 +2,7 @@
 //! and the batch writer that loads rows into user tables. The only place that writes SQL.
 
 mod adapter;
+mod apply;
 mod columns;
 mod ddl;
 mod lifecycle;

@@ -317,6 +317,29 @@ impl ImportQuery {
         }
         out
     }
+
+    /// The time filters that are set, as (column, comparison, bound).
+    pub fn time_bounds(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, &'static str, OffsetDateTime)> {
+        [
+            ("created_at", ">", self.created_after),
+            ("created_at", "<", self.created_before),
+            ("updated_at", ">", self.updated_after),
+            ("updated_at", "<", self.updated_before),
+        ]
+        .into_iter()
+        .filter_map(|(col, op, value)| value.map(|v| (col, op, v)))
+    }
+
+    /// The comparison that resumes after a cursor, and the SQL order direction.
+    pub fn direction(&self) -> (&'static str, &'static str) {
+        if self.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        }
+    }
 }
 
 /// A page of imports; `has_more` tells whether another page follows.

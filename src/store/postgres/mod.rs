@@ -310,17 +310,7 @@ fn run_migrations(client: &mut Client) -> StoreResult<()> {
     Ok(())
 }
 
-/// The current time at the precision timestamps are shown with (milliseconds), so that
-/// what a write answers equals what later reads return.
-fn now() -> OffsetDateTime {
-    ms(OffsetDateTime::now_utc())
-}
-
-/// A time cut to milliseconds: filters compare at the precision the SQLite backend keeps.
-fn ms(t: OffsetDateTime) -> OffsetDateTime {
-    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t)
-}
+use super::apply::{ms, now};
 
 /// A workspace id folded to the second key of its advisory locks.
 fn workspace_lock_key(workspace_id: Uuid) -> i32 {

@@ -13,8 +13,7 @@ use crate::model::{ColumnSpec, ColumnType, Refusal, TableSchema};
 use crate::store::ddl::column_defs;
 use crate::store::{RecordsPage, TableRecord, Workspace};
 
-/// The column holding the number of the import that last wrote each row.
-pub const IMPORT_COLUMN: &str = "_intake_import";
+pub use crate::store::columns::IMPORT_COLUMN;
 
 /// The column holding each row's place in storage order.
 pub const ROW_COLUMN: &str = "_intake_row";

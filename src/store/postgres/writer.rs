@@ -28,7 +28,7 @@ use ::postgres::error::SqlState;
 use ::postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
-use super::imports::{append_event, check_lease, mark_table_finished};
+use super::imports::{append_event, check_lease};
 use super::tables::{
     IMPORT_COLUMN, ROW_COLUMN, create_sql, db_message, exists, side_table, undo_table,
     workspace_slug,
@@ -39,6 +39,7 @@ use super::values::{
 };
 use super::{Inner, StoreError, StoreResult, now};
 use crate::model::{ColumnType, Mode, RowError, RowErrorCode, Value};
+use crate::store::apply::finish_cleaned_table;
 use crate::store::{
     Batch, BatchOutcome, BatchWriter, Claim, Position, TableEnd, TypedRow, WritePlan, write_each,
 };
@@ -1537,27 +1538,14 @@ impl BatchWriter for PgWriter {
                     .try_get(0)?;
                 destroyed = gone.max(0) as u64;
             }
-            if destroyed > 0 {
-                append_event(
-                    tx,
-                    self.workspace_id,
-                    self.import_id,
-                    "table.cleaned_up",
-                    &serde_json::json!({"table_position": self.plan.position, "destroyed": destroyed}),
-                )?;
-            }
-            let end = TableEnd {
-                destroyed,
-                ..end.clone()
-            };
-            mark_table_finished(
+            finish_cleaned_table(
                 tx,
                 self.workspace_id,
                 self.import_id,
                 self.plan.position,
-                &end,
-            )?;
-            Ok(destroyed)
+                end,
+                destroyed,
+            )
         })
     }
 

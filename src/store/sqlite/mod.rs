@@ -246,13 +246,7 @@ pub(crate) fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// The current time at the precision timestamps are stored with (milliseconds), so that
-/// what a write answers equals what later reads return.
-fn now() -> OffsetDateTime {
-    let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t)
-}
+use super::apply::now;
 
 fn parse_uuid(s: &str) -> Uuid {
     Uuid::parse_str(s).unwrap_or_default()

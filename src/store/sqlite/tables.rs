@@ -10,8 +10,7 @@ use crate::model::{ColumnSpec, Refusal, TableSchema};
 use crate::store::ddl::column_defs;
 use crate::store::{RecordsPage, TableRecord, Workspace};
 
-/// The column holding the number of the import that last wrote each row.
-pub const IMPORT_COLUMN: &str = "_intake_import";
+pub use crate::store::columns::IMPORT_COLUMN;
 
 /// The table's name inside the database.
 pub fn physical_name(ws: &Workspace, table: &str) -> String {

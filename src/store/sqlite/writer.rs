@@ -7,11 +7,12 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use uuid::Uuid;
 
-use super::imports::{append_event, check_lease, mark_table_finished};
+use super::imports::{append_event, check_lease};
 use super::tables::{IMPORT_COLUMN, create_sql, physical_name, undo_table};
 use super::values::{declared_type, journal_to_row, quote, row_to_journal, same_value, to_sql, ts};
 use super::{Inner, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
+use crate::store::apply::finish_cleaned_table;
 use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, TableEnd, Workspace, WritePlan};
 
 struct Cell<'a>(&'a Value);
@@ -767,27 +768,14 @@ impl BatchWriter for SqliteWriter {
                 }
                 destroyed = gone.len() as u64;
             }
-            if destroyed > 0 {
-                append_event(
-                    tx,
-                    self.workspace_id,
-                    self.import_id,
-                    "table.cleaned_up",
-                    &serde_json::json!({"table_position": self.plan.position, "destroyed": destroyed}),
-                )?;
-            }
-            let end = TableEnd {
-                destroyed,
-                ..end.clone()
-            };
-            mark_table_finished(
+            finish_cleaned_table(
                 tx,
                 self.workspace_id,
                 self.import_id,
                 self.plan.position,
-                &end,
-            )?;
-            Ok(destroyed)
+                end,
+                destroyed,
+            )
         })
     }
 

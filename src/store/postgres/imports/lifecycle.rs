@@ -2,139 +2,19 @@
 //! (with or without its rows), and the pruning of ended rollback windows. The model decides
 //! each; these apply its answer.
 
+use ::postgres::types::ToSql;
 use ::postgres::{Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::super::tables::{IMPORT_COLUMN, stored_schema, undo_table, workspace_slug};
 use super::super::values::{qualified, quote};
-use super::super::{StoreError, StoreResult, ms, now};
+use super::super::{StoreError, StoreResult, ms};
 use super::events::*;
 use super::queue::*;
 use super::rows::*;
-use crate::model::{CancelAction, Forget, ImportStatus, Refusal, RollbackAction, Step};
+use crate::store::apply::{Apply, Arg, apply_by_name};
 use crate::store::*;
-
-pub(crate) fn create(tx: &mut Transaction<'_>, new: &NewImport) -> StoreResult<CreateOutcome> {
-    // The workspace row serializes creations: numbers without gaps, and one import per
-    // idempotency key even when two requests with the key arrive together.
-    tx.query_opt(
-        "SELECT 1 FROM intake_workspaces WHERE id = $1 FOR NO KEY UPDATE",
-        &[&new.workspace_id],
-    )?
-    .ok_or(StoreError::NotFound("workspace"))?;
-    if let Some(idem) = &new.idempotency
-        && let Some(found) = find_idempotency(tx, new.workspace_id, &idem.key)?
-    {
-        return Ok(CreateOutcome::Replayed(found));
-    }
-    let number: i64 = tx
-        .query_one(
-            "UPDATE intake_workspaces SET next_import_number = next_import_number + 1
-             WHERE id = $1 RETURNING next_import_number - 1",
-            &[&new.workspace_id],
-        )?
-        .try_get(0)?;
-    let at = now();
-    let step = match new.status {
-        ImportStatus::New => Step::Waiting,
-        ImportStatus::Queued => Step::Queued,
-        _ => Step::Done,
-    };
-    let total: u64 = new.inputs.iter().filter_map(|i| i.file_size).sum();
-    let terminal = new.status.is_terminal();
-    let completed_at = terminal.then_some(at);
-    tx.execute(
-        "INSERT INTO intake_imports (id, workspace_id, number, status, step, source, mode,
-         on_error, max_errors, dry_run, cleanup_records, reference, reference_origin, metadata,
-         note, platform, error, bytes_total, created_at, updated_at, completed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-         $18, $19, $19, $20)",
-        &[
-            &new.id,
-            &new.workspace_id,
-            &number,
-            &new.status.as_str(),
-            &step.as_str(),
-            &new.source.as_str(),
-            &new.mode.as_str(),
-            &new.on_error.as_str(),
-            &new.max_errors.map(|v| v as i64),
-            &new.dry_run,
-            &new.cleanup_records,
-            &new.reference,
-            &new.reference_origin,
-            &new.metadata,
-            &new.note,
-            &new.platform,
-            &new.error,
-            &(total as i64),
-            &at,
-            &completed_at,
-        ],
-    )?;
-    for (pos, input) in new.inputs.iter().enumerate() {
-        tx.execute(
-            "INSERT INTO intake_import_tables (import_id, position, table_name, status, format,
-             options, blob_key, file_name, file_size, bytes_total, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            &[
-                &new.id,
-                &(pos as i64),
-                &input.table,
-                &new.status.as_str(),
-                &input.format,
-                &input.options,
-                &input.blob_key,
-                &input.file_name,
-                &input.file_size.map(|v| v as i64),
-                &(input.file_size.unwrap_or(0) as i64),
-                &if terminal { new.error.clone() } else { None },
-            ],
-        )?;
-    }
-    if let Some(idem) = &new.idempotency {
-        tx.execute(
-            "INSERT INTO intake_idempotency (workspace_id, key, fingerprint, import_id, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &new.workspace_id,
-                &idem.key,
-                &idem.fingerprint,
-                &new.id,
-                &at,
-            ],
-        )?;
-    }
-    append_event(
-        tx,
-        new.workspace_id,
-        new.id,
-        new.status.event_type(),
-        &serde_json::json!({"status": new.status.as_str()}),
-    )?;
-    Ok(CreateOutcome::Created(Box::new(get_any(tx, new.id)?)))
-}
-
-pub(crate) fn request_cancel(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-) -> StoreResult<ImportRecord> {
-    let import = get_locked(tx, workspace_id, id)?;
-    match import.lifecycle().cancel()? {
-        CancelAction::CancelNow => {
-            set_terminal(tx, &import, ImportStatus::Cancelled, None)?;
-        }
-        CancelAction::AskWorker => {
-            tx.execute(
-                "UPDATE intake_imports SET cancel_requested = true, updated_at = $2 WHERE id = $1",
-                &[&id, &now()],
-            )?;
-        }
-    }
-    get(tx, workspace_id, id)
-}
 
 /// The id and number of the import of a workspace with this number, if it still exists.
 pub(crate) fn import_by_number(
@@ -254,37 +134,6 @@ pub(crate) fn later_conflict(
     Ok(None)
 }
 
-pub(crate) fn request_rollback(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-) -> StoreResult<ImportRecord> {
-    let import = get_locked(tx, workspace_id, id)?;
-    if import.lifecycle().rollback(now())? == RollbackAction::AsItIs {
-        return Ok(import);
-    }
-    let conflict = match later_conflict(tx, &import)? {
-        Some(c) => Some(c),
-        None => live_conflict(tx, &import)?,
-    };
-    if let Some((later, number)) = conflict {
-        return Err(Refusal::RollbackBlocked { later, number }.into());
-    }
-    tx.execute(
-        "UPDATE intake_imports SET status = 'rolling_back', step = 'rolling_back',
-         lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 WHERE id = $1",
-        &[&id, &now()],
-    )?;
-    append_event(
-        tx,
-        workspace_id,
-        id,
-        ImportStatus::RollingBack.event_type(),
-        &serde_json::json!({"status": "rolling_back"}),
-    )?;
-    get(tx, workspace_id, id)
-}
-
 /// The tables a replace kept as undo copies for this import.
 pub(crate) fn undo_tables(
     tx: &mut Transaction<'_>,
@@ -301,184 +150,91 @@ pub(crate) fn undo_tables(
     Ok(out)
 }
 
-pub(crate) fn prune(
-    tx: &mut Transaction<'_>,
-    at: OffsetDateTime,
-    ended_before: OffsetDateTime,
-) -> StoreResult<u64> {
-    let ids: Vec<Uuid> = tx
-        .query(
+pub(crate) use crate::store::apply::{
+    create, finish, finish_table, note_inference, prune, purge, relabel, request_cancel,
+    request_rollback, set_input_source, set_new_step, set_step, start, start_table,
+};
+
+impl Apply for &mut Transaction<'_> {
+    apply_by_name!();
+
+    fn serialize_creations(&mut self, workspace_id: Uuid) -> StoreResult<()> {
+        // The workspace row: held until commit by every creation in the workspace.
+        self.query_opt(
+            "SELECT 1 FROM intake_workspaces WHERE id = $1 FOR NO KEY UPDATE",
+            &[&workspace_id],
+        )?
+        .ok_or(StoreError::NotFound("workspace"))?;
+        Ok(())
+    }
+
+    fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        Ok(self.execute(sql, &bind(args))?)
+    }
+
+    fn any(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<bool> {
+        Ok(self.query_opt(sql, &bind(args))?.is_some())
+    }
+
+    fn event(
+        &mut self,
+        workspace_id: Uuid,
+        id: Uuid,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> StoreResult<()> {
+        append_event(&mut **self, workspace_id, id, kind, data)
+    }
+
+    fn undo_copies(&mut self, import: &ImportRecord) -> StoreResult<Vec<String>> {
+        undo_tables(self, import)
+    }
+
+    fn data_table(&self, ws: &Workspace, table: &str) -> String {
+        qualified(&ws.slug, table)
+    }
+
+    fn prunable(
+        &mut self,
+        at: OffsetDateTime,
+        ended_before: OffsetDateTime,
+    ) -> StoreResult<Vec<Uuid>> {
+        let rows = self.query(
             "SELECT id FROM intake_imports
              WHERE rollback_until IS NOT NULL AND (rollback_until < $1 OR completed_at < $2)
              FOR NO KEY UPDATE SKIP LOCKED",
             &[&ms(at), &ms(ended_before)],
-        )?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
-    for id in &ids {
-        let import = get_any(tx, *id)?;
-        for t in undo_tables(tx, &import)? {
-            tx.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?;
-        }
-        tx.execute("DELETE FROM intake_undo WHERE import_id = $1", &[id])?;
-        tx.execute("DELETE FROM intake_row_errors WHERE import_id = $1", &[id])?;
-        tx.execute(
-            // The row errors are gone: the import no longer claims them as stored.
-            "UPDATE intake_imports SET rollback_until = NULL, errors_stored = 0 WHERE id = $1",
-            &[id],
         )?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
     }
-    Ok(ids.len() as u64)
 }
 
-pub(crate) fn start(
+/// The first column of the first row of a query.
+fn first<T: for<'a> ::postgres::types::FromSql<'a>>(
     tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-    sizes: &[u64],
-) -> StoreResult<ImportRecord> {
-    let import = get_locked(tx, workspace_id, id)?;
-    import.lifecycle().expect_waiting()?;
-    import.check_sizes(sizes)?;
-    for (table, size) in import.tables.iter().zip(sizes) {
-        tx.execute(
-            "UPDATE intake_import_tables SET status = 'queued', file_size = $3, bytes_total = $3
-             WHERE import_id = $1 AND position = $2",
-            &[&id, &i64::from(table.position), &(*size as i64)],
-        )?;
-    }
-    let total: u64 = sizes.iter().sum();
-    tx.execute(
-        "UPDATE intake_imports SET status = 'queued', step = 'queued', bytes_total = $2,
-         updated_at = $3 WHERE id = $1",
-        &[&id, &(total as i64), &now()],
-    )?;
-    append_event(
-        tx,
-        workspace_id,
-        id,
-        ImportStatus::Queued.event_type(),
-        &serde_json::json!({"status": "queued"}),
-    )?;
-    get(tx, workspace_id, id)
+    sql: &str,
+    args: &[Arg<'_>],
+) -> StoreResult<Option<T>> {
+    let row = tx.query_opt(sql, &bind(args))?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
-pub(crate) fn purge(
-    tx: &mut Transaction<'_>,
-    ws: &Workspace,
-    id: Uuid,
-    which: Forget,
-    remove_rows: bool,
-) -> StoreResult<PurgedImport> {
-    let import = get_locked(tx, ws.id, id)?;
-    import.lifecycle().forget(which)?;
-    let mut rows_deleted = 0u64;
-    let tables = if remove_rows {
-        import.tables_written()
-    } else {
-        Vec::new()
-    };
-    for table in tables {
-        // A table dropped since has no rows left to delete.
-        let exists = tx.query_opt(
-            "SELECT 1 FROM intake_tables WHERE workspace_id = $1 AND name = $2",
-            &[&ws.id, &table],
-        )?;
-        if exists.is_none() {
-            continue;
-        }
-        rows_deleted += tx.execute(
-            &format!(
-                "DELETE FROM {} WHERE {} = $1",
-                qualified(&ws.slug, table),
-                quote(IMPORT_COLUMN)
-            ),
-            &[&import.number],
-        )?;
-    }
-    // A replace's undo copy goes with the import.
-    for t in undo_tables(tx, &import)? {
-        tx.batch_execute(&format!("DROP TABLE IF EXISTS {t}"))?;
-    }
-    tx.execute(
-        "DELETE FROM intake_idempotency WHERE workspace_id = $1 AND import_id = $2",
-        &[&ws.id, &id],
-    )?;
-    // Its tables, row errors, events and undo journal go with it (ON DELETE CASCADE).
-    tx.execute("DELETE FROM intake_imports WHERE id = $1", &[&id])?;
-    Ok(PurgedImport {
-        rows_deleted,
-        blob_keys: import.blob_keys(),
-    })
-}
-
-pub(crate) fn relabel(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-    labels: &ImportLabels,
-) -> StoreResult<ImportRecord> {
-    let import = get_locked(tx, workspace_id, id)?;
-    let (reference, origin, metadata) = import.relabelled(labels);
-    tx.execute(
-        "UPDATE intake_imports SET reference = $2, reference_origin = $3, metadata = $4,
-         updated_at = $5 WHERE id = $1",
-        &[&id, &reference, &origin, &metadata, &now()],
-    )?;
-    get(tx, workspace_id, id)
-}
-
-pub(crate) fn set_new_step(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-    step: Step,
-    failure: Option<&str>,
-) -> StoreResult<()> {
-    let import = get_locked(tx, workspace_id, id)?;
-    import.lifecycle().expect_waiting()?;
-    let Some(why) = failure else {
-        tx.execute(
-            "UPDATE intake_imports SET step = $2, updated_at = $3 WHERE id = $1",
-            &[&id, &step.as_str(), &now()],
-        )?;
-        return Ok(());
-    };
-    tx.execute(
-        "UPDATE intake_import_tables SET status = 'failed', error = $2, completed_at = $3
-         WHERE import_id = $1",
-        &[&id, &why, &now()],
-    )?;
-    tx.execute(
-        "UPDATE intake_imports SET status = 'failed', step = 'done', error = $2,
-         completed_at = $3, updated_at = $3 WHERE id = $1",
-        &[&id, &why, &now()],
-    )?;
-    append_event(
-        tx,
-        workspace_id,
-        id,
-        ImportStatus::Failed.event_type(),
-        &serde_json::json!({"status": "failed", "error": why}),
-    )?;
-    Ok(())
-}
-
-pub(crate) fn set_input_source(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-    position: u32,
-    format: &str,
-    options: &serde_json::Value,
-) -> StoreResult<()> {
-    let import = get_locked(tx, workspace_id, id)?;
-    import.lifecycle().expect_waiting()?;
-    tx.execute(
-        "UPDATE intake_import_tables SET format = $3, options = $4
-         WHERE import_id = $1 AND position = $2",
-        &[&id, &i64::from(position), &format, options],
-    )?;
-    Ok(())
+/// The arguments as the PostgreSQL client binds them.
+fn bind<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    args.iter()
+        .map(|a| -> &(dyn ToSql + Sync) {
+            match a {
+                Arg::Id(v) => v,
+                Arg::Int(v) => v,
+                Arg::MaybeInt(v) => v,
+                Arg::Bool(v) => v,
+                Arg::Text(v) => v,
+                Arg::Json(v) => v,
+                Arg::Time(v) => v,
+            }
+        })
+        .collect()
 }

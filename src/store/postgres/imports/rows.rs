@@ -266,16 +266,8 @@ pub(crate) fn list(
     if let Some(r) = &q.reference {
         filters.push_str(&format!(" AND reference = {}", p.push(r.clone())));
     }
-    let bounds: [(&str, &str, Option<OffsetDateTime>); 4] = [
-        ("created_at", ">", q.created_after),
-        ("created_at", "<", q.created_before),
-        ("updated_at", ">", q.updated_after),
-        ("updated_at", "<", q.updated_before),
-    ];
-    for (col, op, value) in bounds {
-        if let Some(v) = value {
-            filters.push_str(&format!(" AND {col} {op} {}", p.push(ms(v))));
-        }
+    for (col, op, v) in q.time_bounds() {
+        filters.push_str(&format!(" AND {col} {op} {}", p.push(ms(v))));
     }
     let sort = q.sort.unwrap_or(ImportSort::Id);
     let col = sort_column(sort);
@@ -285,11 +277,7 @@ pub(crate) fn list(
     } else {
         col.to_owned()
     };
-    let (cmp, dir) = if q.descending {
-        ("<", "DESC")
-    } else {
-        (">", "ASC")
-    };
+    let (cmp, dir) = q.direction();
     if let Some((value, id)) = &q.after {
         if sort == ImportSort::Id {
             filters.push_str(&format!(" AND id {cmp} {}", p.push(*id)));

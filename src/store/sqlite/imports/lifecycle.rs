@@ -2,132 +2,19 @@
 //! (with or without its rows), and the pruning of ended rollback windows. The model decides
 //! each; these apply its answer.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::super::tables::{IMPORT_COLUMN, physical_name};
+use super::super::tables::physical_name;
 use super::super::values::{quote, ts};
-use super::super::{StoreError, StoreResult, now, parse_uuid};
+use super::super::{StoreError, StoreResult, parse_uuid};
 use super::events::*;
 use super::queue::*;
 use super::rows::*;
-use crate::model::{CancelAction, Forget, ImportStatus, Refusal, RollbackAction, Step};
+use crate::store::apply::{Apply, Arg, apply_by_name};
 use crate::store::*;
-
-pub(crate) fn create(tx: &Connection, new: &NewImport) -> StoreResult<CreateOutcome> {
-    if let Some(idem) = &new.idempotency
-        && let Some(found) = find_idempotency(tx, new.workspace_id, &idem.key)?
-    {
-        return Ok(CreateOutcome::Replayed(found));
-    }
-    let number: i64 = tx.query_row(
-        "UPDATE intake_workspaces SET next_import_number = next_import_number + 1
-         WHERE id = ?1 RETURNING next_import_number - 1",
-        [new.workspace_id.to_string()],
-        |r| r.get(0),
-    )?;
-    let at = ts(now());
-    let step = match new.status {
-        ImportStatus::New => Step::Waiting,
-        ImportStatus::Queued => Step::Queued,
-        _ => Step::Done,
-    };
-    let total: u64 = new.inputs.iter().filter_map(|i| i.file_size).sum();
-    let terminal = new.status.is_terminal();
-    tx.execute(
-        &format!(
-            "INSERT INTO intake_imports (id, workspace_id, number, status, step, source, mode,
-             on_error, max_errors, dry_run, cleanup_records, reference, reference_origin, metadata,
-             note, platform, error, bytes_total, created_at, updated_at, completed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-             ?18, ?19, ?19, {})",
-            if terminal { "?19" } else { "NULL" }
-        ),
-        params![
-            new.id.to_string(),
-            new.workspace_id.to_string(),
-            number,
-            new.status.as_str(),
-            step.as_str(),
-            new.source.as_str(),
-            new.mode.as_str(),
-            new.on_error.as_str(),
-            new.max_errors.map(|v| v as i64),
-            new.dry_run,
-            new.cleanup_records,
-            new.reference,
-            new.reference_origin,
-            new.metadata.to_string(),
-            new.note,
-            new.platform,
-            new.error,
-            total as i64,
-            at,
-        ],
-    )?;
-    for (pos, input) in new.inputs.iter().enumerate() {
-        tx.execute(
-            "INSERT INTO intake_import_tables (import_id, position, table_name, status, format,
-             options, blob_key, file_name, file_size, bytes_total, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                new.id.to_string(),
-                pos as i64,
-                input.table,
-                new.status.as_str(),
-                input.format,
-                input.options.to_string(),
-                input.blob_key,
-                input.file_name,
-                input.file_size.map(|v| v as i64),
-                input.file_size.unwrap_or(0) as i64,
-                if terminal { new.error.clone() } else { None },
-            ],
-        )?;
-    }
-    if let Some(idem) = &new.idempotency {
-        tx.execute(
-            "INSERT INTO intake_idempotency (workspace_id, key, fingerprint, import_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                new.workspace_id.to_string(),
-                idem.key,
-                idem.fingerprint,
-                new.id.to_string(),
-                at
-            ],
-        )?;
-    }
-    append_event(
-        tx,
-        new.workspace_id,
-        new.id,
-        new.status.event_type(),
-        &serde_json::json!({"status": new.status.as_str()}),
-    )?;
-    Ok(CreateOutcome::Created(Box::new(get_any(tx, new.id)?)))
-}
-
-pub(crate) fn request_cancel(
-    tx: &Connection,
-    workspace_id: Uuid,
-    id: Uuid,
-) -> StoreResult<ImportRecord> {
-    let import = get(tx, workspace_id, id)?;
-    match import.lifecycle().cancel()? {
-        CancelAction::CancelNow => {
-            set_terminal(tx, &import, ImportStatus::Cancelled, None)?;
-        }
-        CancelAction::AskWorker => {
-            tx.execute(
-                "UPDATE intake_imports SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
-                params![id.to_string(), ts(now())],
-            )?;
-        }
-    }
-    get(tx, workspace_id, id)
-}
 
 /// The import that now holds a row this import's undo would restore: a destroyed row that is
 /// back, or an updated row that another import wrote since. The journal is checked against
@@ -262,33 +149,6 @@ pub(crate) fn later_conflict(
     Ok(None)
 }
 
-pub(crate) fn request_rollback(
-    tx: &Connection,
-    workspace_id: Uuid,
-    id: Uuid,
-) -> StoreResult<ImportRecord> {
-    let import = get(tx, workspace_id, id)?;
-    if import.lifecycle().rollback(now())? == RollbackAction::AsItIs {
-        return Ok(import);
-    }
-    if let Some((later, number)) = later_conflict(tx, &import)?.or(live_conflict(tx, &import)?) {
-        return Err(Refusal::RollbackBlocked { later, number }.into());
-    }
-    tx.execute(
-        "UPDATE intake_imports SET status = 'rolling_back', step = 'rolling_back',
-         lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2 WHERE id = ?1",
-        params![id.to_string(), ts(now())],
-    )?;
-    append_event(
-        tx,
-        workspace_id,
-        id,
-        ImportStatus::RollingBack.event_type(),
-        &serde_json::json!({"status": "rolling_back"}),
-    )?;
-    get(tx, workspace_id, id)
-}
-
 /// Names of the tables a replace kept as undo copies for this import.
 pub(crate) fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult<Vec<String>> {
     let slug = super::super::tables::workspace_slug(tx, import.workspace_id)?;
@@ -310,195 +170,99 @@ pub(crate) fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult
     Ok(out)
 }
 
-pub(crate) fn prune(
-    tx: &Connection,
-    at: OffsetDateTime,
-    ended_before: OffsetDateTime,
-) -> StoreResult<u64> {
-    let ids: Vec<String> = {
-        let mut stmt = tx.prepare(
+pub(crate) use crate::store::apply::{
+    create, finish, finish_table, note_inference, prune, purge, relabel, request_cancel,
+    request_rollback, set_input_source, set_new_step, set_step, start, start_table,
+};
+
+impl Apply for &rusqlite::Transaction<'_> {
+    apply_by_name!();
+
+    fn serialize_creations(&mut self, _workspace_id: Uuid) -> StoreResult<()> {
+        // The one writer connection already runs one write transaction at a time.
+        Ok(())
+    }
+
+    fn run(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        Ok(self.execute(&numbered(sql), params_from_iter(bind(args)))? as u64)
+    }
+
+    fn any(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<bool> {
+        Ok(self
+            .prepare(&numbered(sql))?
+            .exists(params_from_iter(bind(args)))?)
+    }
+
+    fn event(
+        &mut self,
+        workspace_id: Uuid,
+        id: Uuid,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> StoreResult<()> {
+        append_event(self, workspace_id, id, kind, data)
+    }
+
+    fn undo_copies(&mut self, import: &ImportRecord) -> StoreResult<Vec<String>> {
+        Ok(undo_tables(self, import)?
+            .iter()
+            .map(|t| quote(t))
+            .collect())
+    }
+
+    fn data_table(&self, ws: &Workspace, table: &str) -> String {
+        quote(&physical_name(ws, table))
+    }
+
+    fn prunable(
+        &mut self,
+        at: OffsetDateTime,
+        ended_before: OffsetDateTime,
+    ) -> StoreResult<Vec<Uuid>> {
+        let mut stmt = self.prepare(
             "SELECT id FROM intake_imports WHERE rollback_until IS NOT NULL
              AND (rollback_until < ?1 OR completed_at < ?2)",
         )?;
-        let rows = stmt.query_map([ts(at), ts(ended_before)], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    for id in &ids {
-        let import = get_any(tx, parse_uuid(id))?;
-        for t in undo_tables(tx, &import)? {
-            tx.execute_batch(&format!(
-                "DROP TABLE IF EXISTS {}",
-                super::super::values::quote(&t)
-            ))?;
-        }
-        tx.execute("DELETE FROM intake_undo WHERE import_id = ?1", [id])?;
-        tx.execute("DELETE FROM intake_row_errors WHERE import_id = ?1", [id])?;
-        tx.execute(
-            // The row errors are gone: the import no longer claims them as stored.
-            "UPDATE intake_imports SET rollback_until = NULL, errors_stored = 0 WHERE id = ?1",
-            [id],
-        )?;
+        let rows = stmt.query_map([ts(at), ts(ended_before)], |r| r.get::<_, String>(0))?;
+        let ids = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(ids.iter().map(|id| parse_uuid(id)).collect())
     }
-    Ok(ids.len() as u64)
 }
 
-pub(crate) fn start(
-    tx: &Connection,
-    workspace_id: Uuid,
-    id: Uuid,
-    sizes: &[u64],
-) -> StoreResult<ImportRecord> {
-    let import = get(tx, workspace_id, id)?;
-    import.lifecycle().expect_waiting()?;
-    import.check_sizes(sizes)?;
-    let at = ts(now());
-    for (table, size) in import.tables.iter().zip(sizes) {
-        tx.execute(
-            "UPDATE intake_import_tables SET status = 'queued', file_size = ?3, bytes_total = ?3
-             WHERE import_id = ?1 AND position = ?2",
-            params![id.to_string(), table.position, *size as i64],
-        )?;
+/// The first column of the first row of a query written with `$n` placeholders.
+fn first<T: rusqlite::types::FromSql>(
+    c: &Connection,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> StoreResult<Option<T>> {
+    let mut stmt = c.prepare_cached(&numbered(sql))?;
+    Ok(stmt
+        .query_row(params_from_iter(bind(args)), |r| r.get(0))
+        .optional()?)
+}
+
+/// The arguments as SQLite stores them.
+fn bind(args: &[Arg<'_>]) -> Vec<Value> {
+    args.iter()
+        .map(|a| match a {
+            Arg::Id(v) => Value::Text(v.to_string()),
+            Arg::Int(v) => Value::Integer(*v),
+            Arg::MaybeInt(v) => v.map_or(Value::Null, Value::Integer),
+            Arg::Bool(v) => Value::Integer(i64::from(*v)),
+            Arg::Text(v) => v.map_or(Value::Null, |s| Value::Text(s.to_owned())),
+            Arg::Json(v) => v.map_or(Value::Null, |j| Value::Text(j.to_string())),
+            Arg::Time(v) => v.map_or(Value::Null, |t| Value::Text(ts(t))),
+        })
+        .collect()
+}
+
+/// A statement's `$n` placeholders written as SQLite's `?n`.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let placeholder = c == '$' && chars.peek().is_some_and(char::is_ascii_digit);
+        out.push(if placeholder { '?' } else { c });
     }
-    let total: u64 = sizes.iter().sum();
-    tx.execute(
-        "UPDATE intake_imports SET status = 'queued', step = 'queued', bytes_total = ?2,
-         updated_at = ?3 WHERE id = ?1",
-        params![id.to_string(), total as i64, at],
-    )?;
-    append_event(
-        tx,
-        workspace_id,
-        id,
-        ImportStatus::Queued.event_type(),
-        &serde_json::json!({"status": "queued"}),
-    )?;
-    get(tx, workspace_id, id)
-}
-
-pub(crate) fn purge(
-    tx: &Connection,
-    ws: &Workspace,
-    id: Uuid,
-    which: Forget,
-    remove_rows: bool,
-) -> StoreResult<PurgedImport> {
-    let import = get(tx, ws.id, id)?;
-    import.lifecycle().forget(which)?;
-    let mut rows_deleted = 0u64;
-    let tables = if remove_rows {
-        import.tables_written()
-    } else {
-        Vec::new()
-    };
-    for table in tables {
-        // A table dropped since has no rows left to delete.
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM intake_tables WHERE workspace_id = ?1 AND name = ?2",
-                params![ws.id.to_string(), table],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
-            continue;
-        }
-        rows_deleted += tx.execute(
-            &format!(
-                "DELETE FROM {} WHERE {} = ?1",
-                quote(&physical_name(ws, table)),
-                quote(IMPORT_COLUMN)
-            ),
-            [import.number],
-        )? as u64;
-    }
-    // A replace's undo copy goes with the import.
-    for t in undo_tables(tx, &import)? {
-        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&t)))?;
-    }
-    tx.execute(
-        "DELETE FROM intake_idempotency WHERE workspace_id = ?1 AND import_id = ?2",
-        params![ws.id.to_string(), id.to_string()],
-    )?;
-    // Its tables, row errors, events and undo journal go with it (ON DELETE CASCADE).
-    tx.execute("DELETE FROM intake_imports WHERE id = ?1", [id.to_string()])?;
-    Ok(PurgedImport {
-        rows_deleted,
-        blob_keys: import.blob_keys(),
-    })
-}
-
-pub(crate) fn relabel(
-    tx: &Connection,
-    workspace_id: Uuid,
-    id: Uuid,
-    labels: &ImportLabels,
-) -> StoreResult<ImportRecord> {
-    let import = get(tx, workspace_id, id)?;
-    let (reference, origin, metadata) = import.relabelled(labels);
-    tx.execute(
-        "UPDATE intake_imports SET reference = ?2, reference_origin = ?3, metadata = ?4,
-         updated_at = ?5 WHERE id = ?1",
-        params![
-            id.to_string(),
-            reference,
-            origin,
-            metadata.to_string(),
-            ts(now())
-        ],
-    )?;
-    get(tx, workspace_id, id)
-}
-
-pub(crate) fn set_new_step(
-    tx: &Connection,
-    workspace_id: Uuid,
-    id: Uuid,
-    step: Step,
-    failure: Option<&str>,
-) -> StoreResult<()> {
-    let import = get(tx, workspace_id, id)?;
-    import.lifecycle().expect_waiting()?;
-    let at = ts(now());
-    let Some(why) = failure else {
-        tx.execute(
-            "UPDATE intake_imports SET step = ?2, updated_at = ?3 WHERE id = ?1",
-            params![id.to_string(), step.as_str(), at],
-        )?;
-        return Ok(());
-    };
-    tx.execute(
-        "UPDATE intake_import_tables SET status = 'failed', error = ?2, completed_at = ?3
-         WHERE import_id = ?1",
-        params![id.to_string(), why, at],
-    )?;
-    tx.execute(
-        "UPDATE intake_imports SET status = 'failed', step = 'done', error = ?2,
-         completed_at = ?3, updated_at = ?3 WHERE id = ?1",
-        params![id.to_string(), why, at],
-    )?;
-    append_event(
-        tx,
-        workspace_id,
-        id,
-        ImportStatus::Failed.event_type(),
-        &serde_json::json!({"status": "failed", "error": why}),
-    )?;
-    Ok(())
-}
-
-pub(crate) fn set_input_source(
-    tx: &Connection,
-    workspace_id: Uuid,
-    id: Uuid,
-    position: u32,
-    format: &str,
-    options: &serde_json::Value,
-) -> StoreResult<()> {
-    let import = get(tx, workspace_id, id)?;
-    import.lifecycle().expect_waiting()?;
-    tx.execute(
-        "UPDATE intake_import_tables SET format = ?3, options = ?4 WHERE import_id = ?1 AND position = ?2",
-        params![id.to_string(), position, format, options.to_string()],
-    )?;
-    Ok(())
+    out
 }

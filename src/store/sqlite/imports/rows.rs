@@ -2,7 +2,6 @@
 //! errors.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::super::values::{parse_ts, parse_ts_opt, ts};
@@ -140,6 +139,16 @@ pub(crate) fn get_any(c: &Connection, id: Uuid) -> StoreResult<ImportRecord> {
     Ok(import)
 }
 
+/// The import, for a change: the one writer connection serializes writes, so reading is
+/// locking.
+pub(crate) fn get_locked(
+    c: &Connection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> StoreResult<ImportRecord> {
+    get(c, workspace_id, id)
+}
+
 pub(crate) fn get(c: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResult<ImportRecord> {
     let import = get_any(c, id)?;
     // Another workspace's import is indistinguishable from a missing one.
@@ -196,25 +205,13 @@ pub(crate) fn list(c: &Connection, workspace_id: Uuid, q: &ImportQuery) -> Store
         filters.push_str(" AND reference = ?");
         args.push(r.clone().into());
     }
-    let bounds: [(&str, &str, Option<OffsetDateTime>); 4] = [
-        ("created_at", ">", q.created_after),
-        ("created_at", "<", q.created_before),
-        ("updated_at", ">", q.updated_after),
-        ("updated_at", "<", q.updated_before),
-    ];
-    for (col, op, value) in bounds {
-        if let Some(v) = value {
-            filters.push_str(&format!(" AND {col} {op} ?"));
-            args.push(ts(v).into());
-        }
+    for (col, op, v) in q.time_bounds() {
+        filters.push_str(&format!(" AND {col} {op} ?"));
+        args.push(ts(v).into());
     }
     let sort = q.sort.unwrap_or(ImportSort::Id);
     let col = sort_column(sort);
-    let (cmp, dir) = if q.descending {
-        ("<", "DESC")
-    } else {
-        (">", "ASC")
-    };
+    let (cmp, dir) = q.direction();
     if let Some((value, id)) = &q.after {
         if sort == ImportSort::Id {
             filters.push_str(&format!(" AND id {cmp} ?"));
