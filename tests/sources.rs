@@ -659,6 +659,27 @@ async fn server_allowing(allowed: &str) -> TestServer {
     .await
 }
 
+/// Imports the file at `url` into `people`: expects 202 and the `downloading` step, and
+/// answers the import once it has ended.
+async fn import_url(s: &TestServer, url: String) -> Value {
+    let (status, created) = send(
+        s.post("/v1/imports")
+            .json(&json!({"table": "people", "url": url})),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["step"], "downloading", "{created}");
+    s.wait_done(created["id"].as_str().expect("id")).await
+}
+
+/// The rows of the people file the URL tests serve.
+fn people_rows() -> [Value; 2] {
+    [
+        json!({"id": 1, "name": "Ann"}),
+        json!({"id": 2, "name": "Bob, Jr."}),
+    ]
+}
+
 #[tokio::test]
 async fn a_file_at_an_allowlisted_url_is_downloaded_then_loaded() {
     let s = server_allowing("127.0.0.2").await;
@@ -675,21 +696,9 @@ async fn a_file_at_an_allowlisted_url_is_downloaded_then_loaded() {
     assert_eq!(created["file_name"], "people.csv", "{created}");
     let done = s.wait_done(created["id"].as_str().expect("id")).await;
     assert_eq!(done["status"], "complete", "{done}");
-    assert_eq!(
-        rows(&s, "people").await,
-        [
-            json!({"id": 1, "name": "Ann"}),
-            json!({"id": 2, "name": "Bob, Jr."})
-        ]
-    );
+    assert_eq!(rows(&s, "people").await, people_rows());
     // A missing file ends the import failed, saying so.
-    let (status, created) = send(s.post("/v1/imports").json(&json!({
-        "table": "people",
-        "url": format!("http://{files}/gone.csv"),
-    })))
-    .await;
-    assert_eq!(status, 202, "{created}");
-    let done = s.wait_done(created["id"].as_str().expect("id")).await;
+    let done = import_url(&s, format!("http://{files}/gone.csv")).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"], "the server at the URL answered 404");
 }
@@ -852,30 +861,11 @@ async fn a_file_in_an_allowed_bucket_is_read_with_the_servers_s3_client() {
         b"id,name\n1,Ann\n2,\"Bob, Jr.\"\n",
     )
     .await;
-    let (status, created) = send(s.post("/v1/imports").json(&json!({
-        "table": "people",
-        "url": format!("s3://{bucket}/{folder}/new%20people.csv"),
-    })))
-    .await;
-    assert_eq!(status, 202, "{created}");
-    assert_eq!(created["step"], "downloading", "{created}");
-    let done = s.wait_done(created["id"].as_str().expect("id")).await;
+    let done = import_url(&s, format!("s3://{bucket}/{folder}/new%20people.csv")).await;
     assert_eq!(done["status"], "complete", "{done}");
-    assert_eq!(
-        rows(&s, "people").await,
-        [
-            json!({"id": 1, "name": "Ann"}),
-            json!({"id": 2, "name": "Bob, Jr."})
-        ]
-    );
+    assert_eq!(rows(&s, "people").await, people_rows());
     // A key that is not there fails the import, saying so.
-    let (status, created) = send(s.post("/v1/imports").json(&json!({
-        "table": "people",
-        "url": format!("s3://{bucket}/{folder}/gone.csv"),
-    })))
-    .await;
-    assert_eq!(status, 202, "{created}");
-    let done = s.wait_done(created["id"].as_str().expect("id")).await;
+    let done = import_url(&s, format!("s3://{bucket}/{folder}/gone.csv")).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"], "the server at the URL answered 404");
     // Buckets not allowed, and keys that climb, are refused before anything is created.
