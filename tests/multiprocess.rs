@@ -72,7 +72,25 @@ impl Shared {
     /// An `intake <command>` with `workers` workers on data directory `node-<i>`.
     fn spawn(&self, i: usize, command: &str, workers: usize) -> Node {
         let data = self.root.path().join(format!("node-{i}"));
-        spawn_with(&data, &self.database_url, &self.blob_url, command, workers)
+        spawn_with(
+            &data,
+            &self.database_url,
+            &self.blob_url,
+            command,
+            workers,
+            &[],
+        )
+    }
+
+    /// An `intake serve` on `node-<i>` whose first import to write its `batch`-th batch
+    /// waits there until the file `release` exists (a pause point of test builds).
+    fn serve_paused(&self, i: usize, batch: u64, release: &Path) -> Node {
+        let data = self.root.path().join(format!("node-{i}"));
+        let env = [
+            ("INTAKE_TEST_PAUSE_AFTER_BATCH", batch.to_string()),
+            ("INTAKE_TEST_PAUSE_RELEASE", release.display().to_string()),
+        ];
+        spawn_with(&data, &self.database_url, &self.blob_url, "serve", 2, &env)
     }
 
     /// Rows of a query on the shared database.
@@ -94,9 +112,10 @@ fn spawn_with(
     blob_url: &str,
     command: &str,
     workers: usize,
+    env: &[(&str, String)],
 ) -> Node {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_intake"));
-    cmd.arg(command);
+    cmd.arg(command).envs(env.iter().map(|(k, v)| (*k, v)));
     if command == "serve" {
         cmd.args(["--bind", "127.0.0.1:0"]);
     }
@@ -325,7 +344,10 @@ async fn event_names(resp: reqwest::Response) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_and_a_cancel_through_another_process_reach_the_import() {
     let Some(shared) = Shared::new() else { return };
-    let a = shared.serve(0);
+    // A's import waits after its 11th batch (55,000 rows: past PostgreSQL's first group
+    // commit of 50,000) until the test releases it, so the cancel provably comes mid-way.
+    let release = shared.root.path().join("release");
+    let a = shared.serve_paused(0, 11, &release);
     let b = shared.serve(1);
     let client = reqwest::Client::new();
     create_table(&client, &a.base, "t0").await;
@@ -363,6 +385,7 @@ async fn a_stream_and_a_cancel_through_another_process_reach_the_import() {
     }
     let (status, body) = call(client.post(format!("{}/v1/imports/{id}/cancel", b.base))).await;
     assert_eq!(status, 200, "{body}");
+    std::fs::write(&release, b"").expect("release the import");
     let names = tokio::time::timeout(Duration::from_secs(120), stream)
         .await
         .expect("the stream ended")

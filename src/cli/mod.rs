@@ -228,6 +228,7 @@ impl NodeArgs {
             max_record_bytes: self.max_record_bytes,
             retention: std::time::Duration::from_secs(self.retention_days.saturating_mul(86_400)),
             lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
+            pauses: crate::engine::pause::PausePoints::from_env(),
             ..EngineConfig::default()
         };
         c

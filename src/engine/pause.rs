@@ -52,6 +52,38 @@ mod armed {
     pub struct PausePoints(Arc<Shared>);
 
     impl PausePoints {
+        /// The pause a test of a server process asks for through its environment (a test
+        /// cannot reach into another process): with `INTAKE_TEST_PAUSE_AFTER_BATCH=N`, the
+        /// first writing pass to write its N-th batch waits until the file named by
+        /// `INTAKE_TEST_PAUSE_RELEASE` exists. Read by test builds only.
+        pub fn from_env() -> PausePoints {
+            let pauses = PausePoints::default();
+            let batch = std::env::var("INTAKE_TEST_PAUSE_AFTER_BATCH")
+                .ok()
+                .and_then(|n| n.parse::<u64>().ok());
+            let release = std::env::var_os("INTAKE_TEST_PAUSE_RELEASE");
+            let (Some(batch), Some(release)) = (batch, release) else {
+                return pauses;
+            };
+            let point = PausePoint::AfterBatch(batch);
+            pauses.arm(point);
+            let watcher = pauses.clone();
+            let release = std::path::PathBuf::from(release);
+            let spawned = std::thread::Builder::new()
+                .name("intake-pause".into())
+                .spawn(move || {
+                    while !release.exists() {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    watcher.release(point);
+                });
+            if spawned.is_err() {
+                // Without its watcher the point would only be released by the longest pause.
+                pauses.release(point);
+            }
+            pauses
+        }
+
         /// Makes the next worker that reaches `point` wait there until [`Self::release`].
         pub fn arm(&self, point: PausePoint) {
             self.gates().insert(point, Gate::Armed);
@@ -140,6 +172,11 @@ mod release {
     pub struct PausePoints;
 
     impl PausePoints {
+        /// No pause: release builds do not read the test environment.
+        pub fn from_env() -> PausePoints {
+            PausePoints
+        }
+
         /// Does nothing.
         #[inline(always)]
         pub(crate) fn pause(&self, _point: PausePoint) {}

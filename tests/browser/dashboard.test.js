@@ -130,7 +130,12 @@ before(async () => {
   base = `http://127.0.0.1:${port}`;
   const log = openSync(path.join(tmp, 'server.log'), 'w');
   server = spawn(binary, ['serve', '--bind', `127.0.0.1:${port}`, '--data-dir', path.join(tmp, 'data')], {
-    env: { ...process.env, INTAKE_BOOTSTRAP_KEY: KEY, RUST_LOG: process.env.RUST_LOG || 'info' },
+    env: {
+      ...process.env, INTAKE_BOOTSTRAP_KEY: KEY, RUST_LOG: process.env.RUST_LOG || 'info',
+      // The big import (and only it: the others have fewer batches) waits after its 10th
+      // batch until the test creates the release file, so that its bar is seen mid-way.
+      INTAKE_TEST_PAUSE_AFTER_BATCH: '10', INTAKE_TEST_PAUSE_RELEASE: path.join(tmp, 'release'),
+    },
     stdio: ['ignore', log, log],
   });
   await waitForServer(base);
@@ -379,6 +384,9 @@ test('the imports list shows a new import and follows it live, and filters by st
     };
     tick();
   }, big.id);
+  // Held after its 10th batch: the bar shows where it is, and moves on once released.
+  await page.waitForFunction(() => window.rowSeen.some((v) => v > 0 && v < 100), null, { timeout: 60000 });
+  writeFileSync(path.join(tmp, 'release'), '');
   await row.locator('.chip[data-status="partially_complete"]').waitFor({ timeout: 120000 });
   await page.waitForFunction(() => window.rowSeen.includes(100));
   const seen = await page.evaluate(() => window.rowSeen);
