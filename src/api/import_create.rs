@@ -17,7 +17,7 @@ use crate::engine::staging::{Staged, detect};
 use crate::engine::workbook::WorkbookKind;
 use crate::engine::{StagedSource, Submission, SubmitError, Submitted};
 use crate::model::{ImportStatus, Source};
-use crate::store::{NewImport, NewImportInput};
+use crate::store::NewImportInput;
 
 /// One staged source waiting to become an input.
 pub(super) struct StagedInput {
@@ -159,28 +159,7 @@ pub(super) async fn create_import(
     } else {
         ImportStatus::Queued
     };
-    let new = NewImport {
-        id,
-        workspace_id: ws.id,
-        status,
-        source,
-        mode: settings.mode,
-        on_error: settings.on_error,
-        max_errors: settings.max_errors,
-        dry_run: settings.dry_run,
-        cleanup_records: settings.cleanup_records,
-        reference: settings.reference.clone(),
-        reference_origin: settings.reference_origin.clone(),
-        metadata: settings.metadata.clone(),
-        note: settings.note.clone(),
-        platform: settings
-            .platform
-            .clone()
-            .or_else(|| Some(source.as_str().to_owned())),
-        error: unsupported.clone(),
-        idempotency: None,
-        inputs,
-    };
+    let new = settings.new_import(id, ws.id, status, source, unsupported.clone(), inputs);
     let submission = Submission {
         import: new,
         sources: staged

@@ -208,6 +208,41 @@ fn limited(name: &str, v: &Value, max: usize) -> ApiResult<String> {
 }
 
 impl ImportSettings {
+    /// The import these settings describe, of `source`, with `inputs`, in `status` (and
+    /// the `error` of an unsupported one); its platform is the source's unless named.
+    pub fn new_import(
+        &self,
+        id: uuid::Uuid,
+        workspace_id: uuid::Uuid,
+        status: crate::model::ImportStatus,
+        source: crate::model::Source,
+        error: Option<String>,
+        inputs: Vec<crate::store::NewImportInput>,
+    ) -> crate::store::NewImport {
+        crate::store::NewImport {
+            id,
+            workspace_id,
+            status,
+            source,
+            mode: self.mode,
+            on_error: self.on_error,
+            max_errors: self.max_errors,
+            dry_run: self.dry_run,
+            cleanup_records: self.cleanup_records,
+            reference: self.reference.clone(),
+            reference_origin: self.reference_origin.clone(),
+            metadata: self.metadata.clone(),
+            note: self.note.clone(),
+            platform: self
+                .platform
+                .clone()
+                .or_else(|| Some(source.as_str().to_owned())),
+            error,
+            idempotency: None,
+            inputs,
+        }
+    }
+
     /// Checks raw options.
     pub fn parse(raw: &RawOptions) -> ApiResult<ImportSettings> {
         if let Some(unknown) = raw.keys().find(|k| !KNOWN.contains(&k.as_str())) {

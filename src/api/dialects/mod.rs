@@ -27,7 +27,7 @@ use crate::engine::staging::{StageError, Staged, stage};
 use crate::engine::{StagedSource, Submission, SubmitError, Submitted};
 use crate::model::{ImportStatus, Source};
 use crate::store::{
-    ImportRecord, KeyRecord, NewImport, NewImportInput, StoreError, StoredRowError, Workspace,
+    ImportRecord, KeyRecord, NewImportInput, StoreError, StoredRowError, Workspace,
 };
 
 /// The key a request presents and its workspace; `None` when there is no key, or when it is
@@ -232,35 +232,15 @@ async fn create_inline_import(
         let id = Uuid::now_v7();
         let mut options = settings.input_options(b',');
         options.records_are_lines = format == Format::Ndjson;
-        let new = NewImport {
-            id,
-            workspace_id: ws.id,
-            status: ImportStatus::Queued,
-            source: spec.source,
-            mode: settings.mode,
-            on_error: settings.on_error,
-            max_errors: settings.max_errors,
-            dry_run: settings.dry_run,
-            cleanup_records: settings.cleanup_records,
-            reference: settings.reference.clone(),
-            reference_origin: settings.reference_origin.clone(),
-            metadata: settings.metadata.clone(),
-            note: settings.note.clone(),
-            platform: settings
-                .platform
-                .clone()
-                .or_else(|| Some(spec.source.as_str().to_owned())),
-            error: None,
-            inputs: vec![NewImportInput {
-                table: table_name.clone(),
-                blob_key: Some(format!("{id}-0")),
-                format: format.as_str().to_owned(),
-                options: serde_json::to_value(&options).map_err(ApiError::internal)?,
-                file_name: None,
-                file_size: Some(staged.size),
-            }],
-            idempotency: None,
-        };
+        let inputs = vec![NewImportInput {
+            table: table_name.clone(),
+            blob_key: Some(format!("{id}-0")),
+            format: format.as_str().to_owned(),
+            options: serde_json::to_value(&options).map_err(ApiError::internal)?,
+            file_name: None,
+            file_size: Some(staged.size),
+        }];
+        let new = settings.new_import(id, ws.id, ImportStatus::Queued, spec.source, None, inputs);
         let submission = Submission {
             import: new,
             sources: vec![StagedSource {
