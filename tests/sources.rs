@@ -327,10 +327,9 @@ async fn an_xlsx_sheet_creates_its_table_with_the_workbooks_types_and_loads_ever
     assert_eq!(got[2]["total"], 42);
 }
 
-#[tokio::test]
-async fn row_errors_of_a_sheet_name_their_cell_and_line_is_the_spreadsheet_row() {
-    let s = TestServer::start().await;
-    s.create_table(json!({
+/// The orders sheet's table with `amount` an integer: its decimal amounts are row errors.
+fn orders_with_integer_amounts() -> Value {
+    json!({
         "name": "orders",
         "columns": [
             {"name": "order_id", "type": "integer", "required": true},
@@ -338,8 +337,13 @@ async fn row_errors_of_a_sheet_name_their_cell_and_line_is_the_spreadsheet_row()
             {"name": "amount", "type": "integer"}
         ],
         "primary_key": ["order_id"]
-    }))
-    .await;
+    })
+}
+
+#[tokio::test]
+async fn row_errors_of_a_sheet_name_their_cell_and_line_is_the_spreadsheet_row() {
+    let s = TestServer::start().await;
+    s.create_table(orders_with_integer_amounts()).await;
     let done = import(&s, "table=orders&sheet=2", orders_workbook()).await;
     assert_eq!(done["status"], "partially_complete", "{done}");
     assert_eq!(done["counts"]["created"], 0, "{done}");
@@ -574,16 +578,7 @@ async fn schema_inference_reads_a_workbook_sheet_and_returns_its_rows_as_text() 
 #[tokio::test]
 async fn a_workbook_sent_in_the_two_step_flow_loads_the_sheet_its_upload_names() {
     let s = TestServer::start().await;
-    s.create_table(json!({
-        "name": "orders",
-        "columns": [
-            {"name": "order_id", "type": "integer", "required": true},
-            {"name": "customer", "type": "string"},
-            {"name": "amount", "type": "integer"}
-        ],
-        "primary_key": ["order_id"]
-    }))
-    .await;
+    s.create_table(orders_with_integer_amounts()).await;
     let (status, created) = send(
         s.post("/v1/imports")
             .json(&json!({"table": "orders", "start": false, "file_name": "orders.xlsx"})),
