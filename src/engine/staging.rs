@@ -107,7 +107,7 @@ where
 /// its encoding. Nothing is left behind on error.
 pub async fn stage_with<S, B, E>(
     path: PathBuf,
-    mut body: S,
+    body: S,
     options: &StageOptions,
     limit: u64,
 ) -> Result<Staged, StageError>
@@ -116,6 +116,10 @@ where
     B: AsRef<[u8]>,
     E: std::fmt::Display,
 {
+    // A body may end while its first bytes are sniffed (an empty one does), and is read on
+    // after that: a stream must not be polled past its end (some panic), so it is fused
+    // here, for every source.
+    let mut body = body.fuse();
     let spool = path.with_extension("spool");
     let result = async {
         let mut received = Received::new(limit);
@@ -398,4 +402,23 @@ pub fn detect(
     // A zipped file is read as its own name says, the archive's name saying nothing of it.
     let name = staged.entry_name.as_deref().or(file_name);
     sniff(&staged.head, declared, delimiter, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_that_ends_at_once_is_never_polled_past_its_end() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // `unfold` panics when polled again after it ended; an empty body ends while its
+        // first bytes are sniffed.
+        let body = futures_util::stream::unfold((), |()| async {
+            None::<(Result<Vec<u8>, std::io::Error>, ())>
+        });
+        let staged = stage(dir.path().join("empty"), Box::pin(body), None, 1 << 20)
+            .await
+            .expect("staged");
+        assert_eq!(staged.size, 0);
+    }
 }
