@@ -73,6 +73,11 @@ pub(crate) trait Apply {
         kind: &str,
         data: &serde_json::Value,
     ) -> StoreResult<()>;
+    /// Appends the event that tells the import reached `status`.
+    fn announce(&mut self, workspace_id: Uuid, id: Uuid, status: ImportStatus) -> StoreResult<()> {
+        let data = serde_json::json!({"status": status.as_str()});
+        self.event(workspace_id, id, status.event_type(), &data)
+    }
     /// The import that holds rows this import's undo would restore, and its number.
     fn rollback_conflict(&mut self, import: &ImportRecord) -> StoreResult<Option<(String, i64)>>;
     /// The undo copies kept for this import, as names ready for SQL.
@@ -246,12 +251,7 @@ pub(crate) fn create(mut tx: impl Apply, new: &NewImport) -> StoreResult<CreateO
             ],
         )?;
     }
-    tx.event(
-        new.workspace_id,
-        new.id,
-        new.status.event_type(),
-        &serde_json::json!({"status": new.status.as_str()}),
-    )?;
+    tx.announce(new.workspace_id, new.id, new.status)?;
     Ok(CreateOutcome::Created(Box::new(tx.import_any(new.id)?)))
 }
 
@@ -294,12 +294,7 @@ pub(crate) fn request_rollback(
          lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 WHERE id = $1",
         &[Arg::Id(id), Arg::Time(Some(now()))],
     )?;
-    tx.event(
-        workspace_id,
-        id,
-        ImportStatus::RollingBack.event_type(),
-        &serde_json::json!({"status": "rolling_back"}),
-    )?;
+    tx.announce(workspace_id, id, ImportStatus::RollingBack)?;
     tx.import(workspace_id, id)
 }
 
@@ -354,12 +349,7 @@ pub(crate) fn start(
          updated_at = $3 WHERE id = $1",
         &[Arg::Id(id), Arg::Int(total as i64), Arg::Time(Some(now()))],
     )?;
-    tx.event(
-        workspace_id,
-        id,
-        ImportStatus::Queued.event_type(),
-        &serde_json::json!({"status": "queued"}),
-    )?;
+    tx.announce(workspace_id, id, ImportStatus::Queued)?;
     tx.import(workspace_id, id)
 }
 

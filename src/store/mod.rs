@@ -7,9 +7,11 @@ mod columns;
 mod ddl;
 mod lifecycle;
 pub mod postgres;
+mod reads;
 mod records;
 mod search;
 pub mod sqlite;
+mod stored_row;
 mod text;
 
 use std::sync::Arc;

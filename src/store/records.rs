@@ -287,6 +287,18 @@ pub enum ImportSort {
     CompletedAt,
 }
 
+impl ImportSort {
+    /// The column of `intake_imports` it sorts by.
+    pub fn column(self) -> &'static str {
+        match self {
+            ImportSort::Id => "id",
+            ImportSort::CreatedAt => "created_at",
+            ImportSort::UpdatedAt => "updated_at",
+            ImportSort::CompletedAt => "completed_at",
+        }
+    }
+}
+
 /// Filters, order and page of the import list.
 #[derive(Debug, Clone, Default)]
 pub struct ImportQuery {

@@ -4,8 +4,9 @@
 //! into SQL, so no user text ever becomes part of a statement.
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 
-use super::ImportRecord;
+use super::{ImportRecord, StoreResult};
 
 /// A field of an import that searches can filter and sort on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -226,6 +227,99 @@ pub struct SearchPage {
     pub imports: Vec<ImportRecord>,
     /// How many imports match the filters and `after` (whatever `offset` and `limit`).
     pub total: u64,
+}
+
+/// How a backend writes the SQL of a search: its expressions of fields and filters, and its
+/// placeholders. Each call that writes a placeholder binds its value, in the order called.
+pub(crate) trait SearchSql {
+    /// The backend's literals for true and false.
+    const TRUTH: (&'static str, &'static str);
+    /// Binds the workspace's id; answers its placeholder.
+    fn bind_workspace(&mut self, id: Uuid) -> String;
+    /// Binds an integer; answers its placeholder.
+    fn bind_int(&mut self, n: i64) -> String;
+    /// How many values are bound so far.
+    fn bound(&self) -> usize;
+    /// One filter as SQL, binding its values.
+    fn filter(&mut self, f: &ImportFilter) -> String;
+    /// The expression a field sorts by.
+    fn sort_expr(field: ImportField) -> String;
+    /// Binds one keyset value of a field (nulls as the sort expression's null stand-in).
+    fn bind_key(&mut self, field: ImportField, v: &Option<FilterValue>) -> StoreResult<String>;
+    /// The condition that a field's value is one of `group`, binding the group.
+    fn in_group(&mut self, field: ImportField, group: &[String]) -> String;
+}
+
+/// The two statements of a search over `intake_imports i`, written by [`statements`].
+pub(crate) struct SearchStatements {
+    /// Counts the matches; it takes the first `count_params` bound values.
+    pub count: String,
+    pub count_params: usize,
+    /// Selects the ids of the page's imports, in order; it takes every bound value.
+    pub page: String,
+}
+
+/// The statements of a search of a workspace's imports, in the backend's SQL.
+pub(crate) fn statements<S: SearchSql>(
+    sql: &mut S,
+    workspace_id: Uuid,
+    q: &ImportSearch,
+) -> StoreResult<SearchStatements> {
+    let mut cond = format!("i.workspace_id = {}", sql.bind_workspace(workspace_id));
+    for f in &q.filters {
+        let filter = sql.filter(f);
+        cond.push_str(&format!(" AND {filter}"));
+    }
+    for c in &q.conditions {
+        let condition = condition_sql(c, S::TRUTH, &mut |f| sql.filter(f));
+        cond.push_str(&format!(" AND {condition}"));
+    }
+    let order = effective_order(&q.sort);
+    if let Some(after) = &q.after {
+        let mut bind = |field, v: &Option<FilterValue>| sql.bind_key(field, v);
+        cond.push_str(&after_sql(&order, after, &S::sort_expr, &mut bind)?);
+    }
+    let count = format!("SELECT count(*) FROM intake_imports i WHERE {cond}");
+    let count_params = sql.bound();
+    let order_sql = order_by(sql, &order);
+    let limit = sql.bind_int(i64::from(q.limit));
+    let offset = sql.bind_int(i64::try_from(q.offset).unwrap_or(i64::MAX));
+    let page = format!(
+        "SELECT i.id FROM intake_imports i WHERE {cond} ORDER BY {order_sql}
+         LIMIT {limit} OFFSET {offset}"
+    );
+    Ok(SearchStatements {
+        count,
+        count_params,
+        page,
+    })
+}
+
+/// The ORDER BY clause of an order: a ranked key sorts by the rank of the first group that
+/// holds its value (values in no group last).
+fn order_by<S: SearchSql>(sql: &mut S, order: &[SortSpec]) -> String {
+    let mut keys = Vec::with_capacity(order.len());
+    for spec in order {
+        let key = match &spec.key {
+            SortKey::Field(f) => S::sort_expr(*f),
+            SortKey::Ranked { field, ranks } => {
+                let mut case = String::from("(CASE");
+                for (rank, group) in ranks.iter().enumerate() {
+                    if !group.is_empty() {
+                        let when = sql.in_group(*field, group);
+                        case.push_str(&format!(" WHEN {when} THEN {rank}"));
+                    }
+                }
+                case.push_str(&format!(" ELSE {} END)", ranks.len()));
+                case
+            }
+        };
+        keys.push(format!(
+            "{key} {}",
+            if spec.descending { "DESC" } else { "ASC" }
+        ));
+    }
+    keys.join(", ")
 }
 
 /// The full order of a search: the requested keys, then `number` as the tie-breaker.

@@ -6,31 +6,7 @@ use uuid::Uuid;
 
 use super::{BOOTSTRAP_LOCK, StoreError, StoreResult, lock_workspace, now, tables, values};
 use crate::model::{Refusal, Role};
-use crate::store::{KeyRecord, NewKey, Workspace};
-
-fn workspace_from_row(r: &::postgres::Row) -> StoreResult<Workspace> {
-    Ok(Workspace {
-        id: r.try_get(0)?,
-        slug: r.try_get(1)?,
-        name: r.try_get(2)?,
-        created_at: r.try_get(3)?,
-    })
-}
-
-fn key_from_row(r: &::postgres::Row) -> StoreResult<KeyRecord> {
-    Ok(KeyRecord {
-        id: r.try_get(0)?,
-        workspace_id: r.try_get(1)?,
-        name: r.try_get(2)?,
-        role: Role::parse(&r.try_get::<_, String>(3)?).unwrap_or(Role::Viewer),
-        prefix: r.try_get(4)?,
-        created_at: r.try_get(5)?,
-        last_used_at: r.try_get(6)?,
-        revoked_at: r.try_get(7)?,
-        expires_at: r.try_get(8)?,
-        tables: crate::store::scope_from_text(r.try_get(9)?),
-    })
-}
+use crate::store::{KeyRecord, NewKey, Workspace, stored_row};
 
 use crate::store::columns::KEY_COLUMNS;
 
@@ -76,7 +52,7 @@ pub(super) fn delete_workspace(tx: &mut Transaction<'_>, id: Uuid) -> StoreResul
             &[&id],
         )?
         .ok_or(StoreError::NotFound("workspace"))?;
-    let ws = workspace_from_row(&row)?;
+    let ws = stored_row::workspace(&row)?;
     let busy = tx.query_opt(
         "SELECT id FROM intake_imports WHERE workspace_id = $1
          AND status IN ('queued', 'processing', 'rolling_back') LIMIT 1",
@@ -173,18 +149,7 @@ pub(super) fn find_workspace(
             &[&key],
         )?,
     };
-    row.as_ref().map(workspace_from_row).transpose()
-}
-
-/// Every workspace, oldest first.
-pub(super) fn list_workspaces(tx: &mut Transaction<'_>) -> StoreResult<Vec<Workspace>> {
-    tx.query(
-        "SELECT id, slug, name, created_at FROM intake_workspaces ORDER BY created_at, id",
-        &[],
-    )?
-    .iter()
-    .map(workspace_from_row)
-    .collect()
+    row.as_ref().map(|r| stored_row::workspace(r)).transpose()
 }
 
 /// A live key by its hash.
@@ -199,22 +164,7 @@ pub(super) fn authenticate(
         ),
         &[&&hash[..]],
     )?;
-    row.as_ref().map(key_from_row).transpose()
-}
-
-/// A workspace's keys, newest first.
-pub(super) fn list_keys(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-) -> StoreResult<Vec<KeyRecord>> {
-    let rows = tx.query(
-        &format!(
-            "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE workspace_id = $1
-                 ORDER BY created_at DESC, id DESC"
-        ),
-        &[&workspace_id],
-    )?;
-    rows.iter().map(key_from_row).collect()
+    row.as_ref().map(|r| stored_row::key(r)).transpose()
 }
 
 /// Revokes a key of at most `max_role`.
@@ -233,7 +183,7 @@ pub(super) fn revoke_key(
             &[&id, &workspace_id],
         )?
         .ok_or(StoreError::NotFound("key"))?;
-    let key = key_from_row(&row)?;
+    let key = stored_row::key(&row)?;
     key.role.revoke_within(max_role)?;
     if key.revoked_at.is_some() {
         return Ok(key);

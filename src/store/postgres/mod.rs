@@ -36,10 +36,10 @@ use super::*;
 use pool::Pool;
 
 const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_init.sql"),
-    include_str!("migrations/0002_status_index.sql"),
-    include_str!("migrations/0003_key_expiry.sql"),
-    include_str!("migrations/0004_key_scope.sql"),
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0002_status_index.sql"),
+    include_str!("../../../migrations/postgres/0003_key_expiry.sql"),
+    include_str!("../../../migrations/postgres/0004_key_scope.sql"),
 ];
 
 /// Connections one process keeps open at most.

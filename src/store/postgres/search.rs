@@ -7,10 +7,9 @@ use uuid::Uuid;
 
 use super::values::Params;
 use super::{StoreError, StoreResult, imports, ms};
-use crate::store::search::{after_sql, condition_sql, effective_order};
+use crate::store::search::{SearchSql, statements};
 use crate::store::{
-    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage, SortKey,
-    SortSpec,
+    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage,
 };
 
 /// The SQL expression of a field over `intake_imports i`; the id as text, as SQLite stores it.
@@ -65,20 +64,6 @@ fn bind(p: &mut Params, field: ImportField, v: &FilterValue) -> Option<String> {
     }
 }
 
-/// The sort-key value of a keyset position (nulls as the sort expression's null stand-in).
-fn bind_key(p: &mut Params, field: ImportField, v: &Option<FilterValue>) -> StoreResult<String> {
-    match v {
-        Some(v) => bind(p, field, v).ok_or_else(|| {
-            StoreError::Invalid("a keyset position does not match its order".into())
-        }),
-        None => Ok(match field.kind() {
-            FieldKind::Integer => "-1".to_owned(),
-            FieldKind::Text => "''".to_owned(),
-            FieldKind::Time => "'-infinity'::timestamptz".to_owned(),
-        }),
-    }
-}
-
 /// One comparison of a field with a value; a value of another kind compares as text.
 fn compare(p: &mut Params, field: ImportField, op: &str, v: &FilterValue) -> String {
     match bind(p, field, v) {
@@ -100,112 +85,116 @@ fn ascii_lower(e: &str) -> String {
     format!("translate({e}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')")
 }
 
-/// One comparison as SQL.
-fn filter_sql(p: &mut Params, f: &ImportFilter) -> String {
-    let e = expr(f.field);
-    match &f.op {
-        FilterOp::Eq(v) => compare(p, f.field, "=", v),
-        FilterOp::NotEq(v) => compare(p, f.field, "<>", v),
-        FilterOp::In(vs) if vs.is_empty() => "false".to_owned(),
-        FilterOp::In(vs) => {
-            let any: Vec<String> = vs.iter().map(|v| compare(p, f.field, "=", v)).collect();
-            format!("({})", any.join(" OR "))
-        }
-        FilterOp::NotIn(vs) if vs.is_empty() => format!("{e} IS NOT NULL"),
-        FilterOp::NotIn(vs) => {
-            // Null fields match neither IN nor NOT IN, as in SQL.
-            let all: Vec<String> = vs.iter().map(|v| compare(p, f.field, "<>", v)).collect();
-            format!("({})", all.join(" AND "))
-        }
-        FilterOp::Gt(v) => compare(p, f.field, ">", v),
-        FilterOp::Gte(v) => compare(p, f.field, ">=", v),
-        FilterOp::Lt(v) => compare(p, f.field, "<", v),
-        FilterOp::Lte(v) => compare(p, f.field, "<=", v),
-        // strpos/right rather than LIKE: exact, case-sensitive, and nothing to escape.
-        FilterOp::StartsWith(s) | FilterOp::EndsWith(s) | FilterOp::Contains(s) if s.is_empty() => {
-            format!("{e} IS NOT NULL")
-        }
-        FilterOp::StartsWith(s) => {
-            format!("strpos({}, {}) = 1", text_expr(f.field), p.push(s.clone()))
-        }
-        FilterOp::EndsWith(s) => {
-            let v = p.push(s.clone());
-            format!("right({}, length({v})) = {v}", text_expr(f.field))
-        }
-        FilterOp::Contains(s) => {
-            format!("strpos({}, {}) > 0", text_expr(f.field), p.push(s.clone()))
-        }
-        // Every non-null text starts with, ends with and contains the empty text.
-        FilterOp::NotStartsWith(s)
-        | FilterOp::NotEndsWith(s)
-        | FilterOp::NotContains(s)
-        | FilterOp::NotContainsFolded(s)
-            if s.is_empty() =>
-        {
-            "false".to_owned()
-        }
-        FilterOp::NotStartsWith(s) => {
-            format!("strpos({}, {}) <> 1", text_expr(f.field), p.push(s.clone()))
-        }
-        FilterOp::NotEndsWith(s) => {
-            let v = p.push(s.clone());
-            format!("right({}, length({v})) <> {v}", text_expr(f.field))
-        }
-        FilterOp::NotContains(s) => {
-            format!("strpos({}, {}) = 0", text_expr(f.field), p.push(s.clone()))
-        }
-        FilterOp::ContainsFolded(s) => format!(
-            "strpos({}, {}) > 0",
-            ascii_lower(&text_expr(f.field)),
-            ascii_lower(&format!("{}::text", p.push(s.clone())))
-        ),
-        FilterOp::NotContainsFolded(s) => format!(
-            "strpos({}, {}) = 0",
-            ascii_lower(&text_expr(f.field)),
-            ascii_lower(&format!("{}::text", p.push(s.clone())))
-        ),
-        FilterOp::Like(s) => format!(
-            "{} COLLATE \"C\" LIKE {} ESCAPE '\\'",
-            ascii_lower(&text_expr(f.field)),
-            ascii_lower(&format!("{}::text", p.push(s.clone())))
-        ),
-        FilterOp::NotLike(s) => format!(
-            "{} COLLATE \"C\" NOT LIKE {} ESCAPE '\\'",
-            ascii_lower(&text_expr(f.field)),
-            ascii_lower(&format!("{}::text", p.push(s.clone())))
-        ),
-        FilterOp::IsNull(true) => format!("{e} IS NULL"),
-        FilterOp::IsNull(false) => format!("{e} IS NOT NULL"),
-    }
-}
+impl SearchSql for Params {
+    const TRUTH: (&'static str, &'static str) = ("true", "false");
 
-/// The ORDER BY clause (ranked keys bind their groups).
-fn order_by(p: &mut Params, order: &[SortSpec]) -> String {
-    let parts: Vec<String> = order
-        .iter()
-        .map(|spec| {
-            let key = match &spec.key {
-                SortKey::Field(f) => sort_expr(*f),
-                SortKey::Ranked { field, ranks } => {
-                    let mut case = String::from("(CASE");
-                    for (rank, group) in ranks.iter().enumerate() {
-                        if group.is_empty() {
-                            continue;
-                        }
-                        let values = p.push(group.clone());
-                        case.push_str(&format!(
-                            " WHEN ({})::text = ANY ({values}::text[]) THEN {rank}",
-                            expr(*field)
-                        ));
-                    }
-                    case.push_str(&format!(" ELSE {} END)", ranks.len()));
-                    case
-                }
-            };
-            format!("{key} {}", if spec.descending { "DESC" } else { "ASC" })
-        })
-        .collect();
-    parts.join(", ")
+    fn bind_workspace(&mut self, id: Uuid) -> String {
+        self.push(id)
+    }
+
+    fn bind_int(&mut self, n: i64) -> String {
+        self.push(n)
+    }
+
+    fn bound(&self) -> usize {
+        self.len()
+    }
+
+    fn filter(&mut self, f: &ImportFilter) -> String {
+        let e = expr(f.field);
+        let t = text_expr(f.field);
+        match &f.op {
+            FilterOp::Eq(v) => compare(self, f.field, "=", v),
+            FilterOp::NotEq(v) => compare(self, f.field, "<>", v),
+            FilterOp::In(vs) if vs.is_empty() => "false".to_owned(),
+            FilterOp::In(vs) => {
+                let any: Vec<String> = vs.iter().map(|v| compare(self, f.field, "=", v)).collect();
+                format!("({})", any.join(" OR "))
+            }
+            FilterOp::NotIn(vs) if vs.is_empty() => format!("{e} IS NOT NULL"),
+            FilterOp::NotIn(vs) => {
+                // Null fields match neither IN nor NOT IN, as in SQL.
+                let all: Vec<String> = vs.iter().map(|v| compare(self, f.field, "<>", v)).collect();
+                format!("({})", all.join(" AND "))
+            }
+            FilterOp::Gt(v) => compare(self, f.field, ">", v),
+            FilterOp::Gte(v) => compare(self, f.field, ">=", v),
+            FilterOp::Lt(v) => compare(self, f.field, "<", v),
+            FilterOp::Lte(v) => compare(self, f.field, "<=", v),
+            // strpos/right rather than LIKE: exact, case-sensitive, and nothing to escape.
+            FilterOp::StartsWith(s) | FilterOp::EndsWith(s) | FilterOp::Contains(s)
+                if s.is_empty() =>
+            {
+                format!("{e} IS NOT NULL")
+            }
+            FilterOp::StartsWith(s) => format!("strpos({t}, {}) = 1", self.push(s.clone())),
+            FilterOp::EndsWith(s) => {
+                let v = self.push(s.clone());
+                format!("right({t}, length({v})) = {v}")
+            }
+            FilterOp::Contains(s) => format!("strpos({t}, {}) > 0", self.push(s.clone())),
+            // Every non-null text starts with, ends with and contains the empty text.
+            FilterOp::NotStartsWith(s)
+            | FilterOp::NotEndsWith(s)
+            | FilterOp::NotContains(s)
+            | FilterOp::NotContainsFolded(s)
+                if s.is_empty() =>
+            {
+                "false".to_owned()
+            }
+            FilterOp::NotStartsWith(s) => format!("strpos({t}, {}) <> 1", self.push(s.clone())),
+            FilterOp::NotEndsWith(s) => {
+                let v = self.push(s.clone());
+                format!("right({t}, length({v})) <> {v}")
+            }
+            FilterOp::NotContains(s) => format!("strpos({t}, {}) = 0", self.push(s.clone())),
+            FilterOp::ContainsFolded(s) | FilterOp::NotContainsFolded(s) => {
+                let found = if matches!(f.op, FilterOp::ContainsFolded(_)) {
+                    "> 0"
+                } else {
+                    "= 0"
+                };
+                let v = ascii_lower(&format!("{}::text", self.push(s.clone())));
+                format!("strpos({}, {v}) {found}", ascii_lower(&t))
+            }
+            FilterOp::Like(s) | FilterOp::NotLike(s) => {
+                let not = if matches!(f.op, FilterOp::NotLike(_)) {
+                    "NOT "
+                } else {
+                    ""
+                };
+                let v = ascii_lower(&format!("{}::text", self.push(s.clone())));
+                format!(
+                    "{} COLLATE \"C\" {not}LIKE {v} ESCAPE '\\'",
+                    ascii_lower(&t)
+                )
+            }
+            FilterOp::IsNull(true) => format!("{e} IS NULL"),
+            FilterOp::IsNull(false) => format!("{e} IS NOT NULL"),
+        }
+    }
+
+    fn sort_expr(field: ImportField) -> String {
+        sort_expr(field)
+    }
+
+    fn bind_key(&mut self, field: ImportField, v: &Option<FilterValue>) -> StoreResult<String> {
+        match v {
+            Some(v) => bind(self, field, v).ok_or_else(|| {
+                StoreError::Invalid("a keyset position does not match its order".into())
+            }),
+            None => Ok(match field.kind() {
+                FieldKind::Integer => "-1".to_owned(),
+                FieldKind::Text => "''".to_owned(),
+                FieldKind::Time => "'-infinity'::timestamptz".to_owned(),
+            }),
+        }
+    }
+
+    fn in_group(&mut self, field: ImportField, group: &[String]) -> String {
+        let values = self.push(group.to_vec());
+        format!("({})::text = ANY ({values}::text[])", expr(field))
+    }
 }
 
 pub(super) fn search(
@@ -214,37 +203,13 @@ pub(super) fn search(
     q: &ImportSearch,
 ) -> StoreResult<SearchPage> {
     let mut p = Params::default();
-    let mut cond = format!("i.workspace_id = {}", p.push(workspace_id));
-    for f in &q.filters {
-        cond.push_str(" AND ");
-        let sql = filter_sql(&mut p, f);
-        cond.push_str(&sql);
-    }
-    for c in &q.conditions {
-        cond.push_str(" AND ");
-        let sql = condition_sql(c, ("true", "false"), &mut |f| filter_sql(&mut p, f));
-        cond.push_str(&sql);
-    }
-    let order = effective_order(&q.sort);
-    if let Some(after) = &q.after {
-        let mut bind = |field, v: &Option<FilterValue>| bind_key(&mut p, field, v);
-        cond.push_str(&after_sql(&order, after, &sort_expr, &mut bind)?);
-    }
+    let sql = statements(&mut p, workspace_id, q)?;
+    let params = p.refs();
     let total: i64 = tx
-        .query_one(
-            &format!("SELECT count(*) FROM intake_imports i WHERE {cond}"),
-            &p.refs(),
-        )?
+        .query_one(&sql.count, &params[..sql.count_params])?
         .try_get(0)?;
-    let order_sql = order_by(&mut p, &order);
-    let limit = p.push(i64::from(q.limit));
-    let offset = p.push(i64::try_from(q.offset).unwrap_or(i64::MAX));
-    let sql = format!(
-        "SELECT i.id FROM intake_imports i WHERE {cond} ORDER BY {order_sql}
-         LIMIT {limit} OFFSET {offset}"
-    );
     let ids: Vec<Uuid> = tx
-        .query(&sql, &p.refs())?
+        .query(&sql.page, &params)?
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;

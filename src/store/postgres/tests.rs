@@ -198,6 +198,13 @@ async fn setup(db: &TestDb) -> (PgStore, Workspace) {
     (store, ws)
 }
 
+/// A store with its default workspace holding the table `t`.
+async fn setup_with(db: &TestDb, t: TableSchema) -> (PgStore, Workspace, TableSchema) {
+    let (store, ws) = setup(db).await;
+    store.create_table(&ws, &t).await.expect("table");
+    (store, ws, t)
+}
+
 fn end() -> TableEnd {
     TableEnd {
         status: ImportStatus::Complete,
@@ -205,6 +212,50 @@ fn end() -> TableEnd {
         destroyed: 0,
         error: None,
     }
+}
+
+/// Queues `n` imports into `table`.
+async fn queue_imports(store: &PgStore, ws: &Workspace, table: &str, mode: Mode, n: usize) {
+    for _ in 0..n {
+        store
+            .create_import(&new_import(ws, table, mode, false))
+            .await
+            .expect("import");
+    }
+}
+
+/// Claims the next import, writes `batch` into its first table and finishes the table.
+async fn load(
+    store: &PgStore,
+    schema: &TableSchema,
+    mode: Mode,
+    batch: Batch,
+) -> (Claim, StoreResult<BatchOutcome>) {
+    with_writer(store, schema, mode, move |w| {
+        let out = w.write(&batch)?;
+        w.finish(&end())?;
+        Ok(out)
+    })
+    .await
+}
+
+/// Ends a claimed import complete, with its undo journal kept until `rollback_until`.
+async fn complete(store: &PgStore, claim: &Claim, rollback_until: Option<time::OffsetDateTime>) {
+    let end = ImportEnd {
+        status: ImportStatus::Complete,
+        error: None,
+        rollback_until,
+    };
+    store.finish_import(claim, &end).await.expect("finish");
+}
+
+/// A key-value table's rows as `k=v`, in storage order.
+async fn pairs(store: &PgStore, ws: &Workspace, t: &TableSchema) -> Vec<String> {
+    let page = store.read_records(ws, t, None, 100).await.expect("read");
+    page.rows
+        .iter()
+        .map(|r| format!("{}={}", r["k"].as_str().unwrap_or("?"), r["v"]))
+        .collect()
 }
 
 #[tokio::test]
@@ -276,10 +327,7 @@ async fn every_type_reads_back_as_the_sqlite_backend_shows_it() {
         {"name": "j", "type": "json"}
     ]}));
     store.create_table(&ws, &t).await.expect("table");
-    store
-        .create_import(&new_import(&ws, "all", Mode::Insert, false))
-        .await
-        .expect("import");
+    queue_imports(&store, &ws, "all", Mode::Insert, 1).await;
     let at = time::macros::datetime!(2024-02-29 23:59:58.125 UTC);
     let u = Uuid::now_v7();
     let values = vec![
@@ -335,37 +383,15 @@ async fn every_type_reads_back_as_the_sqlite_backend_shows_it() {
 #[tokio::test]
 async fn inserts_report_taken_keys_and_unique_values_on_their_lines() {
     let Some(db) = TestDb::create() else { return };
-    let (store, ws) = setup(&db).await;
-    let t = people();
-    store.create_table(&ws, &t).await.expect("table");
-    for _ in 0..2 {
-        store
-            .create_import(&new_import(&ws, "people", Mode::Insert, false))
-            .await
-            .expect("import");
-    }
+    let (store, ws, t) = setup_with(&db, people()).await;
+    queue_imports(&store, &ws, "people", Mode::Insert, 2).await;
     let first = Batch {
         rows: vec![person(2, 1, "a", "a@x.io"), person(3, 2, "b", "b@x.io")],
         ..Batch::default()
     };
-    let (claim, out) = with_writer(&store, &t, Mode::Insert, move |w| {
-        let out = w.write(&first)?;
-        w.finish(&end())?;
-        Ok::<_, StoreError>(out)
-    })
-    .await;
+    let (claim, out) = load(&store, &t, Mode::Insert, first).await;
     assert_eq!(out.expect("first").created, 2);
-    store
-        .finish_import(
-            &claim,
-            &ImportEnd {
-                status: ImportStatus::Complete,
-                error: None,
-                rollback_until: None,
-            },
-        )
-        .await
-        .expect("finish");
+    complete(&store, &claim, None).await;
     // A taken key, a key twice in the batch, a taken email, an email twice in the batch.
     let second = Batch {
         rows: vec![
@@ -449,13 +475,8 @@ fn stream(writer: &mut dyn BatchWriter, batches: Vec<Batch>) -> (Vec<u64>, Store
 #[tokio::test]
 async fn streamed_inserts_replay_after_a_taken_key_or_a_lost_commit() {
     let Some(db) = TestDb::create() else { return };
-    let (store, ws) = setup(&db).await;
-    let t = people();
-    store.create_table(&ws, &t).await.expect("table");
-    store
-        .create_import(&new_import(&ws, "people", Mode::Insert, false))
-        .await
-        .expect("import");
+    let (store, ws, t) = setup_with(&db, people()).await;
+    queue_imports(&store, &ws, "people", Mode::Insert, 1).await;
     let claim = store
         .claim_import("test", 30_000, 8)
         .await
@@ -527,35 +548,16 @@ async fn upserts_count_every_row_and_the_last_row_of_a_key_wins() {
         {"name": "v", "type": "json"}
     ], "primary_key": ["k"]}));
     store.create_table(&ws, &t).await.expect("table");
-    for _ in 0..2 {
-        store
-            .create_import(&new_import(&ws, "kv", Mode::Upsert, false))
-            .await
-            .expect("import");
-    }
+    queue_imports(&store, &ws, "kv", Mode::Upsert, 2).await;
     let kv = |line, k: &str, v: &str| row(line, vec![Value::Text(k.into()), Value::Json(v.into())]);
     let first = Batch {
         rows: vec![kv(2, "b", "1"), kv(3, "c", "1"), kv(4, "d", "1")],
         ..Batch::default()
     };
-    let (claim, out) = with_writer(&store, &t, Mode::Upsert, move |w| {
-        let out = w.write(&first)?;
-        w.finish(&end())?;
-        Ok::<_, StoreError>(out)
-    })
-    .await;
+    let an_hour = Some(time::OffsetDateTime::now_utc() + time::Duration::HOUR);
+    let (claim, out) = load(&store, &t, Mode::Upsert, first).await;
     assert_eq!(out.expect("first").created, 3);
-    store
-        .finish_import(
-            &claim,
-            &ImportEnd {
-                status: ImportStatus::Complete,
-                error: None,
-                rollback_until: Some(time::OffsetDateTime::now_utc() + time::Duration::HOUR),
-            },
-        )
-        .await
-        .expect("finish");
+    complete(&store, &claim, an_hour).await;
     let second = Batch {
         rows: vec![
             kv(2, "a", "1"),                  // created
@@ -568,57 +570,27 @@ async fn upserts_count_every_row_and_the_last_row_of_a_key_wins() {
         ],
         ..Batch::default()
     };
-    let (claim2, out) = with_writer(&store, &t, Mode::Upsert, move |w| {
-        let out = w.write(&second)?;
-        w.finish(&end())?;
-        Ok::<_, StoreError>(out)
-    })
-    .await;
+    let (claim2, out) = load(&store, &t, Mode::Upsert, second).await;
     let out = out.expect("second");
     assert_eq!(
         (out.created, out.updated, out.unchanged),
         (2, 3, 2),
         "{out:?}"
     );
-    let rows = store
-        .read_records(&ws, &t, None, 100)
-        .await
-        .expect("read")
-        .rows;
-    let got: Vec<String> = rows
-        .iter()
-        .map(|r| format!("{}={}", r["k"].as_str().unwrap_or("?"), r["v"]))
-        .collect();
     // Storage order: earlier rows first, new keys where they first appeared.
-    assert_eq!(got, ["b=1", "c=2", "d=1", "a={\"x\":1,\"b\":2}", "e=1"]);
+    assert_eq!(
+        pairs(&store, &ws, &t).await,
+        ["b=1", "c=2", "d=1", "a={\"x\":1,\"b\":2}", "e=1"]
+    );
     // Rolling the second import back restores the first's rows exactly.
-    store
-        .finish_import(
-            &claim2,
-            &ImportEnd {
-                status: ImportStatus::Complete,
-                error: None,
-                rollback_until: Some(time::OffsetDateTime::now_utc() + time::Duration::HOUR),
-            },
-        )
-        .await
-        .expect("finish");
+    complete(&store, &claim2, an_hour).await;
     store
         .request_rollback(ws.id, claim2.import.id)
         .await
         .expect("rollback");
     let (_, undone) = with_writer(&store, &t, Mode::Upsert, |w| w.roll_back()).await;
     undone.expect("roll back");
-    let rows = store
-        .read_records(&ws, &t, None, 100)
-        .await
-        .expect("read")
-        .rows;
-    let got: Vec<String> = rows
-        .iter()
-        .map(|r| format!("{}={}", r["k"].as_str().unwrap_or("?"), r["v"]))
-        .collect();
-    assert_eq!(got, ["b=1", "c=1", "d=1"]);
+    assert_eq!(pairs(&store, &ws, &t).await, ["b=1", "c=1", "d=1"]);
 }
 
 #[tokio::test]
@@ -636,10 +608,7 @@ async fn two_processes_never_run_more_imports_of_a_workspace_than_its_limit() {
             .expect("import");
     }
     // Another import of t0 waits for the first: one running import per table.
-    store
-        .create_import(&new_import(&ws, "t0", Mode::Insert, false))
-        .await
-        .expect("import");
+    queue_imports(&store, &ws, "t0", Mode::Insert, 1).await;
     let stores = [Arc::new(store), Arc::new(other)];
     let mut tasks = Vec::new();
     for i in 0..12 {

@@ -224,14 +224,18 @@ pub fn connector(settings: &TlsSettings) -> Result<Option<MakeRustlsConnect>, Tl
     let provider = CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let lenient = |chain| {
+        Arc::new(Lenient {
+            chain,
+            algorithms: provider.signature_verification_algorithms,
+        })
+    };
     let verifier: Arc<dyn ServerCertVerifier> = match settings.mode {
         SslMode::Disable => return Ok(None),
-        SslMode::Prefer => Arc::new(Unchecked(provider.signature_verification_algorithms)),
-        SslMode::Require if !settings.roots_given => {
-            Arc::new(Unchecked(provider.signature_verification_algorithms))
-        }
+        SslMode::Prefer => lenient(None),
+        SslMode::Require if !settings.roots_given => lenient(None),
         SslMode::Require | SslMode::VerifyCa => {
-            Arc::new(ChainOnly(webpki(&settings.roots, provider.clone())?))
+            lenient(Some(webpki(&settings.roots, provider.clone())?))
         }
         SslMode::VerifyFull => webpki(&settings.roots, provider.clone())?,
     };
@@ -292,53 +296,20 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
-/// `prefer` and `require`: any certificate is accepted (the connection is encrypted, not
-/// authenticated, as with libpq), but the handshake's signatures are still checked, so the
-/// session keys belong to whoever holds that certificate's key.
+/// The modes that check less than rustls's standard check: `prefer` and `require` accept any
+/// certificate (the connection is encrypted, not authenticated, as with libpq), `verify-ca`
+/// checks the chain but not the host name (webpki checks the chain before the name, so a
+/// name mismatch is only ever reported for a certificate whose chain is good). The
+/// handshake's signatures are always checked, so the session keys belong to whoever holds
+/// the accepted certificate's key.
 #[derive(Debug)]
-struct Unchecked(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+struct Lenient {
+    /// The chain check (None: no check).
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-/// `verify-ca`: the standard check, less the host name. webpki checks the chain before the
-/// name, so a name mismatch is only ever reported for a certificate whose chain is good.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -347,10 +318,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -364,7 +335,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -373,11 +344,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 

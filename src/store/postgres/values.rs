@@ -269,6 +269,36 @@ pub fn cell_to_json(
     })
 }
 
+/// PostgreSQL keeps the store's records in native types: `uuid`, `timestamptz`, `jsonb`,
+/// `text[]`, and `bigint` for every integer.
+impl crate::store::stored_row::StoredRow for Row {
+    fn uuid(&self, i: usize) -> crate::store::StoreResult<uuid::Uuid> {
+        Ok(self.try_get(i)?)
+    }
+    fn text_opt(&self, i: usize) -> crate::store::StoreResult<Option<String>> {
+        Ok(self.try_get(i)?)
+    }
+    fn int_opt(&self, i: usize) -> crate::store::StoreResult<Option<i64>> {
+        Ok(self.try_get(i)?)
+    }
+    fn flag(&self, i: usize) -> crate::store::StoreResult<bool> {
+        Ok(self.try_get(i)?)
+    }
+    fn json(&self, i: usize) -> crate::store::StoreResult<serde_json::Value> {
+        Ok(self
+            .try_get::<_, Option<serde_json::Value>>(i)?
+            .unwrap_or_default())
+    }
+    fn time_opt(&self, i: usize) -> crate::store::StoreResult<Option<OffsetDateTime>> {
+        Ok(self.try_get(i)?)
+    }
+    fn texts(&self, i: usize) -> crate::store::StoreResult<Vec<String>> {
+        Ok(self
+            .try_get::<_, Option<Vec<String>>>(i)?
+            .unwrap_or_default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +340,11 @@ impl Params {
     pub fn push<T: ToSql + Sync + Send + 'static>(&mut self, value: T) -> String {
         self.values.push(Box::new(value));
         format!("${}", self.values.len())
+    }
+
+    /// How many parameters are bound.
+    pub fn len(&self) -> usize {
+        self.values.len()
     }
 
     /// The parameters, to pass to a query.

@@ -1,21 +1,11 @@
 //! Webhooks, their deliveries, and the workspace-wide event feed.
 
-use ::postgres::{Row, Transaction};
+use ::postgres::Transaction;
 use uuid::Uuid;
 
 use super::{StoreError, StoreResult, now, now_ms};
-use crate::store::{DeliveryOutcome, DeliveryRecord, DueDelivery, NewWebhook, WebhookRecord};
-
-fn webhook_from_row(r: &Row) -> StoreResult<WebhookRecord> {
-    Ok(WebhookRecord {
-        id: r.try_get(0)?,
-        url: r.try_get(1)?,
-        events: r.try_get(2)?,
-        secret: r.try_get(3)?,
-        description: r.try_get(4)?,
-        created_at: r.try_get(5)?,
-    })
-}
+use crate::store::stored_row;
+use crate::store::{DeliveryOutcome, DueDelivery, NewWebhook, WebhookRecord};
 
 use crate::store::columns::WEBHOOK_COLUMNS;
 
@@ -49,62 +39,13 @@ fn get(tx: &mut Transaction<'_>, workspace_id: Uuid, id: Uuid) -> StoreResult<We
             &[&id, &workspace_id],
         )?
         .ok_or(StoreError::NotFound("webhook"))?;
-    webhook_from_row(&row)
-}
-
-pub(super) fn list(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-) -> StoreResult<Vec<WebhookRecord>> {
-    let rows = tx.query(
-        &format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM intake_webhooks WHERE workspace_id = $1
-             ORDER BY created_at, id"
-        ),
-        &[&workspace_id],
-    )?;
-    rows.iter().map(webhook_from_row).collect()
+    stored_row::webhook(&row)
 }
 
 pub(super) fn delete(tx: &mut Transaction<'_>, workspace_id: Uuid, id: Uuid) -> StoreResult<()> {
     get(tx, workspace_id, id)?;
     tx.execute("DELETE FROM intake_webhooks WHERE id = $1", &[&id])?;
     Ok(())
-}
-
-pub(super) fn deliveries(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    webhook_id: Uuid,
-    after: Option<i64>,
-    limit: u32,
-) -> StoreResult<Vec<DeliveryRecord>> {
-    get(tx, workspace_id, webhook_id)?;
-    let rows = tx.query(
-        "SELECT id, event_id, event_type, import_id, status, attempts, last_status_code,
-         last_error, next_attempt_at, created_at, delivered_at FROM intake_webhook_deliveries
-         WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        &[&webhook_id, &after.unwrap_or(i64::MAX), &i64::from(limit)],
-    )?;
-    rows.iter()
-        .map(|r| {
-            Ok(DeliveryRecord {
-                id: r.try_get(0)?,
-                event_id: r.try_get(1)?,
-                event_type: r.try_get(2)?,
-                import_id: r.try_get(3)?,
-                status: r.try_get(4)?,
-                attempts: u32::try_from(r.try_get::<_, i64>(5)?).unwrap_or(u32::MAX),
-                last_status_code: r
-                    .try_get::<_, Option<i64>>(6)?
-                    .and_then(|c| u16::try_from(c).ok()),
-                last_error: r.try_get(7)?,
-                next_attempt_at: r.try_get(8)?,
-                created_at: r.try_get(9)?,
-                delivered_at: r.try_get(10)?,
-            })
-        })
-        .collect()
 }
 
 pub(super) fn claim(
@@ -128,19 +69,7 @@ pub(super) fn claim(
     )?;
     let due: Vec<DueDelivery> = rows
         .iter()
-        .map(|r| {
-            Ok(DueDelivery {
-                id: r.try_get(0)?,
-                workspace_id: r.try_get(1)?,
-                url: r.try_get(2)?,
-                secret: r.try_get(3)?,
-                event_id: r.try_get(4)?,
-                event_type: r.try_get(5)?,
-                event_created_at: r.try_get(6)?,
-                import_id: r.try_get(7)?,
-                attempts: u32::try_from(r.try_get::<_, i64>(8)?).unwrap_or(u32::MAX),
-            })
-        })
+        .map(|r| stored_row::due_delivery(r))
         .collect::<StoreResult<_>>()?;
     let ids: Vec<i64> = due.iter().map(|d| d.id).collect();
     if !ids.is_empty() {

@@ -3,34 +3,11 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::values::{parse_ts, parse_ts_opt, ts};
-use super::{StoreError, StoreResult, now, parse_uuid, tables};
+use super::values::ts;
+use super::{StoreError, StoreResult, first, now, tables};
 use crate::model::{Refusal, Role};
+use crate::store::stored_row;
 use crate::store::{KeyRecord, NewKey, Workspace};
-
-fn workspace_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Workspace> {
-    Ok(Workspace {
-        id: parse_uuid(&r.get::<_, String>(0)?),
-        slug: r.get(1)?,
-        name: r.get(2)?,
-        created_at: parse_ts(&r.get::<_, String>(3)?),
-    })
-}
-
-fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
-    Ok(KeyRecord {
-        id: parse_uuid(&r.get::<_, String>(0)?),
-        workspace_id: parse_uuid(&r.get::<_, String>(1)?),
-        name: r.get(2)?,
-        role: Role::parse(&r.get::<_, String>(3)?).unwrap_or(Role::Viewer),
-        prefix: r.get(4)?,
-        created_at: parse_ts(&r.get::<_, String>(5)?),
-        last_used_at: parse_ts_opt(r.get(6)?),
-        revoked_at: parse_ts_opt(r.get(7)?),
-        expires_at: parse_ts_opt(r.get(8)?),
-        tables: crate::store::scope_from_text(r.get(9)?),
-    })
-}
 
 use crate::store::columns::KEY_COLUMNS;
 
@@ -55,14 +32,13 @@ pub(super) fn insert_workspace(tx: &Connection, slug: &str, name: &str) -> Store
 }
 
 pub(super) fn delete_workspace(tx: &Connection, id: Uuid) -> StoreResult<Vec<String>> {
-    let ws = tx
-        .query_row(
-            "SELECT id, slug, name, created_at FROM intake_workspaces WHERE id = ?1",
-            [id.to_string()],
-            workspace_from_row,
-        )
-        .optional()?
-        .ok_or(StoreError::NotFound("workspace"))?;
+    let ws = first(
+        tx,
+        "SELECT id, slug, name, created_at FROM intake_workspaces WHERE id = ?1",
+        [id.to_string()],
+        |r| stored_row::workspace(r),
+    )?
+    .ok_or(StoreError::NotFound("workspace"))?;
     let wid = id.to_string();
     let busy: Option<String> = tx
         .query_row(
@@ -152,42 +128,23 @@ pub(super) fn bootstrap(tx: &Connection, key: &NewKey) -> StoreResult<Option<Wor
 
 /// A workspace by id or slug.
 pub(super) fn find_workspace(c: &Connection, key: &str) -> StoreResult<Option<Workspace>> {
-    Ok(c.prepare_cached(
+    first(
+        c,
         "SELECT id, slug, name, created_at FROM intake_workspaces WHERE id = ?1 OR slug = ?1",
-    )?
-    .query_row([key], workspace_from_row)
-    .optional()?)
-}
-
-/// Every workspace, oldest first.
-pub(super) fn list_workspaces(c: &Connection) -> StoreResult<Vec<Workspace>> {
-    let mut stmt = c.prepare(
-        "SELECT id, slug, name, created_at FROM intake_workspaces ORDER BY created_at, id",
-    )?;
-    let rows = stmt.query_map([], workspace_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        [key],
+        |r| stored_row::workspace(r),
+    )
 }
 
 /// A live key by its hash.
 pub(super) fn authenticate(c: &Connection, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
-    let mut stmt = c.prepare_cached(&format!(
+    let sql = format!(
         "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE hash = ?1 AND revoked_at IS NULL
              AND (expires_at IS NULL OR expires_at > ?2)"
-    ))?;
-    let at = ts(now());
-    Ok(stmt
-        .query_row(params![&hash[..], at], key_from_row)
-        .optional()?)
-}
-
-/// A workspace's keys, newest first.
-pub(super) fn list_keys(c: &Connection, workspace_id: Uuid) -> StoreResult<Vec<KeyRecord>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE workspace_id = ?1
-             ORDER BY created_at DESC, id DESC"
-    ))?;
-    let rows = stmt.query_map([workspace_id.to_string()], key_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    );
+    first(c, &sql, params![&hash[..], ts(now())], |r| {
+        stored_row::key(r)
+    })
 }
 
 /// Revokes a key of at most `max_role`.
@@ -197,16 +154,13 @@ pub(super) fn revoke_key(
     id: Uuid,
     max_role: Role,
 ) -> StoreResult<KeyRecord> {
-    let key = tx
-        .query_row(
-            &format!(
-                "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE id = ?1 AND workspace_id = ?2"
-            ),
-            params![id.to_string(), workspace_id.to_string()],
-            key_from_row,
-        )
-        .optional()?
-        .ok_or(StoreError::NotFound("key"))?;
+    let key = first(
+        tx,
+        &format!("SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE id = ?1 AND workspace_id = ?2"),
+        params![id.to_string(), workspace_id.to_string()],
+        |r| stored_row::key(r),
+    )?
+    .ok_or(StoreError::NotFound("key"))?;
     key.role.revoke_within(max_role)?;
     if key.revoked_at.is_some() {
         return Ok(key);

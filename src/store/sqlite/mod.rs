@@ -26,12 +26,12 @@ use checkpointer::Checkpointer;
 use reserve::Reserve;
 
 const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_init.sql"),
-    include_str!("migrations/0002_rollback.sql"),
-    include_str!("migrations/0003_webhooks.sql"),
-    include_str!("migrations/0004_status_index.sql"),
-    include_str!("migrations/0005_key_expiry.sql"),
-    include_str!("migrations/0006_key_scope.sql"),
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_rollback.sql"),
+    include_str!("../../../migrations/sqlite/0003_webhooks.sql"),
+    include_str!("../../../migrations/sqlite/0004_status_index.sql"),
+    include_str!("../../../migrations/sqlite/0005_key_expiry.sql"),
+    include_str!("../../../migrations/sqlite/0006_key_scope.sql"),
 ];
 const READERS: usize = 4;
 
@@ -247,6 +247,18 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 use super::apply::now;
+
+/// The record `read` makes of the first row a query returns, if it returns one.
+fn first<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: impl FnOnce(&rusqlite::Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    rows.next()?.map(read).transpose()
+}
 
 fn parse_uuid(s: &str) -> Uuid {
     Uuid::parse_str(s).unwrap_or_default()

@@ -7,10 +7,9 @@ use uuid::Uuid;
 
 use super::values::ts;
 use super::{StoreResult, imports};
-use crate::store::search::{after_sql, condition_sql, effective_order};
+use crate::store::search::{SearchSql, statements};
 use crate::store::{
-    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage, SortKey,
-    SortSpec,
+    FieldKind, FilterOp, FilterValue, ImportField, ImportFilter, ImportSearch, SearchPage,
 };
 
 /// The SQL expression of a field over `intake_imports i`.
@@ -39,142 +38,124 @@ fn bind(v: &FilterValue) -> Sql {
     }
 }
 
-/// The sort-key value of a keyset position (nulls as the sort expression's null stand-in).
-fn bind_key(field: ImportField, v: &Option<FilterValue>) -> Sql {
-    match v {
-        Some(v) => bind(v),
-        None if field.kind() == FieldKind::Integer => Sql::Integer(-1),
-        None => Sql::Text(String::new()),
+/// The values a search binds, numbered `?1`, `?2`, ... in the order they are bound.
+#[derive(Default)]
+struct Binds(Vec<Sql>);
+
+impl Binds {
+    fn push(&mut self, v: Sql) -> String {
+        self.0.push(v);
+        format!("?{}", self.0.len())
+    }
+
+    fn text(&mut self, s: &str) -> String {
+        self.push(Sql::Text(s.to_owned()))
+    }
+
+    fn value(&mut self, v: &FilterValue) -> String {
+        self.push(bind(v))
+    }
+
+    fn list(&mut self, vs: &[FilterValue]) -> String {
+        let placeholders: Vec<String> = vs.iter().map(|v| self.value(v)).collect();
+        placeholders.join(", ")
     }
 }
 
-fn list(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
+impl SearchSql for Binds {
+    const TRUTH: (&'static str, &'static str) = ("1", "0");
 
-/// One comparison as SQL; its values are appended to `args` in the order of their `?`.
-fn filter_sql(args: &mut Vec<Sql>, f: &ImportFilter) -> String {
-    let e = expr(f.field);
-    match &f.op {
-        FilterOp::Eq(v) => {
-            args.push(bind(v));
-            format!("{e} = ?")
-        }
-        FilterOp::NotEq(v) => {
-            args.push(bind(v));
-            format!("{e} <> ?")
-        }
-        FilterOp::In(vs) if vs.is_empty() => "0".to_owned(),
-        FilterOp::In(vs) => {
-            args.extend(vs.iter().map(bind));
-            format!("{e} IN ({})", list(vs.len()))
-        }
-        FilterOp::NotIn(vs) if vs.is_empty() => format!("{e} IS NOT NULL"),
-        FilterOp::NotIn(vs) => {
-            args.extend(vs.iter().map(bind));
-            format!("{e} NOT IN ({})", list(vs.len()))
-        }
-        FilterOp::Gt(v) | FilterOp::Gte(v) | FilterOp::Lt(v) | FilterOp::Lte(v) => {
-            let op = match &f.op {
-                FilterOp::Gt(_) => ">",
-                FilterOp::Gte(_) => ">=",
-                FilterOp::Lt(_) => "<",
-                _ => "<=",
-            };
-            args.push(bind(v));
-            format!("{e} {op} ?")
-        }
-        // instr/substr rather than LIKE: exact, case-sensitive, and nothing to escape.
-        FilterOp::StartsWith(s) | FilterOp::EndsWith(s) | FilterOp::Contains(s) if s.is_empty() => {
-            format!("{e} IS NOT NULL")
-        }
-        FilterOp::StartsWith(s) => {
-            args.push(Sql::Text(s.clone()));
-            format!("instr(CAST({e} AS TEXT), ?) = 1")
-        }
-        FilterOp::EndsWith(s) => {
-            args.push(Sql::Text(s.clone()));
-            args.push(Sql::Text(s.clone()));
-            format!("substr(CAST({e} AS TEXT), -length(?)) = ?")
-        }
-        FilterOp::Contains(s) => {
-            args.push(Sql::Text(s.clone()));
-            format!("instr(CAST({e} AS TEXT), ?) > 0")
-        }
-        // Every non-null text starts with, ends with and contains the empty text.
-        FilterOp::NotStartsWith(s)
-        | FilterOp::NotEndsWith(s)
-        | FilterOp::NotContains(s)
-        | FilterOp::NotContainsFolded(s)
-            if s.is_empty() =>
-        {
-            "0".to_owned()
-        }
-        FilterOp::NotStartsWith(s) => {
-            args.push(Sql::Text(s.clone()));
-            format!("instr(CAST({e} AS TEXT), ?) <> 1")
-        }
-        FilterOp::NotEndsWith(s) => {
-            args.push(Sql::Text(s.clone()));
-            args.push(Sql::Text(s.clone()));
-            format!("substr(CAST({e} AS TEXT), -length(?)) <> ?")
-        }
-        FilterOp::NotContains(s) => {
-            args.push(Sql::Text(s.clone()));
-            format!("instr(CAST({e} AS TEXT), ?) = 0")
-        }
-        // SQLite's lower() folds ASCII letters only, as the PostgreSQL backend does.
-        FilterOp::ContainsFolded(s) => {
-            args.push(Sql::Text(s.clone()));
-            format!("instr(lower(CAST({e} AS TEXT)), lower(?)) > 0")
-        }
-        FilterOp::NotContainsFolded(s) => {
-            args.push(Sql::Text(s.clone()));
-            format!("instr(lower(CAST({e} AS TEXT)), lower(?)) = 0")
-        }
-        // SQLite's LIKE ignores the case of ASCII letters.
-        FilterOp::Like(p) => {
-            args.push(Sql::Text(p.clone()));
-            format!("CAST({e} AS TEXT) LIKE ? ESCAPE '\\'")
-        }
-        FilterOp::NotLike(p) => {
-            args.push(Sql::Text(p.clone()));
-            format!("CAST({e} AS TEXT) NOT LIKE ? ESCAPE '\\'")
-        }
-        FilterOp::IsNull(true) => format!("{e} IS NULL"),
-        FilterOp::IsNull(false) => format!("{e} IS NOT NULL"),
+    fn bind_workspace(&mut self, id: Uuid) -> String {
+        self.push(Sql::Text(id.to_string()))
     }
-}
 
-/// The ORDER BY clause and its bound values (ranked keys bind their groups).
-fn order_by(order: &[SortSpec]) -> (String, Vec<Sql>) {
-    let mut args = Vec::new();
-    let parts: Vec<String> = order
-        .iter()
-        .map(|spec| {
-            let key = match &spec.key {
-                SortKey::Field(f) => sort_expr(*f),
-                SortKey::Ranked { field, ranks } => {
-                    let mut case = String::from("(CASE");
-                    for (rank, group) in ranks.iter().enumerate() {
-                        if group.is_empty() {
-                            continue;
-                        }
-                        case.push_str(&format!(
-                            " WHEN {} IN ({}) THEN {rank}",
-                            expr(*field),
-                            list(group.len())
-                        ));
-                        args.extend(group.iter().map(|v| Sql::Text(v.clone())));
-                    }
-                    case.push_str(&format!(" ELSE {} END)", ranks.len()));
-                    case
-                }
-            };
-            format!("{key} {}", if spec.descending { "DESC" } else { "ASC" })
+    fn bind_int(&mut self, n: i64) -> String {
+        self.push(Sql::Integer(n))
+    }
+
+    fn bound(&self) -> usize {
+        self.0.len()
+    }
+
+    fn filter(&mut self, f: &ImportFilter) -> String {
+        let e = expr(f.field);
+        let t = format!("CAST({e} AS TEXT)");
+        match &f.op {
+            FilterOp::Eq(v) => format!("{e} = {}", self.value(v)),
+            FilterOp::NotEq(v) => format!("{e} <> {}", self.value(v)),
+            FilterOp::In(vs) if vs.is_empty() => "0".to_owned(),
+            FilterOp::In(vs) => format!("{e} IN ({})", self.list(vs)),
+            FilterOp::NotIn(vs) if vs.is_empty() => format!("{e} IS NOT NULL"),
+            FilterOp::NotIn(vs) => format!("{e} NOT IN ({})", self.list(vs)),
+            FilterOp::Gt(v) | FilterOp::Gte(v) | FilterOp::Lt(v) | FilterOp::Lte(v) => {
+                let op = match &f.op {
+                    FilterOp::Gt(_) => ">",
+                    FilterOp::Gte(_) => ">=",
+                    FilterOp::Lt(_) => "<",
+                    _ => "<=",
+                };
+                format!("{e} {op} {}", self.value(v))
+            }
+            // instr/substr rather than LIKE: exact, case-sensitive, and nothing to escape.
+            FilterOp::StartsWith(s) | FilterOp::EndsWith(s) | FilterOp::Contains(s)
+                if s.is_empty() =>
+            {
+                format!("{e} IS NOT NULL")
+            }
+            FilterOp::StartsWith(s) => format!("instr({t}, {}) = 1", self.text(s)),
+            FilterOp::EndsWith(s) => {
+                let v = self.text(s);
+                format!("substr({t}, -length({v})) = {v}")
+            }
+            FilterOp::Contains(s) => format!("instr({t}, {}) > 0", self.text(s)),
+            // Every non-null text starts with, ends with and contains the empty text.
+            FilterOp::NotStartsWith(s)
+            | FilterOp::NotEndsWith(s)
+            | FilterOp::NotContains(s)
+            | FilterOp::NotContainsFolded(s)
+                if s.is_empty() =>
+            {
+                "0".to_owned()
+            }
+            FilterOp::NotStartsWith(s) => format!("instr({t}, {}) <> 1", self.text(s)),
+            FilterOp::NotEndsWith(s) => {
+                let v = self.text(s);
+                format!("substr({t}, -length({v})) <> {v}")
+            }
+            FilterOp::NotContains(s) => format!("instr({t}, {}) = 0", self.text(s)),
+            // SQLite's lower() folds ASCII letters only, as the PostgreSQL backend does.
+            FilterOp::ContainsFolded(s) | FilterOp::NotContainsFolded(s) => {
+                let found = if matches!(f.op, FilterOp::ContainsFolded(_)) {
+                    "> 0"
+                } else {
+                    "= 0"
+                };
+                format!("instr(lower({t}), lower({})) {found}", self.text(s))
+            }
+            // SQLite's LIKE ignores the case of ASCII letters.
+            FilterOp::Like(p) => format!("{t} LIKE {} ESCAPE '\\'", self.text(p)),
+            FilterOp::NotLike(p) => format!("{t} NOT LIKE {} ESCAPE '\\'", self.text(p)),
+            FilterOp::IsNull(true) => format!("{e} IS NULL"),
+            FilterOp::IsNull(false) => format!("{e} IS NOT NULL"),
+        }
+    }
+
+    fn sort_expr(field: ImportField) -> String {
+        sort_expr(field)
+    }
+
+    fn bind_key(&mut self, field: ImportField, v: &Option<FilterValue>) -> StoreResult<String> {
+        Ok(match v {
+            Some(v) => self.value(v),
+            None if field.kind() == FieldKind::Integer => self.push(Sql::Integer(-1)),
+            None => self.push(Sql::Text(String::new())),
         })
-        .collect();
-    (parts.join(", "), args)
+    }
+
+    fn in_group(&mut self, field: ImportField, group: &[String]) -> String {
+        let values: Vec<String> = group.iter().map(|v| self.text(v)).collect();
+        format!("{} IN ({})", expr(field), values.join(", "))
+    }
 }
 
 pub(super) fn search(
@@ -182,41 +163,16 @@ pub(super) fn search(
     workspace_id: Uuid,
     q: &ImportSearch,
 ) -> StoreResult<SearchPage> {
-    let mut cond = String::from("i.workspace_id = ?");
-    let mut args: Vec<Sql> = vec![Sql::Text(workspace_id.to_string())];
-    for f in &q.filters {
-        cond.push_str(" AND ");
-        let sql = filter_sql(&mut args, f);
-        cond.push_str(&sql);
-    }
-    for c in &q.conditions {
-        cond.push_str(" AND ");
-        let sql = condition_sql(c, ("1", "0"), &mut |f| filter_sql(&mut args, f));
-        cond.push_str(&sql);
-    }
-    let order = effective_order(&q.sort);
-    if let Some(after) = &q.after {
-        let mut bind = |field, v: &Option<FilterValue>| {
-            args.push(bind_key(field, v));
-            Ok("?".to_owned())
-        };
-        cond.push_str(&after_sql(&order, after, &sort_expr, &mut bind)?);
-    }
+    let mut binds = Binds::default();
+    let sql = statements(&mut binds, workspace_id, q)?;
     let total: i64 = c.query_row(
-        &format!("SELECT count(*) FROM intake_imports i WHERE {cond}"),
-        rusqlite::params_from_iter(args.iter()),
+        &sql.count,
+        rusqlite::params_from_iter(&binds.0[..sql.count_params]),
         |r| r.get(0),
     )?;
-    let (order_sql, order_args) = order_by(&order);
-    let sql = format!(
-        "SELECT i.id FROM intake_imports i WHERE {cond} ORDER BY {order_sql} LIMIT ? OFFSET ?"
-    );
-    args.extend(order_args);
-    args.push(Sql::Integer(i64::from(q.limit)));
-    args.push(Sql::Integer(i64::try_from(q.offset).unwrap_or(i64::MAX)));
-    let mut stmt = c.prepare(&sql)?;
+    let mut stmt = c.prepare(&sql.page)?;
     let ids = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        .query_map(rusqlite::params_from_iter(binds.0.iter()), |r| {
             r.get::<_, String>(0)
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::model::{ColumnType, Value};
+use crate::store::StoreResult;
 pub use crate::store::ddl::quote;
 pub use crate::store::text::{date_text, datetime_text, ts};
 
@@ -16,6 +17,38 @@ pub fn parse_ts(s: &str) -> OffsetDateTime {
 /// Parses an optional timestamp column.
 pub fn parse_ts_opt(s: Option<String>) -> Option<OffsetDateTime> {
     s.map(|s| parse_ts(&s))
+}
+
+/// The store's records keep UUIDs and times as text, JSON as its text, and lists of texts
+/// as JSON arrays.
+impl crate::store::stored_row::StoredRow for rusqlite::Row<'_> {
+    fn uuid(&self, i: usize) -> StoreResult<uuid::Uuid> {
+        Ok(uuid::Uuid::parse_str(&self.get::<_, String>(i)?).unwrap_or_default())
+    }
+    fn text_opt(&self, i: usize) -> StoreResult<Option<String>> {
+        Ok(self.get(i)?)
+    }
+    fn int_opt(&self, i: usize) -> StoreResult<Option<i64>> {
+        Ok(self.get(i)?)
+    }
+    fn flag(&self, i: usize) -> StoreResult<bool> {
+        Ok(self.get(i)?)
+    }
+    fn json(&self, i: usize) -> StoreResult<serde_json::Value> {
+        let text: Option<String> = self.get(i)?;
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+    fn time_opt(&self, i: usize) -> StoreResult<Option<OffsetDateTime>> {
+        Ok(parse_ts_opt(self.get(i)?))
+    }
+    fn texts(&self, i: usize) -> StoreResult<Vec<String>> {
+        let text: Option<String> = self.get(i)?;
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
 }
 
 /// The SQLite value a column value is stored as.

@@ -1,22 +1,12 @@
 //! Webhooks, their deliveries, and the workspace-wide event feed.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use super::values::{parse_ts, parse_ts_opt, ts};
-use super::{StoreError, StoreResult, now, now_ms, parse_uuid};
-use crate::store::{DeliveryOutcome, DeliveryRecord, DueDelivery, NewWebhook, WebhookRecord};
-
-fn webhook_from_row(r: &Row<'_>) -> rusqlite::Result<WebhookRecord> {
-    Ok(WebhookRecord {
-        id: parse_uuid(&r.get::<_, String>(0)?),
-        url: r.get(1)?,
-        events: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
-        secret: r.get(3)?,
-        description: r.get(4)?,
-        created_at: parse_ts(&r.get::<_, String>(5)?),
-    })
-}
+use super::values::ts;
+use super::{StoreError, StoreResult, first, now, now_ms};
+use crate::store::stored_row;
+use crate::store::{DeliveryOutcome, DueDelivery, NewWebhook, WebhookRecord};
 
 use crate::store::columns::WEBHOOK_COLUMNS;
 
@@ -44,23 +34,15 @@ pub(super) fn create(
 }
 
 fn get(c: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResult<WebhookRecord> {
-    c.query_row(
+    first(
+        c,
         &format!(
             "SELECT {WEBHOOK_COLUMNS} FROM intake_webhooks WHERE id = ?1 AND workspace_id = ?2"
         ),
         params![id.to_string(), workspace_id.to_string()],
-        webhook_from_row,
-    )
-    .optional()?
+        |r| stored_row::webhook(r),
+    )?
     .ok_or(StoreError::NotFound("webhook"))
-}
-
-pub(super) fn list(c: &Connection, workspace_id: Uuid) -> StoreResult<Vec<WebhookRecord>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {WEBHOOK_COLUMNS} FROM intake_webhooks WHERE workspace_id = ?1 ORDER BY created_at, id"
-    ))?;
-    let rows = stmt.query_map([workspace_id.to_string()], webhook_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(super) fn delete(tx: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResult<()> {
@@ -70,44 +52,6 @@ pub(super) fn delete(tx: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResu
         [id.to_string()],
     )?;
     Ok(())
-}
-
-pub(super) fn deliveries(
-    c: &Connection,
-    workspace_id: Uuid,
-    webhook_id: Uuid,
-    after: Option<i64>,
-    limit: u32,
-) -> StoreResult<Vec<DeliveryRecord>> {
-    get(c, workspace_id, webhook_id)?;
-    let mut stmt = c.prepare_cached(
-        "SELECT id, event_id, event_type, import_id, status, attempts, last_status_code,
-         last_error, next_attempt_at, created_at, delivered_at FROM intake_webhook_deliveries
-         WHERE webhook_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            webhook_id.to_string(),
-            after.unwrap_or(i64::MAX),
-            i64::from(limit)
-        ],
-        |r| {
-            Ok(DeliveryRecord {
-                id: r.get(0)?,
-                event_id: r.get(1)?,
-                event_type: r.get(2)?,
-                import_id: parse_uuid(&r.get::<_, String>(3)?),
-                status: r.get(4)?,
-                attempts: r.get(5)?,
-                last_status_code: r.get(6)?,
-                last_error: r.get(7)?,
-                next_attempt_at: r.get(8)?,
-                created_at: parse_ts(&r.get::<_, String>(9)?),
-                delivered_at: parse_ts_opt(r.get(10)?),
-            })
-        },
-    )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(super) fn claim(tx: &Connection, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>> {
@@ -122,20 +66,10 @@ pub(super) fn claim(tx: &Connection, limit: u32, lease_ms: i64) -> StoreResult<V
              WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
              ORDER BY d.next_attempt_at, d.id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![now, i64::from(limit)], |r| {
-            Ok(DueDelivery {
-                id: r.get(0)?,
-                workspace_id: parse_uuid(&r.get::<_, String>(1)?),
-                url: r.get(2)?,
-                secret: r.get(3)?,
-                event_id: r.get(4)?,
-                event_type: r.get(5)?,
-                event_created_at: parse_ts(&r.get::<_, String>(6)?),
-                import_id: parse_uuid(&r.get::<_, String>(7)?),
-                attempts: r.get(8)?,
-            })
+        let rows = stmt.query_and_then(params![now, i64::from(limit)], |r| {
+            stored_row::due_delivery(r)
         })?;
-        rows.collect::<rusqlite::Result<_>>()?
+        rows.collect::<StoreResult<_>>()?
     };
     for d in &due {
         tx.execute(

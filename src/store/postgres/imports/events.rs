@@ -1,12 +1,10 @@
 //! The life-cycle events of imports, the workspace-wide event feed, and the webhook
 //! deliveries each event queues in the transaction that appends it.
 
-use ::postgres::{GenericClient, Row, Transaction};
+use ::postgres::GenericClient;
 use uuid::Uuid;
 
 use super::super::{EVENTS_LOCK, StoreResult, lock_workspace, now, now_ms};
-use super::rows::*;
-use crate::store::*;
 
 pub(crate) fn append_event(
     tx: &mut impl GenericClient,
@@ -26,32 +24,6 @@ pub(crate) fn append_event(
         )?
         .try_get(0)?;
     enqueue(tx, workspace_id, import_id, event_id, kind)
-}
-
-pub(crate) fn event_from_row(r: &Row) -> StoreResult<EventRecord> {
-    Ok(EventRecord {
-        id: r.try_get(0)?,
-        import_id: r.try_get(1)?,
-        kind: r.try_get(2)?,
-        data: r.try_get(3)?,
-        created_at: r.try_get(4)?,
-    })
-}
-
-pub(crate) fn events(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    id: Uuid,
-    after: Option<i64>,
-    limit: u32,
-) -> StoreResult<Vec<EventRecord>> {
-    get(tx, workspace_id, id)?;
-    let rows = tx.query(
-        "SELECT id, import_id, kind, data, created_at FROM intake_events
-         WHERE import_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-        &[&id, &after.unwrap_or(0), &i64::from(limit)],
-    )?;
-    rows.iter().map(event_from_row).collect()
 }
 
 /// Queues a delivery of an event to every webhook of the workspace subscribed to its type;
@@ -78,18 +50,4 @@ pub(crate) fn enqueue(
         ],
     )?;
     Ok(())
-}
-
-pub(crate) fn workspace_events(
-    tx: &mut Transaction<'_>,
-    workspace_id: Uuid,
-    after: Option<i64>,
-    limit: u32,
-) -> StoreResult<Vec<EventRecord>> {
-    let rows = tx.query(
-        "SELECT id, import_id, kind, data, created_at FROM intake_events
-         WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-        &[&workspace_id, &after.unwrap_or(0), &i64::from(limit)],
-    )?;
-    rows.iter().map(event_from_row).collect()
 }

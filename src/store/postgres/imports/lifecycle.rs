@@ -14,6 +14,7 @@ use super::events::*;
 use super::queue::*;
 use super::rows::*;
 use crate::store::apply::{Apply, Arg, apply_by_name};
+use crate::store::reads::{Query, Reader};
 use crate::store::*;
 
 /// The id and number of the import of a workspace with this number, if it still exists.
@@ -223,6 +224,13 @@ fn first<T: for<'a> ::postgres::types::FromSql<'a>>(
 }
 
 /// The arguments as the PostgreSQL client binds them.
+impl Query for &mut Transaction<'_> {
+    fn rows<T>(&mut self, sql: &str, args: &[Arg<'_>], read: Reader<T>) -> StoreResult<Vec<T>> {
+        let rows = self.query(sql, &bind(args))?;
+        rows.iter().map(|r| read(r)).collect()
+    }
+}
+
 fn bind<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
     args.iter()
         .map(|a| -> &(dyn ToSql + Sync) {

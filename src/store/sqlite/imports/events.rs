@@ -1,13 +1,11 @@
 //! The life-cycle events of imports, the workspace-wide event feed, and the webhook
 //! deliveries each event queues in the transaction that appends it.
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use super::super::values::{parse_ts, ts};
-use super::super::{StoreResult, now, now_ms, parse_uuid};
-use super::rows::*;
-use crate::store::*;
+use super::super::values::ts;
+use super::super::{StoreResult, now, now_ms};
 
 pub(crate) fn append_event(
     c: &Connection,
@@ -34,33 +32,6 @@ pub(crate) fn append_event(
     enqueue(c, workspace_id, import_id, event_id, kind)
 }
 
-pub(crate) fn events(
-    c: &Connection,
-    workspace_id: Uuid,
-    id: Uuid,
-    after: Option<i64>,
-    limit: u32,
-) -> StoreResult<Vec<EventRecord>> {
-    get(c, workspace_id, id)?;
-    let mut stmt = c.prepare_cached(
-        "SELECT id, import_id, kind, data, created_at FROM intake_events
-         WHERE import_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(
-        params![id.to_string(), after.unwrap_or(0), i64::from(limit)],
-        |r| {
-            Ok(EventRecord {
-                id: r.get(0)?,
-                import_id: parse_uuid(&r.get::<_, String>(1)?),
-                kind: r.get(2)?,
-                data: json_col(r.get(3)?),
-                created_at: parse_ts(&r.get::<_, String>(4)?),
-            })
-        },
-    )?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
 /// Queues a delivery of an event to every webhook of the workspace subscribed to its type;
 /// called in the transaction that appends the event.
 pub(crate) fn enqueue(
@@ -85,38 +56,4 @@ pub(crate) fn enqueue(
         workspace_id.to_string()
     ])?;
     Ok(())
-}
-
-pub(crate) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
-    Ok(EventRecord {
-        id: r.get(0)?,
-        import_id: parse_uuid(&r.get::<_, String>(1)?),
-        kind: r.get(2)?,
-        data: r
-            .get::<_, Option<String>>(3)?
-            .and_then(|d| serde_json::from_str(&d).ok())
-            .unwrap_or(serde_json::Value::Null),
-        created_at: parse_ts(&r.get::<_, String>(4)?),
-    })
-}
-
-pub(crate) fn workspace_events(
-    c: &Connection,
-    workspace_id: Uuid,
-    after: Option<i64>,
-    limit: u32,
-) -> StoreResult<Vec<EventRecord>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, import_id, kind, data, created_at FROM intake_events
-         WHERE workspace_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            workspace_id.to_string(),
-            after.unwrap_or(0),
-            i64::from(limit)
-        ],
-        event_from_row,
-    )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

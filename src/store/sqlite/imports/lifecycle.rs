@@ -14,6 +14,7 @@ use super::events::*;
 use super::queue::*;
 use super::rows::*;
 use crate::store::apply::{Apply, Arg, apply_by_name};
+use crate::store::reads::{Query, Reader};
 use crate::store::*;
 
 /// The import that now holds a row this import's undo would restore: a destroyed row that is
@@ -242,6 +243,14 @@ fn first<T: rusqlite::types::FromSql>(
 }
 
 /// The arguments as SQLite stores them.
+impl Query for &Connection {
+    fn rows<T>(&mut self, sql: &str, args: &[Arg<'_>], read: Reader<T>) -> StoreResult<Vec<T>> {
+        let mut stmt = self.prepare_cached(&numbered(sql))?;
+        let rows = stmt.query_and_then(params_from_iter(bind(args)), |r| read(r))?;
+        rows.collect()
+    }
+}
+
 fn bind(args: &[Arg<'_>]) -> Vec<Value> {
     args.iter()
         .map(|a| match a {

@@ -1,102 +1,22 @@
 //! Imports as stored: reading one or a page of them, idempotency keys, and their row
 //! errors.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::super::values::{parse_ts, parse_ts_opt, ts};
-use super::super::{StoreError, StoreResult, parse_uuid};
-use crate::model::{Counts, ImportStatus, Mode, OnError, RowError, RowErrorCode, Source, Step};
+use super::super::values::ts;
+use super::super::{StoreError, StoreResult, first, parse_uuid};
+use crate::store::stored_row;
 use crate::store::*;
 
 pub(crate) use crate::store::columns::{IMPORT_COLUMNS, TABLE_COLUMNS};
-
-pub(crate) fn json_col(s: Option<String>) -> serde_json::Value {
-    s.and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(serde_json::Value::Null)
-}
-
-pub(crate) fn counts_at(r: &Row<'_>, first: usize) -> rusqlite::Result<Counts> {
-    Ok(Counts {
-        inputs: r.get::<_, Option<i64>>(first)?.map(|v| v as u64),
-        processed: r.get::<_, i64>(first + 1)? as u64,
-        created: r.get::<_, i64>(first + 2)? as u64,
-        updated: r.get::<_, i64>(first + 3)? as u64,
-        unchanged: r.get::<_, i64>(first + 4)? as u64,
-        invalid: r.get::<_, i64>(first + 5)? as u64,
-        destroyed: r.get::<_, i64>(first + 6)? as u64,
-        warnings: r.get::<_, i64>(first + 7)? as u64,
-    })
-}
-
-pub(crate) fn import_from_row(r: &Row<'_>) -> rusqlite::Result<ImportRecord> {
-    Ok(ImportRecord {
-        id: parse_uuid(&r.get::<_, String>(0)?),
-        workspace_id: parse_uuid(&r.get::<_, String>(1)?),
-        number: r.get(2)?,
-        status: ImportStatus::parse(&r.get::<_, String>(3)?).unwrap_or(ImportStatus::Failed),
-        step: Step::parse(&r.get::<_, String>(4)?).unwrap_or(Step::Done),
-        source: Source::parse(&r.get::<_, String>(5)?).unwrap_or(Source::Csv),
-        mode: Mode::parse(&r.get::<_, String>(6)?).unwrap_or(Mode::Insert),
-        on_error: OnError::parse(&r.get::<_, String>(7)?).unwrap_or(OnError::Skip),
-        max_errors: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
-        dry_run: r.get(9)?,
-        cleanup_records: r.get(10)?,
-        reference: r.get(11)?,
-        reference_origin: r.get(12)?,
-        metadata: json_col(r.get(13)?),
-        note: r.get(14)?,
-        platform: r.get(15)?,
-        error: r.get(16)?,
-        bytes_total: r.get::<_, i64>(17)? as u64,
-        bytes_read: r.get::<_, i64>(18)? as u64,
-        counts: counts_at(r, 19)?,
-        cancel_requested: r.get(27)?,
-        created_at: parse_ts(&r.get::<_, String>(28)?),
-        started_at: parse_ts_opt(r.get(29)?),
-        completed_at: parse_ts_opt(r.get(30)?),
-        cancelled_at: parse_ts_opt(r.get(31)?),
-        rolled_back_at: parse_ts_opt(r.get(32)?),
-        updated_at: parse_ts(&r.get::<_, String>(33)?),
-        rollback_until: parse_ts_opt(r.get(34)?),
-        errors_stored: r.get::<_, i64>(35)? as u64,
-        tables: Vec::new(),
-    })
-}
-
-pub(crate) fn table_from_row(r: &Row<'_>) -> rusqlite::Result<ImportTableRecord> {
-    Ok(ImportTableRecord {
-        position: r.get(0)?,
-        table: r.get(1)?,
-        status: ImportStatus::parse(&r.get::<_, String>(2)?).unwrap_or(ImportStatus::Failed),
-        format: r.get(3)?,
-        options: json_col(r.get(4)?),
-        blob_key: r.get(5)?,
-        file_name: r.get(6)?,
-        file_size: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
-        header: r
-            .get::<_, Option<String>>(8)?
-            .and_then(|h| serde_json::from_str(&h).ok()),
-        bytes_total: r.get::<_, i64>(9)? as u64,
-        bytes_read: r.get::<_, i64>(10)? as u64,
-        checkpoint: Position {
-            byte_offset: r.get::<_, i64>(11)? as u64,
-            line: r.get::<_, i64>(12)? as u64,
-            record: r.get::<_, i64>(13)? as u64,
-        },
-        counts: counts_at(r, 14)?,
-        error: r.get(22)?,
-        started_at: parse_ts_opt(r.get(23)?),
-        completed_at: parse_ts_opt(r.get(24)?),
-    })
-}
 
 pub(crate) fn load_tables(c: &Connection, import: &mut ImportRecord) -> StoreResult<()> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {TABLE_COLUMNS} FROM intake_import_tables WHERE import_id = ?1 ORDER BY position"
     ))?;
-    let rows = stmt.query_map([import.id.to_string()], table_from_row)?;
-    import.tables = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = stmt.query_and_then([import.id.to_string()], |r| stored_row::import_table(r, 0))?;
+    import.tables = rows.collect::<StoreResult<Vec<_>>>()?;
     Ok(())
 }
 
@@ -115,7 +35,7 @@ pub(crate) fn load_tables_of_page(c: &Connection, imports: &mut [ImportRecord]) 
         std::collections::HashMap::with_capacity(imports.len());
     let mut rows = stmt.query(rusqlite::params_from_iter(ids.iter()))?;
     while let Some(r) = rows.next()? {
-        let table = table_from_row(r)?;
+        let table = stored_row::import_table(r, 0)?;
         by_import
             .entry(r.get::<_, String>(25)?)
             .or_default()
@@ -128,12 +48,8 @@ pub(crate) fn load_tables_of_page(c: &Connection, imports: &mut [ImportRecord]) 
 }
 
 pub(crate) fn get_any(c: &Connection, id: Uuid) -> StoreResult<ImportRecord> {
-    let mut import = c
-        .prepare_cached(&format!(
-            "SELECT {IMPORT_COLUMNS} FROM intake_imports WHERE id = ?1"
-        ))?
-        .query_row([id.to_string()], import_from_row)
-        .optional()?
+    let sql = format!("SELECT {IMPORT_COLUMNS} FROM intake_imports WHERE id = ?1");
+    let mut import = first(c, &sql, [id.to_string()], |r| stored_row::import(r))?
         .ok_or(StoreError::NotFound("import"))?;
     load_tables(c, &mut import)?;
     Ok(import)
@@ -177,15 +93,6 @@ pub(crate) fn find_idempotency(
         .optional()?)
 }
 
-pub(crate) fn sort_column(sort: ImportSort) -> &'static str {
-    match sort {
-        ImportSort::Id => "id",
-        ImportSort::CreatedAt => "created_at",
-        ImportSort::UpdatedAt => "updated_at",
-        ImportSort::CompletedAt => "completed_at",
-    }
-}
-
 pub(crate) fn list(c: &Connection, workspace_id: Uuid, q: &ImportQuery) -> StoreResult<ImportPage> {
     // Filters but the status, with their arguments (after the workspace's).
     let mut filters = String::new();
@@ -210,7 +117,7 @@ pub(crate) fn list(c: &Connection, workspace_id: Uuid, q: &ImportQuery) -> Store
         args.push(ts(v).into());
     }
     let sort = q.sort.unwrap_or(ImportSort::Id);
-    let col = sort_column(sort);
+    let col = sort.column();
     let (cmp, dir) = q.direction();
     if let Some((value, id)) = &q.after {
         if sort == ImportSort::Id {
@@ -262,83 +169,10 @@ pub(crate) fn list(c: &Connection, workspace_id: Uuid, q: &ImportQuery) -> Store
         )
     };
     let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(all), import_from_row)?;
-    let mut imports = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = stmt.query_and_then(rusqlite::params_from_iter(all), |r| stored_row::import(r))?;
+    let mut imports = rows.collect::<StoreResult<Vec<_>>>()?;
     let has_more = imports.len() > q.limit as usize;
     imports.truncate(q.limit as usize);
     load_tables_of_page(c, &mut imports)?;
     Ok(ImportPage { imports, has_more })
-}
-
-pub(crate) fn row_errors(
-    c: &Connection,
-    workspace_id: Uuid,
-    id: Uuid,
-    after: Option<i64>,
-    limit: u32,
-) -> StoreResult<Vec<StoredRowError>> {
-    get(c, workspace_id, id)?;
-    let mut stmt = c.prepare_cached(
-        "SELECT e.id, t.table_name, e.line, e.record, e.column_name, e.code, e.message, e.row
-         FROM intake_row_errors e
-         JOIN intake_import_tables t ON t.import_id = e.import_id AND t.position = e.position
-         WHERE e.import_id = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(
-        params![id.to_string(), after.unwrap_or(0), i64::from(limit)],
-        |r| {
-            let code: String = r.get(5)?;
-            Ok(StoredRowError {
-                id: r.get(0)?,
-                table: r.get(1)?,
-                error: RowError {
-                    line: r.get::<_, i64>(2)? as u64,
-                    record: r.get::<_, i64>(3)? as u64,
-                    column: r.get(4)?,
-                    code: code_from_str(&code),
-                    message: r.get(6)?,
-                    row: json_col(r.get(7)?),
-                },
-            })
-        },
-    )?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-/// The first error of each group is the one listed first (lowest id: source order).
-pub(crate) fn error_groups(
-    c: &Connection,
-    workspace_id: Uuid,
-    id: Uuid,
-) -> StoreResult<Vec<ErrorGroup>> {
-    get(c, workspace_id, id)?;
-    let mut stmt = c.prepare_cached(
-        "SELECT t.table_name, g.column_name, g.code, g.n, e.line, e.message
-         FROM (SELECT position, column_name, code, count(*) AS n, min(id) AS first
-               FROM intake_row_errors WHERE import_id = ?1
-               GROUP BY position, column_name, code) g
-         JOIN intake_row_errors e ON e.id = g.first
-         JOIN intake_import_tables t ON t.import_id = ?1 AND t.position = g.position
-         ORDER BY g.n DESC, e.line, g.position",
-    )?;
-    let rows = stmt.query_map([id.to_string()], |r| {
-        let code: String = r.get(2)?;
-        Ok(ErrorGroup {
-            table: r.get(0)?,
-            column: r.get(1)?,
-            code: code_from_str(&code),
-            count: r.get::<_, i64>(3)?.max(0) as u64,
-            first_line: r.get::<_, i64>(4)?.max(0) as u64,
-            example: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-pub(crate) fn code_from_str(s: &str) -> RowErrorCode {
-    crate::model::row_error::ALL_CODES
-        .iter()
-        .copied()
-        .find(|c| c.as_str() == s)
-        .unwrap_or(RowErrorCode::MalformedRecord)
 }
