@@ -219,7 +219,10 @@ fn sample(
         };
         match item.body {
             RecordBody::Fields(rec) => inference.add_fields(rec.iter()),
-            RecordBody::Object(obj, _) => inference.add_object(obj.iter().map(|(k, v)| (k, v))),
+            RecordBody::Object(obj) => {
+                let fields = obj.to_values();
+                inference.add_object(fields.iter().map(|(k, v)| (k, v)));
+            }
             RecordBody::Bad { .. } => {}
         }
     }

@@ -155,7 +155,10 @@ fn next_record(reader: &mut SourceReader, inference: &mut Inference) -> Result<b
     };
     match item.map_err(|e| e.to_string())?.body {
         RecordBody::Fields(rec) => inference.add_fields(rec.iter()),
-        RecordBody::Object(obj, _) => inference.add_object(obj.iter().map(|(k, v)| (k, v))),
+        RecordBody::Object(obj) => {
+            let fields = obj.to_values();
+            inference.add_object(fields.iter().map(|(k, v)| (k, v)));
+        }
         // A record that cannot be read is the load's row error, not a column.
         RecordBody::Bad { .. } => {}
     }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::model::coerce::{CoerceError, ColumnCoercer};
+use crate::model::coerce::{CoerceError, ColumnCoercer, JsonCell};
 use crate::model::row_error::SourceRecord;
 use crate::model::{ColumnType, RowError, TableSchema, Value};
 use crate::store::TypedRow;
@@ -28,6 +28,9 @@ pub struct Validator {
     /// objects of a file mostly name the same keys in the same order, and comparing a key
     /// with the one before costs less than hashing it.
     key_columns: Vec<(String, Option<usize>)>,
+    /// For each column, the position of the field of the current JSON object that feeds it
+    /// (kept between records to reuse its memory).
+    column_fields: Vec<Option<usize>>,
 }
 
 /// The cells that mean NULL; the usual set (only the empty cell) is checked without hashing.
@@ -100,6 +103,7 @@ impl Validator {
             warned: HashSet::new(),
             key,
             key_columns: Vec::new(),
+            column_fields: Vec::new(),
         })
     }
 
@@ -110,7 +114,7 @@ impl Validator {
 
     /// Unknown JSON keys of this object not warned about yet (each key is reported once).
     pub fn new_unknown_keys(&mut self, item: &ReadItem) -> Vec<String> {
-        let RecordBody::Object(obj, _) = &item.body else {
+        let RecordBody::Object(obj) = &item.body else {
             return Vec::new();
         };
         self.remember_key_columns(obj);
@@ -137,10 +141,10 @@ impl Validator {
         for (i, (k, _)) in obj.iter().enumerate() {
             match self.key_columns.get_mut(i) {
                 Some((known, _)) if known == k => {}
-                Some(slot) => *slot = (k.clone(), keys.column(&self.schema, k)),
+                Some(slot) => *slot = (k.to_owned(), keys.column(&self.schema, k)),
                 None => self
                     .key_columns
-                    .push((k.clone(), keys.column(&self.schema, k))),
+                    .push((k.to_owned(), keys.column(&self.schema, k))),
             }
         }
     }
@@ -186,20 +190,23 @@ impl Validator {
                 }
                 SourceRecord::Fields(self.header.clone(), rec)
             }
-            RecordBody::Object(obj, text) => {
+            RecordBody::Object(obj) => {
                 self.remember_key_columns(&obj);
-                let mut cells: Vec<Option<&serde_json::Value>> = vec![None; n];
-                for ((_, v), (_, column)) in obj.iter().zip(&self.key_columns) {
+                self.column_fields.clear();
+                self.column_fields.resize(n, None);
+                // A later key feeding the same column wins, as it would in a map.
+                for (j, (_, column)) in self.key_columns.iter().enumerate().take(obj.len()) {
                     if let Some(i) = *column {
-                        cells[i] = Some(v);
+                        self.column_fields[i] = Some(j);
                     }
                 }
                 for (i, coercer) in self.coercers.iter().enumerate() {
-                    let result = match cells[i] {
-                        Some(serde_json::Value::String(s)) if self.null_values[i].contains(s) => {
+                    let cell = self.column_fields[i].and_then(|j| obj.value(j));
+                    let result = match cell {
+                        Some(JsonCell::String(s)) if self.null_values[i].contains(s) => {
                             coercer.missing()
                         }
-                        Some(v) => coercer.coerce_json(v),
+                        Some(v) => coercer.coerce_cell(v),
                         None => coercer.missing(),
                     };
                     match result {
@@ -210,7 +217,7 @@ impl Validator {
                         }
                     }
                 }
-                SourceRecord::Json(text)
+                SourceRecord::Json(obj.into_text())
             }
         };
         if problems.is_empty() {

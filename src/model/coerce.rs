@@ -34,6 +34,47 @@ impl CoerceError {
     }
 }
 
+/// A JSON value as a column reads it, borrowed from where it was parsed: a record's text or a
+/// parsed `serde_json::Value`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JsonCell<'a> {
+    /// JSON `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number's text exactly as serde_json's `Number` keeps it (never through an f64).
+    Number(&'a str),
+    /// A string's content, unescaped.
+    String(&'a str),
+    /// An array or an object.
+    Nested(&'a Json),
+}
+
+impl<'a> JsonCell<'a> {
+    /// The cell of a parsed value.
+    pub fn of(v: &'a Json) -> JsonCell<'a> {
+        match v {
+            Json::Null => JsonCell::Null,
+            Json::Bool(b) => JsonCell::Bool(*b),
+            Json::Number(n) => JsonCell::Number(n.as_str()),
+            Json::String(s) => JsonCell::String(s),
+            Json::Array(_) | Json::Object(_) => JsonCell::Nested(v),
+        }
+    }
+
+    /// The value's compact JSON text, as `serde_json::Value`'s `Display` writes it.
+    pub fn json_text(self) -> String {
+        match self {
+            JsonCell::Null => "null".to_owned(),
+            JsonCell::Bool(b) => if b { "true" } else { "false" }.to_owned(),
+            JsonCell::Number(n) => n.to_owned(),
+            // A string slice serialises exactly as a `Value::String` holding it.
+            JsonCell::String(s) => serde_json::to_string(s).unwrap_or_default(),
+            JsonCell::Nested(v) => v.to_string(),
+        }
+    }
+}
+
 /// A column's coercion rules, compiled once per import and shared by the threads reading it.
 #[derive(Debug, Clone)]
 pub struct ColumnCoercer {
@@ -158,57 +199,57 @@ impl ColumnCoercer {
 
     /// Coerces a JSON value (NDJSON/JSON); JSON null is a missing value.
     pub fn coerce_json(&self, v: &Json) -> Result<Value, CoerceError> {
+        self.coerce_cell(JsonCell::of(v))
+    }
+
+    /// Coerces a JSON value read in place from its record; JSON null is a missing value.
+    pub fn coerce_cell(&self, cell: JsonCell<'_>) -> Result<Value, CoerceError> {
         let ty = self.spec.ty;
-        match (ty, v) {
-            (_, Json::Null) => self.missing(),
-            (ColumnType::Json, _) => Ok(Value::Json(v.to_string())),
+        match (ty, cell) {
+            (_, JsonCell::Null) => self.missing(),
+            (ColumnType::Json, _) => Ok(Value::Json(cell.json_text())),
             // A JSON string holds exactly the text a CSV cell would.
-            (ColumnType::String, Json::String(s)) => self.text_value(s),
-            (_, Json::String(s)) => self.coerce_text(s),
+            (ColumnType::String, JsonCell::String(s)) => self.text_value(s),
+            (_, JsonCell::String(s)) => self.coerce_text(s),
             // Scalars have one obvious text form; strings and enums take it.
-            (ColumnType::String | ColumnType::Enum, Json::Number(n)) => {
-                self.coerce_text(&n.to_string())
+            (ColumnType::String | ColumnType::Enum, JsonCell::Number(n)) => self.coerce_text(n),
+            (ColumnType::String | ColumnType::Enum, JsonCell::Bool(b)) => {
+                self.coerce_text(if b { "true" } else { "false" })
             }
-            (ColumnType::String | ColumnType::Enum, Json::Bool(b)) => {
-                self.coerce_text(if *b { "true" } else { "false" })
-            }
-            (ColumnType::String, Json::Array(_)) => Err(CoerceError::new(
+            (ColumnType::String, JsonCell::Nested(Json::Array(_))) => Err(CoerceError::new(
                 RowErrorCode::InvalidType,
                 "expected a string, got an array".to_owned(),
             )),
-            (ColumnType::String, Json::Object(_)) => Err(CoerceError::new(
+            (ColumnType::String, JsonCell::Nested(Json::Object(_))) => Err(CoerceError::new(
                 RowErrorCode::InvalidType,
                 "expected a string, got an object".to_owned(),
             )),
             // JSON numbers keep the text they were written with, so an integer is read from
             // that text exactly (`1e5` and `7.0` are integers; no f64 in between).
-            (ColumnType::Integer, Json::Number(n)) => {
-                let text = n.to_string();
-                match canonical_decimal(&text) {
-                    Ok(d) if !d.contains('.') => match parse_i64(&d) {
-                        Ok(i) => self.int_value(i),
-                        Err(_) => Err(int_out_of_range(&text)),
-                    },
-                    Err(DecimalError::TooManyDigits) => Err(int_out_of_range(&text)),
-                    _ => Err(not_a(ColumnType::Integer, &text)),
-                }
-            }
-            (ColumnType::Float, Json::Number(n)) => match n.as_f64() {
-                Some(x) if x.is_finite() => self.float_value(x),
-                _ => Err(not_a(ColumnType::Float, &n.to_string())),
+            (ColumnType::Integer, JsonCell::Number(text)) => match canonical_decimal(text) {
+                Ok(d) if !d.contains('.') => match parse_i64(&d) {
+                    Ok(i) => self.int_value(i),
+                    Err(_) => Err(int_out_of_range(text)),
+                },
+                Err(DecimalError::TooManyDigits) => Err(int_out_of_range(text)),
+                _ => Err(not_a(ColumnType::Integer, text)),
             },
-            (ColumnType::Decimal, Json::Number(n)) => {
-                let text = n.to_string();
-                self.decimal_value(&text, || text.clone())
-            }
-            (ColumnType::Boolean, Json::Bool(b)) => Ok(Value::Bool(*b)),
-            (ColumnType::Boolean, Json::Number(n)) => match n.as_u64() {
-                Some(0) => Ok(Value::Bool(false)),
-                Some(1) => Ok(Value::Bool(true)),
-                _ => Err(not_a(ColumnType::Boolean, &n.to_string())),
+            // What serde_json's `Number::as_f64` answers for a number kept as its text.
+            (ColumnType::Float, JsonCell::Number(text)) => match text.parse::<f64>() {
+                Ok(x) if x.is_finite() => self.float_value(x),
+                _ => Err(not_a(ColumnType::Float, text)),
             },
-            (ColumnType::Enum, _) => Err(self.not_allowed(&quote_json(v))),
-            _ => Err(not_a(ty, &quote_json(v))),
+            (ColumnType::Decimal, JsonCell::Number(text)) => {
+                self.decimal_value(text, || text.to_owned())
+            }
+            (ColumnType::Boolean, JsonCell::Bool(b)) => Ok(Value::Bool(b)),
+            (ColumnType::Boolean, JsonCell::Number(text)) => match text.parse::<u64>() {
+                Ok(0) => Ok(Value::Bool(false)),
+                Ok(1) => Ok(Value::Bool(true)),
+                _ => Err(not_a(ColumnType::Boolean, text)),
+            },
+            (ColumnType::Enum, _) => Err(self.not_allowed(&quote_cell(cell))),
+            _ => Err(not_a(ty, &quote_cell(cell))),
         }
     }
 
@@ -457,11 +498,11 @@ fn quote(s: &str) -> String {
 
 /// A JSON value as shown in messages, cut like `quote`.
 #[cold]
-fn quote_json(v: &Json) -> String {
-    if let Json::String(s) = v {
+fn quote_cell(cell: JsonCell<'_>) -> String {
+    if let JsonCell::String(s) = cell {
         return quote(s);
     }
-    let text = v.to_string();
+    let text = cell.json_text();
     match text.char_indices().nth(QUOTE_CHARS) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text,
@@ -1459,6 +1500,29 @@ mod tests {
         assert_eq!(code(text(t, "{a:1}")), RowErrorCode::InvalidJson);
         assert_eq!(code(text(t, "abc")), RowErrorCode::InvalidJson);
         assert!(message(text(t, "{a:1}")).starts_with("\"{a:1}\" is not valid JSON: "));
+    }
+
+    #[test]
+    fn a_json_cell_writes_the_text_its_parsed_value_would() {
+        for text in [
+            r#""tab\there \"quoted\" \u00e9 \u0001""#,
+            "12345678901234567890.000000000000000000001",
+            "-0",
+            "1E5",
+            "true",
+            "null",
+            r#"{"b": [1, {"c": null}], "a": "x"}"#,
+            "[]",
+        ] {
+            let v: Json = serde_json::from_str(text).unwrap();
+            assert_eq!(JsonCell::of(&v).json_text(), v.to_string(), "{text}");
+        }
+        // A number read in place coerces as the parsed number does.
+        for ty in [ColumnType::Integer, ColumnType::Float, ColumnType::Decimal] {
+            let c = coercer(ty);
+            let v: Json = serde_json::from_str("1E5").unwrap();
+            assert_eq!(c.coerce_cell(JsonCell::Number("1e+5")), c.coerce_json(&v));
+        }
     }
 
     #[test]

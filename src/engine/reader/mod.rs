@@ -120,9 +120,9 @@ pub enum RecordBody {
     /// A delimited record (valid UTF-8) with as many fields as the header (any number without
     /// a header).
     Fields(csv::StringRecord),
-    /// An NDJSON line or JSON array element that is an object, and the text it was read
+    /// An NDJSON line or JSON array element that is an object, with the text it was read
     /// from (kept to report the record, instead of the parsed object, which is larger).
-    Object(JsonFields, Box<str>),
+    Object(JsonFields),
     /// A record that cannot be used; `row` is what could be recovered, as a JSON object:
     /// header name → field text for delimited records (extra fields keyed `field_N`),
     /// `{"_raw": text}` or `{"_value": value}` for JSON.
@@ -138,7 +138,7 @@ impl RecordBody {
     #[cfg(test)]
     pub fn object(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
         match self {
-            RecordBody::Object(fields, _) => Some(fields.iter().cloned().collect()),
+            RecordBody::Object(fields) => Some(fields.to_values().into_iter().collect()),
             _ => None,
         }
     }
@@ -347,10 +347,10 @@ fn repeated_field(field: &str, bytes: &[u8]) -> RecordBody {
 /// The body for a JSON value parsed from `text`: the object itself, or `not_an_object`.
 fn object_body(parsed: record::Parsed, text: &str) -> RecordBody {
     match parsed {
-        record::Parsed::Object(fields) => RecordBody::Object(fields, text.into()),
-        record::Parsed::Other(serde_json::Value::Object(map)) => {
-            RecordBody::Object(map.into_iter().collect(), text.into())
-        }
+        record::Parsed::Object(fields) => RecordBody::Object(fields),
+        record::Parsed::Other(serde_json::Value::Object(map)) => RecordBody::Object(
+            JsonFields::from_values(text.into(), map.into_iter().collect()),
+        ),
         record::Parsed::Other(other) => RecordBody::Bad {
             code: RowErrorCode::NotAnObject,
             message: format!("expected a JSON object, found {}", json_kind(&other)),
