@@ -93,8 +93,9 @@ pub(crate) trait Apply {
 }
 
 /// Writes the [`Apply`] methods a backend answers with its own functions of the same names
-/// (`first`, `find_idempotency`, `check_lease`, `set_terminal`, `get_locked`, `get`, `get_any`, `later_conflict`,
-/// `live_conflict`), inside its `impl Apply` in the module that has them in scope.
+/// (`first`, `find_idempotency`, `check_lease`, `set_terminal`, `get_locked`, `get`, `get_any`,
+/// `append_event`, `later_conflict`, `live_conflict`), inside its `impl Apply` in the module
+/// that has them in scope.
 macro_rules! apply_by_name {
     () => {
         fn flag(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<bool>> {
@@ -139,6 +140,16 @@ macro_rules! apply_by_name {
 
         fn import_any(&mut self, id: Uuid) -> StoreResult<ImportRecord> {
             get_any(self, id)
+        }
+
+        fn event(
+            &mut self,
+            workspace_id: Uuid,
+            id: Uuid,
+            kind: &str,
+            data: &serde_json::Value,
+        ) -> StoreResult<()> {
+            append_event(*self, workspace_id, id, kind, data)
         }
 
         fn rollback_conflict(

@@ -31,10 +31,10 @@ fn must_find(
     sql: &str,
     args: &[Arg<'_>],
 ) -> StoreResult<()> {
-    match c.rows(sql, args, |_| Ok(()))?.is_empty() {
-        true => Err(StoreError::NotFound(what)),
-        false => Ok(()),
+    if c.rows(sql, args, |_| Ok(()))?.is_empty() {
+        return Err(StoreError::NotFound(what));
     }
+    Ok(())
 }
 
 /// The arguments of a page of a list: its owner's id, the id to go on from, the page size.

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::values::ts;
-use super::{StoreError, StoreResult, first, now, tables};
+use super::{StoreError, StoreResult, first_record, now, tables};
 use crate::model::{Refusal, Role};
 use crate::store::stored_row;
 use crate::store::{KeyRecord, NewKey, Workspace};
@@ -32,7 +32,7 @@ pub(super) fn insert_workspace(tx: &Connection, slug: &str, name: &str) -> Store
 }
 
 pub(super) fn delete_workspace(tx: &Connection, id: Uuid) -> StoreResult<Vec<String>> {
-    let ws = first(
+    let ws = first_record(
         tx,
         "SELECT id, slug, name, created_at FROM intake_workspaces WHERE id = ?1",
         [id.to_string()],
@@ -128,7 +128,7 @@ pub(super) fn bootstrap(tx: &Connection, key: &NewKey) -> StoreResult<Option<Wor
 
 /// A workspace by id or slug.
 pub(super) fn find_workspace(c: &Connection, key: &str) -> StoreResult<Option<Workspace>> {
-    first(
+    first_record(
         c,
         "SELECT id, slug, name, created_at FROM intake_workspaces WHERE id = ?1 OR slug = ?1",
         [key],
@@ -142,7 +142,7 @@ pub(super) fn authenticate(c: &Connection, hash: &[u8; 32]) -> StoreResult<Optio
         "SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE hash = ?1 AND revoked_at IS NULL
              AND (expires_at IS NULL OR expires_at > ?2)"
     );
-    first(c, &sql, params![&hash[..], ts(now())], |r| {
+    first_record(c, &sql, params![&hash[..], ts(now())], |r| {
         stored_row::key(r)
     })
 }
@@ -154,7 +154,7 @@ pub(super) fn revoke_key(
     id: Uuid,
     max_role: Role,
 ) -> StoreResult<KeyRecord> {
-    let key = first(
+    let key = first_record(
         tx,
         &format!("SELECT {KEY_COLUMNS} FROM intake_api_keys WHERE id = ?1 AND workspace_id = ?2"),
         params![id.to_string(), workspace_id.to_string()],

@@ -249,7 +249,7 @@ pub(crate) fn now_ms() -> i64 {
 use super::apply::now;
 
 /// The record `read` makes of the first row a query returns, if it returns one.
-fn first<T>(
+fn first_record<T>(
     c: &Connection,
     sql: &str,
     params: impl rusqlite::Params,

@@ -4,7 +4,7 @@ use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::values::ts;
-use super::{StoreError, StoreResult, first, now, now_ms};
+use super::{StoreError, StoreResult, first_record, now, now_ms};
 use crate::store::stored_row;
 use crate::store::{DeliveryOutcome, DueDelivery, NewWebhook, WebhookRecord};
 
@@ -34,7 +34,7 @@ pub(super) fn create(
 }
 
 fn get(c: &Connection, workspace_id: Uuid, id: Uuid) -> StoreResult<WebhookRecord> {
-    first(
+    first_record(
         c,
         &format!(
             "SELECT {WEBHOOK_COLUMNS} FROM intake_webhooks WHERE id = ?1 AND workspace_id = ?2"

@@ -177,16 +177,6 @@ impl Apply for &mut Transaction<'_> {
         Ok(self.query_opt(sql, &bind(args))?.is_some())
     }
 
-    fn event(
-        &mut self,
-        workspace_id: Uuid,
-        id: Uuid,
-        kind: &str,
-        data: &serde_json::Value,
-    ) -> StoreResult<()> {
-        append_event(&mut **self, workspace_id, id, kind, data)
-    }
-
     fn undo_copies(&mut self, import: &ImportRecord) -> StoreResult<Vec<String>> {
         undo_tables(self, import)
     }

@@ -194,16 +194,6 @@ impl Apply for &rusqlite::Transaction<'_> {
             .exists(params_from_iter(bind(args)))?)
     }
 
-    fn event(
-        &mut self,
-        workspace_id: Uuid,
-        id: Uuid,
-        kind: &str,
-        data: &serde_json::Value,
-    ) -> StoreResult<()> {
-        append_event(self, workspace_id, id, kind, data)
-    }
-
     fn undo_copies(&mut self, import: &ImportRecord) -> StoreResult<Vec<String>> {
         Ok(undo_tables(self, import)?
             .iter()

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::super::values::ts;
-use super::super::{StoreError, StoreResult, first, parse_uuid};
+use super::super::{StoreError, StoreResult, first_record, parse_uuid};
 use crate::store::stored_row;
 use crate::store::*;
 
@@ -49,7 +49,7 @@ pub(crate) fn load_tables_of_page(c: &Connection, imports: &mut [ImportRecord]) 
 
 pub(crate) fn get_any(c: &Connection, id: Uuid) -> StoreResult<ImportRecord> {
     let sql = format!("SELECT {IMPORT_COLUMNS} FROM intake_imports WHERE id = ?1");
-    let mut import = first(c, &sql, [id.to_string()], |r| stored_row::import(r))?
+    let mut import = first_record(c, &sql, [id.to_string()], |r| stored_row::import(r))?
         .ok_or(StoreError::NotFound("import"))?;
     load_tables(c, &mut import)?;
     Ok(import)
