@@ -27,7 +27,7 @@ use crate::engine::staging::{StageError, Staged, stage};
 use crate::engine::{StagedSource, Submission, SubmitError, Submitted};
 use crate::model::{ImportStatus, Source};
 use crate::store::{
-    ImportRecord, KeyRecord, NewImportInput, StoreError, StoredRowError, Workspace,
+    ImportRecord, KeyRecord, NewImportInput, StoreError, StoreResult, StoredRowError, Workspace,
 };
 
 /// The key a request presents and its workspace; `None` when there is no key, or when it is
@@ -137,18 +137,28 @@ async fn row_errors(
     id: Uuid,
     cap: u32,
 ) -> ApiResult<Vec<StoredRowError>> {
-    let mut out: Vec<StoredRowError> = Vec::new();
-    while (out.len() as u32) < cap {
-        let after = out.last().map(|e| e.id);
-        let page = state
+    let read = |after, limit: u32| {
+        state
             .store
-            .list_row_errors(workspace_id, id, after, (cap - out.len() as u32).min(1000))
-            .await?;
-        let done = page.is_empty();
-        out.extend(page);
-        if done {
+            .list_row_errors(workspace_id, id, after, limit.min(1000))
+    };
+    Ok(read_up_to(cap, |e: &StoredRowError| e.id, read).await?)
+}
+
+/// A list the store pages by id, read from its start up to `cap` items: `page(after, limit)`
+/// answers at most `limit` items after the one whose id is `after`; `id_of` gives an item's id.
+async fn read_up_to<T, P, F>(cap: u32, id_of: fn(&T) -> i64, mut page: P) -> StoreResult<Vec<T>>
+where
+    P: FnMut(Option<i64>, u32) -> F,
+    F: std::future::Future<Output = StoreResult<Vec<T>>>,
+{
+    let mut out: Vec<T> = Vec::new();
+    while (out.len() as u32) < cap {
+        let next = page(out.last().map(id_of), cap - out.len() as u32).await?;
+        if next.is_empty() {
             break;
         }
+        out.extend(next);
     }
     Ok(out)
 }

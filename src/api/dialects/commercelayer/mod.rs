@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     InlineImport, Records, authorization, caller, create_inline_import, header, import_id, millis,
-    parse_json, parse_time, read_body, row_errors,
+    parse_json, parse_time, read_body, read_up_to, row_errors,
 };
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorCode};

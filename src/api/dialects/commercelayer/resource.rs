@@ -190,20 +190,8 @@ pub(super) async fn all_events(
     ws: &Workspace,
     id: uuid::Uuid,
 ) -> ClResult<Vec<EventRecord>> {
-    let mut out: Vec<EventRecord> = Vec::new();
-    while (out.len() as u32) < MAX_EVENTS {
-        let after = out.last().map(|e| e.id);
-        let page = state
-            .store
-            .list_events(ws.id, id, after, MAX_EVENTS - out.len() as u32)
-            .await?;
-        let done = page.is_empty();
-        out.extend(page);
-        if done {
-            break;
-        }
-    }
-    Ok(out)
+    let read = |after, limit| state.store.list_events(ws.id, id, after, limit);
+    Ok(read_up_to(MAX_EVENTS, |e: &EventRecord| e.id, read).await?)
 }
 
 /// The resource of one import, with its errors and warnings read.
