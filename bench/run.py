@@ -846,6 +846,8 @@ def main():
     ap.add_argument("--results", help="also write the results (markdown) to this file")
     ap.add_argument("--only-ndjson", action="store_true",
                     help="only the loads the NDJSON goal compares: CSV and NDJSON, side by side")
+    ap.add_argument("--only", help="only these loads, by key (comma-separated, e.g. "
+                    "intake_sqlite,duckdb or upsert_sqlite,upsert_sqlite3)")
     args = ap.parse_args()
     command = "python3 bench/run.py " + " ".join(sys.argv[1:])
 
@@ -942,6 +944,9 @@ def main():
             keep = {"intake_sqlite", "ndjson_sqlite", "intake_pg", "ndjson_pg"}
             groups = [[j for j in g if j[0] in keep] for g in groups]
             groups = [groups[0] + groups[3][:1], groups[1] + groups[3][1:]]
+        if args.only:
+            keep = set(args.only.split(","))
+            groups = [[j for j in g if j[0] in keep] for g in groups]
         groups = [[j for j in g if j[2]] for g in groups]
         samples = {j[0]: [] for g in groups for j in g}
         for k in range(N):

@@ -99,6 +99,83 @@ async fn rolling_back_an_upsert_restores_updated_rows_exactly_including_nulls() 
     s.stop().await;
 }
 
+/// The upsert journals kept beside the tables of the test's database.
+fn journals(s: &TestServer) -> i64 {
+    let sql = if common::on_postgres() {
+        "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%\\_\\_journal\\_%'"
+    } else {
+        "SELECT count(*) FROM sqlite_master WHERE name GLOB '*__journal_*'"
+    };
+    common::sql_rows(&s.data_dir(), sql)[0][0]
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .expect("a count")
+}
+
+#[tokio::test]
+async fn an_upsert_that_changes_a_key_twice_rolls_back_to_the_first_version_and_drops_its_journal()
+{
+    let s = TestServer::start().await;
+    s.create_table(people()).await;
+    load(&s, "table=people", BASE).await;
+    let original = s.all_records("people").await;
+    // Row 1 changes twice in one file (the last version wins), row 2 changes once, row 9
+    // is created and then changed.
+    let second = load(
+        &s,
+        "table=people&mode=upsert",
+        "id,name,score,born\n1,Ann B,1.5,1990-01-01\n2,Bo,,1985-05-05\n9,New,,\n1,Ann C,2,\n9,Newer,,\n",
+    )
+    .await;
+    assert_eq!(second["status"], "complete", "{second}");
+    assert_eq!(
+        journals(&s),
+        1,
+        "the upsert keeps its journal while it can be rolled back"
+    );
+    let mut now = s.all_records("people").await;
+    now.sort_by_key(|r| r["id"].as_i64());
+    assert_eq!(
+        now[0],
+        json!({"id": 1, "name": "Ann C", "score": "2", "born": null})
+    );
+    assert_eq!(
+        now[4],
+        json!({"id": 9, "name": "Newer", "score": null, "born": null})
+    );
+    roll_back_and_wait(&s, &id_of(&second)).await;
+    assert_eq!(s.all_records("people").await, original);
+    assert_eq!(journals(&s), 0, "the journal goes with the undo");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_upsert_journal_is_dropped_when_its_rollback_window_ends_or_its_import_is_deleted() {
+    let s = TestServer::start_with(|c| c.engine.retention = std::time::Duration::ZERO).await;
+    s.create_table(people()).await;
+    load(&s, "table=people", BASE).await;
+    let first = load(&s, "table=people&mode=upsert", "id,name\n1,Changed\n").await;
+    assert_eq!(first["counts"]["updated"], 1, "{first}");
+    assert_eq!(journals(&s), 1);
+    let store = common::open_store(&s.data_dir()).await;
+    let pruned = store
+        .prune(
+            time::OffsetDateTime::now_utc(),
+            std::time::Duration::from_secs(86_400),
+        )
+        .await
+        .expect("prune");
+    assert!(pruned >= 1, "{pruned}");
+    assert_eq!(journals(&s), 0, "pruned with the rollback window");
+    let second = load(&s, "table=people&mode=upsert", "id,name\n2,Changed\n").await;
+    assert_eq!(journals(&s), 1);
+    let (status, body) = send(s.delete(&format!("/v1/imports/{}", id_of(&second)))).await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    assert_eq!(journals(&s), 0, "deleted with its import");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn rolling_back_a_cleanup_brings_destroyed_rows_back() {
     let s = TestServer::start().await;

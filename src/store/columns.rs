@@ -22,3 +22,7 @@ pub(crate) const WEBHOOK_COLUMNS: &str = "id, url, events, secret, description, 
 
 /// The column holding the number of the import that last wrote each row.
 pub const IMPORT_COLUMN: &str = "_intake_import";
+
+/// The column of an upsert's journal saying why a row is in it: `updated`, `claimed` (kept
+/// by a cleanup, same values) or `destroyed` (deleted by a cleanup).
+pub const JOURNAL_OP_COLUMN: &str = "_intake_op";

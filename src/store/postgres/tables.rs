@@ -20,7 +20,7 @@ pub const ROW_COLUMN: &str = "_intake_row";
 
 /// Kinds of tables kept beside a table: a replace's new rows, a replaced table kept for undo,
 /// a dry run's seen keys and a dry-run replace's rows.
-const SIDE_KINDS: [&str; 4] = ["replace", "undo", "seen", "dry_run"];
+const SIDE_KINDS: [&str; 5] = ["replace", "undo", "seen", "dry_run", "journal"];
 
 /// The slug of a workspace, which names its schema.
 pub(super) fn workspace_slug(
@@ -90,6 +90,12 @@ pub fn side_table(table: &str, kind: &str, number: i64) -> String {
 /// The table a replace keeps the previous rows in, to roll back.
 pub fn undo_table(table: &str, number: i64) -> String {
     side_table(table, "undo", number)
+}
+
+/// The table an upsert journals the rows it changes in (each row's version before the
+/// import first touched it), to roll back.
+pub fn journal_table(table: &str, number: i64) -> String {
+    side_table(table, "journal", number)
 }
 
 /// The expression rows are paged by: a single integer (or boolean) key, as SQLite orders a

@@ -30,8 +30,8 @@ use uuid::Uuid;
 
 use super::imports::{append_event, check_lease};
 use super::tables::{
-    IMPORT_COLUMN, ROW_COLUMN, create_sql, db_message, exists, side_table, undo_table,
-    workspace_slug,
+    IMPORT_COLUMN, ROW_COLUMN, create_sql, db_message, exists, journal_table, side_table,
+    undo_table, workspace_slug,
 };
 use super::values::{
     Cell, Unstorable, compare_expr, copy_header, copy_trailer, encode_field, qualified, quote,
@@ -40,6 +40,7 @@ use super::values::{
 use super::{Inner, StoreError, StoreResult, now};
 use crate::model::{ColumnType, Mode, RowError, RowErrorCode, Value};
 use crate::store::apply::finish_cleaned_table;
+use crate::store::columns::JOURNAL_OP_COLUMN;
 use crate::store::{
     Batch, BatchOutcome, BatchWriter, Claim, Position, TableEnd, TypedRow, WritePlan, write_each,
 };
@@ -90,6 +91,9 @@ struct Names {
     /// keys of the rows it would have written go to this scratch table instead, committed with
     /// each batch's checkpoint, and the rows it would destroy are those whose key is not in it.
     seen: Option<String>,
+    /// An upsert's journal of the previous versions of the rows it changes (none for a dry
+    /// run, which keeps nothing).
+    journal: Option<String>,
     /// The session's temporary staging table (named by the table's shape).
     stage: String,
 }
@@ -151,6 +155,10 @@ impl Names {
     fn table(&self) -> String {
         qualified(&self.slug, &self.table)
     }
+
+    fn journal(&self) -> Option<String> {
+        self.journal.as_ref().map(|j| qualified(&self.slug, j))
+    }
 }
 
 impl PgWriter {
@@ -192,12 +200,15 @@ impl PgWriter {
             };
             let seen =
                 (self.cleanup && self.plan.dry_run).then(|| side_table(&table, "seen", number));
+            let journal = (self.plan.mode == Mode::Upsert && !self.plan.dry_run)
+                .then(|| journal_table(&table, number));
             let stage = format!("intake_stage_{:016x}", shape_hash(&self.plan));
             self.names = Some(Names {
                 slug,
                 table,
                 target,
                 seen,
+                journal,
                 stage,
             });
         }
@@ -223,7 +234,20 @@ impl PgWriter {
         let key = &self.key;
         let replace = self.plan.mode == Mode::Replace;
         let dry_run = self.plan.dry_run;
+        let stored = self.column_list();
         self.inner.write_now(|tx| {
+            if let (Some(journal), Some(name)) = (names.journal(), &names.journal)
+                && !exists(tx, &names.slug, name)?
+            {
+                // The table's own columns and types, without its constraints: old versions
+                // of a key may repeat.
+                tx.batch_execute(&format!(
+                    "CREATE TABLE {journal} AS SELECT {stored}, ''::text AS {op}
+                     FROM {table} WITH NO DATA",
+                    op = quote(JOURNAL_OP_COLUMN),
+                    table = names.table(),
+                ))?;
+            }
             if let Some(seen) = &names.seen
                 && !exists(tx, &names.slug, seen)?
             {
@@ -331,6 +355,19 @@ impl PgWriter {
             .iter()
             .map(|c| quote(c.name.as_str()))
             .chain([quote(IMPORT_COLUMN), quote(ROW_COLUMN)])
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// [`PgWriter::column_list`], each column of the table aliased `alias`.
+    fn column_list_of(&self, alias: &str) -> String {
+        self.plan
+            .schema
+            .columns
+            .iter()
+            .map(|c| quote(c.name.as_str()))
+            .chain([quote(IMPORT_COLUMN), quote(ROW_COLUMN)])
+            .map(|c| format!("{alias}.{c}"))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -500,7 +537,22 @@ impl PgWriter {
         }
         self.stage(tx, names, enc)?;
         tx.batch_execute("SAVEPOINT upsert")?;
-        match self.upsert_set(tx, names) {
+        // Keys that look distinct take the short statement; two that the database finds
+        // equal all the same (numbers written differently) make it fail, and the batch takes
+        // the long one.
+        let distinct = self.keys_distinct(w.batch, enc);
+        let mut result = if distinct {
+            self.upsert_distinct(tx, names)
+        } else {
+            self.upsert_set(tx, names)
+        };
+        if distinct
+            && matches!(&result, Err(e) if e.code() == Some(&SqlState::CARDINALITY_VIOLATION))
+        {
+            tx.batch_execute("ROLLBACK TO upsert")?;
+            result = self.upsert_set(tx, names);
+        }
+        match result {
             Ok((created, updated, unchanged)) => {
                 tx.batch_execute("RELEASE upsert")?;
                 a.out.created += created;
@@ -514,6 +566,109 @@ impl PgWriter {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether no two rows of the batch have the same key, value for value as encoded.
+    fn keys_distinct(&self, batch: &Batch, enc: &Encoded) -> bool {
+        let refused: std::collections::HashSet<usize> =
+            enc.refused.iter().map(|(i, _)| *i).collect();
+        let cols = &self.plan.schema.columns;
+        let mut seen = std::collections::HashSet::with_capacity(batch.rows.len());
+        let mut key = Vec::new();
+        for (i, row) in batch.rows.iter().enumerate() {
+            if refused.contains(&i) {
+                continue;
+            }
+            key.clear();
+            for &k in &self.key {
+                if encode_field(cols[k].ty, &row.values[k], &mut key).is_err() {
+                    return false;
+                }
+            }
+            if !seen.insert(key.clone()) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The set-based upsert of a batch whose keys are distinct: each staged row is looked up
+    /// once, and its table row (kept whole) is what the journal copies. Fails on a unique
+    /// column other than the key, and on two staged rows of one key.
+    fn upsert_distinct(
+        &self,
+        tx: &mut impl GenericClient,
+        names: &Names,
+    ) -> Result<(u64, u64, u64), ::postgres::Error> {
+        let cols = &self.plan.schema.columns;
+        let keys = self.key_names().join(", ");
+        let first_key = self.key_names().first().cloned().unwrap_or_default();
+        let row = quote(ROW_COLUMN);
+        let owner = quote(IMPORT_COLUMN);
+        let s_cmp: Vec<String> = cols.iter().map(|c| compare_expr("s.", c)).collect();
+        let t_cmp: Vec<String> = cols.iter().map(|c| compare_expr("t.", c)).collect();
+        let names_list: Vec<String> = cols.iter().map(|c| quote(c.name.as_str())).collect();
+        let set: Vec<String> = names_list
+            .iter()
+            .chain(std::iter::once(&owner))
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        let journal = match names.journal() {
+            Some(journal) => format!(
+                "j AS (
+                     INSERT INTO {journal} ({stored}, {op})
+                     SELECT {old}, CASE WHEN c._intake_class = 'u' THEN 'updated' ELSE 'claimed' END
+                     FROM c WHERE c._intake_class <> 'c'
+                       AND (c._intake_old).{owner} IS DISTINCT FROM $2
+                       AND (c._intake_class = 'u' OR $1)
+                     ORDER BY (c._intake_old).{row}),",
+                stored = self.column_list(),
+                old = names_list
+                    .iter()
+                    .chain([&owner, &row])
+                    .map(|n| format!("(c._intake_old).{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                op = quote(JOURNAL_OP_COLUMN),
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "WITH c AS (
+                 SELECT s.*, t AS _intake_old,
+                        CASE WHEN t.{first_key} IS NULL THEN 'c'
+                             WHEN ROW({t_cmp}) IS NOT DISTINCT FROM ROW({s_cmp}) THEN 'same'
+                             ELSE 'u' END AS _intake_class
+                 FROM {stage} s LEFT JOIN {target} t ON {key_match}),
+             {journal}
+             w AS (
+                 INSERT INTO {target} ({names}, {owner}, {row})
+                 SELECT {c_names}, $2, c.{row} FROM c
+                 WHERE c._intake_class <> 'same'
+                    OR ($1 AND (c._intake_old).{owner} IS DISTINCT FROM $2)
+                 ON CONFLICT ({keys}) DO UPDATE SET {set})
+             SELECT count(*) FILTER (WHERE _intake_class = 'c'),
+                    count(*) FILTER (WHERE _intake_class = 'u'),
+                    count(*) FILTER (WHERE _intake_class = 'same')
+             FROM c",
+            t_cmp = t_cmp.join(", "),
+            s_cmp = s_cmp.join(", "),
+            stage = quote(&names.stage),
+            target = names.target(),
+            key_match = self.key_match("t", "s"),
+            names = names_list.join(", "),
+            c_names = names_list
+                .iter()
+                .map(|n| format!("c.{n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            set = set.join(", "),
+        );
+        let r = tx.query_one(&sql, &[&self.cleanup, &self.number])?;
+        let n = |i: usize| -> Result<u64, ::postgres::Error> {
+            Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
+        };
+        Ok((n(0)?, n(1)?, n(2)?))
     }
 
     /// The set-based upsert; fails on a unique column other than the key.
@@ -556,11 +711,7 @@ impl PgWriter {
                  SELECT {c_keys}, bool_or(c.class = 'u') AS changed FROM c GROUP BY {c_keys}
                  HAVING bool_or(c.class <> 'same')
                      OR ($1 AND bool_or(c.old_owner IS DISTINCT FROM $2))),
-             j AS (
-                 INSERT INTO intake_undo (import_id, position, op, row)
-                 SELECT $3, $4, CASE WHEN k.changed THEN 'updated' ELSE 'claimed' END,
-                        row_to_json(t)
-                 FROM {target} t JOIN k ON {tk_match} ORDER BY t.{row}),
+             {journal}
              w AS (
                  INSERT INTO {target} ({names}, {owner}, {row})
                  SELECT DISTINCT ON ({c_keys}) {c_names}, $2, c.first_row
@@ -584,7 +735,6 @@ impl PgWriter {
             target = names.target(),
             key_match = self.key_match("t", "s"),
             c_keys = c_key.join(", "),
-            tk_match = self.key_match("t", "k"),
             ck_match = self.key_match("c", "k"),
             names = names_list.join(", "),
             c_names = names_list
@@ -593,16 +743,25 @@ impl PgWriter {
                 .collect::<Vec<_>>()
                 .join(", "),
             set = set.join(", "),
+            // Only the version from before this import is journaled: a row it created or
+            // changed already is undone by that first entry (or deleted).
+            journal = match names.journal() {
+                Some(journal) => format!(
+                    "j AS (
+                         INSERT INTO {journal} ({stored}, {op})
+                         SELECT {t_stored}, CASE WHEN k.changed THEN 'updated' ELSE 'claimed' END
+                         FROM {target} t JOIN k ON {tk_match}
+                         WHERE t.{owner} IS DISTINCT FROM $2 ORDER BY t.{row}),",
+                    stored = self.column_list(),
+                    t_stored = self.column_list_of("t"),
+                    op = quote(JOURNAL_OP_COLUMN),
+                    target = names.target(),
+                    tk_match = self.key_match("t", "k"),
+                ),
+                None => String::new(),
+            },
         );
-        let r = tx.query_one(
-            &sql,
-            &[
-                &self.cleanup,
-                &self.number,
-                &self.import_id,
-                &i64::from(self.plan.position),
-            ],
-        )?;
+        let r = tx.query_one(&sql, &[&self.cleanup, &self.number])?;
         let n = |i: usize| -> Result<u64, ::postgres::Error> {
             Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
         };
@@ -645,10 +804,33 @@ impl PgWriter {
             .collect();
         let key_cond = key_cond.join(" AND ");
         let select = format!(
-            "SELECT ROW({}) IS NOT DISTINCT FROM ROW({}), row_to_json(t) FROM {target} t WHERE {key_cond}",
+            "SELECT ROW({}) IS NOT DISTINCT FROM ROW({}), t.{owner} FROM {target} t WHERE {key_cond}",
             t_cmp.join(", "),
             param_cmp.join(", ")
         );
+        // Copies the row of a key into the journal: $1 why, then the key's values.
+        let journal = names.journal().map(|journal| {
+            let cond: Vec<String> = self
+                .key
+                .iter()
+                .enumerate()
+                .map(|(j, &i)| {
+                    format!(
+                        "t.{} = ${}::{}",
+                        quote(cols[i].name.as_str()),
+                        j + 2,
+                        scalar_type(cols[i].ty)
+                    )
+                })
+                .collect();
+            format!(
+                "INSERT INTO {journal} ({}, {op}) SELECT {}, $1 FROM {target} t WHERE {}",
+                self.column_list(),
+                self.column_list_of("t"),
+                cond.join(" AND "),
+                op = quote(JOURNAL_OP_COLUMN),
+            )
+        });
         let names_list: Vec<String> = cols.iter().map(|c| quote(c.name.as_str())).collect();
         let insert = format!(
             "INSERT INTO {target} ({}, {owner}, {row}) VALUES ({}, ${}, ${})",
@@ -704,17 +886,19 @@ impl PgWriter {
                 call_args.push(&place);
             }
             tx.batch_execute("SAVEPOINT one_row")?;
+            // Only the version from before this import is journaled, before it changes; a
+            // refused change takes its entry back with it.
+            if let (Some(op), Some(found), Some(journal)) = (op, &existing, &journal) {
+                let owner: i64 = found.try_get(1)?;
+                if owner != self.number {
+                    let mut journal_args: Vec<&(dyn ToSql + Sync)> = vec![&op];
+                    journal_args.extend(self.key.iter().map(|&k| args[k]));
+                    tx.execute(journal.as_str(), &journal_args)?;
+                }
+            }
             match tx.execute(sql.as_str(), &call_args) {
                 Ok(_) => {
                     tx.batch_execute("RELEASE one_row")?;
-                    if let (Some(op), Some(found)) = (op, &existing) {
-                        let old: serde_json::Value = found.try_get(1)?;
-                        tx.execute(
-                            "INSERT INTO intake_undo (import_id, position, op, row)
-                             VALUES ($1, $2, $3, $4)",
-                            &[&self.import_id, &i64::from(self.plan.position), &op, &old],
-                        )?;
-                    }
                     match outcome {
                         0 => a.out.created += 1,
                         1 => a.out.updated += 1,
@@ -751,22 +935,31 @@ impl PgWriter {
         if kept.is_empty() || self.key.is_empty() {
             return Ok(());
         }
-        let (unnest, arrays) = self.key_arrays(kept, 3);
+        let (unnest, arrays) = self.key_arrays(kept, 1);
         let target = names.target();
         let owner = quote(IMPORT_COLUMN);
         let row = quote(ROW_COLUMN);
+        let journal = match names.journal() {
+            Some(journal) => format!(
+                "j AS (INSERT INTO {journal} ({}, {op})
+                       SELECT {}, 'claimed' FROM {target} t JOIN k ON {km}
+                       WHERE t.{owner} <> $1 ORDER BY t.{row}),",
+                self.column_list(),
+                self.column_list_of("t"),
+                op = quote(JOURNAL_OP_COLUMN),
+                km = self.key_match("t", "k"),
+            ),
+            None => String::new(),
+        };
         let sql = format!(
-            "WITH k AS (SELECT DISTINCT * FROM {unnest}),
-             old AS (SELECT t.* FROM {target} t JOIN k ON {km} WHERE t.{owner} <> $1),
-             j AS (INSERT INTO intake_undo (import_id, position, op, row)
-                   SELECT $2, $3, 'claimed', row_to_json(old) FROM old ORDER BY old.{row})
-             UPDATE {target} t SET {owner} = $1 FROM k WHERE {km} AND t.{owner} <> $1",
+            "WITH k AS (SELECT DISTINCT * FROM {unnest}), {journal}
+             done AS (UPDATE {target} t SET {owner} = $1 FROM k WHERE {km} AND t.{owner} <> $1)
+             SELECT 1",
             km = self.key_match("t", "k"),
         );
-        let position = i64::from(self.plan.position);
-        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&self.number, &self.import_id, &position];
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&self.number];
         args.extend(arrays.iter().map(|a| a as &(dyn ToSql + Sync)));
-        // Parameter numbers of the arrays start after the three above.
+        // Parameter numbers of the arrays start after the one above.
         tx.execute(&sql, &args)?;
         Ok(())
     }
@@ -982,6 +1175,7 @@ impl PgWriter {
                 &[&self.import_id, &position],
             )?;
         }
+        self.undo_from_journal(tx, names)?;
         tx.execute(
             &format!("DELETE FROM {table} WHERE {owner} = $1"),
             &[&self.number],
@@ -990,6 +1184,45 @@ impl PgWriter {
             "DELETE FROM intake_undo WHERE import_id = $1 AND position = $2",
             &[&self.import_id, &position],
         )?;
+        Ok(())
+    }
+
+    /// Puts back the rows of the upsert's journal, set by set: the rows it updated or
+    /// claimed get their old values and import, the rows it destroyed come back at the end
+    /// of storage order, newest first. Drops the journal.
+    fn undo_from_journal(&self, tx: &mut impl GenericClient, names: &Names) -> StoreResult<()> {
+        let name = journal_table(&names.table, self.number);
+        if self.key.is_empty() || !exists(tx, &names.slug, &name)? {
+            return Ok(());
+        }
+        let journal = qualified(&names.slug, &name);
+        let table = names.table();
+        let owner = quote(IMPORT_COLUMN);
+        let row = quote(ROW_COLUMN);
+        let op = quote(JOURNAL_OP_COLUMN);
+        let cols: Vec<String> = self
+            .plan
+            .schema
+            .columns
+            .iter()
+            .map(|c| quote(c.name.as_str()))
+            .chain(std::iter::once(owner.clone()))
+            .collect();
+        let set: Vec<String> = cols.iter().map(|c| format!("{c} = o.{c}")).collect();
+        let o_cols: Vec<String> = cols.iter().map(|c| format!("o.{c}")).collect();
+        tx.batch_execute(&format!(
+            "UPDATE {table} t SET {set} FROM {journal} o
+             WHERE o.{op} <> 'destroyed' AND {km};
+             INSERT INTO {table} ({cols}, {row})
+             SELECT {o_cols}, (SELECT coalesce(max({row}), 0) FROM {table})
+                              + row_number() OVER (ORDER BY o.{row} DESC)
+             FROM {journal} o WHERE o.{op} = 'destroyed';
+             DROP TABLE {journal};",
+            set = set.join(", "),
+            km = self.key_match("t", "o"),
+            cols = cols.join(", "),
+            o_cols = o_cols.join(", "),
+        ))?;
         Ok(())
     }
 
@@ -1522,18 +1755,22 @@ impl BatchWriter for PgWriter {
                 let gone: i64 = tx
                     .query_one(
                         &format!(
-                            "WITH gone AS (DELETE FROM {table} t WHERE t.{owner} <> $1 RETURNING t.*),
-                             j AS (INSERT INTO intake_undo (import_id, position, op, row)
-                                   SELECT $2, $3, 'destroyed', row_to_json(gone) FROM gone
-                                   ORDER BY gone.{row})
+                            "WITH gone AS (DELETE FROM {table} t WHERE t.{owner} <> $1 RETURNING t.*)
+                             {journal}
                              SELECT count(*) FROM gone",
-                            row = quote(ROW_COLUMN)
+                            journal = match names.journal() {
+                                Some(journal) => format!(
+                                    ", j AS (INSERT INTO {journal} ({}, {op})
+                                       SELECT {}, 'destroyed' FROM gone ORDER BY gone.{row})",
+                                    self.column_list(),
+                                    self.column_list_of("gone"),
+                                    op = quote(JOURNAL_OP_COLUMN),
+                                    row = quote(ROW_COLUMN),
+                                ),
+                                None => String::new(),
+                            },
                         ),
-                        &[
-                            &self.number,
-                            &self.import_id,
-                            &i64::from(self.plan.position),
-                        ],
+                        &[&self.number],
                     )?
                     .try_get(0)?;
                 destroyed = gone.max(0) as u64;

@@ -56,11 +56,14 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    // 16 KiB pages (for a new database; an existing one keeps its own): a bulk load touches
+    // and checksums a quarter as many pages and WAL frames as with 4 KiB.
     // WAL + synchronous=NORMAL: a killed process loses nothing committed; a power loss may
     // lose the last commits, each with its own checkpoint, so the state stays consistent
     // (the end of an import, after which its sources are deleted, is committed durably).
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
+        "PRAGMA page_size = 16384;
+         PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 10000;
@@ -78,8 +81,9 @@ impl SqliteStore {
         let mut writer = open_connection(&path)?;
         // The writer walks the tables it loads; readers mostly read small metadata rows.
         // The checkpointer copies the log's pages as they come; the writer's own checkpoint,
-        // once the log holds 64 MiB, finds little left and lets the log start over.
-        writer.execute_batch("PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 16384;")?;
+        // once the log holds 4,096 pages (64 MiB of 16 KiB pages), finds little left and lets
+        // the log start over.
+        writer.execute_batch("PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 4096;")?;
         migrate(&mut writer)?;
         let reserve = Arc::new(Reserve::open(path.with_extension("reserve")));
         let checkpointer = Checkpointer::start(open_connection(&path)?, reserve.clone())

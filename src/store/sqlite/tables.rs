@@ -217,7 +217,7 @@ pub(super) fn delete(tx: &Connection, ws: &Workspace, name: &str) -> StoreResult
         let mut stmt = tx.prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table'
              AND (name GLOB ?1 || '__undo_*' OR name GLOB ?1 || '__replace_*'
-                  OR name GLOB ?1 || '__seen_*')",
+                  OR name GLOB ?1 || '__seen_*' OR name GLOB ?1 || '__journal_*')",
         )?;
         let rows = stmt.query_map([&physical], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
@@ -274,4 +274,10 @@ pub(super) fn read_records(
 /// The table a replace keeps the previous rows in, to roll back.
 pub fn undo_table(table: &str, number: i64) -> String {
     format!("{table}__undo_{number}")
+}
+
+/// The table an upsert journals the rows it changes in (each row's version before the
+/// import first touched it), to roll back.
+pub fn journal_table(table: &str, number: i64) -> String {
+    format!("{table}__journal_{number}")
 }

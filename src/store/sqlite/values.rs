@@ -110,11 +110,11 @@ fn lossy(b: &[u8]) -> String {
 }
 
 /// Whether a stored cell holds the same value as a new one (for `unchanged` in upserts).
-pub fn same_value(stored: &SqlValue, new: &Value) -> bool {
+pub fn same_value(stored: ValueRef<'_>, new: &Value) -> bool {
     match (stored, to_sql(new)) {
-        (SqlValue::Null, ToSqlOutput::Owned(SqlValue::Null)) => true,
-        (SqlValue::Integer(a), ToSqlOutput::Owned(SqlValue::Integer(b))) => *a == b,
-        (SqlValue::Real(a), ToSqlOutput::Owned(SqlValue::Real(b))) => a.to_bits() == b.to_bits(),
+        (ValueRef::Null, ToSqlOutput::Owned(SqlValue::Null)) => true,
+        (ValueRef::Integer(a), ToSqlOutput::Owned(SqlValue::Integer(b))) => a == b,
+        (ValueRef::Real(a), ToSqlOutput::Owned(SqlValue::Real(b))) => a.to_bits() == b.to_bits(),
         (stored, out) => {
             let new_text: &[u8] = match &out {
                 ToSqlOutput::Borrowed(ValueRef::Text(t)) => t,
@@ -122,29 +122,14 @@ pub fn same_value(stored: &SqlValue, new: &Value) -> bool {
                 _ => return false,
             };
             match (stored, new) {
-                (SqlValue::Text(s), _) => s.as_bytes() == new_text,
+                (ValueRef::Text(s), _) => s == new_text,
                 // A decimal that SQLite stored as a number: compare numerically.
-                (SqlValue::Integer(i), Value::Decimal(d)) => d == &i.to_string(),
-                (SqlValue::Real(f), Value::Decimal(d)) => d.parse::<f64>().ok() == Some(*f),
+                (ValueRef::Integer(i), Value::Decimal(d)) => d == &i.to_string(),
+                (ValueRef::Real(f), Value::Decimal(d)) => d.parse::<f64>().ok() == Some(f),
                 _ => false,
             }
         }
     }
-}
-
-/// A stored row as JSON for the undo journal (column values as SQLite holds them).
-pub fn row_to_journal(values: &[SqlValue]) -> String {
-    let cells: Vec<serde_json::Value> = values
-        .iter()
-        .map(|v| match v {
-            SqlValue::Null => serde_json::Value::Null,
-            SqlValue::Integer(i) => serde_json::json!({"i": i}),
-            SqlValue::Real(f) => serde_json::json!({"r": f}),
-            SqlValue::Text(t) => serde_json::json!({"t": t}),
-            SqlValue::Blob(b) => serde_json::json!({"t": String::from_utf8_lossy(b)}),
-        })
-        .collect();
-    serde_json::Value::Array(cells).to_string()
 }
 
 /// Reads a journal row back into SQLite values.

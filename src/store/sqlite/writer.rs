@@ -3,16 +3,17 @@
 
 use std::sync::Arc;
 
-use rusqlite::types::{ToSqlOutput, Value as SqlValue};
+use rusqlite::types::ToSqlOutput;
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use uuid::Uuid;
 
 use super::imports::{append_event, check_lease};
-use super::tables::{IMPORT_COLUMN, create_sql, physical_name, undo_table};
-use super::values::{declared_type, journal_to_row, quote, row_to_journal, same_value, to_sql, ts};
+use super::tables::{IMPORT_COLUMN, create_sql, journal_table, physical_name, undo_table};
+use super::values::{declared_type, journal_to_row, quote, same_value, to_sql, ts};
 use super::{Inner, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
 use crate::store::apply::finish_cleaned_table;
+use crate::store::columns::JOURNAL_OP_COLUMN;
 use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, TableEnd, Workspace, WritePlan};
 
 struct Cell<'a>(&'a Value);
@@ -41,15 +42,34 @@ pub struct SqliteWriter {
     /// keys of the rows it would have written go to this scratch table instead, committed with
     /// each batch's checkpoint, and the rows it would destroy are those whose key is not in it.
     seen: Option<String>,
+    /// An upsert's journal of the previous versions of the rows it changes (none for a dry
+    /// run, which keeps nothing).
+    journal: Option<String>,
+    /// Whether the journal exists.
+    journal_open: bool,
     key: Vec<usize>,
     sql: Statements,
 }
 
 struct Statements {
     insert: String,
+    /// The row of a key: its rowid, its columns, its import.
     select: String,
+    /// Rewrites the row of a rowid: columns, import, rowid.
     update: String,
+    /// Gives the row of a rowid to this import: import, rowid.
     claim: String,
+    /// Copies the row of a rowid into the journal: rowid, why.
+    journal: String,
+}
+
+/// The row an upsert found for a key.
+struct Found {
+    rowid: i64,
+    /// Whether the row already holds the new values.
+    same: bool,
+    /// The import that last wrote it.
+    owner: i64,
 }
 
 impl SqliteWriter {
@@ -73,7 +93,9 @@ impl SqliteWriter {
             _ => table.clone(),
         };
         let key = plan.schema.key_indexes();
-        let sql = Statements::new(&plan, &target, &key);
+        let journal =
+            (plan.mode == Mode::Upsert && !plan.dry_run).then(|| journal_table(&table, number));
+        let sql = Statements::new(&plan, &target, &key, journal.as_deref());
         let cleanup = claim.import.cleanup_records && plan.mode == Mode::Upsert;
         let seen = (cleanup && plan.dry_run).then(|| format!("{table}__seen_{number}"));
         let writer = SqliteWriter {
@@ -87,10 +109,13 @@ impl SqliteWriter {
             target,
             table,
             seen,
+            journal,
+            journal_open: false,
             key,
             sql,
             plan,
         };
+
         if let Some(seen) = &writer.seen {
             // Same declared types as the key columns, so that keys compare as in the table.
             let cols: Vec<String> = writer
@@ -135,6 +160,37 @@ impl SqliteWriter {
         Ok(writer)
     }
 
+    /// Creates the journal, with the first write that may need it (a writer that only rolls
+    /// back creates none).
+    fn open_journal(&mut self) -> StoreResult<()> {
+        let Some(journal) = self.journal.as_ref().filter(|_| !self.journal_open) else {
+            return Ok(());
+        };
+        // The table's own columns and types, without its constraints: old versions of a key
+        // may repeat, and values come back exactly as they were stored.
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {} AS SELECT {}, '' AS {} FROM {} WHERE 0",
+            quote(journal),
+            self.stored_columns().join(", "),
+            quote(JOURNAL_OP_COLUMN),
+            quote(&self.table)
+        );
+        self.inner.write_now(|tx| Ok(tx.execute_batch(&create)?))?;
+        self.journal_open = true;
+        Ok(())
+    }
+
+    /// The table's columns and the import column, quoted.
+    fn stored_columns(&self) -> Vec<String> {
+        self.plan
+            .schema
+            .columns
+            .iter()
+            .map(|c| quote(c.name.as_str()))
+            .chain(std::iter::once(quote(IMPORT_COLUMN)))
+            .collect()
+    }
+
     fn apply_rows(
         &self,
         tx: &Connection,
@@ -142,51 +198,81 @@ impl SqliteWriter {
         out: &mut BatchOutcome,
         db_errors: &mut Vec<RowError>,
     ) -> StoreResult<()> {
+        let upsert = self.plan.mode == Mode::Upsert;
+        // Prepared once per batch: looking a statement up by its text for every row costs
+        // more than running it.
         let mut insert = tx.prepare_cached(&self.sql.insert)?;
+        let mut select = upsert
+            .then(|| tx.prepare_cached(&self.sql.select))
+            .transpose()?;
+        let mut update = upsert
+            .then(|| tx.prepare_cached(&self.sql.update))
+            .transpose()?;
+        let mut claim = (upsert && self.cleanup)
+            .then(|| tx.prepare_cached(&self.sql.claim))
+            .transpose()?;
+        let mut journal = self
+            .journal
+            .is_some()
+            .then(|| tx.prepare_cached(&self.sql.journal))
+            .transpose()?;
         let number = self.number;
         // With cleanup, a row whose new version the database refused keeps its place.
         let mut rejected_keys: Vec<Vec<Value>> = Vec::new();
         for row in &batch.rows {
-            let existing = if self.plan.mode == Mode::Upsert {
-                self.find_existing(tx, &row.values)?
-            } else {
-                None
+            let cells: Vec<Cell<'_>> = row.values.iter().map(Cell).collect();
+            let found = match &mut select {
+                Some(select) => self.find_existing(select, &cells, &row.values)?,
+                None => None,
             };
-            let result = match existing {
+            let mut params: Vec<&dyn ToSql> = Vec::with_capacity(cells.len() + 2);
+            let result = match found {
                 None => {
-                    let mut params: Vec<&dyn ToSql> = Vec::with_capacity(row.values.len() + 1);
-                    let cells: Vec<Cell<'_>> = row.values.iter().map(Cell).collect();
                     params.extend(cells.iter().map(|c| c as &dyn ToSql));
                     params.push(&number);
                     insert.execute(params.as_slice()).map(|_| out.created += 1)
                 }
-                Some(old) => {
-                    let same = old
-                        .iter()
-                        .zip(&row.values)
-                        .all(|(stored, new)| same_value(stored, new));
-                    if same && !self.cleanup {
-                        out.unchanged += 1;
-                        Ok(())
-                    } else {
-                        let r = if same {
-                            self.claim_row(tx, &row.values)
-                        } else {
-                            self.update_row(tx, &row.values, number)
-                        };
-                        // Journaled only once the change is made: a refused update leaves
-                        // nothing to undo.
-                        if r.is_ok() {
-                            self.journal(tx, if same { "claimed" } else { "updated" }, &old)?;
+                Some(found) if found.same && (!self.cleanup || found.owner == number) => {
+                    out.unchanged += 1;
+                    Ok(())
+                }
+                Some(found) => {
+                    // Only the version from before this import is journaled: a row it
+                    // created or changed already is undone by that first entry (or deleted).
+                    let entry = match &mut journal {
+                        Some(journal) if found.owner != number => {
+                            let why = if found.same { "claimed" } else { "updated" };
+                            journal.execute(params![found.rowid, why])?;
+                            Some(tx.last_insert_rowid())
                         }
-                        r.map(|_| {
-                            if same {
-                                out.unchanged += 1
-                            } else {
-                                out.updated += 1
-                            }
-                        })
+                        _ => None,
+                    };
+                    let r = match (&mut claim, &mut update) {
+                        (Some(claim), _) if found.same => {
+                            claim.execute(params![number, found.rowid])
+                        }
+                        (_, Some(update)) => {
+                            params.extend(cells.iter().map(|c| c as &dyn ToSql));
+                            params.push(&number);
+                            params.push(&found.rowid);
+                            update.execute(params.as_slice())
+                        }
+                        _ => Ok(0),
+                    };
+                    // A refused update leaves nothing to undo.
+                    if let (Err(_), Some(entry), Some(journal)) = (&r, entry, &self.journal) {
+                        tx.execute(
+                            &format!("DELETE FROM {} WHERE rowid = ?1", quote(journal)),
+                            [entry],
+                        )?;
                     }
+                    r.map(|_| {
+                        if found.same {
+                            out.unchanged += 1
+                        } else {
+                            out.updated += 1
+                        }
+                    })
                 }
             };
             if let Err(e) = result {
@@ -219,57 +305,31 @@ impl SqliteWriter {
         Ok(())
     }
 
+    /// The row of a record's key, compared with the record's values where it is read
+    /// (nothing is copied out of SQLite).
     fn find_existing(
         &self,
-        tx: &Connection,
+        select: &mut rusqlite::CachedStatement<'_>,
+        cells: &[Cell<'_>],
         values: &[Value],
-    ) -> rusqlite::Result<Option<Vec<SqlValue>>> {
-        let mut stmt = tx.prepare_cached(&self.sql.select)?;
-        let keys: Vec<Cell<'_>> = self.key.iter().map(|&i| Cell(&values[i])).collect();
-        let params: Vec<&dyn ToSql> = keys.iter().map(|c| c as &dyn ToSql).collect();
-        let width = self.plan.schema.columns.len() + 1;
-        stmt.query_row(params.as_slice(), |r| {
-            (0..width)
-                .map(|i| r.get::<_, SqlValue>(i))
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .optional()
-    }
-
-    fn update_row(
-        &self,
-        tx: &Connection,
-        values: &[Value],
-        number: i64,
-    ) -> rusqlite::Result<usize> {
-        let mut stmt = tx.prepare_cached(&self.sql.update)?;
-        let cells: Vec<Cell<'_>> = values.iter().map(Cell).collect();
-        let mut params: Vec<&dyn ToSql> = cells.iter().map(|c| c as &dyn ToSql).collect();
-        params.push(&number);
-        let keys: Vec<Cell<'_>> = self.key.iter().map(|&i| Cell(&values[i])).collect();
-        params.extend(keys.iter().map(|c| c as &dyn ToSql));
-        stmt.execute(params.as_slice())
-    }
-
-    fn claim_row(&self, tx: &Connection, values: &[Value]) -> rusqlite::Result<usize> {
-        let mut stmt = tx.prepare_cached(&self.sql.claim)?;
-        let keys: Vec<Cell<'_>> = self.key.iter().map(|&i| Cell(&values[i])).collect();
-        let mut params: Vec<&dyn ToSql> = vec![&self.number];
-        params.extend(keys.iter().map(|c| c as &dyn ToSql));
-        stmt.execute(params.as_slice())
-    }
-
-    fn journal(&self, tx: &Connection, op: &str, old: &[SqlValue]) -> rusqlite::Result<()> {
-        tx.prepare_cached(
-            "INSERT INTO intake_undo (import_id, position, op, row) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            self.import_id.to_string(),
-            self.plan.position,
-            op,
-            row_to_journal(old)
-        ])?;
-        Ok(())
+    ) -> rusqlite::Result<Option<Found>> {
+        let keys: Vec<&dyn ToSql> = self.key.iter().map(|&i| &cells[i] as &dyn ToSql).collect();
+        let mut rows = select.query(keys.as_slice())?;
+        let Some(r) = rows.next()? else {
+            return Ok(None);
+        };
+        let mut same = true;
+        for (i, v) in values.iter().enumerate() {
+            if !same_value(r.get_ref(i + 1)?, v) {
+                same = false;
+                break;
+            }
+        }
+        Ok(Some(Found {
+            rowid: r.get(0)?,
+            same,
+            owner: r.get(values.len() + 1)?,
+        }))
     }
 
     fn store_errors(&self, tx: &Connection, errors: &[&RowError]) -> StoreResult<u64> {
@@ -329,27 +389,42 @@ impl SqliteWriter {
     /// Marks the table's rows of rejected records' keys as seen by this import, so that
     /// cleanup keeps them (the journal gives the previous owner back on undo).
     fn keep_keys(&self, tx: &Connection, kept: &[Vec<Value>]) -> StoreResult<()> {
-        let mut select = tx.prepare_cached(&self.sql.select)?;
-        let width = self.plan.schema.columns.len() + 1;
+        let holders: Vec<String> = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                format!(
+                    "{} = ?{}",
+                    quote(self.plan.schema.columns[i].name.as_str()),
+                    j + 1
+                )
+            })
+            .collect();
+        let mut select = tx.prepare_cached(&format!(
+            "SELECT rowid, {} FROM {} WHERE {}",
+            quote(IMPORT_COLUMN),
+            quote(&self.target),
+            holders.join(" AND ")
+        ))?;
+        let mut claim = tx.prepare_cached(&self.sql.claim)?;
         for key in kept {
             let keys: Vec<Cell<'_>> = key.iter().map(Cell).collect();
             let params: Vec<&dyn ToSql> = keys.iter().map(|c| c as &dyn ToSql).collect();
-            let old = select
-                .query_row(params.as_slice(), |r| {
-                    (0..width)
-                        .map(|i| r.get::<_, SqlValue>(i))
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
+            let found: Option<(i64, i64)> = select
+                .query_row(params.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            let Some(old) = old else { continue };
-            if old.last() == Some(&SqlValue::Integer(self.number)) {
+            let Some((rowid, owner)) = found else {
+                continue;
+            };
+            if owner == self.number {
                 continue;
             }
-            self.journal(tx, "claimed", &old)?;
-            let mut claim = tx.prepare_cached(&self.sql.claim)?;
-            let mut params: Vec<&dyn ToSql> = vec![&self.number];
-            params.extend(keys.iter().map(|c| c as &dyn ToSql));
-            claim.execute(params.as_slice())?;
+            if self.journal.is_some() {
+                tx.prepare_cached(&self.sql.journal)?
+                    .execute(params![rowid, "claimed"])?;
+            }
+            claim.execute(params![self.number, rowid])?;
         }
         Ok(())
     }
@@ -436,6 +511,7 @@ impl SqliteWriter {
             tx.prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(old.iter()))?;
         }
+        self.undo_from_journal(tx)?;
         tx.execute(
             &format!(
                 "DELETE FROM {} WHERE {} = ?1",
@@ -448,6 +524,47 @@ impl SqliteWriter {
             "DELETE FROM intake_undo WHERE import_id = ?1 AND position = ?2",
             params![self.import_id.to_string(), self.plan.position],
         )?;
+        Ok(())
+    }
+
+    /// Puts back the rows of the upsert's journal, set by set: the rows it updated or
+    /// claimed get their old values and import, the rows it destroyed come back (newest
+    /// first, as the journal of earlier versions re-inserts them). Drops the journal.
+    fn undo_from_journal(&self, tx: &Connection) -> StoreResult<()> {
+        let name = journal_table(&self.table, self.number);
+        let kept: Option<String> = tx
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [&name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if kept.is_none() {
+            return Ok(());
+        }
+        let journal = quote(&name);
+        let op = quote(JOURNAL_OP_COLUMN);
+        let cols = self.stored_columns();
+        let set: Vec<String> = cols.iter().map(|c| format!("{c} = j.{c}")).collect();
+        let cond: Vec<String> = self
+            .key
+            .iter()
+            .map(|&i| {
+                let c = quote(self.plan.schema.columns[i].name.as_str());
+                format!("t.{c} = j.{c}")
+            })
+            .collect();
+        tx.execute_batch(&format!(
+            "UPDATE {table} AS t SET {set} FROM {journal} AS j
+             WHERE j.{op} <> 'destroyed' AND {cond};
+             INSERT INTO {table} ({cols}) SELECT {cols} FROM {journal}
+             WHERE {op} = 'destroyed' ORDER BY rowid DESC;
+             DROP TABLE {journal};",
+            table = quote(&self.table),
+            set = set.join(", "),
+            cond = cond.join(" AND "),
+            cols = cols.join(", "),
+        ))?;
         Ok(())
     }
 
@@ -484,7 +601,7 @@ impl SqliteWriter {
 }
 
 impl Statements {
-    fn new(plan: &WritePlan, target: &str, key: &[usize]) -> Statements {
+    fn new(plan: &WritePlan, target: &str, key: &[usize], journal: Option<&str>) -> Statements {
         let cols = &plan.schema.columns;
         let names: Vec<String> = cols
             .iter()
@@ -492,24 +609,21 @@ impl Statements {
             .chain(std::iter::once(quote(IMPORT_COLUMN)))
             .collect();
         let holders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        let target = quote(target);
         let insert = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            quote(target),
+            "INSERT INTO {target} ({}) VALUES ({})",
             names.join(", "),
             holders.join(", ")
         );
-        let cond = |first: usize| -> String {
-            key.iter()
-                .enumerate()
-                .map(|(j, &i)| format!("{} = ?{}", quote(cols[i].name.as_str()), first + j))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
+        let cond: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| format!("{} = ?{}", quote(cols[i].name.as_str()), j + 1))
+            .collect();
         let select = format!(
-            "SELECT {} FROM {} WHERE {}",
+            "SELECT rowid, {} FROM {target} WHERE {}",
             names.join(", "),
-            quote(target),
-            cond(1)
+            cond.join(" AND ")
         );
         let set: Vec<String> = names
             .iter()
@@ -517,22 +631,30 @@ impl Statements {
             .map(|(i, n)| format!("{n} = ?{}", i + 1))
             .collect();
         let update = format!(
-            "UPDATE {} SET {} WHERE {}",
-            quote(target),
+            "UPDATE {target} SET {} WHERE rowid = ?{}",
             set.join(", "),
-            cond(names.len() + 1)
+            names.len() + 1
         );
         let claim = format!(
-            "UPDATE {} SET {} = ?1 WHERE {}",
-            quote(target),
-            quote(IMPORT_COLUMN),
-            cond(2)
+            "UPDATE {target} SET {} = ?1 WHERE rowid = ?2",
+            quote(IMPORT_COLUMN)
         );
+        let journal = journal
+            .map(|j| {
+                format!(
+                    "INSERT INTO {} ({names}, {}) SELECT {names}, ?2 FROM {target} WHERE rowid = ?1",
+                    quote(j),
+                    quote(JOURNAL_OP_COLUMN),
+                    names = names.join(", ")
+                )
+            })
+            .unwrap_or_default();
         Statements {
             insert,
             select,
             update,
             claim,
+            journal,
         }
     }
 }
@@ -562,6 +684,7 @@ fn constraint_error(e: &rusqlite::Error) -> Option<Option<String>> {
 
 impl BatchWriter for SqliteWriter {
     fn write(&mut self, batch: &Batch) -> StoreResult<BatchOutcome> {
+        self.open_journal()?;
         let inner = self.inner.clone();
         inner.write_now(|tx| {
             let lease = check_lease(tx, self.import_id, self.token, self.lease_ms)?;
@@ -694,6 +817,7 @@ impl BatchWriter for SqliteWriter {
     }
 
     fn finish(&mut self, end: &TableEnd) -> StoreResult<u64> {
+        self.open_journal()?;
         let inner = self.inner.clone();
         inner.write_now(|tx| {
             check_lease(tx, self.import_id, self.token, self.lease_ms)?;
@@ -739,34 +863,24 @@ impl BatchWriter for SqliteWriter {
                 tx.execute_batch(&format!("DROP TABLE {}", quote(seen)))?;
                 destroyed = gone as u64;
             } else if self.cleanup {
-                let cols = &self.plan.schema.columns;
-                let names: Vec<String> = cols
-                    .iter()
-                    .map(|c| quote(c.name.as_str()))
-                    .chain(std::iter::once(quote(IMPORT_COLUMN)))
-                    .collect();
-                let select = format!(
-                    "SELECT rowid, {} FROM {} WHERE {} <> ?1",
-                    names.join(", "),
-                    quote(&self.table),
-                    quote(IMPORT_COLUMN)
-                );
-                let gone: Vec<(i64, Vec<SqlValue>)> = {
-                    let mut stmt = tx.prepare(&select)?;
-                    let rows = stmt.query_map([self.number], |r| {
-                        let vals = (1..=names.len())
-                            .map(|i| r.get::<_, SqlValue>(i))
-                            .collect::<rusqlite::Result<Vec<_>>>()?;
-                        Ok((r.get(0)?, vals))
-                    })?;
-                    rows.collect::<rusqlite::Result<_>>()?
-                };
-                let delete = format!("DELETE FROM {} WHERE rowid = ?1", quote(&self.table));
-                for (rowid, vals) in &gone {
-                    self.journal(tx, "destroyed", vals)?;
-                    tx.prepare_cached(&delete)?.execute([rowid])?;
+                let owner = quote(IMPORT_COLUMN);
+                if let Some(journal) = &self.journal {
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {journal} ({cols}, {op}) SELECT {cols}, 'destroyed'
+                             FROM {table} WHERE {owner} <> ?1 ORDER BY rowid",
+                            journal = quote(journal),
+                            cols = self.stored_columns().join(", "),
+                            op = quote(JOURNAL_OP_COLUMN),
+                            table = quote(&self.table),
+                        ),
+                        [self.number],
+                    )?;
                 }
-                destroyed = gone.len() as u64;
+                destroyed = tx.execute(
+                    &format!("DELETE FROM {} WHERE {owner} <> ?1", quote(&self.table)),
+                    [self.number],
+                )? as u64;
             }
             finish_cleaned_table(
                 tx,

@@ -7,7 +7,9 @@ use ::postgres::{Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::super::tables::{IMPORT_COLUMN, stored_schema, undo_table, workspace_slug};
+use super::super::tables::{
+    IMPORT_COLUMN, exists, journal_table, stored_schema, undo_table, workspace_slug,
+};
 use super::super::values::{qualified, quote};
 use super::super::{StoreError, StoreResult, ms};
 use super::events::*;
@@ -59,6 +61,26 @@ pub(crate) fn live_conflict(
             })
             .collect();
         let owner = format!("t.{}", quote(IMPORT_COLUMN));
+        let journal = journal_table(&table.table, import.number);
+        if exists(tx, &slug, &journal)? {
+            let op = quote(crate::store::columns::JOURNAL_OP_COLUMN);
+            let holder = tx.query_opt(
+                &format!(
+                    "SELECT CASE WHEN {owner} IS NULL THEN -1 ELSE {owner} END
+                     FROM {} o LEFT JOIN {physical} t ON {cond}
+                     WHERE (o.{op} = 'destroyed' AND {owner} IS NOT NULL)
+                        OR (o.{op} <> 'destroyed' AND ({owner} IS NULL OR {owner} <> $1))
+                     LIMIT 1",
+                    qualified(&slug, &journal),
+                    cond = cond.join(" AND ")
+                ),
+                &[&import.number],
+            )?;
+            if let Some(row) = holder {
+                let number: i64 = row.try_get(0)?;
+                return Ok(Some(import_by_number(tx, import.workspace_id, number)?));
+            }
+        }
         let sql = format!(
             "SELECT CASE WHEN {owner} IS NULL THEN -1 ELSE {owner} END
              FROM intake_undo u
@@ -131,11 +153,39 @@ pub(crate) fn later_conflict(
         if let Some(r) = touched {
             return Ok(Some(to_pair(r)?));
         }
+        // Or journaled them in its own journal table.
+        let later = tx.query(
+            "SELECT i.id, i.number FROM intake_imports i
+             JOIN intake_import_tables t ON t.import_id = i.id
+             WHERE i.workspace_id = $1 AND t.table_name = $2 AND i.number > $3
+               AND t.status <> 'rolled_back' AND i.mode = 'upsert'
+             ORDER BY i.number",
+            &[&import.workspace_id, &table.table, &import.number],
+        )?;
+        let slug = workspace_slug(tx, import.workspace_id)?;
+        for r in later {
+            let number: i64 = r.try_get(1)?;
+            let journal = journal_table(&table.table, number);
+            if exists(tx, &slug, &journal)?
+                && tx
+                    .query_opt(
+                        &format!(
+                            "SELECT 1 FROM {} WHERE {} = $1 LIMIT 1",
+                            qualified(&slug, &journal),
+                            quote(IMPORT_COLUMN)
+                        ),
+                        &[&import.number],
+                    )?
+                    .is_some()
+            {
+                return Ok(Some(to_pair(r)?));
+            }
+        }
     }
     Ok(None)
 }
 
-/// The tables a replace kept as undo copies for this import.
+/// The tables kept to undo this import: a replace's copy, an upsert's journal.
 pub(crate) fn undo_tables(
     tx: &mut Transaction<'_>,
     import: &ImportRecord,
@@ -143,9 +193,13 @@ pub(crate) fn undo_tables(
     let slug = workspace_slug(tx, import.workspace_id)?;
     let mut out = Vec::new();
     for t in &import.tables {
-        let name = undo_table(&t.table, import.number);
-        if super::super::tables::exists(tx, &slug, &name)? {
-            out.push(qualified(&slug, &name));
+        for name in [
+            undo_table(&t.table, import.number),
+            journal_table(&t.table, import.number),
+        ] {
+            if exists(tx, &slug, &name)? {
+                out.push(qualified(&slug, &name));
+            }
         }
     }
     Ok(out)

@@ -62,6 +62,10 @@ pub(crate) fn live_conflict(
             )),
             cond.join(" AND ")
         );
+        let physical = super::super::tables::physical_name_in(&slug, &table.table);
+        if let Some(number) = journal_conflict(tx, &physical, &schema, import.number)? {
+            return Ok(Some(import_named(tx, import.workspace_id, number)?));
+        }
         let mut entries =
             tx.prepare("SELECT op, row FROM intake_undo WHERE import_id = ?1 AND position = ?2")?;
         let rows = entries.query_map(params![import.id.to_string(), table.position], |r| {
@@ -85,20 +89,71 @@ pub(crate) fn live_conflict(
                 (_, None) => Some(-1),
             };
             if let Some(number) = holder {
-                let later: Option<(String, i64)> = tx
-                    .query_row(
-                        "SELECT id, number FROM intake_imports WHERE workspace_id = ?1 AND number = ?2",
-                        params![import.workspace_id.to_string(), number],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                return Ok(Some(
-                    later.unwrap_or_else(|| ("a later import".into(), number)),
-                ));
+                return Ok(Some(import_named(tx, import.workspace_id, number)?));
             }
         }
     }
     Ok(None)
+}
+
+/// The id and number of the import of a workspace with this number, if it still exists.
+fn import_named(tx: &Connection, workspace_id: Uuid, number: i64) -> StoreResult<(String, i64)> {
+    let later: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT id, number FROM intake_imports WHERE workspace_id = ?1 AND number = ?2",
+            params![workspace_id.to_string(), number],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(later.unwrap_or_else(|| ("a later import".into(), number)))
+}
+
+/// Whether a table exists in the database.
+fn table_exists(tx: &Connection, name: &str) -> StoreResult<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .exists([name])?)
+}
+
+/// The number of the import that holds a row this import's journal would restore (-1: the
+/// updated row is gone), checked set-based against the live table.
+fn journal_conflict(
+    tx: &Connection,
+    physical: &str,
+    schema: &crate::model::TableSchema,
+    number: i64,
+) -> StoreResult<Option<i64>> {
+    let journal = super::super::tables::journal_table(physical, number);
+    if !table_exists(tx, &journal)? {
+        return Ok(None);
+    }
+    let cond: Vec<String> = schema
+        .key_indexes()
+        .iter()
+        .map(|&i| {
+            let c = quote(schema.columns[i].name.as_str());
+            format!("t.{c} = j.{c}")
+        })
+        .collect();
+    let owner = quote(super::super::tables::IMPORT_COLUMN);
+    let op = quote(crate::store::columns::JOURNAL_OP_COLUMN);
+    let holder = tx
+        .query_row(
+            &format!(
+                "SELECT CASE WHEN t.rowid IS NULL THEN -1 ELSE t.{owner} END
+                 FROM {} j LEFT JOIN {} t ON {}
+                 WHERE (j.{op} = 'destroyed' AND t.rowid IS NOT NULL)
+                    OR (j.{op} <> 'destroyed' AND (t.rowid IS NULL OR t.{owner} <> ?1))
+                 ORDER BY j.rowid LIMIT 1",
+                quote(&journal),
+                quote(physical),
+                cond.join(" AND ")
+            ),
+            [number],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(holder)
 }
 
 /// The first later import that changed rows this import wrote, and is not rolled back.
@@ -146,11 +201,43 @@ pub(crate) fn later_conflict(
         if touched.is_some() {
             return Ok(touched);
         }
+        // Or journaled them in its own journal table.
+        let later: Vec<(String, i64)> = {
+            let mut stmt = tx.prepare(
+                "SELECT i.id, i.number FROM intake_imports i
+                 JOIN intake_import_tables t ON t.import_id = i.id
+                 WHERE i.workspace_id = ?1 AND t.table_name = ?2 AND i.number > ?3
+                   AND t.status <> 'rolled_back' AND i.mode = 'upsert'
+                 ORDER BY i.number",
+            )?;
+            let rows = stmt.query_map(params![ws, table.table, import.number], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let physical = super::super::tables::physical_name_in(
+            &super::super::tables::workspace_slug(tx, import.workspace_id)?,
+            &table.table,
+        );
+        for (id, number) in later {
+            let journal = super::super::tables::journal_table(&physical, number);
+            if table_exists(tx, &journal)?
+                && tx
+                    .prepare(&format!(
+                        "SELECT 1 FROM {} WHERE {} = ?1 LIMIT 1",
+                        quote(&journal),
+                        quote(super::super::tables::IMPORT_COLUMN)
+                    ))?
+                    .exists([import.number])?
+            {
+                return Ok(Some((id, number)));
+            }
+        }
     }
     Ok(None)
 }
 
-/// Names of the tables a replace kept as undo copies for this import.
+/// Names of the tables kept to undo this import: a replace's copy, an upsert's journal.
 pub(crate) fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult<Vec<String>> {
     let slug = super::super::tables::workspace_slug(tx, import.workspace_id)?;
     let mut out = Vec::new();
@@ -159,14 +246,15 @@ pub(crate) fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult
             &super::super::tables::physical_name_in(&slug, &t.table),
             import.number,
         );
-        let exists: Option<String> = tx
-            .query_row(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [&name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        out.extend(exists);
+        let journal = super::super::tables::journal_table(
+            &super::super::tables::physical_name_in(&slug, &t.table),
+            import.number,
+        );
+        for name in [name, journal] {
+            if table_exists(tx, &name)? {
+                out.push(name);
+            }
+        }
     }
     Ok(out)
 }
