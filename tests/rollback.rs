@@ -42,6 +42,13 @@ fn id_of(import: &Value) -> String {
 const BASE: &str =
     "id,name,score,born\n1,Ann,1.5,1990-01-01\n2,Bob,,1985-05-05\n3,Cy,3,\n4,Di,4.25,2000-02-29\n";
 
+/// Creates `people`, loads [`BASE`] into it and answers its records.
+async fn people_with_base(s: &TestServer) -> Vec<Value> {
+    s.create_table(people()).await;
+    load(s, "table=people", BASE).await;
+    s.all_records("people").await
+}
+
 #[tokio::test]
 async fn rolling_back_an_insert_removes_exactly_its_rows() {
     let s = TestServer::start().await;
@@ -75,9 +82,7 @@ async fn rolling_back_an_insert_removes_exactly_its_rows() {
 #[tokio::test]
 async fn rolling_back_an_upsert_restores_updated_rows_exactly_including_nulls() {
     let s = TestServer::start().await;
-    s.create_table(people()).await;
-    load(&s, "table=people", BASE).await;
-    let original = s.all_records("people").await;
+    let original = people_with_base(&s).await;
     // Row 1 changes, row 2 gains a score (was NULL), row 3 loses its score, row 4 is
     // identical, row 5 is new.
     let second = load(
@@ -117,9 +122,7 @@ fn journals(s: &TestServer) -> i64 {
 async fn an_upsert_that_changes_a_key_twice_rolls_back_to_the_first_version_and_drops_its_journal()
 {
     let s = TestServer::start().await;
-    s.create_table(people()).await;
-    load(&s, "table=people", BASE).await;
-    let original = s.all_records("people").await;
+    let original = people_with_base(&s).await;
     // Row 1 changes twice in one file (the last version wins), row 2 changes once, row 9
     // is created and then changed.
     let second = load(
@@ -179,9 +182,7 @@ async fn an_upsert_journal_is_dropped_when_its_rollback_window_ends_or_its_impor
 #[tokio::test]
 async fn rolling_back_a_cleanup_brings_destroyed_rows_back() {
     let s = TestServer::start().await;
-    s.create_table(people()).await;
-    load(&s, "table=people", BASE).await;
-    let original = s.all_records("people").await;
+    let original = people_with_base(&s).await;
     let cleanup = load(
         &s,
         "table=people&mode=upsert&cleanup_records=true",
@@ -200,9 +201,7 @@ async fn rolling_back_a_cleanup_brings_destroyed_rows_back() {
 #[tokio::test]
 async fn rolling_back_a_replace_swaps_the_previous_rows_back() {
     let s = TestServer::start().await;
-    s.create_table(people()).await;
-    load(&s, "table=people", BASE).await;
-    let original = s.all_records("people").await;
+    let original = people_with_base(&s).await;
     let replace = load(&s, "table=people&mode=replace", "id,name\n9,Zed\n").await;
     assert_eq!(replace["counts"]["destroyed"], 4);
     assert_eq!(s.all_records("people").await.len(), 1);

@@ -131,6 +131,32 @@ struct GroupEnd {
     cancel_requested: bool,
 }
 
+/// The pieces both upsert statements are made of, as SQL text: the key list and its first
+/// column, the bookkeeping columns, the comparable staged (`s.`) and table (`t.`) values, the
+/// column names (bare and of `c.`), the `SET` list of `ON CONFLICT`, the staging and target
+/// tables and how a table row meets its staged row.
+struct UpsertParts {
+    keys: String,
+    first_key: String,
+    row: String,
+    owner: String,
+    s_cmp: String,
+    t_cmp: String,
+    names: String,
+    c_names: String,
+    set: String,
+    stage: String,
+    target: String,
+    key_match: String,
+}
+
+/// The created, updated and unchanged counts an upsert statement answers.
+fn counts(r: &::postgres::Row) -> Result<(u64, u64, u64), ::postgres::Error> {
+    let n =
+        |i: usize| -> Result<u64, ::postgres::Error> { Ok(r.try_get::<_, i64>(i)?.max(0) as u64) };
+    Ok((n(0)?, n(1)?, n(2)?))
+}
+
 /// What one batch's write works on.
 #[derive(Clone, Copy)]
 struct Work<'a> {
@@ -568,6 +594,33 @@ impl PgWriter {
         }
     }
 
+    /// The pieces both upsert statements are made of.
+    fn upsert_parts(&self, names: &Names) -> UpsertParts {
+        let cols = &self.plan.schema.columns;
+        let owner = quote(IMPORT_COLUMN);
+        let list: Vec<String> = cols.iter().map(|c| quote(c.name.as_str())).collect();
+        let join = |v: Vec<String>| v.join(", ");
+        UpsertParts {
+            keys: self.key_names().join(", "),
+            first_key: self.key_names().first().cloned().unwrap_or_default(),
+            row: quote(ROW_COLUMN),
+            s_cmp: join(cols.iter().map(|c| compare_expr("s.", c)).collect()),
+            t_cmp: join(cols.iter().map(|c| compare_expr("t.", c)).collect()),
+            c_names: join(list.iter().map(|n| format!("c.{n}")).collect()),
+            set: join(
+                list.iter()
+                    .chain(std::iter::once(&owner))
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect(),
+            ),
+            names: join(list),
+            owner,
+            stage: quote(&names.stage),
+            target: names.target(),
+            key_match: self.key_match("t", "s"),
+        }
+    }
+
     /// Whether no two rows of the batch have the same key, value for value as encoded.
     fn keys_distinct(&self, batch: &Batch, enc: &Encoded) -> bool {
         let refused: std::collections::HashSet<usize> =
@@ -600,19 +653,20 @@ impl PgWriter {
         tx: &mut impl GenericClient,
         names: &Names,
     ) -> Result<(u64, u64, u64), ::postgres::Error> {
-        let cols = &self.plan.schema.columns;
-        let keys = self.key_names().join(", ");
-        let first_key = self.key_names().first().cloned().unwrap_or_default();
-        let row = quote(ROW_COLUMN);
-        let owner = quote(IMPORT_COLUMN);
-        let s_cmp: Vec<String> = cols.iter().map(|c| compare_expr("s.", c)).collect();
-        let t_cmp: Vec<String> = cols.iter().map(|c| compare_expr("t.", c)).collect();
-        let names_list: Vec<String> = cols.iter().map(|c| quote(c.name.as_str())).collect();
-        let set: Vec<String> = names_list
-            .iter()
-            .chain(std::iter::once(&owner))
-            .map(|c| format!("{c} = EXCLUDED.{c}"))
-            .collect();
+        let UpsertParts {
+            keys,
+            first_key,
+            row,
+            owner,
+            s_cmp,
+            t_cmp,
+            names: columns,
+            c_names,
+            set,
+            stage,
+            target,
+            key_match,
+        } = self.upsert_parts(names);
         let journal = match names.journal() {
             Some(journal) => format!(
                 "j AS (
@@ -623,12 +677,7 @@ impl PgWriter {
                        AND (c._intake_class = 'u' OR $1)
                      ORDER BY (c._intake_old).{row}),",
                 stored = self.column_list(),
-                old = names_list
-                    .iter()
-                    .chain([&owner, &row])
-                    .map(|n| format!("(c._intake_old).{n}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                old = self.column_list_of("(c._intake_old)"),
                 op = quote(JOURNAL_OP_COLUMN),
             ),
             None => String::new(),
@@ -642,7 +691,7 @@ impl PgWriter {
                  FROM {stage} s LEFT JOIN {target} t ON {key_match}),
              {journal}
              w AS (
-                 INSERT INTO {target} ({names}, {owner}, {row})
+                 INSERT INTO {target} ({columns}, {owner}, {row})
                  SELECT {c_names}, $2, c.{row} FROM c
                  WHERE c._intake_class <> 'same'
                     OR ($1 AND (c._intake_old).{owner} IS DISTINCT FROM $2)
@@ -650,25 +699,10 @@ impl PgWriter {
              SELECT count(*) FILTER (WHERE _intake_class = 'c'),
                     count(*) FILTER (WHERE _intake_class = 'u'),
                     count(*) FILTER (WHERE _intake_class = 'same')
-             FROM c",
-            t_cmp = t_cmp.join(", "),
-            s_cmp = s_cmp.join(", "),
-            stage = quote(&names.stage),
-            target = names.target(),
-            key_match = self.key_match("t", "s"),
-            names = names_list.join(", "),
-            c_names = names_list
-                .iter()
-                .map(|n| format!("c.{n}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            set = set.join(", "),
+             FROM c"
         );
         let r = tx.query_one(&sql, &[&self.cleanup, &self.number])?;
-        let n = |i: usize| -> Result<u64, ::postgres::Error> {
-            Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
-        };
-        Ok((n(0)?, n(1)?, n(2)?))
+        counts(&r)
     }
 
     /// The set-based upsert; fails on a unique column other than the key.
@@ -678,19 +712,21 @@ impl PgWriter {
         names: &Names,
     ) -> Result<(u64, u64, u64), ::postgres::Error> {
         let cols = &self.plan.schema.columns;
-        let keys = self.key_names().join(", ");
-        let first_key = self.key_names().first().cloned().unwrap_or_default();
-        let row = quote(ROW_COLUMN);
-        let owner = quote(IMPORT_COLUMN);
-        let s_cmp: Vec<String> = cols.iter().map(|c| compare_expr("s.", c)).collect();
-        let t_cmp: Vec<String> = cols.iter().map(|c| compare_expr("t.", c)).collect();
+        let UpsertParts {
+            keys,
+            first_key,
+            row,
+            owner,
+            s_cmp,
+            t_cmp,
+            names: columns,
+            c_names,
+            set,
+            stage,
+            target,
+            key_match,
+        } = self.upsert_parts(names);
         let st_cmp: Vec<String> = cols.iter().map(|c| compare_expr("st.", c)).collect();
-        let names_list: Vec<String> = cols.iter().map(|c| quote(c.name.as_str())).collect();
-        let set: Vec<String> = names_list
-            .iter()
-            .chain(std::iter::once(&owner))
-            .map(|c| format!("{c} = EXCLUDED.{c}"))
-            .collect();
         let c_key: Vec<String> = self.key_names().iter().map(|k| format!("c.{k}")).collect();
         let sql = format!(
             "WITH s AS (
@@ -713,7 +749,7 @@ impl PgWriter {
                      OR ($1 AND bool_or(c.old_owner IS DISTINCT FROM $2))),
              {journal}
              w AS (
-                 INSERT INTO {target} ({names}, {owner}, {row})
+                 INSERT INTO {target} ({columns}, {owner}, {row})
                  SELECT DISTINCT ON ({c_keys}) {c_names}, $2, c.first_row
                  FROM c JOIN k ON {ck_match}
                  ORDER BY {c_keys}, c.{row} DESC
@@ -723,26 +759,14 @@ impl PgWriter {
                     count(*) FILTER (WHERE class = 'same')
              FROM c",
             st_cmp = st_cmp.join(", "),
-            t_cmp = t_cmp.join(", "),
-            s_cmp = s_cmp.join(", "),
             st_keys = self
                 .key_names()
                 .iter()
                 .map(|k| format!("st.{k}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            stage = quote(&names.stage),
-            target = names.target(),
-            key_match = self.key_match("t", "s"),
             c_keys = c_key.join(", "),
             ck_match = self.key_match("c", "k"),
-            names = names_list.join(", "),
-            c_names = names_list
-                .iter()
-                .map(|n| format!("c.{n}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            set = set.join(", "),
             // Only the version from before this import is journaled: a row it created or
             // changed already is undone by that first entry (or deleted).
             journal = match names.journal() {
@@ -755,17 +779,13 @@ impl PgWriter {
                     stored = self.column_list(),
                     t_stored = self.column_list_of("t"),
                     op = quote(JOURNAL_OP_COLUMN),
-                    target = names.target(),
                     tk_match = self.key_match("t", "k"),
                 ),
                 None => String::new(),
             },
         );
         let r = tx.query_one(&sql, &[&self.cleanup, &self.number])?;
-        let n = |i: usize| -> Result<u64, ::postgres::Error> {
-            Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
-        };
-        Ok((n(0)?, n(1)?, n(2)?))
+        counts(&r)
     }
 
     /// The upsert of one batch row by row, for a batch whose rows break a unique column other
