@@ -284,6 +284,17 @@ class Server:
             self.conn.request(method, path, body=body, headers=headers)
             resp = self.conn.getresponse()
             data = resp.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The server closes a kept-alive connection left idle for 30 s (while wrk ran,
+            # say): a read is sent again once on a new connection.
+            self.conn.close()
+            self.conn = None
+            if method != "GET":
+                raise
+            self.conn = self.connection()
+            self.conn.request(method, path, body=body, headers=headers)
+            resp = self.conn.getresponse()
+            data = resp.read()
         except (http.client.HTTPException, OSError):
             self.conn.close()
             self.conn = None

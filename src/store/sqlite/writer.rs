@@ -115,7 +115,6 @@ impl SqliteWriter {
             sql,
             plan,
         };
-
         if let Some(seen) = &writer.seen {
             // Same declared types as the key columns, so that keys compare as in the table.
             let cols: Vec<String> = writer
