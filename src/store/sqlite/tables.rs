@@ -276,6 +276,13 @@ pub fn undo_table(table: &str, number: i64) -> String {
     format!("{table}__undo_{number}")
 }
 
+/// Whether a table of this name exists in the database.
+pub fn table_exists(tx: &Connection, name: &str) -> StoreResult<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .exists([name])?)
+}
+
 /// The table an upsert journals the rows it changes in (each row's version before the
 /// import first touched it), to roll back.
 pub fn journal_table(table: &str, number: i64) -> String {

@@ -8,7 +8,9 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use uuid::Uuid;
 
 use super::imports::{append_event, check_lease};
-use super::tables::{IMPORT_COLUMN, create_sql, journal_table, physical_name, undo_table};
+use super::tables::{
+    IMPORT_COLUMN, create_sql, journal_table, physical_name, table_exists, undo_table,
+};
 use super::values::{declared_type, journal_to_row, quote, same_value, to_sql, ts};
 use super::{Inner, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
@@ -447,14 +449,7 @@ impl SqliteWriter {
     /// otherwise the table it was loading is dropped.
     fn swap_back_or_drop(&self, tx: &Connection) -> StoreResult<()> {
         let undo = undo_table(&self.table, self.number);
-        let kept: Option<String> = tx
-            .query_row(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [&undo],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if kept.is_some() {
+        if table_exists(tx, &undo)? {
             tx.execute_batch(&format!(
                 "DROP TABLE {table}; ALTER TABLE {undo} RENAME TO {table};",
                 table = quote(&self.table),
@@ -531,14 +526,7 @@ impl SqliteWriter {
     /// first, as the journal of earlier versions re-inserts them). Drops the journal.
     fn undo_from_journal(&self, tx: &Connection) -> StoreResult<()> {
         let name = journal_table(&self.table, self.number);
-        let kept: Option<String> = tx
-            .query_row(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [&name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if kept.is_none() {
+        if !table_exists(tx, &name)? {
             return Ok(());
         }
         let journal = quote(&name);

@@ -113,6 +113,7 @@ pub(crate) fn later_conflict(
     let to_pair = |r: Row| -> StoreResult<(String, i64)> {
         Ok((r.try_get::<_, Uuid>(0)?.to_string(), r.try_get(1)?))
     };
+    let slug = workspace_slug(tx, import.workspace_id)?;
     for table in &import.tables {
         // A later import still running on the table, or a later replace (which changed
         // every row), or any later write when this import was itself a replace.
@@ -162,7 +163,6 @@ pub(crate) fn later_conflict(
              ORDER BY i.number",
             &[&import.workspace_id, &table.table, &import.number],
         )?;
-        let slug = workspace_slug(tx, import.workspace_id)?;
         for r in later {
             let number: i64 = r.try_get(1)?;
             let journal = journal_table(&table.table, number);

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::super::tables::physical_name;
+use super::super::tables::{physical_name, table_exists};
 use super::super::values::{quote, ts};
 use super::super::{StoreError, StoreResult, parse_uuid};
 use super::events::*;
@@ -108,13 +108,6 @@ fn import_named(tx: &Connection, workspace_id: Uuid, number: i64) -> StoreResult
     Ok(later.unwrap_or_else(|| ("a later import".into(), number)))
 }
 
-/// Whether a table exists in the database.
-fn table_exists(tx: &Connection, name: &str) -> StoreResult<bool> {
-    Ok(tx
-        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
-        .exists([name])?)
-}
-
 /// The number of the import that holds a row this import's journal would restore (-1: the
 /// updated row is gone), checked set-based against the live table.
 fn journal_conflict(
@@ -162,6 +155,7 @@ pub(crate) fn later_conflict(
     import: &ImportRecord,
 ) -> StoreResult<Option<(String, i64)>> {
     let ws = import.workspace_id.to_string();
+    let slug = super::super::tables::workspace_slug(tx, import.workspace_id)?;
     for table in &import.tables {
         // A later import still running on the table, or a later replace (which changed
         // every row), or any later write when this import was itself a replace.
@@ -215,10 +209,7 @@ pub(crate) fn later_conflict(
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        let physical = super::super::tables::physical_name_in(
-            &super::super::tables::workspace_slug(tx, import.workspace_id)?,
-            &table.table,
-        );
+        let physical = super::super::tables::physical_name_in(&slug, &table.table);
         for (id, number) in later {
             let journal = super::super::tables::journal_table(&physical, number);
             if table_exists(tx, &journal)?
@@ -242,15 +233,11 @@ pub(crate) fn undo_tables(tx: &Connection, import: &ImportRecord) -> StoreResult
     let slug = super::super::tables::workspace_slug(tx, import.workspace_id)?;
     let mut out = Vec::new();
     for t in &import.tables {
-        let name = super::super::tables::undo_table(
-            &super::super::tables::physical_name_in(&slug, &t.table),
-            import.number,
-        );
-        let journal = super::super::tables::journal_table(
-            &super::super::tables::physical_name_in(&slug, &t.table),
-            import.number,
-        );
-        for name in [name, journal] {
+        let physical = super::super::tables::physical_name_in(&slug, &t.table);
+        for name in [
+            super::super::tables::undo_table(&physical, import.number),
+            super::super::tables::journal_table(&physical, import.number),
+        ] {
             if table_exists(tx, &name)? {
                 out.push(name);
             }
