@@ -31,6 +31,9 @@ pub struct Validator {
     /// For each column, the position of the field of the current JSON object that feeds it
     /// (kept between records to reuse its memory).
     column_fields: Vec<Option<usize>>,
+    /// `key_columns` already holds the keys of the record about to be checked (the unknown
+    /// key check brought it up to date): the check does not compare them again.
+    keys_current: bool,
 }
 
 /// The cells that mean NULL; the usual set (only the empty cell) is checked without hashing.
@@ -104,6 +107,7 @@ impl Validator {
             key,
             key_columns: Vec::new(),
             column_fields: Vec::new(),
+            keys_current: false,
         })
     }
 
@@ -118,6 +122,7 @@ impl Validator {
             return Vec::new();
         };
         self.remember_key_columns(obj);
+        self.keys_current = true;
         let Some(keys) = &self.keys else {
             return Vec::new();
         };
@@ -151,6 +156,7 @@ impl Validator {
 
     /// Checks one record.
     pub fn check(&mut self, item: ReadItem) -> Checked {
+        let keys_current = std::mem::take(&mut self.keys_current);
         let n = self.schema.columns.len();
         let mut values = Vec::with_capacity(n);
         let mut problems: Vec<(usize, CoerceError)> = Vec::new();
@@ -191,7 +197,9 @@ impl Validator {
                 SourceRecord::Fields(self.header.clone(), rec)
             }
             RecordBody::Object(obj) => {
-                self.remember_key_columns(&obj);
+                if !keys_current {
+                    self.remember_key_columns(&obj);
+                }
                 self.column_fields.clear();
                 self.column_fields.resize(n, None);
                 // A later key feeding the same column wins, as it would in a map.

@@ -388,13 +388,17 @@ pub trait BatchWriter: Send {
     /// did, and of a cancel request as it is learned) answers true. A writer may commit
     /// several batches in one transaction; it commits everything before returning. On
     /// `Replay`, batches it had received but not committed are lost: the caller reads them
-    /// again from the last committed checkpoint.
+    /// again from the last committed checkpoint. Each batch is handed to `spent` once
+    /// written, so that its memory is freed by the thread that allocated it (a free from
+    /// another thread costs the allocator more, and the writer is the pipeline's busiest
+    /// stage).
     fn write_stream(
         &mut self,
         next: &mut dyn FnMut() -> Option<Batch>,
         seen: &mut dyn FnMut(&BatchOutcome) -> bool,
+        spent: &mut dyn FnMut(Batch),
     ) -> StoreResult<()> {
-        write_each(self, next, seen)
+        write_each(self, next, seen, spent)
     }
     /// Undoes everything this import wrote to the table (abort and atomic policies).
     fn revert(&mut self) -> StoreResult<()>;
@@ -420,14 +424,17 @@ where
         .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
 }
 
-/// Writes each batch `next` yields in a transaction of its own, until `seen` answers true.
+/// Writes each batch `next` yields in a transaction of its own, until `seen` answers true;
+/// each written batch goes to `spent`.
 pub fn write_each<W: BatchWriter + ?Sized>(
     writer: &mut W,
     next: &mut dyn FnMut() -> Option<Batch>,
     seen: &mut dyn FnMut(&BatchOutcome) -> bool,
+    spent: &mut dyn FnMut(Batch),
 ) -> StoreResult<()> {
     while let Some(batch) = next() {
         let out = writer.write(&batch)?;
+        spent(batch);
         if seen(&out) {
             break;
         }

@@ -360,4 +360,4 @@ fn object_body(parsed: record::Parsed, text: &str) -> RecordBody {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

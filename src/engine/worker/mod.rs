@@ -1,9 +1,11 @@
 //! One worker step: claim an import, run its tables through the pipeline, end it. The
-//! table's load is in `table`, one pass over a source in `pass`, undoing in `rollback`, and
-//! the lease renewal a blocking loop relies on in `lease`.
+//! table's load is in `table`, one pass over a source in `pass` (its parser in
+//! `read_ahead`), undoing in `rollback`, and the lease renewal a blocking loop relies on in
+//! `lease`.
 
 mod lease;
 mod pass;
+mod read_ahead;
 mod rollback;
 mod table;
 

@@ -1,9 +1,9 @@
-//! One pass over a table's source: read and validate on one thread, write (or, for an atomic
-//! import's first pass, only check) on another, joined by a small bounded channel so that
-//! parsing and the database use different cores and memory stays bounded.
+//! One pass over a table's source: parse on one thread, validate on a second, write (or, for
+//! an atomic import's first pass, only check) on a third, joined by small bounded channels so
+//! that parsing, checking and the database share the cores and memory stays bounded.
 
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use tokio::sync::watch;
 
@@ -16,6 +16,7 @@ use super::super::pause::PausePoint;
 use super::super::reader::{Checkpoint, Format, ReaderOptions, SourceReader};
 use super::super::validator::{Checked, Validator};
 use super::lease::{LeaseFlags, LeaseRenewal};
+use super::read_ahead::{Read, ReadAhead};
 use crate::background::{self, Share};
 use crate::model::{RowError, TableSchema};
 use crate::store::{
@@ -163,10 +164,14 @@ impl Pass<'_> {
             import.on_error.error_limit(import.max_errors)
         };
         let (tx, rx) = sync_channel::<Batch>(2);
+        // Written batches come back to the reader's thread, which made their rows, to be
+        // freed there (and their memory reused).
+        let (spent_tx, spent_rx) = channel::<Batch>();
         let read = ReadJob {
             reader,
             validator,
             tx,
+            spent: spent_rx,
             first_warnings,
             batch_rows: self.engine.config.batch_rows,
             batch_bytes: self.engine.config.batch_bytes,
@@ -185,7 +190,7 @@ impl Pass<'_> {
         let written = if validate_only {
             self.validate(writer, rx, tally).await
         } else {
-            self.write(writer, rx, tally, start.unwrap_or_default())
+            self.write(writer, rx, spent_tx, tally, start.unwrap_or_default())
                 .await
         };
         let read = parse
@@ -285,6 +290,7 @@ impl Pass<'_> {
         &self,
         mut writer: Box<dyn BatchWriter>,
         rx: Receiver<Batch>,
+        spent: Sender<Batch>,
         mut tally: Tally,
         from: Position,
     ) -> Result<Written, StoreError> {
@@ -315,7 +321,9 @@ impl Pass<'_> {
                 }
                 stop.is_some()
             };
-            let written = writer.write_stream(&mut next, &mut seen);
+            // A reader that has ended takes nothing back: the batch is freed here.
+            let mut spent = |batch: Batch| drop(spent.send(batch));
+            let written = writer.write_stream(&mut next, &mut seen, &mut spent);
             let invalid = tally.invalid;
             match written {
                 Ok(()) => Ok((writer, invalid, stop, false)),
@@ -457,6 +465,8 @@ struct ReadJob {
     reader: SourceReader,
     validator: Validator,
     tx: SyncSender<Batch>,
+    /// Batches the writer is done with.
+    spent: Receiver<Batch>,
     first_warnings: Vec<String>,
     batch_rows: usize,
     batch_bytes: u64,
@@ -472,9 +482,10 @@ impl ReadJob {
     /// records it read, or why the source could not be read.
     fn run(self) -> Result<u64, String> {
         let ReadJob {
-            mut reader,
+            reader,
             mut validator,
             tx,
+            spent,
             first_warnings,
             batch_rows,
             batch_bytes,
@@ -489,17 +500,33 @@ impl ReadJob {
             ..Batch::default()
         };
         let mut records = 0u64;
-        let mut batch_start = reader.checkpoint().byte_offset;
+        // Where the source stands after the last record taken from the parser (which reads
+        // ahead of it).
+        let mut cp = reader.checkpoint();
+        let mut batch_start = cp.byte_offset;
         let pass_start = batch_start;
         let mut invalid_read = invalid_before;
         // A pass resumed after the batch that passed the limit committed reads no further:
         // its empty last batch lets the writer see the limit again.
         let mut over_limit = error_limit.is_some_and(|m| invalid_read > m);
-        while !over_limit {
-            let item = match reader.next_item() {
-                None => break,
-                Some(Ok(item)) => item,
-                Some(Err(e)) => return Err(e.to_string()),
+        let mut ahead = match over_limit {
+            true => None,
+            false => Some(
+                ReadAhead::start(reader).map_err(|e| format!("cannot start the parser: {e}"))?,
+            ),
+        };
+        while let Some(ahead) = ahead.as_mut() {
+            let item = match ahead.next() {
+                Some(Read::Record(item, after)) => {
+                    cp = after;
+                    item
+                }
+                Some(Read::End(end)) => {
+                    cp = end;
+                    break;
+                }
+                Some(Read::Failed(why)) => return Err(why),
+                None => return Err("the parser stopped".to_owned()),
             };
             records = item.record;
             if json_source {
@@ -524,7 +551,6 @@ impl ReadJob {
                 break;
             }
             // Wide records make a batch of fewer rows: memory follows bytes, not rows.
-            let cp = reader.checkpoint();
             if batch.rows.len() + batch.errors.len() >= batch_rows
                 || cp.byte_offset.saturating_sub(batch_start) >= batch_bytes
             {
@@ -534,9 +560,15 @@ impl ReadJob {
                 if tx.send(std::mem::take(&mut batch)).is_err() {
                     return Ok(records);
                 }
+                for written in spent.try_iter() {
+                    let mut rows = written.rows;
+                    rows.clear();
+                    if rows.capacity() > batch.rows.capacity() {
+                        batch.rows = rows;
+                    }
+                }
             }
         }
-        let cp = reader.checkpoint();
         records = records.max(cp.record);
         batch.checkpoint = cp.into();
         batch.bytes_read = cp.byte_offset;

@@ -465,10 +465,14 @@ fn people_batch(n: u64, ids: &[i64]) -> Batch {
 fn stream(writer: &mut dyn BatchWriter, batches: Vec<Batch>) -> (Vec<u64>, StoreResult<()>) {
     let mut batches = batches.into_iter();
     let mut created = Vec::new();
-    let ended = writer.write_stream(&mut || batches.next(), &mut |o| {
-        created.push(o.created);
-        false
-    });
+    let ended = writer.write_stream(
+        &mut || batches.next(),
+        &mut |o| {
+            created.push(o.created);
+            false
+        },
+        &mut drop,
+    );
     (created, ended)
 }
 

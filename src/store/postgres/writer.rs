@@ -1444,6 +1444,7 @@ impl PgWriter {
         base: i64,
         next: &mut dyn FnMut() -> Option<Batch>,
         seen: &mut dyn FnMut(&BatchOutcome) -> bool,
+        spent: &mut dyn FnMut(Batch),
     ) -> StoreResult<GroupEnd> {
         let mut conn = self.inner.pool.get()?;
         let mut tx = conn.transaction()?;
@@ -1487,7 +1488,7 @@ impl PgWriter {
                 buf.clear();
                 numbered += batch.rows.len() as i64;
                 tally.absorb(&mut batch, &out, &mut errors);
-                drop(batch);
+                spent(batch);
                 if seen(&out) {
                     more = false;
                     break;
@@ -1647,15 +1648,16 @@ impl BatchWriter for PgWriter {
         &mut self,
         next: &mut dyn FnMut() -> Option<Batch>,
         seen: &mut dyn FnMut(&BatchOutcome) -> bool,
+        spent: &mut dyn FnMut(Batch),
     ) -> StoreResult<()> {
         self.prepare()?;
         if !self.streams() {
-            return write_each(self, next, seen);
+            return write_each(self, next, seen, spent);
         }
         let names = self.known_names()?;
         while let Some(first) = next() {
             let base = self.next_row(names)?;
-            let end = match self.stream_group(names, first, base, next, seen) {
+            let end = match self.stream_group(names, first, base, next, seen, spent) {
                 Ok(end) => end,
                 Err(e) => {
                     // Rows were numbered in a transaction that did not commit.

@@ -11,7 +11,7 @@ use super::imports::{append_event, check_lease};
 use super::tables::{
     IMPORT_COLUMN, create_sql, journal_table, physical_name, table_exists, undo_table,
 };
-use super::values::{declared_type, journal_to_row, quote, same_value, to_sql, ts};
+use super::values::{bind, declared_type, journal_to_row, quote, same_value, to_sql, ts};
 use super::{Inner, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
 use crate::store::apply::finish_cleaned_table;
@@ -220,19 +220,16 @@ impl SqliteWriter {
         let number = self.number;
         // With cleanup, a row whose new version the database refused keeps its place.
         let mut rejected_keys: Vec<Vec<Value>> = Vec::new();
+        // Dates and times are written here before SQLite copies them.
+        let mut scratch = String::new();
         for row in &batch.rows {
-            let cells: Vec<Cell<'_>> = row.values.iter().map(Cell).collect();
             let found = match &mut select {
-                Some(select) => self.find_existing(select, &cells, &row.values)?,
+                Some(select) => self.find_existing(select, &row.values, &mut scratch)?,
                 None => None,
             };
-            let mut params: Vec<&dyn ToSql> = Vec::with_capacity(cells.len() + 2);
             let result = match found {
-                None => {
-                    params.extend(cells.iter().map(|c| c as &dyn ToSql));
-                    params.push(&number);
-                    insert.execute(params.as_slice()).map(|_| out.created += 1)
-                }
+                None => run_row(&mut insert, &row.values, number, None, &mut scratch)
+                    .map(|_| out.created += 1),
                 Some(found) if found.same && (!self.cleanup || found.owner == number) => {
                     out.unchanged += 1;
                     Ok(())
@@ -253,10 +250,7 @@ impl SqliteWriter {
                             claim.execute(params![number, found.rowid])
                         }
                         (_, Some(update)) => {
-                            params.extend(cells.iter().map(|c| c as &dyn ToSql));
-                            params.push(&number);
-                            params.push(&found.rowid);
-                            update.execute(params.as_slice())
+                            run_row(update, &row.values, number, Some(found.rowid), &mut scratch)
                         }
                         _ => Ok(0),
                     };
@@ -310,12 +304,14 @@ impl SqliteWriter {
     /// (nothing is copied out of SQLite).
     fn find_existing(
         &self,
-        select: &mut rusqlite::CachedStatement<'_>,
-        cells: &[Cell<'_>],
+        select: &mut rusqlite::Statement<'_>,
         values: &[Value],
+        scratch: &mut String,
     ) -> rusqlite::Result<Option<Found>> {
-        let keys: Vec<&dyn ToSql> = self.key.iter().map(|&i| &cells[i] as &dyn ToSql).collect();
-        let mut rows = select.query(keys.as_slice())?;
+        for (j, &i) in self.key.iter().enumerate() {
+            bind(select, j + 1, &values[i], scratch)?;
+        }
+        let mut rows = select.raw_query();
         let Some(r) = rows.next()? else {
             return Ok(None);
         };
@@ -644,6 +640,25 @@ impl Statements {
             journal,
         }
     }
+}
+
+/// Binds a row's values, then the import's number (and, for an update, the rowid), and runs
+/// the statement: no parameter list is built per row.
+fn run_row(
+    stmt: &mut rusqlite::Statement<'_>,
+    values: &[Value],
+    number: i64,
+    rowid: Option<i64>,
+    scratch: &mut String,
+) -> rusqlite::Result<usize> {
+    for (i, v) in values.iter().enumerate() {
+        bind(stmt, i + 1, v, scratch)?;
+    }
+    stmt.raw_bind_parameter(values.len() + 1, number)?;
+    if let Some(rowid) = rowid {
+        stmt.raw_bind_parameter(values.len() + 2, rowid)?;
+    }
+    stmt.raw_execute()
 }
 
 /// The column named by a uniqueness violation, if `e` is one.
