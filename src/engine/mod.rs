@@ -15,6 +15,7 @@ pub mod validator;
 pub mod webhooks;
 pub mod workbook;
 mod worker;
+mod write_behind;
 
 use std::sync::Arc;
 use std::time::Duration;

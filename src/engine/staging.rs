@@ -16,6 +16,7 @@ use super::reader::Format;
 use super::reader::encoding::{Encoding, Transcoder};
 use super::reader::sniff::{Sniffed, sniff};
 use super::workbook::{self, SheetSource, WorkbookError};
+use super::write_behind::WriteBehind;
 
 /// A staged upload, ready to become an import's source.
 #[derive(Debug)]
@@ -139,14 +140,17 @@ where
         let Some(container) = Container::sniff(&first) else {
             let mut text = TextSink::new(options.encoding, limit);
             let mut file = tokio::fs::File::create(&path).await?;
+            let mut behind = WriteBehind::new(&file).await?;
             file.write_all(text.push(&first, received.bytes)?).await?;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| StageError::Body(e.to_string()))?;
                 let total = received.count(chunk.as_ref())?;
                 file.write_all(text.push(chunk.as_ref(), total)?).await?;
+                behind.wrote(total).await?;
             }
             file.write_all(text.finish()?).await?;
             // Synced before the import that points at it is committed.
+            behind.finished().await?;
             file.sync_all().await?;
             return Ok(text.staged(path.clone(), received.bytes, received.sha256()));
         };

@@ -143,7 +143,7 @@ impl Validator {
             return;
         };
         self.key_columns.truncate(obj.len());
-        for (i, (k, _)) in obj.iter().enumerate() {
+        for (i, k) in obj.keys().enumerate() {
             match self.key_columns.get_mut(i) {
                 Some((known, _)) if known == k => {}
                 Some(slot) => *slot = (k.to_owned(), keys.column(&self.schema, k)),

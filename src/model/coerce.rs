@@ -87,6 +87,14 @@ pub struct ColumnCoercer {
     default: Option<Value>,
     /// Whether `min` or `max` is set (skips the range check on the common path).
     ranged: bool,
+    /// `min` and `max` as canonical decimals, for a decimal column's range check (made once
+    /// here, not for every cell).
+    decimal_bounds: (Option<String>, Option<String>),
+}
+
+/// A range bound as a canonical decimal (None when unset, or not finite).
+fn decimal_bound(bound: Option<f64>) -> Option<String> {
+    bound.and_then(|b| canonical_decimal(&b.to_string()).ok())
 }
 
 impl ColumnCoercer {
@@ -113,6 +121,7 @@ impl ColumnCoercer {
             allowed,
             default: None,
             ranged: spec.min.is_some() || spec.max.is_some(),
+            decimal_bounds: (decimal_bound(spec.min), decimal_bound(spec.max)),
         };
         if let Some(d) = &spec.default
             && !d.is_null()
@@ -358,17 +367,17 @@ impl ColumnCoercer {
     /// 30-digit value just above `max` is refused rather than rounded onto it.
     fn check_decimal_range(&self, d: &str) -> Result<(), CoerceError> {
         use std::cmp::Ordering;
-        let bound = |b: f64| canonical_decimal(&b.to_string()).ok();
-        if let Some(min) = self.spec.min
-            && bound(min).is_some_and(|m| compare_decimals(d, &m) == Ordering::Less)
+        let (low, high) = &self.decimal_bounds;
+        if let (Some(min), Some(low)) = (self.spec.min, low)
+            && compare_decimals(d, low) == Ordering::Less
         {
             return Err(CoerceError::new(
                 RowErrorCode::OutOfRange,
                 format!("{d} is below the minimum of {min}"),
             ));
         }
-        if let Some(max) = self.spec.max
-            && bound(max).is_some_and(|m| compare_decimals(d, &m) == Ordering::Greater)
+        if let (Some(max), Some(high)) = (self.spec.max, high)
+            && compare_decimals(d, high) == Ordering::Greater
         {
             return Err(CoerceError::new(
                 RowErrorCode::OutOfRange,
@@ -857,10 +866,17 @@ fn is_email(s: &str) -> bool {
         return false;
     };
     let (local, domain) = (&s[..at], &s[at + 1..]);
-    if local.is_empty()
-        || local.len() > 64
-        || local.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    if local.is_empty() || local.len() > 64 {
+        return false;
+    }
+    // ASCII, the usual local part, is checked a byte at a time; other text by its characters.
+    let spaced = if local.is_ascii() {
+        // Every ASCII space but ' ' is a control character.
+        local.bytes().any(|b| b == b' ' || b.is_ascii_control())
+    } else {
+        local.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if spaced {
         return false;
     }
     if domain.is_ascii() {
@@ -1370,6 +1386,9 @@ mod tests {
             "ann@example.com.",
             "ann@exa_mple.com",
             "a nn@example.com",
+            "a\tnn@example.com",
+            "a\u{7f}nn@example.com",
+            "jos\u{e9}\u{a0}x@example.com",
             "ann@exam ple.com",
             long_local.as_str(),
             long_total.as_str(),

@@ -77,6 +77,11 @@ impl JsonFields {
             .map(|f| (self.resolve(&f.key), self.cell(&f.value)))
     }
 
+    /// The keys, in order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.fields.iter().map(|f| self.resolve(&f.key))
+    }
+
     /// The value of the field at this position.
     pub fn value(&self, i: usize) -> Option<JsonCell<'_>> {
         self.fields.get(i).map(|f| self.cell(&f.value))

@@ -10,14 +10,14 @@ use super::super::reader::{Checkpoint, ReadItem, SourceReader};
 
 /// Records per chunk sent from the parser to the validator: enough to make the hand-over
 /// cheap per record, few enough that the validator starts at once.
-const CHUNK_RECORDS: usize = 256;
+const CHUNK_RECORDS: usize = 1024;
 
 /// Source bytes per chunk at most: wide records make chunks of fewer records, so that the
 /// chunks in flight stay small whatever the records hold.
-const CHUNK_BYTES: u64 = 256 * 1024;
+const CHUNK_BYTES: u64 = 512 * 1024;
 
 /// Chunks the parser may be ahead of the validator.
-const CHUNKS_AHEAD: usize = 4;
+const CHUNKS_AHEAD: usize = 8;
 
 /// What the parser read next.
 pub(super) enum Read {
