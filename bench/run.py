@@ -819,7 +819,11 @@ def goal_text(value, target, fmt="%.2f×", op=">="):
         return "n/a"
     ok = {">=": value >= target, "<": value < target, "<=": value <= target}[op]
     sign = {">=": " ≥ ", "<": " < ", "<=": " ≤ "}[op]
-    return ("**met**" if ok else "**MISSED**") + " (" + (fmt % value) + sign + (fmt % target) + ")"
+    shown = fmt % value
+    if shown == fmt % target and fmt == "%.2f×":
+        # At the bar once rounded: one more digit says on which side it fell.
+        shown = "%.3f×" % value
+    return ("**met**" if ok else "**MISSED**") + " (" + shown + sign + (fmt % target) + ")"
 
 
 def rss_goal(mib):
