@@ -425,4 +425,30 @@ mod tests {
             .expect("staged");
         assert_eq!(staged.size, 0);
     }
+
+    #[tokio::test]
+    async fn a_body_synced_while_it_arrives_is_stored_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // 40 MiB in 1 MiB chunks: background syncs start while the body still arrives.
+        let chunks: Vec<Vec<u8>> = (0..40u8)
+            .map(|i| {
+                let line = format!("{i},row {i}\n");
+                line.repeat((1 << 20) / line.len()).into_bytes()
+            })
+            .collect();
+        let whole: Vec<u8> = chunks.concat();
+        let body = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+        let path = dir.path().join("big");
+        let staged = stage(path.clone(), body, None, 1 << 30)
+            .await
+            .expect("staged");
+        assert_eq!(staged.received, whole.len() as u64);
+        assert_eq!(staged.size, whole.len() as u64);
+        assert!(std::fs::read(&path).expect("read") == whole);
+        let digest: String = Sha256::digest(&whole)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(staged.sha256, digest);
+    }
 }
