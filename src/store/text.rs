@@ -37,8 +37,7 @@ pub fn date_text(d: time::Date) -> String {
     out
 }
 
-/// Appends a date column's text to `out`.
-pub fn push_date(out: &mut String, d: time::Date) {
+fn push_date(out: &mut String, d: time::Date) {
     let year = d.year();
     if year < 0 {
         out.push('-');
@@ -53,21 +52,15 @@ pub fn push_date(out: &mut String, d: time::Date) {
 /// A datetime column's text: RFC 3339 in UTC, with a fraction only when there is one.
 /// (Written by hand: it runs for every datetime cell of every import.)
 pub fn datetime_text(t: OffsetDateTime) -> String {
-    let mut out = String::with_capacity(30);
-    push_datetime(&mut out, t);
-    out
-}
-
-/// Appends a datetime column's text to `out`.
-pub fn push_datetime(out: &mut String, t: OffsetDateTime) {
     let t = t.to_offset(UtcOffset::UTC);
-    push_date(out, t.date());
+    let mut out = String::with_capacity(30);
+    push_date(&mut out, t.date());
     out.push('T');
-    push_digits(out, t.hour() as u32, 2);
+    push_digits(&mut out, t.hour() as u32, 2);
     out.push(':');
-    push_digits(out, t.minute() as u32, 2);
+    push_digits(&mut out, t.minute() as u32, 2);
     out.push(':');
-    push_digits(out, t.second() as u32, 2);
+    push_digits(&mut out, t.second() as u32, 2);
     let nanos = t.nanosecond();
     if nanos != 0 {
         out.push('.');
@@ -77,7 +70,8 @@ pub fn push_datetime(out: &mut String, t: OffsetDateTime) {
             n /= 10;
             digits -= 1;
         }
-        push_digits(out, n, digits);
+        push_digits(&mut out, n, digits);
     }
     out.push('Z');
+    out
 }

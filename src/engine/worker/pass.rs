@@ -509,11 +509,10 @@ impl ReadJob {
         // A pass resumed after the batch that passed the limit committed reads no further:
         // its empty last batch lets the writer see the limit again.
         let mut over_limit = error_limit.is_some_and(|m| invalid_read > m);
-        let mut ahead = match over_limit {
-            true => None,
-            false => Some(
-                ReadAhead::start(reader).map_err(|e| format!("cannot start the parser: {e}"))?,
-            ),
+        let mut ahead = if over_limit {
+            None
+        } else {
+            Some(ReadAhead::start(reader).map_err(|e| format!("cannot start the parser: {e}"))?)
         };
         while let Some(ahead) = ahead.as_mut() {
             let item = match ahead.next() {

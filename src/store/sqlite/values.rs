@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::model::{ColumnType, Value};
 use crate::store::StoreResult;
 pub use crate::store::ddl::quote;
-pub use crate::store::text::{date_text, datetime_text, push_date, push_datetime, ts};
+pub use crate::store::text::{date_text, datetime_text, ts};
 
 /// Parses a timestamp written by [`ts`].
 pub fn parse_ts(s: &str) -> OffsetDateTime {
@@ -48,40 +48,6 @@ impl crate::store::stored_row::StoredRow for rusqlite::Row<'_> {
         Ok(text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default())
-    }
-}
-
-/// Binds a column value to parameter `index` (1-based) of `stmt`, as [`to_sql`] represents
-/// it, without a parameter list built per row: dates and times are written into `scratch`
-/// (SQLite copies a bound text, so one buffer serves every parameter).
-pub fn bind(
-    stmt: &mut rusqlite::Statement<'_>,
-    index: usize,
-    v: &Value,
-    scratch: &mut String,
-) -> rusqlite::Result<()> {
-    match v {
-        Value::Null => stmt.raw_bind_parameter(index, rusqlite::types::Null),
-        Value::Int(i) => stmt.raw_bind_parameter(index, *i),
-        Value::Float(f) => stmt.raw_bind_parameter(index, *f),
-        Value::Bool(b) => stmt.raw_bind_parameter(index, i64::from(*b)),
-        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => {
-            stmt.raw_bind_parameter(index, s.as_str())
-        }
-        Value::Date(d) => {
-            scratch.clear();
-            push_date(scratch, *d);
-            stmt.raw_bind_parameter(index, scratch.as_str())
-        }
-        Value::Datetime(t) => {
-            scratch.clear();
-            push_datetime(scratch, *t);
-            stmt.raw_bind_parameter(index, scratch.as_str())
-        }
-        Value::Uuid(u) => {
-            let mut buf = uuid::Uuid::encode_buffer();
-            stmt.raw_bind_parameter(index, &*u.hyphenated().encode_lower(&mut buf))
-        }
     }
 }
 

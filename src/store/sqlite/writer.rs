@@ -11,7 +11,7 @@ use super::imports::{append_event, check_lease};
 use super::tables::{
     IMPORT_COLUMN, create_sql, journal_table, physical_name, table_exists, undo_table,
 };
-use super::values::{bind, declared_type, journal_to_row, quote, same_value, to_sql, ts};
+use super::values::{declared_type, journal_to_row, quote, same_value, to_sql, ts};
 use super::{Inner, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
 use crate::store::apply::finish_cleaned_table;
@@ -220,16 +220,13 @@ impl SqliteWriter {
         let number = self.number;
         // With cleanup, a row whose new version the database refused keeps its place.
         let mut rejected_keys: Vec<Vec<Value>> = Vec::new();
-        // Dates and times are written here before SQLite copies them.
-        let mut scratch = String::new();
         for row in &batch.rows {
             let found = match &mut select {
-                Some(select) => self.find_existing(select, &row.values, &mut scratch)?,
+                Some(select) => self.find_existing(select, &row.values)?,
                 None => None,
             };
             let result = match found {
-                None => run_row(&mut insert, &row.values, number, None, &mut scratch)
-                    .map(|_| out.created += 1),
+                None => run_row(&mut insert, &row.values, number, None).map(|_| out.created += 1),
                 Some(found) if found.same && (!self.cleanup || found.owner == number) => {
                     out.unchanged += 1;
                     Ok(())
@@ -250,7 +247,7 @@ impl SqliteWriter {
                             claim.execute(params![number, found.rowid])
                         }
                         (_, Some(update)) => {
-                            run_row(update, &row.values, number, Some(found.rowid), &mut scratch)
+                            run_row(update, &row.values, number, Some(found.rowid))
                         }
                         _ => Ok(0),
                     };
@@ -306,10 +303,9 @@ impl SqliteWriter {
         &self,
         select: &mut rusqlite::Statement<'_>,
         values: &[Value],
-        scratch: &mut String,
     ) -> rusqlite::Result<Option<Found>> {
         for (j, &i) in self.key.iter().enumerate() {
-            bind(select, j + 1, &values[i], scratch)?;
+            select.raw_bind_parameter(j + 1, to_sql(&values[i]))?;
         }
         let mut rows = select.raw_query();
         let Some(r) = rows.next()? else {
@@ -649,10 +645,9 @@ fn run_row(
     values: &[Value],
     number: i64,
     rowid: Option<i64>,
-    scratch: &mut String,
 ) -> rusqlite::Result<usize> {
     for (i, v) in values.iter().enumerate() {
-        bind(stmt, i + 1, v, scratch)?;
+        stmt.raw_bind_parameter(i + 1, to_sql(v))?;
     }
     stmt.raw_bind_parameter(values.len() + 1, number)?;
     if let Some(rowid) = rowid {
