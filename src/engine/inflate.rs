@@ -78,6 +78,11 @@ impl Inflater {
         self.feed(input, out)
     }
 
+    /// Whether what is pushed from now on comes out unchanged (the upload is not compressed).
+    pub fn passes_through(&self) -> bool {
+        matches!(self.state, State::Plain)
+    }
+
     /// Picks the decoder the first bytes call for.
     fn start(&mut self, head: &[u8]) -> Result<(), Damaged> {
         self.state = if head.starts_with(&GZIP_MAGIC) {

@@ -1,14 +1,18 @@
 //! Staging an upload: the body is streamed to a temporary file (never held whole in memory),
 //! inflated when it is gzip or zstd compressed, converted to UTF-8 on the way, hashed, and
-//! size-limited, then sniffed. Containers (a zip holding one file, a workbook) are spooled
+//! size-limited, then sniffed. The request's task only receives: storing and hashing each
+//! run on a thread of their own, so the three overlap. Containers (a zip holding one file, a workbook) are spooled
 //! whole first, since their directory is at their end, then read from the spool.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::archive::{self, ArchiveError, CONTAINER_SNIFF, Container, Contents};
 use super::inflate::{Damaged, Inflater};
@@ -93,7 +97,7 @@ pub async fn stage<S, B, E>(
 ) -> Result<Staged, StageError>
 where
     S: Stream<Item = Result<B, E>> + Unpin,
-    B: AsRef<[u8]>,
+    B: Into<Bytes>,
     E: std::fmt::Display,
 {
     let options = StageOptions {
@@ -114,7 +118,7 @@ pub async fn stage_with<S, B, E>(
 ) -> Result<Staged, StageError>
 where
     S: Stream<Item = Result<B, E>> + Unpin,
-    B: AsRef<[u8]>,
+    B: Into<Bytes>,
     E: std::fmt::Display,
 {
     // A body may end while its first bytes are sniffed (an empty one does), and is read on
@@ -130,41 +134,51 @@ where
         while first.len() < CONTAINER_SNIFF {
             match body.next().await {
                 Some(chunk) => {
-                    let chunk = chunk.map_err(|e| StageError::Body(e.to_string()))?;
-                    received.count(chunk.as_ref())?;
-                    first.extend_from_slice(chunk.as_ref());
+                    let chunk = chunk.map_err(|e| StageError::Body(e.to_string()))?.into();
+                    first.extend_from_slice(&chunk);
+                    received.count(chunk).await?;
                 }
                 None => break,
             }
         }
         let Some(container) = Container::sniff(&first) else {
-            let mut text = TextSink::new(options.encoding, limit);
-            let mut file = tokio::fs::File::create(&path).await?;
-            let mut behind = WriteBehind::new(&file).await?;
-            file.write_all(text.push(&first, received.bytes)?).await?;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| StageError::Body(e.to_string()))?;
-                let total = received.count(chunk.as_ref())?;
-                file.write_all(text.push(chunk.as_ref(), total)?).await?;
-                behind.wrote(total).await?;
+            let storing = Storing::start(path.clone(), options.encoding, limit);
+            // Whether the body was received whole, or the storing stopped first (on an
+            // error of its own, which it answers).
+            let received_all = async {
+                if !storing.send(first.into(), received.bytes).await {
+                    return Ok(false);
+                }
+                while let Some(chunk) = body.next().await {
+                    let chunk: Bytes = chunk.map_err(|e| StageError::Body(e.to_string()))?.into();
+                    let total = received.count(chunk.clone()).await?;
+                    if !storing.send(chunk, total).await {
+                        return Ok(false);
+                    }
+                }
+                Ok::<bool, StageError>(true)
             }
-            file.write_all(text.finish()?).await?;
-            // Synced before the import that points at it is committed.
-            behind.finished().await?;
-            file.sync_all().await?;
-            return Ok(text.staged(path.clone(), received.bytes, received.sha256()));
+            .await;
+            // Stopped (and its file closed) before a failed upload's file is removed.
+            let text = storing.finish(matches!(received_all, Ok(true))).await;
+            received_all?;
+            let text = text?;
+            let bytes = received.bytes;
+            let sha256 = received.sha256().await?;
+            return Ok(text.staged(path.clone(), bytes, sha256));
         };
         let mut file = tokio::fs::File::create(&spool).await?;
         file.write_all(&first).await?;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| StageError::Body(e.to_string()))?;
-            received.count(chunk.as_ref())?;
-            file.write_all(chunk.as_ref()).await?;
+            let chunk: Bytes = chunk.map_err(|e| StageError::Body(e.to_string()))?.into();
+            file.write_all(&chunk).await?;
+            received.count(chunk).await?;
         }
         file.sync_all().await?;
         drop(file);
         let (spooled, out, options) = (spool.clone(), path.clone(), options.clone());
-        let (bytes, sha256) = (received.bytes, received.sha256());
+        let bytes = received.bytes;
+        let sha256 = received.sha256().await?;
         tokio::task::spawn_blocking(move || {
             unpack(&spooled, container, &out, &options, limit, bytes, sha256)
         })
@@ -179,40 +193,133 @@ where
     result
 }
 
-/// Bytes received so far: counted against the limit and hashed.
+/// Bytes received so far: counted against the limit, and hashed on a thread of its own
+/// while the body is stored (hashing, done in line, took half of a large upload's time).
 struct Received {
     bytes: u64,
     limit: u64,
-    hasher: Sha256,
+    chunks: mpsc::Sender<Bytes>,
+    hashing: JoinHandle<String>,
 }
+
+/// Chunks that may wait for the hashing thread: a few MiB at most.
+const CHUNKS_AHEAD: usize = 16;
 
 impl Received {
     fn new(limit: u64) -> Received {
+        let (chunks, mut rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
+        let hashing = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        });
         Received {
             bytes: 0,
             limit,
-            hasher: Sha256::new(),
+            chunks,
+            hashing,
         }
     }
 
-    /// Counts and hashes the next chunk of the body; returns the bytes received so far.
-    fn count(&mut self, chunk: &[u8]) -> Result<u64, StageError> {
+    /// Counts the next chunk of the body and hands it to the hashing; returns the bytes
+    /// received so far.
+    async fn count(&mut self, chunk: Bytes) -> Result<u64, StageError> {
         self.bytes += chunk.len() as u64;
         if self.bytes > self.limit {
             return Err(StageError::TooLarge(self.limit));
         }
-        self.hasher.update(chunk);
+        self.chunks
+            .send(chunk)
+            .await
+            .map_err(|_| StageError::Io(std::io::Error::other("the upload's hashing stopped")))?;
         Ok(self.bytes)
     }
 
-    fn sha256(&self) -> String {
-        self.hasher
-            .clone()
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+    /// The SHA-256 of the whole body, hex, once every chunk is hashed.
+    async fn sha256(self) -> Result<String, StageError> {
+        // The channel closed, the hashing ends with the last chunk.
+        drop(self.chunks);
+        self.hashing
+            .await
+            .map_err(|e| StageError::Io(std::io::Error::other(e.to_string())))
     }
+}
+
+/// The storing of a text upload: its chunks inflated, converted and written on a thread of
+/// its own, while the request's task receives the next ones and another thread hashes them.
+struct Storing {
+    pieces: mpsc::Sender<Piece>,
+    task: JoinHandle<Result<TextSink, StageError>>,
+}
+
+/// What the storing thread is sent.
+enum Piece {
+    /// The next chunk, and the bytes received with it.
+    Chunk(Bytes, u64),
+    /// The body ended whole.
+    End,
+}
+
+impl Storing {
+    fn start(path: PathBuf, encoding: Option<Encoding>, limit: u64) -> Storing {
+        let (pieces, rx) = mpsc::channel::<Piece>(CHUNKS_AHEAD);
+        let task = tokio::task::spawn_blocking(move || store_text(&path, encoding, limit, rx));
+        Storing { pieces, task }
+    }
+
+    /// Hands over the next chunk; false when the storing stopped (`finish` tells why).
+    async fn send(&self, chunk: Bytes, received: u64) -> bool {
+        self.pieces
+            .send(Piece::Chunk(chunk, received))
+            .await
+            .is_ok()
+    }
+
+    /// Waits for the storing to end: the text stored and synced when the body came `whole`.
+    async fn finish(self, whole: bool) -> Result<TextSink, StageError> {
+        if whole {
+            let _ = self.pieces.send(Piece::End).await;
+        }
+        drop(self.pieces);
+        self.task
+            .await
+            .map_err(|e| StageError::Io(std::io::Error::other(e.to_string())))?
+    }
+}
+
+/// Writes the pieces received to `path` as UTF-8 text, synced once the body ended whole.
+/// Blocking: runs off the async threads.
+fn store_text(
+    path: &Path,
+    encoding: Option<Encoding>,
+    limit: u64,
+    mut pieces: mpsc::Receiver<Piece>,
+) -> Result<TextSink, StageError> {
+    let mut text = TextSink::new(encoding, limit);
+    let mut file = std::fs::File::create(path)?;
+    let mut behind = WriteBehind::new(&file)?;
+    loop {
+        match pieces.blocking_recv() {
+            Some(Piece::Chunk(chunk, received)) => {
+                file.write_all(text.push(&chunk, received)?)?;
+                behind.wrote(received)?;
+            }
+            Some(Piece::End) => break,
+            // The upload failed: the caller says why and removes the file.
+            None => return Err(StageError::Body("the upload ended early".into())),
+        }
+    }
+    file.write_all(text.finish()?)?;
+    // Synced before the import that points at it is committed.
+    behind.finished()?;
+    file.sync_all()?;
+    Ok(text)
 }
 
 /// Text on its way to the stored file: inflated, size- and ratio-capped, converted to UTF-8,
@@ -245,21 +352,32 @@ impl TextSink {
     }
 
     /// Takes the next piece of the source, `received` bytes of upload having come so far;
-    /// returns what to write.
-    fn push(&mut self, chunk: &[u8], received: u64) -> Result<&[u8], StageError> {
-        self.plain.clear();
-        self.inflater.push(chunk, &mut self.plain)?;
+    /// returns what to write (the piece itself when there is nothing to convert).
+    fn push<'a>(&'a mut self, chunk: &'a [u8], received: u64) -> Result<&'a [u8], StageError> {
+        let plain = if self.inflater.passes_through() {
+            chunk
+        } else {
+            self.plain.clear();
+            self.inflater.push(chunk, &mut self.plain)?;
+            &self.plain
+        };
         // The limit holds for what is stored too: an inflated upload may not pass it.
-        self.inflated += self.plain.len() as u64;
+        self.inflated += plain.len() as u64;
         if self.inflated > self.limit {
             return Err(StageError::TooLarge(self.limit));
         }
         if self.inflated > RATIO_FREE_BYTES && self.inflated / received.max(1) > MAX_RATIO {
             return Err(StageError::Bomb(self.inflated));
         }
-        self.out.clear();
-        self.transcoder.push(&self.plain, &mut self.out);
-        Ok(self.emit())
+        let text = if self.transcoder.passes_through() {
+            plain
+        } else {
+            self.out.clear();
+            self.transcoder.push(plain, &mut self.out);
+            &self.out
+        };
+        Self::emit(&mut self.head, &mut self.size, text);
+        Ok(text)
     }
 
     /// Ends the source; returns the last bytes to write.
@@ -269,16 +387,17 @@ impl TextSink {
         self.out.clear();
         self.transcoder.push(&self.plain, &mut self.out);
         self.replaced = self.transcoder.finish(&mut self.out);
-        Ok(self.emit())
+        Self::emit(&mut self.head, &mut self.size, &self.out);
+        Ok(&self.out)
     }
 
-    fn emit(&mut self) -> &[u8] {
-        if self.head.len() < HEAD {
-            let n = self.out.len().min(HEAD - self.head.len());
-            self.head.extend_from_slice(&self.out[..n]);
+    /// Counts text about to be written, keeping its first bytes for sniffing.
+    fn emit(head: &mut Vec<u8>, size: &mut u64, text: &[u8]) {
+        if head.len() < HEAD {
+            let n = text.len().min(HEAD - head.len());
+            head.extend_from_slice(&text[..n]);
         }
-        self.size += self.out.len() as u64;
-        &self.out
+        *size += text.len() as u64;
     }
 
     fn staged(self, path: PathBuf, received: u64, sha256: String) -> Staged {
@@ -450,5 +569,29 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(staged.sha256, digest);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_midway_leaves_no_file_and_says_why() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+            Ok(b"id,name\n".repeat(1 << 16)),
+            Ok(b"1,Ann\n".repeat(1 << 16)),
+            Err(std::io::Error::other("connection reset")),
+        ];
+        let path = dir.path().join("cut");
+        let err = stage(
+            path.clone(),
+            futures_util::stream::iter(chunks),
+            None,
+            1 << 30,
+        )
+        .await
+        .expect_err("a failed body");
+        assert!(
+            matches!(&err, StageError::Body(m) if m.contains("connection reset")),
+            "{err}"
+        );
+        assert!(!path.exists(), "the partial file is removed");
     }
 }

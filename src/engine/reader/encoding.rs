@@ -79,6 +79,11 @@ impl Transcoder {
         self.replaced
     }
 
+    /// Whether what is pushed from now on comes out unchanged (UTF-8 text past its BOM).
+    pub fn passes_through(&self) -> bool {
+        self.decided && self.decoder.is_none()
+    }
+
     fn decide(&mut self, encoding: Encoding) {
         self.decided = true;
         if encoding != encoding_rs::UTF_8 {
