@@ -800,11 +800,36 @@ def fmt_row(label, target, rows, size, r, ratio="", goal=""):
         label, target, wall, rows / s, size / 1e6 / s, r["rss"], cpu, ratio, goal)
 
 
-def ratio(peer, ours):
-    """Throughput ratio ours/peer (= peer seconds / our seconds)."""
+def paired(peer, ours):
+    """The two loads' seconds round by round, when both ran once in each round."""
     if not isinstance(peer, dict) or not isinstance(ours, dict):
         return None
+    a, b = peer.get("all"), ours.get("all")
+    if a and b and len(a) == len(b) and len(a) > 1:
+        return list(zip(a, b))
+    return None
+
+
+def ratio(peer, ours):
+    """Throughput ratio ours/peer (= peer seconds / our seconds): the median of the rounds'
+    ratios when both loads ran in the same rounds (a slow minute of the shared machine slows
+    the two loads of a round alike, and a pair keeps them together), else the ratio of the
+    medians."""
+    if not isinstance(peer, dict) or not isinstance(ours, dict):
+        return None
+    pairs = paired(peer, ours)
+    if pairs:
+        return statistics.median(x / y for x, y in pairs)
     return peer["seconds"] / ours["seconds"]
+
+
+def rounds_note(peer, ours):
+    """Each round's ratio, and the ratio of the medians, beside a paired ratio."""
+    pairs = paired(peer, ours)
+    if not pairs:
+        return ""
+    return " (rounds %s; medians' ratio %.2f×)" % (
+        ", ".join("%.2f" % (x / y) for x, y in pairs), peer["seconds"] / ours["seconds"])
 
 
 def cpu_note(base, other):
@@ -1027,7 +1052,7 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
         ctx.load_start, os.getloadavg()[0]))
     L.append("")
     L.append("Files: %d rows, 9 columns (CSV %.1f MB, NDJSON %.1f MB); big file %s. Wall seconds are the "
-             "median of %d runs (big file: %d), the loads interleaved run by run so that they share the machine's state (loads a goal compares run side by side, their order alternating from round to round); Intake's wall time includes the upload (shown in brackets: until the 202 answer); server CPU is the Intake server's user + system time during the load (the CPU ratio of two Intake loads is shown beside their wall-time ratio: other work on the machine moves wall times, much less CPU time); Intake's RSS is the server's peak (VmHWM), the peers' their "
+             "median of %d runs (big file: %d), the loads interleaved run by run so that they share the machine's state (loads a goal compares run side by side, their order alternating from round to round; a ratio is the median of the rounds' ratios of its two loads, each round's ratio and the ratio of the two medians shown beside a goal's); Intake's wall time includes the upload (shown in brackets: until the 202 answer); server CPU is the Intake server's user + system time during the load (the CPU ratio of two Intake loads is shown beside their wall-time ratio: other work on the machine moves wall times, much less CPU time); Intake's RSS is the server's peak (VmHWM), the peers' their "
              "process's (psql's is the client's, not the PostgreSQL backend's)." % (
                  rows, size[clean] / 1e6, size[ndjson] / 1e6,
                  "%d rows, %.1f MB" % (big, size[bigf] / 1e6) if bigf else "skipped", a.runs, a.big_runs))
@@ -1037,9 +1062,12 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
     g = R.get
     goals = []  # (goal, measured, verdict) for the summary table
 
-    def goal(name, value, target, fmt="%.2f×", op=">="):
+    def goal(name, value, target, fmt="%.2f×", op=">=", pair=None):
         verdict = goal_text(value, target, fmt, op)
-        goals.append((name, fmt % value if value is not None else "n/a", verdict))
+        measured = fmt % value if value is not None else "n/a"
+        if pair and value is not None:
+            measured += rounds_note(*pair)
+        goals.append((name, measured, verdict))
         return verdict
 
     r_sqlite = ratio(g("sqlite3"), g("intake_sqlite"))
@@ -1047,14 +1075,14 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
     L.append(fmt_row("Intake, CSV", "SQLite", rows, size[clean], g("intake_sqlite"),
                      "%.2f× DuckDB, %.2f× sqlite3" % (r_duck or 0, r_sqlite or 0),
                      goal("CSV → SQLite, 1M rows: ≥ 1.0× DuckDB `read_csv` into a typed table with a primary key",
-                          r_duck, 1.0)))
+                          r_duck, 1.0, pair=(g("duckdb"), g("intake_sqlite")))))
     L.append(fmt_row("`sqlite3 .import`", "SQLite", rows, size[clean], g("sqlite3"), "peer"))
     if do_pg:
         ip = g("intake_pg") if pg_supported else None
         r_psql, r_pgl = ratio(g("psql"), ip), ratio(g("pgloader"), ip)
         L.append(fmt_row("Intake, CSV", "PostgreSQL", rows, size[clean], ip,
                          ("%.2f× psql" % r_psql + (", %.1f× pgloader" % r_pgl if r_pgl else "")) if r_psql else "",
-                         goal("CSV → PostgreSQL: ≥ 1.25× `psql \\copy`", r_psql, 1.25)))
+                         goal("CSV → PostgreSQL: ≥ 1.25× `psql \\copy`", r_psql, 1.25, pair=(g("psql"), ip))))
         L.append(fmt_row("`psql \\copy`", "PostgreSQL", rows, size[clean], g("psql"), "peer"))
         if "pgloader" in R:
             L.append(fmt_row("pgloader", "PostgreSQL", rows, size[clean], g("pgloader"), "peer"))
@@ -1076,7 +1104,8 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
         L.append(fmt_row("Intake, CSV, one-step (table inferred)", target, rows, size[clean], g(key),
                          "%.2f× the time of an existing table" % cost + cpu_note(g(base), g(key)) if cost else "",
                          goal("one-step load (table inferred from the whole file), %s: ≤ 1.25× the time of the "
-                              "load into an existing table" % target, cost, 1.25, op="<=")))
+                              "load into an existing table" % target, cost, 1.25, op="<=",
+                              pair=(g(key), g(base)))))
     r_inv = ratio(g("intake_sqlite"), g("invalid_sqlite"))
     v = g("invalid_verdict") or {}
     verdict = ("all %d invalid rows reported at their line" % v["expected"]) if v.get("ok") else (
@@ -1084,7 +1113,7 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
     L.append(fmt_row("Intake, CSV 1% invalid", "SQLite", rows, size[invalid], g("invalid_sqlite"),
                      "%.2f× clean" % r_inv + cpu_note(g("intake_sqlite"), g("invalid_sqlite")) if r_inv else "",
                      goal("1% invalid, SQLite: ≥ 0.9× clean, all errors at their lines", r_inv if v.get("ok") else None,
-                          0.9) + "; " + verdict))
+                          0.9, pair=(g("intake_sqlite"), g("invalid_sqlite"))) + "; " + verdict))
     if do_pg and pg_supported:
         r = ratio(g("intake_pg"), g("invalid_pg"))
         v = g("invalid_pg_verdict") or {}
@@ -1093,11 +1122,13 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
         L.append(fmt_row("Intake, CSV 1% invalid", "PostgreSQL", rows, size[invalid], g("invalid_pg"),
                          "%.2f× clean" % r if r else "",
                          goal("1% invalid, PostgreSQL: ≥ 0.9× clean, all errors at their lines",
-                              r if v.get("ok") else None, 0.9) + "; " + verdict))
+                              r if v.get("ok") else None, 0.9, pair=(g("intake_pg"), g("invalid_pg")))
+                         + "; " + verdict))
     r = ratio(g("intake_sqlite"), g("ndjson_sqlite"))
     L.append(fmt_row("Intake, NDJSON", "SQLite", rows, size[ndjson], g("ndjson_sqlite"),
                      "%.2f× CSV" % r if r else "",
-                     goal("NDJSON → SQLite: ≥ 0.9× the CSV load's rows/s of the same rows", r, 0.9)))
+                     goal("NDJSON → SQLite: ≥ 0.9× the CSV load's rows/s of the same rows", r, 0.9,
+                          pair=(g("intake_sqlite"), g("ndjson_sqlite")))))
     if do_pg and pg_supported:
         r = ratio(g("intake_pg"), g("ndjson_pg"))
         L.append(fmt_row("Intake, NDJSON", "PostgreSQL", rows, size[ndjson], g("ndjson_pg"),
@@ -1118,7 +1149,7 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
     L.append(fmt_row("Intake, upsert (half changed)", "SQLite", rows, size[changed], up,
                      "%.2f× sqlite3 upsert" % r if r else "",
                      goal("upsert (half the rows changed, rollback kept possible), SQLite: ≥ 0.9× the peer's "
-                          "staged upsert", r, 0.9)
+                          "staged upsert", r, 0.9, pair=(g("upsert_sqlite3"), up))
                      + " (updated %s, unchanged %s)" % (counts.get("updated"), counts.get("unchanged"))))
     L.append(fmt_row("sqlite3 `.import` to a temp table + `INSERT … ON CONFLICT`", "SQLite", rows,
                      size[changed], g("upsert_sqlite3"), "peer"))
@@ -1128,7 +1159,7 @@ def report(ctx, R, rows, big, size, clean, invalid, changed, ndjson, bigf, pg_su
         L.append(fmt_row("Intake, upsert (half changed)", "PostgreSQL", rows, size[changed], upg,
                          "%.2f× psql upsert" % r if r else "",
                          goal("upsert (half the rows changed, rollback kept possible), PostgreSQL: ≥ 0.9× the "
-                              "peer's staged upsert", r, 0.9)))
+                              "peer's staged upsert", r, 0.9, pair=(g("upsert_psql"), upg))))
         L.append(fmt_row("`psql \\copy` to a temp table + `INSERT … ON CONFLICT`", "PostgreSQL", rows,
                          size[changed], g("upsert_psql"), "peer"))
     r = ratio(g("intake_sqlite"), g("observed"))
