@@ -202,8 +202,11 @@ struct Received {
     hashing: JoinHandle<String>,
 }
 
-/// Chunks that may wait for the hashing thread: a few MiB at most.
-const CHUNKS_AHEAD: usize = 16;
+/// Chunks that may wait for each of the hashing and storing threads: enough to keep both
+/// busy, few enough that an upload holds about 3 MiB at most (a chunk of a request's body is
+/// 400 KiB at most). Sixteen made the upload 0.01 s faster and the server's peak 10 MiB
+/// larger.
+const CHUNKS_AHEAD: usize = 4;
 
 impl Received {
     fn new(limit: u64) -> Received {
