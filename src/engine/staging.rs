@@ -10,9 +10,12 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::pin::Pin;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+
+use crate::background::{self, Share};
 
 use super::archive::{self, ArchiveError, CONTAINER_SNIFF, Container, Contents};
 use super::inflate::{Damaged, Inflater};
@@ -127,7 +130,7 @@ where
     let mut body = body.fuse();
     let spool = path.with_extension("spool");
     let result = async {
-        let mut received = Received::new(limit);
+        let mut received = Received::new(limit)?;
         // The first bytes tell a text stream (plain or compressed), which converts as it
         // comes, from a container (zip, OLE), which can only be read whole.
         let mut first = Vec::new();
@@ -142,7 +145,7 @@ where
             }
         }
         let Some(container) = Container::sniff(&first) else {
-            let storing = Storing::start(path.clone(), options.encoding, limit);
+            let storing = Storing::start(path.clone(), options.encoding, limit)?;
             // Whether the body was received whole, or the storing stopped first (on an
             // error of its own, which it answers).
             let received_all = async {
@@ -195,12 +198,17 @@ where
 
 /// Bytes received so far: counted against the limit, and hashed on a thread of its own
 /// while the body is stored (hashing, done in line, took half of a large upload's time).
+/// The threads of an upload are its own, not the runtime's blocking pool: they wait as long
+/// as a slow client takes, and the pool's threads are the store's.
 struct Received {
     bytes: u64,
     limit: u64,
     chunks: mpsc::Sender<Bytes>,
-    hashing: JoinHandle<String>,
+    hashing: Pending<String>,
 }
+
+/// What a thread of an upload answers once it ends.
+type Pending<T> = Pin<Box<dyn Future<Output = std::io::Result<T>> + Send + Sync>>;
 
 /// Chunks that may wait for each of the hashing and storing threads: enough to keep both
 /// busy, few enough that an upload holds about 3 MiB at most (a chunk of a request's body is
@@ -209,9 +217,9 @@ struct Received {
 const CHUNKS_AHEAD: usize = 4;
 
 impl Received {
-    fn new(limit: u64) -> Received {
+    fn new(limit: u64) -> Result<Received, StageError> {
         let (chunks, mut rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
-        let hashing = tokio::task::spawn_blocking(move || {
+        let hashing = background::spawn("intake-hash", Share::Equal, move || {
             let mut hasher = Sha256::new();
             while let Some(chunk) = rx.blocking_recv() {
                 hasher.update(&chunk);
@@ -221,13 +229,13 @@ impl Received {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect()
-        });
-        Received {
+        })?;
+        Ok(Received {
             bytes: 0,
             limit,
             chunks,
-            hashing,
-        }
+            hashing: Box::pin(hashing),
+        })
     }
 
     /// Counts the next chunk of the body and hands it to the hashing; returns the bytes
@@ -248,9 +256,7 @@ impl Received {
     async fn sha256(self) -> Result<String, StageError> {
         // The channel closed, the hashing ends with the last chunk.
         drop(self.chunks);
-        self.hashing
-            .await
-            .map_err(|e| StageError::Io(std::io::Error::other(e.to_string())))
+        Ok(self.hashing.await?)
     }
 }
 
@@ -258,7 +264,7 @@ impl Received {
 /// its own, while the request's task receives the next ones and another thread hashes them.
 struct Storing {
     pieces: mpsc::Sender<Piece>,
-    task: JoinHandle<Result<TextSink, StageError>>,
+    task: Pending<Result<TextSink, StageError>>,
 }
 
 /// What the storing thread is sent.
@@ -270,10 +276,15 @@ enum Piece {
 }
 
 impl Storing {
-    fn start(path: PathBuf, encoding: Option<Encoding>, limit: u64) -> Storing {
+    fn start(path: PathBuf, encoding: Option<Encoding>, limit: u64) -> Result<Storing, StageError> {
         let (pieces, rx) = mpsc::channel::<Piece>(CHUNKS_AHEAD);
-        let task = tokio::task::spawn_blocking(move || store_text(&path, encoding, limit, rx));
-        Storing { pieces, task }
+        let task = background::spawn("intake-store", Share::Equal, move || {
+            store_text(&path, encoding, limit, rx)
+        })?;
+        Ok(Storing {
+            pieces,
+            task: Box::pin(task),
+        })
     }
 
     /// Hands over the next chunk; false when the storing stopped (`finish` tells why).
@@ -290,9 +301,7 @@ impl Storing {
             let _ = self.pieces.send(Piece::End).await;
         }
         drop(self.pieces);
-        self.task
-            .await
-            .map_err(|e| StageError::Io(std::io::Error::other(e.to_string())))?
+        self.task.await?
     }
 }
 
