@@ -9,6 +9,7 @@ pub mod mapper;
 pub mod options;
 pub mod pause;
 pub mod reader;
+mod relay;
 pub mod staging;
 mod submit;
 pub mod validator;

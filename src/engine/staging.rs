@@ -1,7 +1,7 @@
 //! Staging an upload: the body is streamed to a temporary file (never held whole in memory),
 //! inflated when it is gzip or zstd compressed, converted to UTF-8 on the way, hashed, and
-//! size-limited, then sniffed. The request's task only receives: storing and hashing each
-//! run on a thread of their own, so the three overlap. Containers (a zip holding one file, a workbook) are spooled
+//! size-limited, then sniffed. The request's task only receives: storing and hashing are
+//! relayed to the blocking pool in batches (`relay.rs`), so the three overlap. Containers (a zip holding one file, a workbook) are spooled
 //! whole first, since their directory is at their end, then read from the spool.
 
 use std::io::{Read, Write};
@@ -10,18 +10,14 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use std::future::Future;
-use std::pin::Pin;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
-
-use crate::background::{self, Share};
 
 use super::archive::{self, ArchiveError, CONTAINER_SNIFF, Container, Contents};
 use super::inflate::{Damaged, Inflater};
 use super::reader::Format;
 use super::reader::encoding::{Encoding, Transcoder};
 use super::reader::sniff::{Sniffed, sniff};
+use super::relay::{Relay, Work};
 use super::workbook::{self, SheetSource, WorkbookError};
 use super::write_behind::WriteBehind;
 
@@ -130,7 +126,7 @@ where
     let mut body = body.fuse();
     let spool = path.with_extension("spool");
     let result = async {
-        let mut received = Received::new(limit)?;
+        let mut received = Received::new(limit);
         // The first bytes tell a text stream (plain or compressed), which converts as it
         // comes, from a container (zip, OLE), which can only be read whole.
         let mut first = Vec::new();
@@ -145,27 +141,40 @@ where
             }
         }
         let Some(container) = Container::sniff(&first) else {
-            let storing = Storing::start(path.clone(), options.encoding, limit)?;
-            // Whether the body was received whole, or the storing stopped first (on an
-            // error of its own, which it answers).
+            let file = tokio::fs::File::create(&path).await?.into_std().await;
+            let behind = WriteBehind::new(&file)?;
+            let mut storing = Relay::new(TextFile {
+                text: TextSink::new(options.encoding, limit),
+                file,
+                behind,
+            });
             let received_all = async {
-                if !storing.send(first.into(), received.bytes).await {
-                    return Ok(false);
-                }
-                while let Some(chunk) = body.next().await {
-                    let chunk: Bytes = chunk.map_err(|e| StageError::Body(e.to_string()))?.into();
-                    let total = received.count(chunk.clone()).await?;
-                    if !storing.send(chunk, total).await {
-                        return Ok(false);
+                storing.push(first.into(), received.bytes).await?;
+                loop {
+                    tokio::select! {
+                        // A batch that failed is answered at once, not when more comes.
+                        ended = storing.batch_ended(), if storing.is_running() => ended?,
+                        chunk = body.next() => {
+                            let Some(chunk) = chunk else { break };
+                            let chunk: Bytes =
+                                chunk.map_err(|e| StageError::Body(e.to_string()))?.into();
+                            let total = received.count(chunk.clone()).await?;
+                            storing.push(chunk, total).await?;
+                        }
                     }
                 }
-                Ok::<bool, StageError>(true)
+                Ok::<(), StageError>(())
             }
             .await;
-            // Stopped (and its file closed) before a failed upload's file is removed.
-            let text = storing.finish(matches!(received_all, Ok(true))).await;
-            received_all?;
-            let text = text?;
+            if let Err(e) = received_all {
+                // The storing's own error, when its batch failed first, is the upload's (as
+                // when it ran in line, before the next chunk was read).
+                return Err(storing.settle().await.err().unwrap_or(e));
+            }
+            let stored = storing.finish().await?;
+            let text = tokio::task::spawn_blocking(move || stored.close())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
             let bytes = received.bytes;
             let sha256 = received.sha256().await?;
             return Ok(text.staged(path.clone(), bytes, sha256));
@@ -196,46 +205,21 @@ where
     result
 }
 
-/// Bytes received so far: counted against the limit, and hashed on a thread of its own
-/// while the body is stored (hashing, done in line, took half of a large upload's time).
-/// The threads of an upload are its own, not the runtime's blocking pool: they wait as long
-/// as a slow client takes, and the pool's threads are the store's.
+/// Bytes received so far: counted against the limit, and hashed while the body is stored
+/// (hashing in line took half of a large upload's time).
 struct Received {
     bytes: u64,
     limit: u64,
-    chunks: mpsc::Sender<Bytes>,
-    hashing: Pending<String>,
+    hashing: Relay<Hashing>,
 }
 
-/// What a thread of an upload answers once it ends.
-type Pending<T> = Pin<Box<dyn Future<Output = std::io::Result<T>> + Send + Sync>>;
-
-/// Chunks that may wait for each of the hashing and storing threads: enough to keep both
-/// busy, few enough that an upload holds about 3 MiB at most (a chunk of a request's body is
-/// 400 KiB at most). Sixteen made the upload 0.01 s faster and the server's peak 10 MiB
-/// larger.
-const CHUNKS_AHEAD: usize = 4;
-
 impl Received {
-    fn new(limit: u64) -> Result<Received, StageError> {
-        let (chunks, mut rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
-        let hashing = background::spawn("intake-hash", Share::Equal, move || {
-            let mut hasher = Sha256::new();
-            while let Some(chunk) = rx.blocking_recv() {
-                hasher.update(&chunk);
-            }
-            hasher
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })?;
-        Ok(Received {
+    fn new(limit: u64) -> Received {
+        Received {
             bytes: 0,
             limit,
-            chunks,
-            hashing: Box::pin(hashing),
-        })
+            hashing: Relay::new(Hashing(Sha256::new())),
+        }
     }
 
     /// Counts the next chunk of the body and hands it to the hashing; returns the bytes
@@ -245,93 +229,59 @@ impl Received {
         if self.bytes > self.limit {
             return Err(StageError::TooLarge(self.limit));
         }
-        self.chunks
-            .send(chunk)
-            .await
-            .map_err(|_| StageError::Io(std::io::Error::other("the upload's hashing stopped")))?;
+        self.hashing.push(chunk, self.bytes).await?;
         Ok(self.bytes)
     }
 
     /// The SHA-256 of the whole body, hex, once every chunk is hashed.
     async fn sha256(self) -> Result<String, StageError> {
-        // The channel closed, the hashing ends with the last chunk.
-        drop(self.chunks);
-        Ok(self.hashing.await?)
+        let Hashing(hasher) = self.hashing.finish().await?;
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
     }
 }
 
-/// The storing of a text upload: its chunks inflated, converted and written on a thread of
-/// its own, while the request's task receives the next ones and another thread hashes them.
-struct Storing {
-    pieces: mpsc::Sender<Piece>,
-    task: Pending<Result<TextSink, StageError>>,
-}
+/// The hashing of an upload's bytes.
+struct Hashing(Sha256);
 
-/// What the storing thread is sent.
-enum Piece {
-    /// The next chunk, and the bytes received with it.
-    Chunk(Bytes, u64),
-    /// The body ended whole.
-    End,
-}
+impl Work for Hashing {
+    type Error = StageError;
 
-impl Storing {
-    fn start(path: PathBuf, encoding: Option<Encoding>, limit: u64) -> Result<Storing, StageError> {
-        let (pieces, rx) = mpsc::channel::<Piece>(CHUNKS_AHEAD);
-        let task = background::spawn("intake-store", Share::Equal, move || {
-            store_text(&path, encoding, limit, rx)
-        })?;
-        Ok(Storing {
-            pieces,
-            task: Box::pin(task),
-        })
-    }
-
-    /// Hands over the next chunk; false when the storing stopped (`finish` tells why).
-    async fn send(&self, chunk: Bytes, received: u64) -> bool {
-        self.pieces
-            .send(Piece::Chunk(chunk, received))
-            .await
-            .is_ok()
-    }
-
-    /// Waits for the storing to end: the text stored and synced when the body came `whole`.
-    async fn finish(self, whole: bool) -> Result<TextSink, StageError> {
-        if whole {
-            let _ = self.pieces.send(Piece::End).await;
-        }
-        drop(self.pieces);
-        self.task.await?
+    fn take(&mut self, chunk: &[u8], _: u64) -> Result<(), StageError> {
+        self.0.update(chunk);
+        Ok(())
     }
 }
 
-/// Writes the pieces received to `path` as UTF-8 text, synced once the body ended whole.
-/// Blocking: runs off the async threads.
-fn store_text(
-    path: &Path,
-    encoding: Option<Encoding>,
-    limit: u64,
-    mut pieces: mpsc::Receiver<Piece>,
-) -> Result<TextSink, StageError> {
-    let mut text = TextSink::new(encoding, limit);
-    let mut file = std::fs::File::create(path)?;
-    let mut behind = WriteBehind::new(&file)?;
-    loop {
-        match pieces.blocking_recv() {
-            Some(Piece::Chunk(chunk, received)) => {
-                file.write_all(text.push(&chunk, received)?)?;
-                behind.wrote(received)?;
-            }
-            Some(Piece::End) => break,
-            // The upload failed: the caller says why and removes the file.
-            None => return Err(StageError::Body("the upload ended early".into())),
-        }
+/// The stored file of a text upload, its chunks inflated and converted on the way.
+struct TextFile {
+    text: TextSink,
+    file: std::fs::File,
+    behind: WriteBehind,
+}
+
+impl Work for TextFile {
+    type Error = StageError;
+
+    fn take(&mut self, chunk: &[u8], received: u64) -> Result<(), StageError> {
+        self.file.write_all(self.text.push(chunk, received)?)?;
+        self.behind.wrote(received)?;
+        Ok(())
     }
-    file.write_all(text.finish()?)?;
-    // Synced before the import that points at it is committed.
-    behind.finished()?;
-    file.sync_all()?;
-    Ok(text)
+}
+
+impl TextFile {
+    /// Ends the text and syncs the file. Blocking: runs off the async threads.
+    fn close(mut self) -> Result<TextSink, StageError> {
+        self.file.write_all(self.text.finish()?)?;
+        // Synced before the import that points at it is committed.
+        self.behind.finished()?;
+        self.file.sync_all()?;
+        Ok(self.text)
+    }
 }
 
 /// Text on its way to the stored file: inflated, size- and ratio-capped, converted to UTF-8,
@@ -604,6 +554,22 @@ mod tests {
             matches!(&err, StageError::Body(m) if m.contains("connection reset")),
             "{err}"
         );
+        assert!(!path.exists(), "the partial file is removed");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_gzip_is_the_error_even_when_the_body_then_fails() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A gzip header, then a deflate block of the reserved type: damaged at once.
+        let mut damaged = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        damaged.extend([0xff; 64]);
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            vec![Ok(damaged), Err(std::io::Error::other("connection reset"))];
+        let path = dir.path().join("damaged");
+        let err = stage(path.clone(), futures_util::stream::iter(chunks), None, 1 << 30)
+            .await
+            .expect_err("a damaged upload");
+        assert!(matches!(err, StageError::Damaged(_)), "{err}");
         assert!(!path.exists(), "the partial file is removed");
     }
 }
