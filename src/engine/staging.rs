@@ -566,9 +566,14 @@ mod tests {
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
             vec![Ok(damaged), Err(std::io::Error::other("connection reset"))];
         let path = dir.path().join("damaged");
-        let err = stage(path.clone(), futures_util::stream::iter(chunks), None, 1 << 30)
-            .await
-            .expect_err("a damaged upload");
+        let err = stage(
+            path.clone(),
+            futures_util::stream::iter(chunks),
+            None,
+            1 << 30,
+        )
+        .await
+        .expect_err("a damaged upload");
         assert!(matches!(err, StageError::Damaged(_)), "{err}");
         assert!(!path.exists(), "the partial file is removed");
     }
