@@ -235,7 +235,8 @@ pub async fn upload(
     let source = tokio::fs::File::open(&part)
         .await
         .map_err(ApiError::internal)?;
-    let stream = tokio_util::io::ReaderStream::new(source);
+    // Large reads: each chunk is a piece of work handed to the blocking pool.
+    let stream = tokio_util::io::ReaderStream::with_capacity(source, 256 << 10);
     let staged = stage_with(
         state.engine.blobs.staging_path(),
         stream,

@@ -8,8 +8,9 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 /// Bytes of chunks that may wait while a batch runs; past it, the request's task waits for
-/// the batch (a chunk of a request's body is 400 KiB at most).
-const WAITING_BYTES: usize = 1 << 20;
+/// the batch. An upload then holds about two chunks per stage, waiting and at work (a chunk
+/// of a request's body is 400 KiB at most).
+const WAITING_BYTES: usize = 256 << 10;
 
 /// What is done with each chunk of an upload, in order.
 pub trait Work: Send + 'static {

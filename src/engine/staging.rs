@@ -167,9 +167,9 @@ where
             }
             .await;
             if let Err(e) = received_all {
-                // The storing's own error, when its batch failed first, is the upload's (as
-                // when it ran in line, before the next chunk was read).
-                return Err(storing.settle().await.err().unwrap_or(e));
+                // The storing's own error, when the chunks before the failure hold one, is
+                // the upload's (as when it ran in line, before the next chunk was read).
+                return Err(storing.finish().await.err().unwrap_or(e));
             }
             let stored = storing.finish().await?;
             let text = tokio::task::spawn_blocking(move || stored.close())
@@ -566,6 +566,39 @@ mod tests {
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
             vec![Ok(damaged), Err(std::io::Error::other("connection reset"))];
         let path = dir.path().join("damaged");
+        let err = stage(
+            path.clone(),
+            futures_util::stream::iter(chunks),
+            None,
+            1 << 30,
+        )
+        .await
+        .expect_err("a damaged upload");
+        assert!(matches!(err, StageError::Damaged(_)), "{err}");
+        assert!(!path.exists(), "the partial file is removed");
+    }
+
+    #[tokio::test]
+    async fn damage_in_a_chunk_waiting_to_be_stored_is_the_error_of_a_body_that_then_fails() {
+        use flate2::{Compression, write::GzEncoder};
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A large whole member (its batch may still run), then a damaged one, then a failed
+        // body: the damage is answered, whatever the timing.
+        let mut member = GzEncoder::new(Vec::new(), Compression::fast());
+        for i in 0..200_000 {
+            member
+                .write_all(format!("{i},row {i}\n").as_bytes())
+                .expect("written");
+        }
+        let member = member.finish().expect("compressed");
+        let mut damaged = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        damaged.extend([0xff; 64]);
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+            Ok(member),
+            Ok(damaged),
+            Err(std::io::Error::other("connection reset")),
+        ];
+        let path = dir.path().join("damaged-later");
         let err = stage(
             path.clone(),
             futures_util::stream::iter(chunks),

@@ -34,11 +34,12 @@ impl WriteBehind {
         }
         self.finished()?;
         let file = self.file.clone();
-        self.syncing = Some(
-            std::thread::Builder::new()
-                .name("intake-sync".into())
-                .spawn(move || file.sync_data())?,
-        );
+        // Without a thread for it (the system's limit reached), this sync is left to the
+        // last one, which makes the file durable all the same.
+        self.syncing = std::thread::Builder::new()
+            .name("intake-sync".into())
+            .spawn(move || file.sync_data())
+            .ok();
         self.next_at = bytes + SYNC_EVERY_BYTES;
         Ok(())
     }
