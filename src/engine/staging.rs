@@ -533,15 +533,11 @@ mod tests {
         assert_eq!(staged.sha256, digest);
     }
 
-    #[tokio::test]
-    async fn a_body_that_fails_midway_leaves_no_file_and_says_why() {
+    /// Stages chunks that end in a failure: the error answered, once the partial file is
+    /// checked to be gone.
+    async fn stage_failing(chunks: Vec<Result<Vec<u8>, std::io::Error>>) -> StageError {
         let dir = tempfile::tempdir().expect("temp dir");
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
-            Ok(b"id,name\n".repeat(1 << 16)),
-            Ok(b"1,Ann\n".repeat(1 << 16)),
-            Err(std::io::Error::other("connection reset")),
-        ];
-        let path = dir.path().join("cut");
+        let path = dir.path().join("failing");
         let err = stage(
             path.clone(),
             futures_util::stream::iter(chunks),
@@ -549,39 +545,45 @@ mod tests {
             1 << 30,
         )
         .await
-        .expect_err("a failed body");
+        .expect_err("a failed upload");
+        assert!(!path.exists(), "the partial file is removed");
+        err
+    }
+
+    /// A gzip header, then a deflate block of the reserved type: damaged at once.
+    fn damaged_gzip() -> Vec<u8> {
+        let mut damaged = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        damaged.extend([0xff; 64]);
+        damaged
+    }
+
+    fn reset() -> std::io::Error {
+        std::io::Error::other("connection reset")
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_midway_leaves_no_file_and_says_why() {
+        let err = stage_failing(vec![
+            Ok(b"id,name\n".repeat(1 << 16)),
+            Ok(b"1,Ann\n".repeat(1 << 16)),
+            Err(reset()),
+        ])
+        .await;
         assert!(
             matches!(&err, StageError::Body(m) if m.contains("connection reset")),
             "{err}"
         );
-        assert!(!path.exists(), "the partial file is removed");
     }
 
     #[tokio::test]
     async fn a_damaged_gzip_is_the_error_even_when_the_body_then_fails() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // A gzip header, then a deflate block of the reserved type: damaged at once.
-        let mut damaged = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-        damaged.extend([0xff; 64]);
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-            vec![Ok(damaged), Err(std::io::Error::other("connection reset"))];
-        let path = dir.path().join("damaged");
-        let err = stage(
-            path.clone(),
-            futures_util::stream::iter(chunks),
-            None,
-            1 << 30,
-        )
-        .await
-        .expect_err("a damaged upload");
+        let err = stage_failing(vec![Ok(damaged_gzip()), Err(reset())]).await;
         assert!(matches!(err, StageError::Damaged(_)), "{err}");
-        assert!(!path.exists(), "the partial file is removed");
     }
 
     #[tokio::test]
     async fn damage_in_a_chunk_waiting_to_be_stored_is_the_error_of_a_body_that_then_fails() {
         use flate2::{Compression, write::GzEncoder};
-        let dir = tempfile::tempdir().expect("temp dir");
         // A large whole member (its batch may still run), then a damaged one, then a failed
         // body: the damage is answered, whatever the timing.
         let mut member = GzEncoder::new(Vec::new(), Compression::fast());
@@ -591,23 +593,7 @@ mod tests {
                 .expect("written");
         }
         let member = member.finish().expect("compressed");
-        let mut damaged = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-        damaged.extend([0xff; 64]);
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
-            Ok(member),
-            Ok(damaged),
-            Err(std::io::Error::other("connection reset")),
-        ];
-        let path = dir.path().join("damaged-later");
-        let err = stage(
-            path.clone(),
-            futures_util::stream::iter(chunks),
-            None,
-            1 << 30,
-        )
-        .await
-        .expect_err("a damaged upload");
+        let err = stage_failing(vec![Ok(member), Ok(damaged_gzip()), Err(reset())]).await;
         assert!(matches!(err, StageError::Damaged(_)), "{err}");
-        assert!(!path.exists(), "the partial file is removed");
     }
 }
