@@ -1,8 +1,9 @@
 //! Staging an upload: the body is streamed to a temporary file (never held whole in memory),
 //! inflated when it is gzip or zstd compressed, converted to UTF-8 on the way, hashed, and
 //! size-limited, then sniffed. The request's task only receives: storing and hashing are
-//! relayed to the blocking pool in batches (`relay.rs`), so the three overlap. Containers (a zip holding one file, a workbook) are spooled
-//! whole first, since their directory is at their end, then read from the spool.
+//! relayed to the blocking pool in batches (`relay.rs`), so the three overlap. Containers (a
+//! zip holding one file, a workbook) are spooled whole first, since their directory is at
+//! their end, then read from the spool.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
