@@ -544,6 +544,77 @@ async fn streamed_inserts_replay_after_a_taken_key_or_a_lost_commit() {
 }
 
 #[tokio::test]
+async fn streamed_upserts_commit_together_and_replay_after_a_unique_conflict() {
+    let Some(db) = TestDb::create() else { return };
+    let (store, ws, t) = setup_with(&db, people()).await;
+    queue_imports(&store, &ws, "people", Mode::Insert, 1).await;
+    queue_imports(&store, &ws, "people", Mode::Upsert, 1).await;
+    let (claim, out) = load(&store, &t, Mode::Insert, people_batch(0, &[1, 2])).await;
+    assert_eq!(out.expect("first").created, 2);
+    complete(&store, &claim, None).await;
+    let claim = store
+        .claim_import("test", 30_000, 8)
+        .await
+        .expect("claim")
+        .expect("the upsert to claim");
+    let plan = WritePlan {
+        position: 0,
+        schema: t.clone(),
+        mode: Mode::Upsert,
+        dry_run: false,
+        max_stored_errors: 1000,
+    };
+    let mut writer = store.open_writer(&claim, plan).expect("writer");
+    // Key 3 comes in both batches, so the two take the general statement together.
+    let mut changed = people_batch(2, &[3, 4]);
+    changed.rows[0].values[1] = Value::Text("q".into());
+    let conflict = Batch {
+        rows: vec![person(32, 5, "p", "1@x.io"), person(33, 6, "p", "6@x.io")],
+        ..people_batch(3, &[])
+    };
+    let (first, refused, ended) = tokio::task::spawn_blocking(move || {
+        writer.continue_from(Position::default());
+        let first = stream(writer.as_mut(), vec![people_batch(1, &[2, 3]), changed]);
+        // Key 5's email is key 1's: the transaction is taken back, to be sent again.
+        let refused = stream(writer.as_mut(), vec![conflict.clone()]);
+        writer.continue_from(people_batch(2, &[]).checkpoint);
+        let again = stream(writer.as_mut(), vec![conflict]);
+        let ended = writer.finish(&end());
+        (first, (refused, again), ended)
+    })
+    .await
+    .expect("writer thread");
+    first.1.expect("first stream");
+    let (refused, again) = refused;
+    assert!(
+        matches!(refused.1, Err(StoreError::Replay)),
+        "{:?}",
+        refused.1
+    );
+    again.1.expect("sent again");
+    let counts = db.sql(
+        "SELECT checkpoint_offset, processed, created, updated, unchanged, invalid
+         FROM intake_import_tables t JOIN intake_imports i ON i.id = t.import_id
+         WHERE i.mode = 'upsert'",
+    );
+    let text = |v: &[&str]| vec![v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>()];
+    // 2 unchanged; 3 created, then updated; 4 created; 5 refused; 6 created.
+    assert_eq!(counts, text(&["300", "6", "3", "1", "1", "1"]));
+    ended.expect("finish");
+    let errors = store
+        .list_row_errors(ws.id, claim.import.id, None, 100)
+        .await
+        .expect("errors");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        (errors[0].error.line, errors[0].error.column.as_deref()),
+        (32, Some("email"))
+    );
+    let ids = record_ids(&store, &ws, &t).await;
+    assert_eq!(ids, [json!(1), json!(2), json!(3), json!(4), json!(6)]);
+}
+
+#[tokio::test]
 async fn upserts_count_every_row_and_the_last_row_of_a_key_wins() {
     let Some(db) = TestDb::create() else { return };
     let (store, ws) = setup(&db).await;

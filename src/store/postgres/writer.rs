@@ -9,9 +9,11 @@
 //! `INSERT … SELECT … ON CONFLICT DO NOTHING`, which keeps exactly the rows the SQLite
 //! backend's row-by-row inserts keep (the first of duplicates). An upsert classifies the
 //! staged rows against the table and against earlier rows of the same key in one statement
-//! that also journals the previous versions and writes the last version of each key. Only a
-//! batch whose upsert breaks a unique column other than the key is replayed row by row, the
-//! only way to reproduce the row-by-row outcome of such conflicts.
+//! that also journals the previous versions and writes the last version of each key; its
+//! batches stream into the staging table as an insert's do into the target, and one such
+//! statement per transaction upserts them all. Only when an upsert breaks a unique column
+//! other than the key is its transaction replayed batch by batch, and that batch row by row,
+//! the only way to reproduce the row-by-row outcome of such conflicts.
 //!
 //! Batch transactions commit without waiting for their WAL to reach the disk
 //! (`synchronous_commit = off`): a database crash may lose the last of them, and with them
@@ -19,6 +21,7 @@
 //! of a table or an import commits durably, and with it every batch before.
 
 use std::cell::Cell as Slot;
+use std::hash::BuildHasher;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,7 +74,8 @@ pub struct PgWriter {
     names: Option<Names>,
     /// Whether the side tables of a write exist (created once, in their own transaction).
     prepared: bool,
-    /// Whether batches may still be COPYed straight into the target: until a key is taken.
+    /// Whether batches may still stream ([`PgWriter::streams`]): an insert's until a key is
+    /// taken, an upsert's until a unique column other than the key conflicts.
     direct: Slot<bool>,
     /// The `_intake_row` of the next row written to the target.
     next_row: Slot<Option<i64>>,
@@ -566,19 +570,16 @@ impl PgWriter {
         // Keys that look distinct take the short statement; two that the database finds
         // equal all the same (numbers written differently) make it fail, and the batch takes
         // the long one.
-        let distinct = self.keys_distinct(w.batch, enc);
-        let mut result = if distinct {
+        let mut result = if self.keys_distinct(w.batch, enc) {
             self.upsert_distinct(tx, names)
         } else {
-            self.upsert_set(tx, names)
+            Ok(None)
         };
-        if distinct
-            && matches!(&result, Err(e) if e.code() == Some(&SqlState::CARDINALITY_VIOLATION))
-        {
+        if matches!(result, Ok(None)) {
             tx.batch_execute("ROLLBACK TO upsert")?;
-            result = self.upsert_set(tx, names);
+            result = self.upsert_set(tx, names).map(Some);
         }
-        match result {
+        match result.map(Option::unwrap_or_default) {
             Ok((created, updated, unchanged)) => {
                 tx.batch_execute("RELEASE upsert")?;
                 a.out.created += created;
@@ -621,22 +622,27 @@ impl PgWriter {
         }
     }
 
+    /// Puts the row's key, encoded, in `out`; false when it cannot be encoded.
+    fn encode_key(&self, row: &TypedRow, out: &mut Vec<u8>) -> bool {
+        let cols = &self.plan.schema.columns;
+        out.clear();
+        self.key
+            .iter()
+            .all(|&k| encode_field(cols[k].ty, &row.values[k], out).is_ok())
+    }
+
     /// Whether no two rows of the batch have the same key, value for value as encoded.
     fn keys_distinct(&self, batch: &Batch, enc: &Encoded) -> bool {
         let refused: std::collections::HashSet<usize> =
             enc.refused.iter().map(|(i, _)| *i).collect();
-        let cols = &self.plan.schema.columns;
         let mut seen = std::collections::HashSet::with_capacity(batch.rows.len());
         let mut key = Vec::new();
         for (i, row) in batch.rows.iter().enumerate() {
             if refused.contains(&i) {
                 continue;
             }
-            key.clear();
-            for &k in &self.key {
-                if encode_field(cols[k].ty, &row.values[k], &mut key).is_err() {
-                    return false;
-                }
+            if !self.encode_key(row, &mut key) {
+                return false;
             }
             if !seen.insert(key.clone()) {
                 return false;
@@ -646,15 +652,18 @@ impl PgWriter {
     }
 
     /// The set-based upsert of a batch whose keys are distinct: each staged row is looked up
-    /// once, and its table row (kept whole) is what the journal copies. Fails on a unique
-    /// column other than the key, and on two staged rows of one key.
+    /// once; its table row (kept whole) is what the journal copies, and where it is (`ctid`)
+    /// is where it is updated, without a second lookup. Answers `None`, having changed
+    /// nothing it cannot take back, when the update did not meet exactly the rows looked up:
+    /// two staged rows of one key (keys the database finds equal though written
+    /// differently), or a row changed by another transaction since the statement began.
+    /// Fails on a unique column other than the key, and on a key created meanwhile.
     fn upsert_distinct(
         &self,
         tx: &mut impl GenericClient,
         names: &Names,
-    ) -> Result<(u64, u64, u64), ::postgres::Error> {
+    ) -> Result<Option<(u64, u64, u64)>, ::postgres::Error> {
         let UpsertParts {
-            keys,
             first_key,
             row,
             owner,
@@ -662,10 +671,10 @@ impl PgWriter {
             t_cmp,
             names: columns,
             c_names,
-            set,
             stage,
             target,
             key_match,
+            ..
         } = self.upsert_parts(names);
         let journal = match names.journal() {
             Some(journal) => format!(
@@ -674,35 +683,66 @@ impl PgWriter {
                      SELECT {old}, CASE WHEN c._intake_class = 'u' THEN 'updated' ELSE 'claimed' END
                      FROM c WHERE c._intake_class <> 'c'
                        AND (c._intake_old).{owner} IS DISTINCT FROM $2
-                       AND (c._intake_class = 'u' OR $1)
-                     ORDER BY (c._intake_old).{row}),",
+                       AND (c._intake_class = 'u' OR $1)),",
                 stored = self.column_list(),
                 old = self.column_list_of("(c._intake_old)"),
                 op = quote(JOURNAL_OP_COLUMN),
             ),
             None => String::new(),
         };
+        let set = self
+            .plan
+            .schema
+            .columns
+            .iter()
+            .map(|c| {
+                let n = quote(c.name.as_str());
+                format!("{n} = c.{n}")
+            })
+            .chain(std::iter::once(format!("{owner} = $2")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // A row is updated when it changes, or when a cleanup claims it.
+        let updates = format!(
+            "c._intake_class = 'u'
+             OR ($1 AND c._intake_class = 'same' AND (c._intake_old).{owner} IS DISTINCT FROM $2)"
+        );
         let sql = format!(
             "WITH c AS (
-                 SELECT s.*, t AS _intake_old,
+                 SELECT s.*, t AS _intake_old, t.ctid AS _intake_at,
                         CASE WHEN t.{first_key} IS NULL THEN 'c'
                              WHEN ROW({t_cmp}) IS NOT DISTINCT FROM ROW({s_cmp}) THEN 'same'
                              ELSE 'u' END AS _intake_class
                  FROM {stage} s LEFT JOIN {target} t ON {key_match}),
              {journal}
-             w AS (
+             u AS (
+                 UPDATE {target} t SET {set} FROM c
+                 WHERE t.ctid = c._intake_at AND ({updates})
+                 RETURNING 1),
+             i AS (
                  INSERT INTO {target} ({columns}, {owner}, {row})
-                 SELECT {c_names}, $2, c.{row} FROM c
-                 WHERE c._intake_class <> 'same'
-                    OR ($1 AND (c._intake_old).{owner} IS DISTINCT FROM $2)
-                 ON CONFLICT ({keys}) DO UPDATE SET {set})
+                 SELECT {c_names}, $2, c.{row} FROM c WHERE c._intake_class = 'c')
              SELECT count(*) FILTER (WHERE _intake_class = 'c'),
                     count(*) FILTER (WHERE _intake_class = 'u'),
-                    count(*) FILTER (WHERE _intake_class = 'same')
+                    count(*) FILTER (WHERE _intake_class = 'same'),
+                    count(*) FILTER (WHERE {updates}) = (SELECT count(*) FROM u)
+                        AND count(DISTINCT _intake_at) = count(_intake_at)
              FROM c"
         );
+        // The staging table has no statistics: for a few thousand rows the planner looks
+        // each one up by the key, but for tens of thousands it may sort them and merge them
+        // with the whole key index, or scan the whole table to meet them by `ctid`. A lookup
+        // per row costs the same whatever the table's size. (The caller's savepoint, rolled
+        // back on failure, takes these settings back too.)
+        tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")?;
         let r = tx.query_one(&sql, &[&self.cleanup, &self.number])?;
-        counts(&r)
+        if !r.try_get::<_, bool>(3)? {
+            return Ok(None);
+        }
+        tx.batch_execute(
+            "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT",
+        )?;
+        counts(&r).map(Some)
     }
 
     /// The set-based upsert; fails on a unique column other than the key.
@@ -1425,18 +1465,45 @@ impl PgWriter {
         }
     }
 
-    /// Whether batches go straight into the target with COPY: inserts (and replaces, into
-    /// their new table) until a key is taken; not a dry run that must take its rows back.
+    /// Whether batches stream into one COPY per transaction: inserts (and replaces, into
+    /// their new table) straight into the target until a key is taken; upserts into the
+    /// staging table until a unique column other than the key conflicts, and without
+    /// cleanup (whose kept keys are written batch by batch); not a dry run that must take
+    /// its rows back.
     fn streams(&self) -> bool {
         let rewind = self.plan.dry_run && self.plan.mode != Mode::Replace;
-        self.plan.mode != Mode::Upsert && !rewind && self.direct.get()
+        !rewind && !self.cleanup && self.direct.get()
     }
 
-    /// Streams batches into the target in one transaction, their rows numbered from `base`:
-    /// `first`, then what `next` yields
-    /// until the transaction is due to commit, `next` ends or `seen` asks to stop. A refused
-    /// COPY (a taken key) rolls everything back and answers `Replay`, and later batches take
-    /// the staging table.
+    /// Upserts what a streamed transaction staged: with the short statement when its keys
+    /// looked distinct, else (or when two keys were equal all the same) the general one.
+    fn upsert_staged(
+        &self,
+        tx: &mut impl GenericClient,
+        names: &Names,
+        distinct: bool,
+    ) -> Result<(u64, u64, u64), ::postgres::Error> {
+        if distinct {
+            tx.batch_execute("SAVEPOINT upsert")?;
+            match self.upsert_distinct(tx, names)? {
+                None => tx.batch_execute("ROLLBACK TO upsert; RELEASE upsert")?,
+                Some(counts) => {
+                    tx.batch_execute("RELEASE upsert")?;
+                    return Ok(counts);
+                }
+            }
+        }
+        self.upsert_set(tx, names)
+    }
+
+    /// Streams batches in one transaction, their rows numbered from `base`: `first`, then
+    /// what `next` yields until the transaction is due to commit, `next` ends or `seen` asks
+    /// to stop. An insert COPYs them into the target; a refused COPY (a taken key) rolls
+    /// everything back and answers `Replay`, and later batches take the staging table. An
+    /// upsert COPYs them into the staging table and upserts them all with one statement
+    /// before the commit; a unique column other than the key that conflicts rolls
+    /// everything back and answers `Replay`, and later batches are upserted one by one
+    /// (which reproduces the row-by-row outcome of such conflicts).
     fn stream_group(
         &self,
         names: &Names,
@@ -1446,9 +1513,26 @@ impl PgWriter {
         seen: &mut dyn FnMut(&BatchOutcome) -> bool,
         spent: &mut dyn FnMut(Batch),
     ) -> StoreResult<GroupEnd> {
+        let upsert = self.plan.mode == Mode::Upsert;
         let mut conn = self.inner.pool.get()?;
         let mut tx = conn.transaction()?;
         tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+        let destination = if upsert {
+            let stage = quote(&names.stage);
+            tx.batch_execute(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {}) ON COMMIT DELETE ROWS",
+                names.target()
+            ))?;
+            stage
+        } else {
+            names.target()
+        };
+        // An upsert's staged keys, as hashes of their encoded values: a repeated one (or
+        // two that collide) makes the group take the general statement.
+        let hasher = std::hash::RandomState::new();
+        let mut keys = std::collections::HashSet::new();
+        let mut distinct = true;
+        let mut key = Vec::new();
         let mut tally = Tally::default();
         let mut errors: Vec<RowError> = Vec::new();
         let mut numbered = 0i64;
@@ -1456,8 +1540,7 @@ impl PgWriter {
         let started = Instant::now();
         let copied = {
             let mut w = tx.copy_in(&format!(
-                "COPY {} ({}) FROM STDIN (FORMAT binary)",
-                names.target(),
+                "COPY {destination} ({}) FROM STDIN (FORMAT binary)",
                 self.column_list()
             ))?;
             let mut buf = Vec::with_capacity(CHUNK + (64 << 10));
@@ -1470,9 +1553,17 @@ impl PgWriter {
                     invalid: batch.invalid_before_writing(),
                     ..BatchOutcome::default()
                 };
+                // `created` counts the rows sent, for `seen`'s running totals: an upsert's
+                // split is known when its statement has run.
                 for (i, row) in batch.rows.iter().enumerate() {
                     match self.encode_row(row, base + numbered + i as i64, &mut buf) {
-                        Ok(()) => out.created += 1,
+                        Ok(()) => {
+                            out.created += 1;
+                            if upsert && distinct {
+                                distinct = self.encode_key(row, &mut key)
+                                    && keys.insert(hasher.hash_one(&key));
+                            }
+                        }
                         Err(e) => {
                             out.invalid += 1;
                             errors.push(*e);
@@ -1519,11 +1610,27 @@ impl PgWriter {
             if e.is_unavailable() {
                 return Err(e);
             }
-            // A taken key, most likely: from now on batches go through the staging table,
-            // which sorts out the rows the table refuses (and reports any other cause).
-            tracing::debug!(error = %e, import = %self.import_id, "COPY refused; batches replay through the staging table");
+            // A taken key, most likely (an insert's): from now on batches are written one
+            // by one through the staging table, which sorts out the rows the table refuses
+            // (and reports any other cause).
+            tracing::debug!(error = %e, import = %self.import_id, "COPY refused; batches replay one by one");
             self.direct.set(false);
             return Err(StoreError::Replay);
+        }
+        if upsert && tally.created > 0 {
+            match self.upsert_staged(&mut tx, names, distinct) {
+                Ok((created, updated, unchanged)) => {
+                    tally.created = created;
+                    tally.updated = updated;
+                    tally.unchanged = unchanged;
+                }
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    tracing::debug!(import = %self.import_id, "a unique column conflicts; batches replay one by one");
+                    self.direct.set(false);
+                    return Err(StoreError::Replay);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         errors.sort_by_key(|e| e.record);
         let refs: Vec<&RowError> = errors.iter().collect();
