@@ -593,7 +593,7 @@ async fn streamed_upserts_commit_together_and_replay_after_a_unique_conflict() {
     );
     again.1.expect("sent again");
     let counts = db.sql(
-        "SELECT checkpoint_offset, processed, created, updated, unchanged, invalid
+        "SELECT t.checkpoint_offset, t.processed, t.created, t.updated, t.unchanged, t.invalid
          FROM intake_import_tables t JOIN intake_imports i ON i.id = t.import_id
          WHERE i.mode = 'upsert'",
     );
@@ -612,6 +612,66 @@ async fn streamed_upserts_commit_together_and_replay_after_a_unique_conflict() {
     );
     let ids = record_ids(&store, &ws, &t).await;
     assert_eq!(ids, [json!(1), json!(2), json!(3), json!(4), json!(6)]);
+}
+
+#[tokio::test]
+async fn streamed_upserts_of_many_transactions_commit_in_order() {
+    let Some(db) = TestDb::create() else { return };
+    let (store, ws, t) = setup_with(&db, people()).await;
+    queue_imports(&store, &ws, "people", Mode::Insert, 1).await;
+    queue_imports(&store, &ws, "people", Mode::Upsert, 1).await;
+    // 5,000-row batches: more rows than three transactions hold, so that one ends while
+    // the next is sent.
+    let batches = |renamed: bool, last: i64| -> Vec<Batch> {
+        let ids: Vec<i64> = (1..=last).collect();
+        ids.chunks(5_000)
+            .enumerate()
+            .map(|(n, ids)| {
+                let mut b = people_batch(n as u64 + 1, ids);
+                for r in &mut b.rows {
+                    if let Value::Int(id) = r.values[0]
+                        && renamed
+                        && id % 2 == 0
+                    {
+                        r.values[1] = Value::Text("q".into());
+                    }
+                }
+                b
+            })
+            .collect()
+    };
+    let (first, second) = (batches(false, 120_000), batches(true, 125_000));
+    for (mode, rows) in [(Mode::Insert, first), (Mode::Upsert, second)] {
+        let (claim, (sent, ended)) = with_writer(&store, &t, mode, move |w| {
+            w.continue_from(Position::default());
+            let sent = stream(w, rows);
+            let ended = sent.1.and_then(|()| w.finish(&end()));
+            (sent.0.len(), ended)
+        })
+        .await;
+        ended.expect("streamed");
+        assert!(sent >= 24, "{sent} batches");
+        complete(&store, &claim, None).await;
+    }
+    let counts = db.sql(
+        "SELECT t.checkpoint_offset, t.processed, t.created, t.updated, t.unchanged, t.invalid
+         FROM intake_import_tables t JOIN intake_imports i ON i.id = t.import_id
+         WHERE i.mode = 'upsert'",
+    );
+    let text = |v: &[&str]| vec![v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>()];
+    assert_eq!(
+        counts,
+        text(&["2500", "125000", "5000", "60000", "60000", "0"])
+    );
+    assert_eq!(
+        db.sql(
+            "SELECT count(*), count(*) FILTER (WHERE name = 'q'), count(DISTINCT _intake_row),
+                    count(*) FILTER (WHERE id > 120000 AND _intake_row = id + 120000)
+             FROM \"default\".people"
+        ),
+        // A created row is numbered by its place in the upsert's rows, after the table's.
+        text(&["125000", "62500", "125000", "5000"])
+    );
 }
 
 #[tokio::test]

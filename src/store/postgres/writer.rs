@@ -11,19 +11,21 @@
 //! staged rows against the table and against earlier rows of the same key in one statement
 //! that also journals the previous versions and writes the last version of each key; its
 //! batches stream into the staging table as an insert's do into the target, and one such
-//! statement per transaction upserts them all. Only when an upsert breaks a unique column
-//! other than the key is its transaction replayed batch by batch, and that batch row by row,
-//! the only way to reproduce the row-by-row outcome of such conflicts.
+//! statement per transaction upserts them all, on a thread of its own while the next
+//! transaction's batches are sent on another connection. Only when an upsert breaks a
+//! unique column other than the key is its transaction replayed batch by batch, and that
+//! batch row by row, the only way to reproduce the row-by-row outcome of such conflicts.
 //!
 //! Batch transactions commit without waiting for their WAL to reach the disk
 //! (`synchronous_commit = off`): a database crash may lose the last of them, and with them
 //! their checkpoint, so the import resumes before them; nothing is lost or doubled. The end
 //! of a table or an import commits durably, and with it every batch before.
 
-use std::cell::Cell as Slot;
 use std::hash::BuildHasher;
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
 use ::postgres::GenericClient;
@@ -32,6 +34,7 @@ use ::postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use super::imports::{append_event, check_lease};
+use super::pool::Conn;
 use super::tables::{
     IMPORT_COLUMN, ROW_COLUMN, create_sql, db_message, exists, journal_table, side_table,
     undo_table, workspace_slug,
@@ -59,6 +62,26 @@ const GROUP_ERRORS: usize = 5_000;
 /// Bytes of encoded rows sent to the database at a time.
 const CHUNK: usize = 64 << 10;
 
+/// A number known once worked out (or learnt from a commit), shared with the thread that
+/// ends a streamed upsert's transaction while the next one is sent.
+struct Known(AtomicI64);
+
+impl Default for Known {
+    fn default() -> Known {
+        Known(AtomicI64::new(i64::MIN))
+    }
+}
+
+impl Known {
+    fn get(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&n| n != i64::MIN)
+    }
+
+    fn set(&self, n: Option<i64>) {
+        self.0.store(n.unwrap_or(i64::MIN), Ordering::Release);
+    }
+}
+
 /// Writes one table of one import into PostgreSQL.
 pub struct PgWriter {
     inner: Arc<Inner>,
@@ -76,12 +99,12 @@ pub struct PgWriter {
     prepared: bool,
     /// Whether batches may still stream ([`PgWriter::streams`]): an insert's until a key is
     /// taken, an upsert's until a unique column other than the key conflicts.
-    direct: Slot<bool>,
+    direct: AtomicBool,
     /// The `_intake_row` of the next row written to the target.
-    next_row: Slot<Option<i64>>,
+    next_row: Known,
     /// The table's checkpoint (byte offset) that the next commit follows on from, once
     /// known: a database crash may lose the last commits, which their successor finds out.
-    follows: Slot<Option<i64>>,
+    follows: Known,
 }
 
 /// The tables a writer works on, in the workspace's schema.
@@ -126,13 +149,48 @@ struct Tally {
     bytes_read: u64,
 }
 
-/// How a streamed transaction ended.
-struct GroupEnd {
+/// A streamed transaction whose batches are sent: its connection, with the transaction
+/// open, and what the batches add up to.
+struct Sent<'p> {
+    tx: Open<'p>,
+    tally: Tally,
+    errors: Vec<RowError>,
     /// Rows numbered (sent or refused).
     numbered: i64,
     /// Whether more batches may follow.
     more: bool,
-    cancel_requested: bool,
+    /// Whether the keys an upsert staged looked distinct.
+    distinct: bool,
+}
+
+/// A pooled connection with a transaction open, rolled back if dropped before its commit.
+/// Unlike the client's own transaction it owns its connection, so that it can be ended on
+/// another thread.
+struct Open<'p> {
+    conn: Conn<'p>,
+    open: bool,
+}
+
+impl<'p> Open<'p> {
+    fn begin(mut conn: Conn<'p>) -> StoreResult<Open<'p>> {
+        conn.batch_execute("BEGIN; SET LOCAL synchronous_commit = off")?;
+        Ok(Open { conn, open: true })
+    }
+
+    fn commit(mut self) -> StoreResult<()> {
+        self.open = false;
+        self.conn.batch_execute("COMMIT")?;
+        Ok(())
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // A connection that cannot roll back is broken, and the pool checks it.
+            let _ = self.conn.batch_execute("ROLLBACK");
+        }
+    }
 }
 
 /// The pieces both upsert statements are made of, as SQL text: the key list and its first
@@ -208,9 +266,9 @@ impl PgWriter {
             key,
             names: None,
             prepared: false,
-            direct: Slot::new(true),
-            next_row: Slot::new(None),
-            follows: Slot::new(None),
+            direct: AtomicBool::new(true),
+            next_row: Known::default(),
+            follows: Known::default(),
         }
     }
 
@@ -1472,7 +1530,7 @@ impl PgWriter {
     /// its rows back.
     fn streams(&self) -> bool {
         let rewind = self.plan.dry_run && self.plan.mode != Mode::Replace;
-        !rewind && !self.cleanup && self.direct.get()
+        !rewind && !self.cleanup && self.direct.load(Ordering::Relaxed)
     }
 
     /// Upserts what a streamed transaction staged: with the short statement when its keys
@@ -1496,30 +1554,26 @@ impl PgWriter {
         self.upsert_set(tx, names)
     }
 
-    /// Streams batches in one transaction, their rows numbered from `base`: `first`, then
-    /// what `next` yields until the transaction is due to commit, `next` ends or `seen` asks
-    /// to stop. An insert COPYs them into the target; a refused COPY (a taken key) rolls
+    /// Sends batches in one transaction, their rows numbered from `base`: `first`, then what
+    /// `next` yields until the transaction is due to commit, `next` ends or `seen` asks to
+    /// stop. An insert COPYs them into the target; a refused COPY (a taken key) rolls
     /// everything back and answers `Replay`, and later batches take the staging table. An
-    /// upsert COPYs them into the staging table and upserts them all with one statement
-    /// before the commit; a unique column other than the key that conflicts rolls
-    /// everything back and answers `Replay`, and later batches are upserted one by one
-    /// (which reproduces the row-by-row outcome of such conflicts).
-    fn stream_group(
-        &self,
+    /// upsert COPYs them into the staging table, to be upserted all at once by
+    /// [`PgWriter::end_group`].
+    fn send_group<'p>(
+        &'p self,
         names: &Names,
         first: Batch,
         base: i64,
         next: &mut dyn FnMut() -> Option<Batch>,
         seen: &mut dyn FnMut(&BatchOutcome) -> bool,
         spent: &mut dyn FnMut(Batch),
-    ) -> StoreResult<GroupEnd> {
+    ) -> StoreResult<Sent<'p>> {
         let upsert = self.plan.mode == Mode::Upsert;
-        let mut conn = self.inner.pool.get()?;
-        let mut tx = conn.transaction()?;
-        tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+        let mut tx = Open::begin(self.inner.pool.get()?)?;
         let destination = if upsert {
             let stage = quote(&names.stage);
-            tx.batch_execute(&format!(
+            tx.conn.batch_execute(&format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {}) ON COMMIT DELETE ROWS",
                 names.target()
             ))?;
@@ -1539,7 +1593,7 @@ impl PgWriter {
         let mut more = true;
         let started = Instant::now();
         let copied = {
-            let mut w = tx.copy_in(&format!(
+            let mut w = tx.conn.copy_in(&format!(
                 "COPY {destination} ({}) FROM STDIN (FORMAT binary)",
                 self.column_list()
             ))?;
@@ -1614,11 +1668,34 @@ impl PgWriter {
             // by one through the staging table, which sorts out the rows the table refuses
             // (and reports any other cause).
             tracing::debug!(error = %e, import = %self.import_id, "COPY refused; batches replay one by one");
-            self.direct.set(false);
+            self.direct.store(false, Ordering::Relaxed);
             return Err(StoreError::Replay);
         }
-        if upsert && tally.created > 0 {
-            match self.upsert_staged(&mut tx, names, distinct) {
+        Ok(Sent {
+            tx,
+            tally,
+            errors,
+            numbered,
+            more,
+            distinct,
+        })
+    }
+
+    /// Ends a transaction [`PgWriter::send_group`] sent: an upsert's one statement, then
+    /// the record of what it applied, and the commit; answers whether a cancel was asked. A
+    /// unique column other than the key that conflicts rolls everything back and answers
+    /// `Replay`, and later batches are upserted one by one (which reproduces the row-by-row
+    /// outcome of such conflicts).
+    fn end_group(&self, names: &Names, sent: Sent<'_>) -> StoreResult<bool> {
+        let Sent {
+            mut tx,
+            mut tally,
+            mut errors,
+            distinct,
+            ..
+        } = sent;
+        if self.plan.mode == Mode::Upsert && tally.created > 0 {
+            match self.upsert_staged(&mut *tx.conn, names, distinct) {
                 Ok((created, updated, unchanged)) => {
                     tally.created = created;
                     tally.updated = updated;
@@ -1626,7 +1703,7 @@ impl PgWriter {
                 }
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                     tracing::debug!(import = %self.import_id, "a unique column conflicts; batches replay one by one");
-                    self.direct.set(false);
+                    self.direct.store(false, Ordering::Relaxed);
                     return Err(StoreError::Replay);
                 }
                 Err(e) => return Err(e.into()),
@@ -1634,15 +1711,36 @@ impl PgWriter {
         }
         errors.sort_by_key(|e| e.record);
         let refs: Vec<&RowError> = errors.iter().collect();
-        let cancel_requested = self.record(&mut tx, &tally, &refs)?;
+        let cancel_requested = self.record(&mut *tx.conn, &tally, &refs)?;
         tx.commit()?;
         self.committed(tally.checkpoint);
-        Ok(GroupEnd {
-            numbered,
-            more,
-            cancel_requested,
-        })
+        Ok(cancel_requested)
     }
+}
+
+/// The thread ending a streamed upsert's transaction; it answers whether a cancel was asked.
+type Ending<'s> = ScopedJoinHandle<'s, StoreResult<bool>>;
+
+/// Waits for the transaction being ended, if any; answers whether the writer is to stop.
+fn wait(
+    ending: &mut Option<Ending<'_>>,
+    seen: &mut dyn FnMut(&BatchOutcome) -> bool,
+) -> StoreResult<bool> {
+    let Some(h) = ending.take() else {
+        return Ok(false);
+    };
+    let cancel_requested = h
+        .join()
+        .map_err(|_| StoreError::Database("the writer's commit thread failed".into()))??;
+    Ok(cancel_requested && cancel(seen))
+}
+
+/// Tells `seen` that a cancel was asked; answers whether the writer is to stop.
+fn cancel(seen: &mut dyn FnMut(&BatchOutcome) -> bool) -> bool {
+    seen(&BatchOutcome {
+        cancel_requested: true,
+        ..BatchOutcome::default()
+    })
 }
 
 impl Tally {
@@ -1761,35 +1859,51 @@ impl BatchWriter for PgWriter {
         if !self.streams() {
             return write_each(self, next, seen, spent);
         }
-        let names = self.known_names()?;
-        while let Some(first) = next() {
-            let base = self.next_row(names)?;
-            let end = match self.stream_group(names, first, base, next, seen, spent) {
-                Ok(end) => end,
-                Err(e) => {
-                    // Rows were numbered in a transaction that did not commit.
-                    self.next_row.set(None);
-                    return Err(match e {
-                        StoreError::Contention(_) => StoreError::Replay,
-                        e => e,
-                    });
-                }
-            };
-            self.next_row.set(Some(base + end.numbered));
-            if end.cancel_requested {
-                let asked = BatchOutcome {
-                    cancel_requested: true,
-                    ..BatchOutcome::default()
+        let this = &*self;
+        let names = this.known_names()?;
+        // An upsert's transaction ends (its statement, its commit) on a thread of its own
+        // while the next one's batches are sent on another connection: the database stages
+        // them as it upserts the ones before. Transactions still commit one after another,
+        // each statement starting once the one before has committed.
+        let overlap = this.plan.mode == Mode::Upsert;
+        let ended = std::thread::scope(|scope| {
+            let mut ending: Option<Ending<'_>> = None;
+            while let Some(first) = next() {
+                let base = this.next_row(names)?;
+                let sent = match this.send_group(names, first, base, next, seen, spent) {
+                    Ok(sent) => sent,
+                    Err(e) => {
+                        // What was sent before is ended first: its commit stands.
+                        wait(&mut ending, seen)?;
+                        return Err(e);
+                    }
                 };
-                if seen(&asked) {
+                this.next_row.set(Some(base + sent.numbered));
+                let more = sent.more;
+                if wait(&mut ending, seen)? {
+                    // The transaction just sent is rolled back.
+                    this.next_row.set(None);
+                    return Ok(());
+                }
+                if overlap {
+                    ending = Some(scope.spawn(move || this.end_group(names, sent)));
+                } else if this.end_group(names, sent)? && cancel(seen) {
+                    return Ok(());
+                }
+                if !more {
                     break;
                 }
             }
-            if !end.more {
-                break;
+            wait(&mut ending, seen).map(drop)
+        });
+        ended.map_err(|e| {
+            // Rows were numbered in a transaction that did not commit.
+            this.next_row.set(None);
+            match e {
+                StoreError::Contention(_) => StoreError::Replay,
+                e => e,
             }
-        }
-        Ok(())
+        })
     }
 
     fn revert(&mut self) -> StoreResult<()> {
