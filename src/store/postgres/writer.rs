@@ -710,8 +710,8 @@ impl PgWriter {
     }
 
     /// The set-based upsert of a batch whose keys are distinct: each staged row is looked up
-    /// once; its table row (kept whole) is what the journal copies, and where it is (`ctid`)
-    /// is where it is updated, without a second lookup. Answers `None`, having changed
+    /// once, and where its table row is (`ctid`) is where the journal copies it from and
+    /// where it is updated, without a second lookup. Answers `None`, having changed
     /// nothing it cannot take back, when the update did not meet exactly the rows looked up:
     /// two staged rows of one key (keys the database finds equal though written
     /// differently), or a row changed by another transaction since the statement began.
@@ -739,11 +739,11 @@ impl PgWriter {
                 "j AS (
                      INSERT INTO {journal} ({stored}, {op})
                      SELECT {old}, CASE WHEN c._intake_class = 'u' THEN 'updated' ELSE 'claimed' END
-                     FROM c WHERE c._intake_class <> 'c'
-                       AND (c._intake_old).{owner} IS DISTINCT FROM $2
+                     FROM c JOIN {target} t ON t.ctid = c._intake_at
+                     WHERE c._intake_class <> 'c' AND c._intake_was IS DISTINCT FROM $2
                        AND (c._intake_class = 'u' OR $1)),",
                 stored = self.column_list(),
-                old = self.column_list_of("(c._intake_old)"),
+                old = self.column_list_of("t"),
                 op = quote(JOURNAL_OP_COLUMN),
             ),
             None => String::new(),
@@ -763,11 +763,24 @@ impl PgWriter {
         // A row is updated when it changes, or when a cleanup claims it.
         let updates = format!(
             "c._intake_class = 'u'
-             OR ($1 AND c._intake_class = 'same' AND (c._intake_old).{owner} IS DISTINCT FROM $2)"
+             OR ($1 AND c._intake_class = 'same' AND c._intake_was IS DISTINCT FROM $2)"
         );
+        // Keys whose encodings differ are distinct in the database too, but for numbers
+        // (`1.0` and `1.00`, `0` and `-0`): two staged rows of one such key would meet one
+        // table row, which the update changes once.
+        let distinct = if self.key.iter().any(|&k| {
+            matches!(
+                self.plan.schema.columns[k].ty,
+                ColumnType::Decimal | ColumnType::Float
+            )
+        }) {
+            "AND count(DISTINCT _intake_at) = count(_intake_at)"
+        } else {
+            ""
+        };
         let sql = format!(
             "WITH c AS (
-                 SELECT s.*, t AS _intake_old, t.ctid AS _intake_at,
+                 SELECT s.*, t.ctid AS _intake_at, t.{owner} AS _intake_was,
                         CASE WHEN t.{first_key} IS NULL THEN 'c'
                              WHEN ROW({t_cmp}) IS NOT DISTINCT FROM ROW({s_cmp}) THEN 'same'
                              ELSE 'u' END AS _intake_class
@@ -783,22 +796,26 @@ impl PgWriter {
              SELECT count(*) FILTER (WHERE _intake_class = 'c'),
                     count(*) FILTER (WHERE _intake_class = 'u'),
                     count(*) FILTER (WHERE _intake_class = 'same'),
-                    count(*) FILTER (WHERE {updates}) = (SELECT count(*) FROM u)
-                        AND count(DISTINCT _intake_at) = count(_intake_at)
+                    count(*) FILTER (WHERE {updates}) = (SELECT count(*) FROM u) {distinct}
              FROM c"
         );
         // The staging table has no statistics: for a few thousand rows the planner looks
         // each one up by the key, but for tens of thousands it may sort them and merge them
         // with the whole key index, or scan the whole table to meet them by `ctid`. A lookup
-        // per row costs the same whatever the table's size. (The caller's savepoint, rolled
-        // back on failure, takes these settings back too.)
-        tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")?;
+        // per row costs the same whatever the table's size. The rows the statement holds
+        // (tens of thousands in a streamed transaction) stay in memory. (The caller's
+        // savepoint, rolled back on failure, takes these settings back too.)
+        tx.batch_execute(
+            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
+             SET LOCAL work_mem = '64MB'",
+        )?;
         let r = tx.query_one(&sql, &[&self.cleanup, &self.number])?;
         if !r.try_get::<_, bool>(3)? {
             return Ok(None);
         }
         tx.batch_execute(
-            "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT",
+            "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT;
+             SET LOCAL work_mem TO DEFAULT",
         )?;
         counts(&r).map(Some)
     }
