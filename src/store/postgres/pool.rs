@@ -94,18 +94,28 @@ impl Pool {
     pub(crate) fn get(&self) -> StoreResult<Conn<'_>> {
         Ok(Conn {
             pool: self,
-            client: Some(self.take()?),
+            client: self.take(false)?,
         })
     }
 
-    fn take(&self) -> StoreResult<Client> {
+    /// A connection for work that may as well run later, without waiting: `None` unless
+    /// another one would still be free for others (an idle one, or room to open one).
+    pub(crate) fn get_spare(&self) -> StoreResult<Option<Conn<'_>>> {
+        Ok(self.take(true)?.map(|client| Conn {
+            pool: self,
+            client: Some(client),
+        }))
+    }
+
+    fn take(&self, spare: bool) -> StoreResult<Option<Client>> {
         loop {
-            match self.take_unchecked()? {
-                Taken::New(client) => return Ok(client),
-                Taken::Idle(mut client) => {
+            match self.take_unchecked(spare)? {
+                None => return Ok(None),
+                Some(Taken::New(client)) => return Ok(Some(client)),
+                Some(Taken::Idle(mut client)) => {
                     // Checked without holding the pool's lock: the check is a round trip.
                     if client.is_valid(CHECK_TIMEOUT).is_ok() {
-                        return Ok(client);
+                        return Ok(Some(client));
                     }
                     tracing::debug!("dropped a pooled database connection that no longer answers");
                     self.forget(client);
@@ -115,24 +125,27 @@ impl Pool {
     }
 
     /// An idle connection (unchecked), or a new one when fewer than `max` are open, or the
-    /// first one given back.
-    fn take_unchecked(&self) -> StoreResult<Taken> {
+    /// first one given back; for `spare`, `None` instead of the last free one or of waiting.
+    fn take_unchecked(&self, spare: bool) -> StoreResult<Option<Taken>> {
         let poisoned = || StoreError::Database("connection pool poisoned".into());
         let mut state = self.state.lock().map_err(|_| poisoned())?;
         loop {
+            if spare && state.idle.len() + (self.max - state.open) < 2 {
+                return Ok(None);
+            }
             while let Some(client) = state.idle.pop() {
                 if client.is_closed() {
                     state.open -= 1;
                     discard(client);
                     continue;
                 }
-                return Ok(Taken::Idle(client));
+                return Ok(Some(Taken::Idle(client)));
             }
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
                 return match self.connect() {
-                    Ok(client) => Ok(Taken::New(client)),
+                    Ok(client) => Ok(Some(Taken::New(client))),
                     Err(e) => {
                         if let Ok(mut state) = self.state.lock() {
                             state.open -= 1;

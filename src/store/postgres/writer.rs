@@ -12,7 +12,7 @@
 //! that also journals the previous versions and writes the last version of each key; its
 //! batches stream into the staging table as an insert's do into the target, and one such
 //! statement per transaction upserts them all, on a thread of its own while the next
-//! transaction's batches are sent on another connection. Only when an upsert breaks a
+//! transaction's batches are sent on another connection (when the pool has one to spare). Only when an upsert breaks a
 //! unique column other than the key is its transaction replayed batch by batch, and that
 //! batch row by row, the only way to reproduce the row-by-row outcome of such conflicts.
 //!
@@ -761,10 +761,8 @@ impl PgWriter {
             .collect::<Vec<_>>()
             .join(", ");
         // A row is updated when it changes, or when a cleanup claims it.
-        let updates = format!(
-            "c._intake_class = 'u'
-             OR ($1 AND c._intake_class = 'same' AND c._intake_was IS DISTINCT FROM $2)"
-        );
+        let updates = "c._intake_class = 'u'
+             OR ($1 AND c._intake_class = 'same' AND c._intake_was IS DISTINCT FROM $2)";
         // Keys whose encodings differ are distinct in the database too, but for numbers
         // (`1.0` and `1.00`, `0` and `-0`): two staged rows of one such key would meet one
         // table row, which the update changes once.
@@ -1578,7 +1576,8 @@ impl PgWriter {
     /// upsert COPYs them into the staging table, to be upserted all at once by
     /// [`PgWriter::end_group`].
     fn send_group<'p>(
-        &'p self,
+        &self,
+        conn: Conn<'p>,
         names: &Names,
         first: Batch,
         base: i64,
@@ -1587,7 +1586,7 @@ impl PgWriter {
         spent: &mut dyn FnMut(Batch),
     ) -> StoreResult<Sent<'p>> {
         let upsert = self.plan.mode == Mode::Upsert;
-        let mut tx = Open::begin(self.inner.pool.get()?)?;
+        let mut tx = Open::begin(conn)?;
         let destination = if upsert {
             let stage = quote(&names.stage);
             tx.conn.batch_execute(&format!(
@@ -1879,15 +1878,31 @@ impl BatchWriter for PgWriter {
         let this = &*self;
         let names = this.known_names()?;
         // An upsert's transaction ends (its statement, its commit) on a thread of its own
-        // while the next one's batches are sent on another connection: the database stages
-        // them as it upserts the ones before. Transactions still commit one after another,
-        // each statement starting once the one before has committed.
+        // while the next one's batches are sent on another connection (when the pool has
+        // one to spare): the database stages them as it upserts the ones before.
+        // Transactions still commit one after another, each statement starting once the
+        // one before has committed.
         let overlap = this.plan.mode == Mode::Upsert;
         let ended = std::thread::scope(|scope| {
             let mut ending: Option<Ending<'_>> = None;
             while let Some(first) = next() {
                 let base = this.next_row(names)?;
-                let sent = match this.send_group(names, first, base, next, seen, spent) {
+                // The transaction being ended holds a connection: the next one takes
+                // another only if that leaves one free for others (the API, leases).
+                let spare = match ending {
+                    Some(_) => this.inner.pool.get_spare()?,
+                    None => None,
+                };
+                let conn = match spare {
+                    Some(conn) => conn,
+                    None => {
+                        if wait(&mut ending, seen)? {
+                            return Ok(());
+                        }
+                        this.inner.pool.get()?
+                    }
+                };
+                let sent = match this.send_group(conn, names, first, base, next, seen, spent) {
                     Ok(sent) => sent,
                     Err(e) => {
                         // What was sent before is ended first: its commit stands.
