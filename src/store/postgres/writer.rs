@@ -1578,7 +1578,6 @@ impl PgWriter {
     fn send_group<'p>(
         &self,
         conn: Conn<'p>,
-        names: &Names,
         first: Batch,
         base: i64,
         next: &mut dyn FnMut() -> Option<Batch>,
@@ -1586,6 +1585,7 @@ impl PgWriter {
         spent: &mut dyn FnMut(Batch),
     ) -> StoreResult<Sent<'p>> {
         let upsert = self.plan.mode == Mode::Upsert;
+        let names = self.known_names()?;
         let mut tx = Open::begin(conn)?;
         let destination = if upsert {
             let stage = quote(&names.stage);
@@ -1902,7 +1902,7 @@ impl BatchWriter for PgWriter {
                         this.inner.pool.get()?
                     }
                 };
-                let sent = match this.send_group(conn, names, first, base, next, seen, spent) {
+                let sent = match this.send_group(conn, first, base, next, seen, spent) {
                     Ok(sent) => sent,
                     Err(e) => {
                         // What was sent before is ended first: its commit stands.
