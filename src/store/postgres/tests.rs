@@ -543,28 +543,35 @@ async fn streamed_inserts_replay_after_a_taken_key_or_a_lost_commit() {
     assert_eq!(ids, [json!(1), json!(2), json!(3), json!(4), json!(5)]);
 }
 
+/// A people table with an insert and then an upsert queued.
+async fn insert_then_upsert(db: &TestDb) -> (PgStore, Workspace, TableSchema) {
+    let (store, ws, t) = setup_with(db, people()).await;
+    queue_imports(&store, &ws, "people", Mode::Insert, 1).await;
+    queue_imports(&store, &ws, "people", Mode::Upsert, 1).await;
+    (store, ws, t)
+}
+
+/// The checkpoint and counts of the upsert's table.
+fn upsert_counts(db: &TestDb) -> Vec<Vec<Option<String>>> {
+    db.sql(
+        "SELECT t.checkpoint_offset, t.processed, t.created, t.updated, t.unchanged, t.invalid
+         FROM intake_import_tables t JOIN intake_imports i ON i.id = t.import_id
+         WHERE i.mode = 'upsert'",
+    )
+}
+
+/// One row of these values, as [`TestDb::sql`] answers it.
+fn one_row(values: &[&str]) -> Vec<Vec<Option<String>>> {
+    vec![values.iter().map(|s| Some(s.to_string())).collect()]
+}
+
 #[tokio::test]
 async fn streamed_upserts_commit_together_and_replay_after_a_unique_conflict() {
     let Some(db) = TestDb::create() else { return };
-    let (store, ws, t) = setup_with(&db, people()).await;
-    queue_imports(&store, &ws, "people", Mode::Insert, 1).await;
-    queue_imports(&store, &ws, "people", Mode::Upsert, 1).await;
+    let (store, ws, t) = insert_then_upsert(&db).await;
     let (claim, out) = load(&store, &t, Mode::Insert, people_batch(0, &[1, 2])).await;
     assert_eq!(out.expect("first").created, 2);
     complete(&store, &claim, None).await;
-    let claim = store
-        .claim_import("test", 30_000, 8)
-        .await
-        .expect("claim")
-        .expect("the upsert to claim");
-    let plan = WritePlan {
-        position: 0,
-        schema: t.clone(),
-        mode: Mode::Upsert,
-        dry_run: false,
-        max_stored_errors: 1000,
-    };
-    let mut writer = store.open_writer(&claim, plan).expect("writer");
     // Key 3 comes in both batches, so the two take the general statement together.
     let mut changed = people_batch(2, &[3, 4]);
     changed.rows[0].values[1] = Value::Text("q".into());
@@ -572,18 +579,17 @@ async fn streamed_upserts_commit_together_and_replay_after_a_unique_conflict() {
         rows: vec![person(32, 5, "p", "1@x.io"), person(33, 6, "p", "6@x.io")],
         ..people_batch(3, &[])
     };
-    let (first, refused, ended) = tokio::task::spawn_blocking(move || {
-        writer.continue_from(Position::default());
-        let first = stream(writer.as_mut(), vec![people_batch(1, &[2, 3]), changed]);
+    let (claim, (first, refused, ended)) = with_writer(&store, &t, Mode::Upsert, move |w| {
+        w.continue_from(Position::default());
+        let first = stream(w, vec![people_batch(1, &[2, 3]), changed]);
         // Key 5's email is key 1's: the transaction is taken back, to be sent again.
-        let refused = stream(writer.as_mut(), vec![conflict.clone()]);
-        writer.continue_from(people_batch(2, &[]).checkpoint);
-        let again = stream(writer.as_mut(), vec![conflict]);
-        let ended = writer.finish(&end());
+        let refused = stream(w, vec![conflict.clone()]);
+        w.continue_from(people_batch(2, &[]).checkpoint);
+        let again = stream(w, vec![conflict]);
+        let ended = w.finish(&end());
         (first, (refused, again), ended)
     })
-    .await
-    .expect("writer thread");
+    .await;
     first.1.expect("first stream");
     let (refused, again) = refused;
     assert!(
@@ -592,14 +598,9 @@ async fn streamed_upserts_commit_together_and_replay_after_a_unique_conflict() {
         refused.1
     );
     again.1.expect("sent again");
-    let counts = db.sql(
-        "SELECT t.checkpoint_offset, t.processed, t.created, t.updated, t.unchanged, t.invalid
-         FROM intake_import_tables t JOIN intake_imports i ON i.id = t.import_id
-         WHERE i.mode = 'upsert'",
-    );
-    let text = |v: &[&str]| vec![v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>()];
+    let counts = upsert_counts(&db);
     // 2 unchanged; 3 created, then updated; 4 created; 5 refused; 6 created.
-    assert_eq!(counts, text(&["300", "6", "3", "1", "1", "1"]));
+    assert_eq!(counts, one_row(&["300", "6", "3", "1", "1", "1"]));
     ended.expect("finish");
     let errors = store
         .list_row_errors(ws.id, claim.import.id, None, 100)
@@ -617,9 +618,7 @@ async fn streamed_upserts_commit_together_and_replay_after_a_unique_conflict() {
 #[tokio::test]
 async fn streamed_upserts_of_many_transactions_commit_in_order() {
     let Some(db) = TestDb::create() else { return };
-    let (store, ws, t) = setup_with(&db, people()).await;
-    queue_imports(&store, &ws, "people", Mode::Insert, 1).await;
-    queue_imports(&store, &ws, "people", Mode::Upsert, 1).await;
+    let (store, ws, t) = insert_then_upsert(&db).await;
     // 5,000-row batches: more rows than three transactions hold, so that one ends while
     // the next is sent.
     let batches = |renamed: bool, last: i64| -> Vec<Batch> {
@@ -653,15 +652,10 @@ async fn streamed_upserts_of_many_transactions_commit_in_order() {
         assert!(sent >= 24, "{sent} batches");
         complete(&store, &claim, None).await;
     }
-    let counts = db.sql(
-        "SELECT t.checkpoint_offset, t.processed, t.created, t.updated, t.unchanged, t.invalid
-         FROM intake_import_tables t JOIN intake_imports i ON i.id = t.import_id
-         WHERE i.mode = 'upsert'",
-    );
-    let text = |v: &[&str]| vec![v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>()];
+    let counts = upsert_counts(&db);
     assert_eq!(
         counts,
-        text(&["2500", "125000", "5000", "60000", "60000", "0"])
+        one_row(&["2500", "125000", "5000", "60000", "60000", "0"])
     );
     assert_eq!(
         db.sql(
@@ -670,7 +664,7 @@ async fn streamed_upserts_of_many_transactions_commit_in_order() {
              FROM \"default\".people"
         ),
         // A created row is numbered by its place in the upsert's rows, after the table's.
-        text(&["125000", "62500", "125000", "5000"])
+        one_row(&["125000", "62500", "125000", "5000"])
     );
 }
 
