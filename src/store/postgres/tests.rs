@@ -618,7 +618,7 @@ async fn streamed_upserts_commit_together_and_replay_after_a_unique_conflict() {
 #[tokio::test]
 async fn streamed_upserts_of_many_transactions_commit_in_order() {
     let Some(db) = TestDb::create() else { return };
-    let (store, ws, t) = insert_then_upsert(&db).await;
+    let (store, _, t) = insert_then_upsert(&db).await;
     // 5,000-row batches: more rows than three transactions hold, so that one ends while
     // the next is sent.
     let batches = |renamed: bool, last: i64| -> Vec<Batch> {
