@@ -12,9 +12,10 @@
 //! that also journals the previous versions and writes the last version of each key; its
 //! batches stream into the staging table as an insert's do into the target, and one such
 //! statement per transaction upserts them all, on a thread of its own while the next
-//! transaction's batches are sent on another connection (when the pool has one to spare). Only when an upsert breaks a
-//! unique column other than the key is its transaction replayed batch by batch, and that
-//! batch row by row, the only way to reproduce the row-by-row outcome of such conflicts.
+//! transaction's batches are sent on another connection (when the pool has one to spare).
+//! Only when an upsert breaks a unique column other than the key is its transaction
+//! replayed batch by batch, and that batch row by row, the only way to reproduce the
+//! row-by-row outcome of such conflicts.
 //!
 //! Batch transactions commit without waiting for their WAL to reach the disk
 //! (`synchronous_commit = off`): a database crash may lose the last of them, and with them
@@ -624,20 +625,10 @@ impl PgWriter {
             return Ok(());
         }
         self.stage(tx, names, enc)?;
+        // Rolled back to when a unique column other than the key conflicts: the batch is
+        // then upserted row by row.
         tx.batch_execute("SAVEPOINT upsert")?;
-        // Keys that look distinct take the short statement; two that the database finds
-        // equal all the same (numbers written differently) make it fail, and the batch takes
-        // the long one.
-        let mut result = if self.keys_distinct(w.batch, enc) {
-            self.upsert_distinct(tx, names)
-        } else {
-            Ok(None)
-        };
-        if matches!(result, Ok(None)) {
-            tx.batch_execute("ROLLBACK TO upsert")?;
-            result = self.upsert_set(tx, names).map(Some);
-        }
-        match result.map(Option::unwrap_or_default) {
+        match self.upsert_staged(tx, names, self.keys_distinct(w.batch, enc)) {
             Ok((created, updated, unchanged)) => {
                 tx.batch_execute("RELEASE upsert")?;
                 a.out.created += created;
@@ -651,6 +642,27 @@ impl PgWriter {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Upserts what is staged: with the short statement when its keys looked distinct,
+    /// else (or when that statement could not be exact) with the general one.
+    fn upsert_staged(
+        &self,
+        tx: &mut impl GenericClient,
+        names: &Names,
+        distinct: bool,
+    ) -> Result<(u64, u64, u64), ::postgres::Error> {
+        if distinct {
+            tx.batch_execute("SAVEPOINT upsert_distinct")?;
+            match self.upsert_distinct(tx, names)? {
+                None => tx.batch_execute("ROLLBACK TO upsert_distinct; RELEASE upsert_distinct")?,
+                Some(counts) => {
+                    tx.batch_execute("RELEASE upsert_distinct")?;
+                    return Ok(counts);
+                }
+            }
+        }
+        self.upsert_set(tx, names)
     }
 
     /// The pieces both upsert statements are made of.
@@ -1546,27 +1558,6 @@ impl PgWriter {
     fn streams(&self) -> bool {
         let rewind = self.plan.dry_run && self.plan.mode != Mode::Replace;
         !rewind && !self.cleanup && self.direct.load(Ordering::Relaxed)
-    }
-
-    /// Upserts what a streamed transaction staged: with the short statement when its keys
-    /// looked distinct, else (or when two keys were equal all the same) the general one.
-    fn upsert_staged(
-        &self,
-        tx: &mut impl GenericClient,
-        names: &Names,
-        distinct: bool,
-    ) -> Result<(u64, u64, u64), ::postgres::Error> {
-        if distinct {
-            tx.batch_execute("SAVEPOINT upsert")?;
-            match self.upsert_distinct(tx, names)? {
-                None => tx.batch_execute("ROLLBACK TO upsert; RELEASE upsert")?,
-                Some(counts) => {
-                    tx.batch_execute("RELEASE upsert")?;
-                    return Ok(counts);
-                }
-            }
-        }
-        self.upsert_set(tx, names)
     }
 
     /// Sends batches in one transaction, their rows numbered from `base`: `first`, then what
