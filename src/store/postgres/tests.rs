@@ -278,6 +278,24 @@ async fn processes_starting_together_migrate_once() {
     );
 }
 
+#[test]
+fn a_spare_connection_is_taken_only_when_another_stays_free() {
+    let Some(db) = TestDb::create() else { return };
+    let pool = super::pool::Pool::new(&db.url, None, 3).expect("pool");
+    let first = pool.get().expect("first");
+    let spare = pool.get_spare().expect("spare");
+    assert!(spare.is_some(), "two of three free: one to spare");
+    assert!(
+        pool.get_spare().expect("spare").is_none(),
+        "the last free one is not spared"
+    );
+    let last = pool.get().expect("the last one, for whoever needs it");
+    drop((first, spare));
+    let again = pool.get_spare().expect("spare");
+    assert!(again.is_some(), "two idle: one to spare");
+    drop((again, last));
+}
+
 #[tokio::test]
 async fn slugs_postgresql_owns_are_refused_and_a_workspace_gets_its_schema() {
     let Some(db) = TestDb::create() else { return };
