@@ -24,16 +24,29 @@ pub struct Validator {
     warned: HashSet<String>,
     /// Positions of the key columns.
     key: Vec<usize>,
-    /// The keys of the last JSON object, by position, with the column each feeds: the
-    /// objects of a file mostly name the same keys in the same order, and comparing a key
-    /// with the one before costs less than hashing it.
-    key_columns: Vec<(String, Option<usize>)>,
-    /// For each column, the position of the field of the current JSON object that feeds it
-    /// (kept between records to reuse its memory).
-    column_fields: Vec<Option<usize>>,
-    /// `key_columns` already holds the keys of the record about to be checked (the unknown
+    /// The keys of the last JSON object, by position, with the columns they feed.
+    keys_now: KeyColumns,
+    /// Lists of keys seen before, with their columns (up to `KEPT_KEY_LISTS`).
+    keys_before: Vec<KeyColumns>,
+    /// The list of `keys_before` that the next one kept replaces, once it is full.
+    next_replaced: usize,
+    /// `keys_now` already holds the keys of the record about to be checked (the unknown
     /// key check brought it up to date): the check does not compare them again.
     keys_current: bool,
+}
+
+/// Lists of JSON keys whose columns the validator keeps beside the last one's.
+const KEPT_KEY_LISTS: usize = 4;
+
+/// The columns a list of JSON keys feeds.
+#[derive(Default)]
+struct KeyColumns {
+    /// The number naming the list (0: not known to be shared by other records).
+    id: u64,
+    /// The keys by position, with the column each feeds.
+    keys: Vec<(String, Option<usize>)>,
+    /// For each column, the position of the key that feeds it.
+    fields: Vec<Option<usize>>,
 }
 
 /// The cells that mean NULL; the usual set (only the empty cell) is checked without hashing.
@@ -105,8 +118,9 @@ impl Validator {
             header: Arc::new(header),
             warned: HashSet::new(),
             key,
-            key_columns: Vec::new(),
-            column_fields: Vec::new(),
+            keys_now: KeyColumns::default(),
+            keys_before: Vec::new(),
+            next_replaced: 0,
             keys_current: false,
         })
     }
@@ -121,35 +135,78 @@ impl Validator {
         let RecordBody::Object(obj) = &item.body else {
             return Vec::new();
         };
-        self.remember_key_columns(obj);
+        let known = self.remember_key_columns(obj);
         self.keys_current = true;
+        // The keys of the record before, whose unknown ones are warned about already.
+        if known {
+            return Vec::new();
+        }
         let Some(keys) = &self.keys else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (k, column) in &self.key_columns {
-            if column.is_none() && !keys.ignored.contains(k) && self.warned.insert(k.clone()) {
+        for (k, column) in &self.keys_now.keys {
+            if column.is_none()
+                && !keys.ignored.contains(k)
+                && !self.warned.contains(k)
+                && self.warned.insert(k.clone())
+            {
                 out.push(k.clone());
             }
         }
         out
     }
 
-    /// Brings `key_columns` to the keys of `obj`, finding the column only of a key that is
-    /// not the one the object before had at its position.
-    fn remember_key_columns(&mut self, obj: &JsonFields) {
+    /// Brings `keys_now` to the keys of `obj`; answers whether they were a list seen before
+    /// (whose columns were known).
+    fn remember_key_columns(&mut self, obj: &JsonFields) -> bool {
+        let id = obj.keys_id();
+        if id != 0 {
+            if self.keys_now.id == id {
+                return true;
+            }
+            if let Some(n) = self.keys_before.iter().position(|k| k.id == id) {
+                std::mem::swap(&mut self.keys_now, &mut self.keys_before[n]);
+                return true;
+            }
+        }
+        if self.keys_now.id != 0 {
+            let kept = std::mem::take(&mut self.keys_now);
+            if self.keys_before.len() < KEPT_KEY_LISTS {
+                self.keys_before.push(kept);
+            } else {
+                self.keys_before[self.next_replaced] = kept;
+                self.next_replaced = (self.next_replaced + 1) % KEPT_KEY_LISTS;
+            }
+        }
+        self.keys_now.id = id;
+        self.find_key_columns(obj);
+        let now = &mut self.keys_now;
+        now.fields.clear();
+        now.fields.resize(self.schema.columns.len(), None);
+        // A later key feeding the same column wins, as it would in a map.
+        for (j, (_, column)) in now.keys.iter().enumerate() {
+            if let Some(i) = *column {
+                now.fields[i] = Some(j);
+            }
+        }
+        false
+    }
+
+    /// Brings `keys_now.keys` to the keys of `obj`, finding the column only of a key that
+    /// is not the one the object before had at its position.
+    fn find_key_columns(&mut self, obj: &JsonFields) {
+        let keys_now = &mut self.keys_now.keys;
         let Some(keys) = &self.keys else {
-            self.key_columns.clear();
+            keys_now.clear();
             return;
         };
-        self.key_columns.truncate(obj.len());
+        keys_now.truncate(obj.len());
         for (i, k) in obj.keys().enumerate() {
-            match self.key_columns.get_mut(i) {
+            match keys_now.get_mut(i) {
                 Some((known, _)) if known == k => {}
                 Some(slot) => *slot = (k.to_owned(), keys.column(&self.schema, k)),
-                None => self
-                    .key_columns
-                    .push((k.to_owned(), keys.column(&self.schema, k))),
+                None => keys_now.push((k.to_owned(), keys.column(&self.schema, k))),
             }
         }
     }
@@ -200,16 +257,8 @@ impl Validator {
                 if !keys_current {
                     self.remember_key_columns(&obj);
                 }
-                self.column_fields.clear();
-                self.column_fields.resize(n, None);
-                // A later key feeding the same column wins, as it would in a map.
-                for (j, (_, column)) in self.key_columns.iter().enumerate().take(obj.len()) {
-                    if let Some(i) = *column {
-                        self.column_fields[i] = Some(j);
-                    }
-                }
                 for (i, coercer) in self.coercers.iter().enumerate() {
-                    let cell = self.column_fields[i].and_then(|j| obj.value(j));
+                    let cell = self.keys_now.fields[i].and_then(|j| obj.value(j));
                     let result = match cell {
                         Some(JsonCell::String(s)) if self.null_values[i].contains(s) => {
                             coercer.missing()

@@ -235,6 +235,14 @@ impl ColumnCoercer {
             )),
             // JSON numbers keep the text they were written with, so an integer is read from
             // that text exactly (`1e5` and `7.0` are integers; no f64 in between).
+            // A plain integer (the usual case) is read as it is, without the canonical form.
+            (ColumnType::Integer, JsonCell::Number(text)) if !text.contains(['.', 'e', 'E']) => {
+                match parse_i64(text) {
+                    Ok(i) => self.int_value(i),
+                    Err(IntError::Overflow) => Err(int_out_of_range(text)),
+                    Err(IntError::Syntax) => Err(not_a(ColumnType::Integer, text)),
+                }
+            }
             (ColumnType::Integer, JsonCell::Number(text)) => match canonical_decimal(text) {
                 Ok(d) if !d.contains('.') => match parse_i64(&d) {
                     Ok(i) => self.int_value(i),

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 
-use super::record::{RecordError, parse_record};
+use super::record::{RecordError, RecordParser};
 use super::{
     Checkpoint, RAW_KEEP_CHARS, ReadError, ReadItem, ReaderOptions, RecordBody, human_size,
     object_body, raw_row, repeated_field, skip_bom, split_json_error,
@@ -41,6 +41,7 @@ pub(super) struct JsonReader {
     element: Vec<u8>,
     max_record: usize,
     checkpoint: Checkpoint,
+    parser: RecordParser,
 }
 
 impl JsonReader {
@@ -77,6 +78,7 @@ impl JsonReader {
                 line,
                 record,
             },
+            parser: RecordParser::default(),
         })
     }
 
@@ -203,7 +205,7 @@ impl JsonReader {
         })
     }
 
-    fn parse_element(&self, start_line: u64, start_column: Option<u64>) -> RecordBody {
+    fn parse_element(&mut self, start_line: u64, start_column: Option<u64>) -> RecordBody {
         if let Err(e) = std::str::from_utf8(&self.element) {
             return RecordBody::Bad {
                 code: RowErrorCode::InvalidEncoding,
@@ -215,7 +217,7 @@ impl JsonReader {
             };
         }
         let text = String::from_utf8_lossy(&self.element);
-        match parse_record(&text) {
+        match self.parser.parse(&text) {
             Ok(value) => object_body(value, &text),
             Err(RecordError::Repeated(field)) => repeated_field(&field, &self.element),
             Err(RecordError::Json(e)) => {

@@ -4,6 +4,7 @@
 
 mod delimited;
 pub mod encoding;
+mod flat_record;
 mod json_array;
 mod ndjson;
 mod oversized;

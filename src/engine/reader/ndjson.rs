@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 
-use super::record::{RecordError, parse_record};
+use super::record::{RecordError, RecordParser};
 use super::{
     Checkpoint, ReadError, ReadItem, ReaderOptions, RecordBody, human_size, object_body, raw_row,
     repeated_field, skip_bom, split_json_error,
@@ -18,6 +18,7 @@ pub(super) struct NdjsonReader {
     max_record: usize,
     /// Offset, line and record count of the next line.
     pos: Checkpoint,
+    parser: RecordParser,
 }
 
 impl NdjsonReader {
@@ -45,6 +46,7 @@ impl NdjsonReader {
             line_buf: Vec::new(),
             max_record: opts.max_record_bytes,
             pos,
+            parser: RecordParser::default(),
         })
     }
 
@@ -75,7 +77,7 @@ impl NdjsonReader {
                     row: raw_row(content),
                 }
             } else {
-                parse_line(content)
+                parse_line(&mut self.parser, content)
             };
             return Some(Ok(ReadItem {
                 line,
@@ -118,7 +120,7 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
 }
 
 /// Parses one non-blank line.
-fn parse_line(content: &[u8]) -> RecordBody {
+fn parse_line(parser: &mut RecordParser, content: &[u8]) -> RecordBody {
     let text = match std::str::from_utf8(content) {
         Ok(text) => text,
         Err(e) => {
@@ -132,7 +134,7 @@ fn parse_line(content: &[u8]) -> RecordBody {
             };
         }
     };
-    match parse_record(text) {
+    match parser.parse(text) {
         Ok(value) => object_body(value, text),
         Err(RecordError::Repeated(field)) => repeated_field(&field, content),
         Err(RecordError::Json(e)) => {

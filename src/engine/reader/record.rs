@@ -15,6 +15,7 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Vis
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::flat_record::{KnownKeys, read_flat};
 use crate::model::coerce::JsonCell;
 
 /// A JSON object's fields in the order they were written, with the text they were read from
@@ -24,6 +25,9 @@ use crate::model::coerce::JsonCell;
 pub struct JsonFields {
     text: Box<str>,
     fields: Vec<Field>,
+    /// The number naming its list of keys, shared by records with the same keys in the same
+    /// order that the scan read one after the other; 0 when unknown.
+    keys_id: u64,
 }
 
 /// Equal when read from the same text into the same keys and values, however each is kept.
@@ -35,21 +39,21 @@ impl PartialEq for JsonFields {
 
 /// One field: its key and its value.
 #[derive(Debug, Clone)]
-struct Field {
-    key: Text,
-    value: Slot,
+pub(super) struct Field {
+    pub(super) key: Text,
+    pub(super) value: Slot,
 }
 
 /// Text kept as where it lies in the record's text, or on its own when it differs from it.
 #[derive(Debug, Clone)]
-enum Text {
+pub(super) enum Text {
     At(usize, usize),
     Owned(String),
 }
 
 /// A field's value.
 #[derive(Debug, Clone)]
-enum Slot {
+pub(super) enum Slot {
     Null,
     Bool(bool),
     Number(Text),
@@ -58,6 +62,21 @@ enum Slot {
 }
 
 impl JsonFields {
+    /// The fields read from `text`, with the number of their list of keys.
+    pub(super) fn new(text: Box<str>, fields: Vec<Field>, keys_id: u64) -> JsonFields {
+        JsonFields {
+            text,
+            fields,
+            keys_id,
+        }
+    }
+
+    /// The number naming this record's list of keys: two records with the same nonzero
+    /// number name the same keys in the same order.
+    pub fn keys_id(&self) -> u64 {
+        self.keys_id
+    }
+
     /// The fields of an object parsed whole.
     pub(super) fn from_values(text: Box<str>, values: Vec<(String, Value)>) -> JsonFields {
         let fields = values
@@ -67,7 +86,7 @@ impl JsonFields {
                 value: Slot::Parsed(Box::new(v)),
             })
             .collect();
-        JsonFields { text, fields }
+        JsonFields::new(text, fields, 0)
     }
 
     /// The keys and values, in the order they were written.
@@ -152,7 +171,28 @@ pub(super) enum RecordError {
     Json(serde_json::Error),
 }
 
-/// Parses one JSON record; a field named twice in its top-level object is refused.
+/// Parses the JSON records of one source, one after the other.
+#[derive(Debug, Default)]
+pub(super) struct RecordParser {
+    known_keys: KnownKeys,
+}
+
+impl RecordParser {
+    /// Parses one JSON record; a field named twice in its top-level object is refused.
+    pub(super) fn parse(&mut self, text: &str) -> Result<Parsed, RecordError> {
+        if let Some((fields, keys_id)) = read_flat(text, &mut self.known_keys) {
+            return Ok(Parsed::Object(JsonFields::new(
+                text.into(),
+                fields,
+                keys_id,
+            )));
+        }
+        parse_record(text)
+    }
+}
+
+/// Parses one JSON record without the scan of flat records; a field named twice in its
+/// top-level object is refused.
 pub(super) fn parse_record(text: &str) -> Result<Parsed, RecordError> {
     // Only an object can repeat a key; anything else parses as it is (and is refused later
     // as not an object).
@@ -162,10 +202,7 @@ pub(super) fn parse_record(text: &str) -> Result<Parsed, RecordError> {
             .map_err(RecordError::Json);
     }
     if let Some(fields) = read_in_place(text) {
-        return Ok(Parsed::Object(JsonFields {
-            text: text.into(),
-            fields,
-        }));
+        return Ok(Parsed::Object(JsonFields::new(text.into(), fields, 0)));
     }
     match serde_json::from_str::<Checked>(text) {
         Ok(Checked(fields)) => Ok(Parsed::Object(JsonFields::from_values(text.into(), fields))),
@@ -192,6 +229,12 @@ fn read_in_place(text: &str) -> Option<Vec<Field>> {
     let fields = InPlace { text }.deserialize(&mut de).ok()?;
     de.end().ok()?;
     Some(fields)
+}
+
+/// The fields a whole parse makes of `text`, or None where it refuses the text.
+#[cfg(test)]
+pub(super) fn parse_record_whole(text: &str) -> Option<Vec<(String, Value)>> {
+    serde_json::from_str::<Checked>(text).ok().map(|c| c.0)
 }
 
 /// The start of the error a repeated field raises (then the field's name, quoted).
@@ -497,11 +540,7 @@ mod tests {
     /// The fields read in place, as values.
     fn in_place(text: &str) -> Option<Vec<(String, Value)>> {
         let fields = read_in_place(text)?;
-        let record = JsonFields {
-            text: text.into(),
-            fields,
-        };
-        Some(record.to_values())
+        Some(JsonFields::new(text.into(), fields, 0).to_values())
     }
 
     /// Reading in place agrees with the whole parse wherever it answers, and answers for
@@ -520,10 +559,7 @@ mod tests {
         let Some(fields) = read_in_place(text) else {
             panic!("{text} reads in place");
         };
-        JsonFields {
-            text: text.into(),
-            fields,
-        }
+        JsonFields::new(text.into(), fields, 0)
     }
 
     #[test]
@@ -595,10 +631,11 @@ mod tests {
             let expected = serde_json::from_str::<Value>(n).unwrap();
             assert_eq!(fields[0].1, expected, "{n}");
             // The text kept is the one serde_json's number holds, never rounded.
-            let record = JsonFields {
-                text: text.clone().into(),
-                fields: read_in_place(&text).unwrap_or_default(),
-            };
+            let record = JsonFields::new(
+                text.clone().into(),
+                read_in_place(&text).unwrap_or_default(),
+                0,
+            );
             let Some((_, JsonCell::Number(kept))) = record.iter().next() else {
                 panic!("{n} is a number");
             };
