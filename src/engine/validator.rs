@@ -312,3 +312,74 @@ impl Validator {
         Checked::Invalid(error, key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::reader::tests::{TempFile, ndjson_opts, read_all};
+    use std::collections::HashMap;
+
+    #[test]
+    fn json_records_alternating_between_lists_of_keys_map_each_key_and_warn_once() {
+        let schema = TableSchema::parse(
+            serde_json::from_value(serde_json::json!({"name": "t", "columns": [
+                {"name": "id", "type": "integer"},
+                {"name": "name", "type": "string"}
+            ]}))
+            .expect("raw schema"),
+        )
+        .expect("schema");
+        let keys = KeyMapping {
+            keys: HashMap::from([("id".to_owned(), 0), ("name".to_owned(), 1)]),
+            ignored: HashSet::new(),
+        };
+        let mut validator =
+            Validator::new(schema, &[String::new()], &[], None, Some(keys), Vec::new())
+                .expect("validator");
+        // Six lists of keys, more than either side keeps, some coming back.
+        let lines = [
+            r#"{"id": 1, "name": "a"}"#,
+            r#"{"id": 2, "extra": 1}"#,
+            r#"{"name": "c", "id": 3}"#,
+            r#"{"id": 4, "name": "d"}"#,
+            r#"{"id": 5, "extra": 2}"#,
+            r#"{"id": 6, "extra": 3, "name": "f"}"#,
+            r#"{"x1": 0, "id": 7}"#,
+            r#"{"x2": 0, "id": 8}"#,
+            r#"{"x3": 0, "id": 9}"#,
+            r#"{"x4": 0, "id": 10}"#,
+            r#"{"id": 11, "name": "k"}"#,
+            r#"{"id": 12, "extra": 4}"#,
+            r#"{"id": 13, "na\u006de": "m"}"#,
+        ];
+        let file = TempFile::with(lines.join("\n").as_bytes());
+        let (_, items) = read_all(file.path(), &ndjson_opts(), None);
+        let mut warned = Vec::new();
+        let mut rows = Vec::new();
+        for item in items {
+            warned.extend(validator.new_unknown_keys(&item));
+            match validator.check(item) {
+                Checked::Row(row) => rows.push(row.values),
+                Checked::Invalid(e, _) => panic!("record {} refused: {}", e.record, e.message),
+            }
+        }
+        assert_eq!(warned, ["extra", "x1", "x2", "x3", "x4"]);
+        let text = |s: &str| Value::Text(s.to_owned());
+        let expected: Vec<Vec<Value>> = vec![
+            vec![Value::Int(1), text("a")],
+            vec![Value::Int(2), Value::Null],
+            vec![Value::Int(3), text("c")],
+            vec![Value::Int(4), text("d")],
+            vec![Value::Int(5), Value::Null],
+            vec![Value::Int(6), text("f")],
+            vec![Value::Int(7), Value::Null],
+            vec![Value::Int(8), Value::Null],
+            vec![Value::Int(9), Value::Null],
+            vec![Value::Int(10), Value::Null],
+            vec![Value::Int(11), text("k")],
+            vec![Value::Int(12), Value::Null],
+            vec![Value::Int(13), text("m")],
+        ];
+        assert_eq!(rows, expected);
+    }
+}
