@@ -1,20 +1,16 @@
-//! The common JSON record read by one scan of its bytes: an object of plain keys and scalar
-//! values (strings without escapes, numbers without an exponent, `true`, `false`, `null`).
+//! The common JSON record read by one scan of its bytes: an object of keys and scalar values
+//! (strings, escaped or not, numbers without an exponent, `true`, `false`, `null`).
 //!
 //! Most records of a file are such objects, and reading them through serde_json's visitor
 //! (each value skipped over, then looked at again) took most of the parser thread's time.
 //! The scan accepts only what it can vouch for as valid JSON holding exactly these fields;
-//! anything else (an escape, a nested value, an exponent, a field named twice, any error)
+//! anything else (a nested value, an exponent, a bad escape, a field named twice, any error)
 //! answers None, and the record is read as before, so values and messages do not change.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::record::{Field, Slot, Text};
-
-/// Keys checked one by one against those before them up to this many; past it, against a
-/// set of them.
-const COMPARED_FIELDS: usize = 16;
+use super::record::{COMPARED_FIELDS, Field, Slot, Text};
 
 /// Lists of keys kept: the records of a file mostly name the same keys in the same order, or
 /// alternate between a few lists (a field left out of some).
@@ -57,15 +53,14 @@ impl KeyList {
             && fields
                 .iter()
                 .enumerate()
-                .all(|(n, f)| self.key(n) == Some(resolve(text, &f.key).as_bytes()))
+                .all(|(n, f)| self.key(n) == Some(f.key.resolve(text).as_bytes()))
     }
 
     /// A list of these keys, under a new number.
     fn of(text: &str, fields: &[Field]) -> KeyList {
         let mut list = KeyList::default();
         for f in fields {
-            list.text
-                .extend_from_slice(resolve(text, &f.key).as_bytes());
+            list.text.extend_from_slice(f.key.resolve(text).as_bytes());
             list.ends.push(list.text.len());
         }
         list.id = NEXT_KEYS_ID.fetch_add(1, Ordering::Relaxed);
@@ -135,7 +130,7 @@ pub(super) fn read_flat(text: &str, known: &mut KnownKeys) -> Option<(Vec<Field>
             }
             i = spaces(b, i + 1);
             let (value, after) = scalar(b, i)?;
-            same = same && known.current_key(fields.len()) == Some(resolve(text, &key).as_bytes());
+            same = same && known.current_key(fields.len()) == Some(key.resolve(text).as_bytes());
             fields.push(Field { key, value });
             i = spaces(b, after);
             match b.get(i) {
@@ -160,8 +155,8 @@ pub(super) fn read_flat(text: &str, known: &mut KnownKeys) -> Option<(Vec<Field>
 fn repeats(text: &str, fields: &[Field]) -> Option<bool> {
     if fields.len() <= COMPARED_FIELDS {
         return Some(fields.iter().enumerate().any(|(n, f)| {
-            let key = resolve(text, &f.key);
-            fields[..n].iter().any(|g| resolve(text, &g.key) == key)
+            let key = f.key.resolve(text);
+            fields[..n].iter().any(|g| g.key.resolve(text) == key)
         }));
     }
     let mut names = HashSet::with_capacity(fields.len());
@@ -174,14 +169,6 @@ fn repeats(text: &str, fields: &[Field]) -> Option<bool> {
         }
     }
     Some(false)
-}
-
-/// A text the scan kept.
-fn resolve<'t>(text: &'t str, t: &'t Text) -> &'t str {
-    match t {
-        Text::At(s, e) => text.get(*s..*e).unwrap_or_default(),
-        Text::Owned(o) => o,
-    }
 }
 
 /// The position of the first byte at or after `i` that is not JSON whitespace.

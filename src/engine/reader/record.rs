@@ -25,8 +25,8 @@ use crate::model::coerce::JsonCell;
 pub struct JsonFields {
     text: Box<str>,
     fields: Vec<Field>,
-    /// The number naming its list of keys, shared by records with the same keys in the same
-    /// order that the scan read one after the other; 0 when unknown.
+    /// The number naming its list of keys, shared by the records with the same keys in the
+    /// same order that the scan read while it kept that list; 0 when unknown.
     keys_id: u64,
 }
 
@@ -149,9 +149,16 @@ impl JsonFields {
     }
 
     fn resolve<'a>(&'a self, t: &'a Text) -> &'a str {
-        match t {
+        t.resolve(&self.text)
+    }
+}
+
+impl Text {
+    /// The text kept, from `text`, the record's text it was read from.
+    pub(super) fn resolve<'a>(&'a self, text: &'a str) -> &'a str {
+        match self {
             // Positions are taken from this very text, at character boundaries.
-            Text::At(start, end) => self.text.get(*start..*end).unwrap_or_default(),
+            Text::At(start, end) => text.get(*start..*end).unwrap_or_default(),
             Text::Owned(s) => s,
         }
     }
@@ -242,7 +249,7 @@ const REPEATED: &str = "repeated field: ";
 
 /// Fields checked one by one against those before them up to this many; past it, against a
 /// set of their names.
-const COMPARED_FIELDS: usize = 16;
+pub(super) const COMPARED_FIELDS: usize = 16;
 
 /// The deepest nesting of a field's value that serde_json, parsing the whole record, allows:
 /// its limit of 128 levels less the record's own object.
@@ -532,11 +539,6 @@ mod tests {
         ));
     }
 
-    /// The fields a whole parse makes of `text`, or None where it refuses the text.
-    fn whole(text: &str) -> Option<Vec<(String, Value)>> {
-        serde_json::from_str::<Checked>(text).ok().map(|c| c.0)
-    }
-
     /// The fields read in place, as values.
     fn in_place(text: &str) -> Option<Vec<(String, Value)>> {
         let fields = read_in_place(text)?;
@@ -547,7 +549,7 @@ mod tests {
     /// every valid record that is not nested near the limit.
     fn agrees(text: &str) {
         let fast = in_place(text);
-        let slow = whole(text);
+        let slow = parse_record_whole(text);
         if fast.is_some() {
             assert_eq!(fast, slow, "{text}");
         }
@@ -668,7 +670,7 @@ mod tests {
                 Parsed::Object(o) => o.to_values(),
                 Parsed::Other(_) => Vec::new(),
             });
-            assert_eq!(fast, whole(&text), "depth {depth}");
+            assert_eq!(fast, parse_record_whole(&text), "depth {depth}");
         }
     }
 
@@ -740,7 +742,7 @@ mod tests {
             if content.trim_start().starts_with('{') {
                 let fast = in_place(&content);
                 if fast.is_some() {
-                    assert_eq!(fast, whole(&content), "{content}");
+                    assert_eq!(fast, parse_record_whole(&content), "{content}");
                 }
             }
         }
