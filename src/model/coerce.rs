@@ -1086,6 +1086,17 @@ mod tests {
         assert_eq!(code(json(t, json!(1.5))), RowErrorCode::InvalidInteger);
         assert_eq!(message(json(t, json!(1.5))), "1.5 is not an integer");
         assert_eq!(code(json(t, json!(u64::MAX))), RowErrorCode::OutOfRange);
+        // The same message whether the number is read as written or through its decimal form.
+        let range = format!(
+            "is outside the integer range ({} to {})",
+            i64::MIN,
+            i64::MAX
+        );
+        assert_eq!(
+            message(json(t, json!(u64::MAX))),
+            format!("18446744073709551615 {range}")
+        );
+        assert_eq!(message(json(t, json!(1e19))), format!("1e+19 {range}"));
         assert_eq!(code(json(t, json!(1e19))), RowErrorCode::OutOfRange);
         assert_eq!(
             code(json(t, json!(9.223_372_036_854_776e18))),
