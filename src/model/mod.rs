@@ -7,6 +7,7 @@ pub mod key;
 pub mod lifecycle;
 pub mod row_error;
 pub mod schema;
+pub mod text_record;
 pub mod value;
 
 pub use import::{Counts, ImportStatus, Mode, OnError, Source, Step};
@@ -14,4 +15,5 @@ pub use key::Role;
 pub use lifecycle::{CancelAction, Forget, Lifecycle, NotRollbackable, Refusal, RollbackAction};
 pub use row_error::{RowError, RowErrorCode};
 pub use schema::{ColumnSpec, ColumnType, Identifier, SchemaError, TableSchema};
+pub use text_record::TextRecord;
 pub use value::Value;

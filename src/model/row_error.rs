@@ -112,7 +112,7 @@ pub const ALL_CODES: &[RowErrorCode] = &[
 #[derive(Debug, Clone)]
 pub enum SourceRecord {
     /// A delimited record and the header naming its fields.
-    Fields(std::sync::Arc<Vec<String>>, csv::StringRecord),
+    Fields(std::sync::Arc<Vec<String>>, super::TextRecord),
     /// A JSON object, as the text it was read from.
     Json(Box<str>),
 }

@@ -21,13 +21,15 @@ pub fn ts(t: OffsetDateTime) -> String {
 
 /// Writes `n` as `width` zero-padded digits.
 fn push_digits(out: &mut String, n: u32, width: usize) {
-    let mut buf = [b'0'; 10];
     let mut v = n;
+    let mut buf = [b'0'; 10];
     for slot in buf[..width].iter_mut().rev() {
         *slot = b'0' + (v % 10) as u8;
         v /= 10;
     }
-    out.extend(buf[..width].iter().map(|&b| b as char));
+    for &b in &buf[..width] {
+        out.push(char::from(b));
+    }
 }
 
 /// A date column's text: `YYYY-MM-DD`.
@@ -37,7 +39,8 @@ pub fn date_text(d: time::Date) -> String {
     out
 }
 
-fn push_date(out: &mut String, d: time::Date) {
+/// Appends a date column's text to `out`.
+pub fn push_date(out: &mut String, d: time::Date) {
     let year = d.year();
     if year < 0 {
         out.push('-');
@@ -50,17 +53,23 @@ fn push_date(out: &mut String, d: time::Date) {
 }
 
 /// A datetime column's text: RFC 3339 in UTC, with a fraction only when there is one.
-/// (Written by hand: it runs for every datetime cell of every import.)
 pub fn datetime_text(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
     let mut out = String::with_capacity(30);
-    push_date(&mut out, t.date());
+    push_datetime(&mut out, t);
+    out
+}
+
+/// Appends a datetime column's text to `out`. (Written by hand: it runs for every datetime
+/// cell of every import.)
+pub fn push_datetime(out: &mut String, t: OffsetDateTime) {
+    let t = t.to_offset(UtcOffset::UTC);
+    push_date(out, t.date());
     out.push('T');
-    push_digits(&mut out, t.hour() as u32, 2);
+    push_digits(out, t.hour() as u32, 2);
     out.push(':');
-    push_digits(&mut out, t.minute() as u32, 2);
+    push_digits(out, t.minute() as u32, 2);
     out.push(':');
-    push_digits(&mut out, t.second() as u32, 2);
+    push_digits(out, t.second() as u32, 2);
     let nanos = t.nanosecond();
     if nanos != 0 {
         out.push('.');
@@ -70,8 +79,7 @@ pub fn datetime_text(t: OffsetDateTime) -> String {
             n /= 10;
             digits -= 1;
         }
-        push_digits(&mut out, n, digits);
+        push_digits(out, n, digits);
     }
     out.push('Z');
-    out
 }

@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 
-use csv::{ByteRecord, StringRecord};
+use csv::ByteRecord;
 use serde_json::{Map, Value};
 
 use super::oversized::find_record_end;
@@ -19,7 +19,7 @@ use super::{
     Checkpoint, Format, RAW_KEEP_CHARS, ReadError, ReadItem, ReaderOptions, RecordBody, human_size,
     raw_row, skip_bom, truncate_chars,
 };
-use crate::model::RowErrorCode;
+use crate::model::{RowErrorCode, TextRecord};
 
 /// Bytes read from the file at a time.
 const CHUNK: usize = 64 * 1024;
@@ -130,7 +130,7 @@ pub(super) struct DelimitedReader {
     max_field: usize,
     max_record: usize,
     checkpoint: Checkpoint,
-    /// The record being read, reused: each item gets an exact-size copy.
+    /// The record being read, reused.
     scratch: ByteRecord,
     /// The header is empty: the file has no records at all.
     empty: bool,
@@ -353,7 +353,7 @@ impl DelimitedReader {
             );
             return self.bad(RowErrorCode::FieldTooLarge, message, record);
         }
-        match to_string_record(record) {
+        match TextRecord::read(record) {
             Ok(fields) => RecordBody::Fields(fields),
             Err(i) => {
                 let message = format!("{} is not valid UTF-8", self.field_name(i));
@@ -546,35 +546,6 @@ fn ends_inside_quotes(raw: &[u8], delimiter: u8) -> bool {
     quoted
 }
 
-/// An exact-size copy of a record as text, or the index of its first field that is not
-/// valid UTF-8. The whole record is validated at once (one call is much cheaper than one per
-/// field); a field boundary inside a character then sends it the slow way.
-fn to_string_record(record: &ByteRecord) -> Result<StringRecord, usize> {
-    if let Ok(text) = std::str::from_utf8(record.as_slice()) {
-        let mut out = StringRecord::with_capacity(text.len(), record.len());
-        let mut start = 0;
-        let mut whole = true;
-        for field in record {
-            let end = start + field.len();
-            match text.get(start..end) {
-                Some(f) => out.push_field(f),
-                None => {
-                    whole = false;
-                    break;
-                }
-            }
-            start = end;
-        }
-        if whole {
-            return Ok(out);
-        }
-    }
-    match record.iter().position(|f| std::str::from_utf8(f).is_err()) {
-        Some(i) => Err(i),
-        None => Ok(StringRecord::from_byte_record_lossy(record.clone())),
-    }
-}
-
 /// A `csv` reader of `file` from file offset `base` (where the file is positioned).
 fn csv_reader(file: File, base: u64, delimiter: u8) -> csv::Reader<ChunkReader> {
     csv::ReaderBuilder::new()
@@ -721,7 +692,7 @@ mod tests {
         let (header, items) = read_all(f.path(), &csv_opts(), None);
         assert_eq!(header.unwrap(), strs(&["id", "name"]));
         match &items[0].body {
-            RecordBody::Fields(r) => assert_eq!(r, &vec!["1", "\u{feff}x"]),
+            RecordBody::Fields(r) => assert_eq!(r, &TextRecord::from_fields(["1", "\u{feff}x"])),
             other => panic!("{other:?}"),
         }
     }
@@ -883,7 +854,9 @@ mod tests {
             assert_eq!(items.len(), 2, "{len}");
             let fields = matches!(items[0].body, RecordBody::Fields(_));
             assert_eq!(fields, ok, "{len}: {:?}", items[0].body);
-            assert!(matches!(&items[1].body, RecordBody::Fields(r) if *r == vec!["y"]));
+            assert!(
+                matches!(&items[1].body, RecordBody::Fields(r) if *r == TextRecord::from_fields(["y"]))
+            );
             assert_eq!((items[1].line, items[1].record), (3, 2), "{len}");
         }
     }
@@ -974,7 +947,7 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!((rest[0].line, rest[0].record), (3, 2));
         match &rest[0].body {
-            RecordBody::Fields(r) => assert_eq!(r, &vec!["\u{feff}x"]),
+            RecordBody::Fields(r) => assert_eq!(r, &TextRecord::from_fields(["\u{feff}x"])),
             other => panic!("{other:?}"),
         }
     }

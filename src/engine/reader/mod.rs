@@ -120,7 +120,7 @@ pub struct ReadItem {
 pub enum RecordBody {
     /// A delimited record (valid UTF-8) with as many fields as the header (any number without
     /// a header).
-    Fields(csv::StringRecord),
+    Fields(crate::model::TextRecord),
     /// An NDJSON line or JSON array element that is an object, with the text it was read
     /// from (kept to report the record, instead of the parsed object, which is larger).
     Object(JsonFields),

@@ -16,6 +16,7 @@ use super::{Inner, StoreResult, now};
 use crate::model::{Mode, RowError, RowErrorCode, Value};
 use crate::store::apply::finish_cleaned_table;
 use crate::store::columns::JOURNAL_OP_COLUMN;
+use crate::store::text::{push_date, push_datetime};
 use crate::store::{Batch, BatchOutcome, BatchWriter, Claim, TableEnd, Workspace, WritePlan};
 
 struct Cell<'a>(&'a Value);
@@ -220,13 +221,15 @@ impl SqliteWriter {
         let number = self.number;
         // With cleanup, a row whose new version the database refused keeps its place.
         let mut rejected_keys: Vec<Vec<Value>> = Vec::new();
+        let mut text = String::with_capacity(40);
         for row in &batch.rows {
             let found = match &mut select {
                 Some(select) => self.find_existing(select, &row.values)?,
                 None => None,
             };
             let result = match found {
-                None => run_row(&mut insert, &row.values, number, None).map(|_| out.created += 1),
+                None => run_row(&mut insert, &row.values, number, None, &mut text)
+                    .map(|_| out.created += 1),
                 Some(found) if found.same && (!self.cleanup || found.owner == number) => {
                     out.unchanged += 1;
                     Ok(())
@@ -247,7 +250,7 @@ impl SqliteWriter {
                             claim.execute(params![number, found.rowid])
                         }
                         (_, Some(update)) => {
-                            run_row(update, &row.values, number, Some(found.rowid))
+                            run_row(update, &row.values, number, Some(found.rowid), &mut text)
                         }
                         _ => Ok(0),
                     };
@@ -639,15 +642,29 @@ impl Statements {
 }
 
 /// Binds a row's values, then the import's number (and, for an update, the rowid), and runs
-/// the statement: no parameter list is built per row.
+/// the statement: no parameter list is built per row. Dates and datetimes are written into
+/// `text`, reused (SQLite copies what is bound), instead of a new string per cell.
 fn run_row(
     stmt: &mut rusqlite::Statement<'_>,
     values: &[Value],
     number: i64,
     rowid: Option<i64>,
+    text: &mut String,
 ) -> rusqlite::Result<usize> {
     for (i, v) in values.iter().enumerate() {
-        stmt.raw_bind_parameter(i + 1, to_sql(v))?;
+        match v {
+            Value::Datetime(t) => {
+                text.clear();
+                push_datetime(text, *t);
+                stmt.raw_bind_parameter(i + 1, text.as_str())?;
+            }
+            Value::Date(d) => {
+                text.clear();
+                push_date(text, *d);
+                stmt.raw_bind_parameter(i + 1, text.as_str())?;
+            }
+            _ => stmt.raw_bind_parameter(i + 1, to_sql(v))?,
+        }
     }
     stmt.raw_bind_parameter(values.len() + 1, number)?;
     if let Some(rowid) = rowid {
