@@ -83,3 +83,35 @@ pub fn push_datetime(out: &mut String, t: OffsetDateTime) {
     }
     out.push('Z');
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    #[test]
+    fn datetimes_are_written_in_utc_with_their_fraction_only() {
+        assert_eq!(
+            datetime_text(datetime!(2024-02-29 23:30:00.120 -02:00)),
+            "2024-03-01T01:30:00.12Z"
+        );
+        assert_eq!(
+            datetime_text(datetime!(1999-12-31 23:59:59 UTC)),
+            "1999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            datetime_text(datetime!(2024-01-01 00:00:00.000000001 +05:30)),
+            "2023-12-31T18:30:00.000000001Z"
+        );
+    }
+
+    #[test]
+    fn texts_are_appended_to_what_the_buffer_holds() {
+        let mut out = String::from("x ");
+        push_date(&mut out, date!(-0044 - 03 - 15));
+        out.push(' ');
+        push_datetime(&mut out, datetime!(0007-01-02 03:04:05 UTC));
+        assert_eq!(out, "x -0044-03-15 0007-01-02T03:04:05Z");
+        assert_eq!(date_text(date!(2024 - 07 - 09)), "2024-07-09");
+    }
+}
