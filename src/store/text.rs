@@ -21,15 +21,13 @@ pub fn ts(t: OffsetDateTime) -> String {
 
 /// Writes `n` as `width` zero-padded digits.
 fn push_digits(out: &mut String, n: u32, width: usize) {
-    let mut v = n;
     let mut buf = [b'0'; 10];
+    let mut v = n;
     for slot in buf[..width].iter_mut().rev() {
         *slot = b'0' + (v % 10) as u8;
         v /= 10;
     }
-    for &b in &buf[..width] {
-        out.push(char::from(b));
-    }
+    out.extend(buf[..width].iter().map(|&b| b as char));
 }
 
 /// A date column's text: `YYYY-MM-DD`.
