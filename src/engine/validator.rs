@@ -146,11 +146,7 @@ impl Validator {
         };
         let mut out = Vec::new();
         for (k, column) in &self.keys_now.keys {
-            if column.is_none()
-                && !keys.ignored.contains(k)
-                && !self.warned.contains(k)
-                && self.warned.insert(k.clone())
-            {
+            if column.is_none() && !keys.ignored.contains(k) && self.warned.insert(k.clone()) {
                 out.push(k.clone());
             }
         }

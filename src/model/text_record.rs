@@ -10,7 +10,6 @@ pub struct TextRecord {
 
 impl TextRecord {
     /// A record of these fields.
-    #[cfg(test)]
     pub fn from_fields<'a>(fields: impl IntoIterator<Item = &'a str>) -> TextRecord {
         let mut record = TextRecord::default();
         for field in fields {

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::record::{COMPARED_FIELDS, Field, Slot, Text};
+use crate::model::TextRecord;
 
 /// Lists of keys kept: the records of a file mostly name the same keys in the same order, or
 /// alternate between a few lists (a field left out of some).
@@ -31,8 +32,7 @@ pub(super) struct KnownKeys {
 /// One list of distinct keys.
 #[derive(Debug, Default)]
 struct KeyList {
-    text: Vec<u8>,
-    ends: Vec<usize>,
+    keys: TextRecord,
     id: u64,
 }
 
@@ -40,47 +40,36 @@ struct KeyList {
 static NEXT_KEYS_ID: AtomicU64 = AtomicU64::new(1);
 
 impl KeyList {
-    /// The `n`th key.
-    fn key(&self, n: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(n)?;
-        let start = if n == 0 { 0 } else { self.ends[n - 1] };
-        self.text.get(start..end)
-    }
-
     /// Whether these are the keys, in this order.
     fn matches(&self, text: &str, fields: &[Field]) -> bool {
-        self.ends.len() == fields.len()
+        self.keys.len() == fields.len()
             && fields
                 .iter()
                 .enumerate()
-                .all(|(n, f)| self.key(n) == Some(f.key.resolve(text).as_bytes()))
+                .all(|(n, f)| self.keys.get(n) == Some(f.key.resolve(text)))
     }
 
     /// A list of these keys, under a new number.
     fn of(text: &str, fields: &[Field]) -> KeyList {
-        let mut list = KeyList::default();
-        for f in fields {
-            list.text.extend_from_slice(f.key.resolve(text).as_bytes());
-            list.ends.push(list.text.len());
+        KeyList {
+            keys: TextRecord::from_fields(fields.iter().map(|f| f.key.resolve(text))),
+            id: NEXT_KEYS_ID.fetch_add(1, Ordering::Relaxed),
         }
-        list.id = NEXT_KEYS_ID.fetch_add(1, Ordering::Relaxed);
-        list
     }
 }
 
 impl KnownKeys {
     /// The `n`th key of the last record's list.
-    fn current_key(&self, n: usize) -> Option<&[u8]> {
-        self.lists.get(self.current)?.key(n)
+    fn current_key(&self, n: usize) -> Option<&str> {
+        self.lists.get(self.current)?.keys.get(n)
     }
 
     /// The number of the list of `fields`' keys (`same`: known to be the last record's
-    /// list), kept anew when it is not kept yet; None when a key is named twice or that
-    /// cannot be told here.
+    /// list), kept anew when it is not kept yet; None when a key is named twice.
     fn id_of(&mut self, text: &str, fields: &[Field], same: bool) -> Option<u64> {
         if let Some(list) = self.lists.get(self.current)
             && same
-            && list.ends.len() == fields.len()
+            && list.keys.len() == fields.len()
         {
             return Some(list.id);
         }
@@ -89,7 +78,7 @@ impl KnownKeys {
             return Some(self.lists[n].id);
         }
         // Kept lists hold distinct keys; a new one is checked.
-        if repeats(text, fields)? {
+        if repeats(text, fields) {
             return None;
         }
         let list = KeyList::of(text, fields);
@@ -115,7 +104,7 @@ pub(super) fn read_flat(text: &str, known: &mut KnownKeys) -> Option<(Vec<Field>
         return None;
     }
     i = spaces(b, i + 1);
-    let room = known.lists.get(known.current).map_or(0, |l| l.ends.len());
+    let room = known.lists.get(known.current).map_or(0, |l| l.keys.len());
     let mut fields: Vec<Field> = Vec::with_capacity(room.max(1));
     // Whether the keys so far are those of the last record, in its order.
     let mut same = true;
@@ -130,7 +119,7 @@ pub(super) fn read_flat(text: &str, known: &mut KnownKeys) -> Option<(Vec<Field>
             }
             i = spaces(b, i + 1);
             let (value, after) = scalar(b, i)?;
-            same = same && known.current_key(fields.len()) == Some(key.resolve(text).as_bytes());
+            same = same && known.current_key(fields.len()) == Some(key.resolve(text));
             fields.push(Field { key, value });
             i = spaces(b, after);
             match b.get(i) {
@@ -150,25 +139,16 @@ pub(super) fn read_flat(text: &str, known: &mut KnownKeys) -> Option<(Vec<Field>
     Some((fields, id))
 }
 
-/// Whether a key is named twice; None when that cannot be told here (an escaped key among
-/// many).
-fn repeats(text: &str, fields: &[Field]) -> Option<bool> {
+/// Whether a key is named twice (as written or unescaped).
+fn repeats(text: &str, fields: &[Field]) -> bool {
     if fields.len() <= COMPARED_FIELDS {
-        return Some(fields.iter().enumerate().any(|(n, f)| {
+        return fields.iter().enumerate().any(|(n, f)| {
             let key = f.key.resolve(text);
             fields[..n].iter().any(|g| g.key.resolve(text) == key)
-        }));
+        });
     }
     let mut names = HashSet::with_capacity(fields.len());
-    for f in fields {
-        let Text::At(s, e) = f.key else {
-            return None;
-        };
-        if !names.insert(text.get(s..e)?) {
-            return Some(true);
-        }
-    }
-    Some(false)
+    !fields.iter().all(|f| names.insert(f.key.resolve(text)))
 }
 
 /// The position of the first byte at or after `i` that is not JSON whitespace.
@@ -389,6 +369,12 @@ mod tests {
         let distinct = format!("{{{}}}", many.join(", "));
         assert_eq!(scanned(&distinct).map(|f| f.len()), Some(40));
         agrees(&distinct);
+        // An escaped key among many is compared unescaped: a new name, or a repeat.
+        let escaped = format!("{{{}, \"f\\u0034x\": 0}}", many.join(", "));
+        assert_eq!(scanned(&escaped).map(|f| f.len()), Some(41));
+        agrees(&escaped);
+        let repeat = format!("{{{}, \"f\\u00333\": 0}}", many.join(", "));
+        assert_eq!(scanned(&repeat), None);
         many.push("\"f33\": 0".into());
         assert_eq!(scanned(&format!("{{{}}}", many.join(", "))), None);
     }
